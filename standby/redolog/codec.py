@@ -1,0 +1,165 @@
+"""Big-endian primitives of Zimbra's redo format (Java `DataOutput`, `ByteUtil.writeUTF8`).
+
+`Out` appends to a bytearray; decoding is done with plain functions over a bytes-like buffer and a
+position, returning `(value, new_pos)`, because the reader is a hot path and attribute look-ups on
+a cursor object cost more than passing an int around.
+
+Strings are not Java modified-UTF: an int32 byte length (-1 = null) followed by UTF-8 bytes, at
+most 32 MiB. A UTF array is an int32 count (-1 = null) followed by the strings.
+"""
+
+from __future__ import annotations
+
+import struct
+
+I8 = struct.Struct(">b")
+U8 = struct.Struct(">B")
+I16 = struct.Struct(">h")
+I32 = struct.Struct(">i")
+I64 = struct.Struct(">q")
+F64 = struct.Struct(">d")
+
+MAX_UTF = 32 * 1024 * 1024
+
+
+class DecodeError(Exception):
+    """A record's bytes do not parse (not a user-facing error: the reader turns it into a report)."""
+
+
+class Truncated(DecodeError):
+    """The buffer ended in the middle of a value."""
+
+
+class Out:
+    __slots__ = ("buf",)
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def i8(self, v: int) -> None:
+        self.buf += I8.pack(v)
+
+    def u8(self, v: int) -> None:
+        self.buf += U8.pack(v)
+
+    def bool(self, v: bool) -> None:
+        self.buf.append(1 if v else 0)
+
+    def i16(self, v: int) -> None:
+        self.buf += I16.pack(v)
+
+    def i32(self, v: int) -> None:
+        self.buf += I32.pack(v)
+
+    def i64(self, v: int) -> None:
+        self.buf += I64.pack(v)
+
+    def f64(self, v: float) -> None:
+        self.buf += F64.pack(v)
+
+    def utf(self, s: str | None) -> None:
+        if s is None:
+            self.buf += I32.pack(-1)
+            return
+        b = s.encode("utf-8")
+        if len(b) > MAX_UTF:
+            raise ValueError(f"string of {len(b)} bytes exceeds the 32 MiB limit")
+        self.buf += I32.pack(len(b))
+        self.buf += b
+
+    def utf_array(self, items: tuple[str, ...] | list[str] | None) -> None:
+        if items is None:
+            self.buf += I32.pack(-1)
+            return
+        self.buf += I32.pack(len(items))
+        for s in items:
+            self.utf(s)
+
+    def i32_array(self, items: tuple[int, ...] | list[int]) -> None:
+        self.buf += I32.pack(len(items))
+        for v in items:
+            self.buf += I32.pack(v)
+
+    def raw(self, b: bytes) -> None:
+        self.buf += b
+
+
+def _need(buf: bytes | memoryview, pos: int, n: int) -> None:
+    if pos + n > len(buf):
+        raise Truncated(f"need {n} bytes at offset {pos}, have {len(buf) - pos}")
+
+
+def r_i8(buf: bytes, pos: int) -> tuple[int, int]:
+    _need(buf, pos, 1)
+    return I8.unpack_from(buf, pos)[0], pos + 1
+
+
+def r_bool(buf: bytes, pos: int) -> tuple[bool, int]:
+    _need(buf, pos, 1)
+    return buf[pos] != 0, pos + 1
+
+
+def r_i16(buf: bytes, pos: int) -> tuple[int, int]:
+    _need(buf, pos, 2)
+    return I16.unpack_from(buf, pos)[0], pos + 2
+
+
+def r_i32(buf: bytes, pos: int) -> tuple[int, int]:
+    _need(buf, pos, 4)
+    return I32.unpack_from(buf, pos)[0], pos + 4
+
+
+def r_i64(buf: bytes, pos: int) -> tuple[int, int]:
+    _need(buf, pos, 8)
+    return I64.unpack_from(buf, pos)[0], pos + 8
+
+
+def r_utf(buf: bytes, pos: int) -> tuple[str | None, int]:
+    _need(buf, pos, 4)
+    n = I32.unpack_from(buf, pos)[0]
+    pos += 4
+    if n < 0:
+        if n != -1:
+            raise DecodeError(f"negative string length {n} at offset {pos - 4}")
+        return None, pos
+    if n > MAX_UTF:
+        raise DecodeError(f"string length {n} at offset {pos - 4} exceeds 32 MiB")
+    end = pos + n
+    if end > len(buf):
+        raise Truncated(f"string of {n} bytes at offset {pos} runs past the end")
+    try:
+        return bytes(buf[pos:end]).decode("utf-8"), end
+    except UnicodeDecodeError as e:
+        raise DecodeError(f"string at offset {pos} is not UTF-8") from e
+
+
+def r_utf_array(buf: bytes, pos: int) -> tuple[tuple[str, ...] | None, int]:
+    n, pos = r_i32(buf, pos)
+    if n < 0:
+        if n != -1:
+            raise DecodeError(f"negative array length {n}")
+        return None, pos
+    if n > len(buf):
+        raise DecodeError(f"array length {n} at offset {pos - 4} is implausible")
+    out = []
+    for _ in range(n):
+        s, pos = r_utf(buf, pos)
+        if s is None:
+            raise DecodeError("null element in a string array")
+        out.append(s)
+    return tuple(out), pos
+
+
+def r_i32_array(buf: bytes, pos: int) -> tuple[tuple[int, ...], int]:
+    n, pos = r_i32(buf, pos)
+    if n < 0 or n * 4 > len(buf) - pos:
+        raise DecodeError(f"int array length {n} at offset {pos - 4} is implausible")
+    vals = struct.unpack_from(f">{n}i", buf, pos)
+    return vals, pos + 4 * n
+
+
+def r_bytes(buf: bytes, pos: int, n: int) -> tuple[bytes, int]:
+    if n < 0:
+        raise DecodeError(f"negative data length {n} at offset {pos}")
+    _need(buf, pos, n)
+    return bytes(buf[pos:pos + n]), pos + n

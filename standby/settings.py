@@ -1,0 +1,348 @@
+"""Settings: resolved once, into one frozen object.
+
+Order: the TOML file (`--config`, else `STANDBY_CONFIG`, else `./standby.toml`, else
+`/etc/standby/standby.toml`), then environment overrides, then command-line overrides, then
+validation. Unknown keys and wrong types are errors that name the key (exit 3). This is the only
+module that reads `os.environ`; others receive what they need as arguments.
+
+Relative paths in a config file are resolved against the file's directory, so a store folder
+made by `standby store init DIR` can be moved as a whole.
+
+Each section is a frozen dataclass; later features add a field (with a default) and the loader,
+the validation and `standby config show` pick it up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from standby.errors import ConfigError, VolumeError
+
+VOLUME_NAMES = ("db", "blob", "index", "redolog")
+BACKENDS = ("dir", "zfs", "btrfs", "lvm", "ebs")
+DEFAULT_LOCATIONS = (Path("standby.toml"), Path("/etc/standby/standby.toml"))
+
+
+def environ() -> Mapping[str, str]:
+    """The process environment; the one place that reads it."""
+    return os.environ
+
+
+@dataclass(frozen=True)
+class VolumeSettings:
+    path: Path
+    backend: str = "dir"
+    # Backend-specific identity of the volume: ZFS dataset, btrfs subvolume path, LVM `vg/lv`,
+    # EBS volume id. The `dir` backend needs none.
+    dataset: str | None = None
+
+
+@dataclass(frozen=True)
+class Volumes:
+    db: VolumeSettings
+    blob: VolumeSettings
+    index: VolumeSettings
+    redolog: VolumeSettings
+
+    def items(self) -> list[tuple[str, VolumeSettings]]:
+        return [(n, getattr(self, n)) for n in VOLUME_NAMES]
+
+
+@dataclass(frozen=True)
+class MariaDBSettings:
+    mariadbd: str = "mariadbd"
+    install_db: str = "mariadb-install-db"
+    socket: Path | None = None  # default: <state_dir>/mariadb.sock
+    buffer_pool: str = "256M"
+    log_file_size: str = "256M"
+    # O_DIRECT is not available on every file system (zfs-fuse); fsync works everywhere.
+    flush_method: str = "fsync"
+    native_aio: bool = False
+    # Zimbra runs InnoDB with 0: the redo log, not InnoDB, is the durability point.
+    flush_log_at_trx_commit: int = 0
+    start_timeout_s: float = 60.0
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RedologSettings:
+    fsync_interval_ms: int = 10
+    rollover_size_kb: int = 102400
+    rollover_min_age_s: int = 1800
+    rollover_hard_max_kb: int = 1048576
+    # Zimbra's default deletes rolled logs; a standby needs them archived for shipping.
+    delete_on_rollover: bool = False
+    crash_recovery_lookback_s: int = 10
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    mailbox_groups: int = 100
+    compress_blobs: bool = False
+    compression_threshold: int = 4096
+    socket: Path | None = None  # default: <state_dir>/store.sock
+    directory: Path | None = None  # the LDAP stand-in; default: <state_dir>/directory.sqlite
+    threads: int = 32
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    format: str = "auto"
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Settings:
+    server_id: str
+    state_dir: Path
+    volumes: Volumes
+    mariadb: MariaDBSettings = field(default_factory=MariaDBSettings)
+    redolog: RedologSettings = field(default_factory=RedologSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    source: Path | None = None  # the file these settings came from (not a config key)
+
+    # Derived locations -------------------------------------------------------------------
+    @property
+    def mariadb_socket(self) -> Path:
+        return self.mariadb.socket or self.state_dir / "mariadb.sock"
+
+    @property
+    def store_socket(self) -> Path:
+        return self.store.socket or self.state_dir / "store.sock"
+
+    @property
+    def directory_path(self) -> Path:
+        return self.store.directory or self.state_dir / "directory.sqlite"
+
+
+_NOT_KEYS = {"source"}
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def find_config(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """The config file to use, in the documented order; None if there is none at all."""
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist",
+                              hint="create one with `standby store init DIR`")
+        return p
+    env = environ().get("STANDBY_CONFIG")
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise ConfigError(f"STANDBY_CONFIG names {env!r}, which does not exist")
+        return p
+    for p in DEFAULT_LOCATIONS:
+        if p.is_file():
+            return p
+    return None
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    required: bool = True,
+) -> Settings | None:
+    """Resolve settings: file, then environment, then `overrides` (dotted keys), then validate."""
+    cfg = find_config(path)
+    if cfg is None:
+        if required:
+            raise ConfigError(
+                "no configuration found",
+                hint="pass --config FILE, set STANDBY_CONFIG, or run `standby store init DIR`",
+            )
+        return None
+    try:
+        raw = tomllib.loads(cfg.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{cfg}: not valid TOML: {e}") from e
+    except OSError as e:
+        raise ConfigError(f"{cfg}: cannot read: {e.strerror}") from e
+    raw = _apply_env(raw, environ())
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(raw, key, value)
+    return from_mapping(raw, base_dir=cfg.parent.resolve(), source=cfg.resolve())
+
+
+def from_mapping(
+    raw: Mapping[str, Any], *, base_dir: Path, source: Path | None = None
+) -> Settings:
+    settings = _build(Settings, dict(raw), "", base_dir)
+    settings = dataclasses.replace(settings, source=source)
+    validate(settings)
+    return settings
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """STANDBY_LOG_FORMAT / STANDBY_LOG_LEVEL override the file."""
+    for var, key in (("STANDBY_LOG_FORMAT", "log.format"), ("STANDBY_LOG_LEVEL", "log.level")):
+        if env.get(var):
+            _set_dotted(raw, key, env[var])
+    return raw
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: dict[str, Any], where: str, base_dir: Path) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in _NOT_KEYS}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        loc = f"[{where}]" if where else "the top level"
+        raise ConfigError(
+            f"unknown configuration key {where + '.' if where else ''}{unknown[0]} in {loc}",
+            hint="valid keys here: " + ", ".join(sorted(fields)),
+        )
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = f"{where}.{name}" if where else name
+        if name in raw:
+            kwargs[name] = _convert(hints[name], raw[name], key, base_dir)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing configuration key {key}")
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, key: str, base_dir: Path) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value, key, base_dir)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"configuration key {key} must be a table")
+        return _build(tp, value, key, base_dir)  # type: ignore[arg-type]
+    if tp is Path:
+        if not isinstance(value, str | os.PathLike):
+            raise ConfigError(f"configuration key {key} must be a path string")
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (base_dir / p)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"configuration key {key} must be a list")
+        (item_tp, *_rest) = typing.get_args(tp)
+        return tuple(_convert(item_tp, v, key, base_dir) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"configuration key {key} must be a table")
+        _k, v_tp = typing.get_args(tp)
+        return {k: _convert(v_tp, v, f"{key}.{k}", base_dir) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"configuration key {key} must be true or false, not {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                return int(value)
+            raise ConfigError(f"configuration key {key} must be an integer, not {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"configuration key {key} must be a number, not {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"configuration key {key} must be a string, not {value!r}")
+        return value
+    return value
+
+
+def validate(s: Settings) -> None:
+    """Checks that need no disk access: ranges, choices, cross-field rules."""
+    if not s.server_id or len(s.server_id.encode()) > 127:
+        raise ConfigError("server_id must be 1 to 127 bytes (it is written into redo headers)")
+    for name, vol in s.volumes.items():
+        if vol.backend not in BACKENDS:
+            raise ConfigError(
+                f"volumes.{name}.backend: {vol.backend!r} is not a backend",
+                hint="choose one of " + ", ".join(BACKENDS),
+            )
+        if vol.backend in ("zfs", "lvm", "ebs") and not vol.dataset:
+            raise ConfigError(f"volumes.{name}: the {vol.backend} backend needs `dataset`")
+    paths = [vol.path.resolve() for _, vol in s.volumes.items()]
+    if len(set(paths)) != len(paths):
+        raise ConfigError("the four volumes must be four different paths")
+    if s.store.mailbox_groups < 1:
+        raise ConfigError("store.mailbox_groups must be at least 1")
+    r = s.redolog
+    if r.rollover_size_kb <= 0 or r.rollover_hard_max_kb < r.rollover_size_kb:
+        raise ConfigError("redolog: need 0 < rollover_size_kb <= rollover_hard_max_kb")
+    if r.fsync_interval_ms < 0 or r.fsync_interval_ms > 1000:
+        raise ConfigError("redolog.fsync_interval_ms must be within 0..1000")
+    if s.mariadb.flush_log_at_trx_commit not in (0, 1, 2):
+        raise ConfigError("mariadb.flush_log_at_trx_commit must be 0, 1 or 2")
+
+
+def check_volumes(s: Settings, *, writable: bool = True) -> None:
+    """Each volume path must exist, be a directory, and (if `writable`) be writable."""
+    for name, vol in s.volumes.items():
+        p = vol.path
+        if not p.exists():
+            raise VolumeError(f"volume {name}: {p} does not exist",
+                              hint="create it, or fix volumes.%s.path in %s" % (name, s.source))
+        if not p.is_dir():
+            raise VolumeError(f"volume {name}: {p} is not a directory")
+        if writable and not os.access(p, os.W_OK | os.X_OK):
+            raise VolumeError(f"volume {name}: {p} is not writable by this user")
+
+
+def to_toml(s: Settings) -> str:
+    """Render settings as TOML (for `store init` and `config show`)."""
+    lines: list[str] = []
+
+    def emit_table(prefix: str, obj: Any) -> None:
+        scalars, tables = [], []
+        for f in dataclasses.fields(obj):
+            if f.name in _NOT_KEYS:
+                continue
+            v = getattr(obj, f.name)
+            (tables if dataclasses.is_dataclass(v) else scalars).append((f.name, v))
+        if prefix and scalars:
+            lines.append(f"\n[{prefix}]")
+        for k, v in scalars:
+            if v is None:
+                continue
+            lines.append(f"{k} = {_toml_value(v)}")
+        for k, v in tables:
+            emit_table(f"{prefix}.{k}" if prefix else k, v)
+
+    emit_table("", s)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, Path):
+        v = str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, tuple | list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot render {v!r} as TOML")
