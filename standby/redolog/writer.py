@@ -230,12 +230,12 @@ class RedoLogWriter:
     def log_commit(self, change: Record, *, tstamp: int | None = None) -> None:
         """CommitTxn for `change`'s transaction, written without fsync."""
         self.log(Record(CommitTxn(change.op.OPCODE), tstamp or self.clock(), change.txn_time,
-                        change.txn_counter, change.mailbox_id, change.change_id), sync=False)
+                        change.txn_counter, change.mailbox_id), sync=False)
 
     def log_abort(self, change: Record, *, tstamp: int | None = None) -> None:
         """AbortTxn for `change`'s transaction, fsynced."""
         self.log(Record(AbortTxn(change.op.OPCODE), tstamp or self.clock(), change.txn_time,
-                        change.txn_counter, change.mailbox_id, change.change_id), sync=True)
+                        change.txn_counter, change.mailbox_id), sync=True)
 
     def flush(self) -> None:
         """fsync everything written so far."""

@@ -1,6 +1,6 @@
 """Zimbra's database schema, the subset the store uses, with Zimbra's names (zm-db-conf `db.sql`).
 
-`zimbra`: `volume`, `current_volumes`, `mailbox`, `config`.
+`zimbra`: `volume`, `current_volumes`, `mailbox`, `deleted_account`, `config`.
 `mboxgroupN` (N = (mailbox_id - 1) % groups + 1): `mail_item`, `tag`, `tagged_item`, `tombstone`,
 `revision`.
 
@@ -57,6 +57,12 @@ ZIMBRA_TABLES = (
   last_purge_at       INTEGER UNSIGNED NOT NULL DEFAULT 0,
   itemcache_checkpoint INTEGER UNSIGNED NOT NULL DEFAULT 0,
   UNIQUE INDEX i_account_id (account_id)
+) ENGINE = InnoDB""",
+    """CREATE TABLE IF NOT EXISTS deleted_account (
+  email        VARCHAR(255),
+  account_id   VARCHAR(127) NOT NULL,
+  mailbox_id   INTEGER UNSIGNED NOT NULL PRIMARY KEY,
+  deleted_at   INTEGER UNSIGNED NOT NULL
 ) ENGINE = InnoDB""",
     """CREATE TABLE IF NOT EXISTS config (
   name         VARCHAR(255) NOT NULL PRIMARY KEY,

@@ -1,0 +1,1 @@
+"""The command line: one typer app per verb group, joined in `main`, plus the zm* entry points."""

@@ -1,0 +1,55 @@
+"""`standby`: the root command and its verb groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from standby import __version__
+from standby import log as slog
+from standby.cli import common
+from standby.cli.redolog import app as redolog_app
+from standby.cli.store import app as store_app
+
+app = typer.Typer(
+    name="standby",
+    help="Warm standby for a Zimbra-style mailbox server: staggered storage snapshots of its "
+         "four volumes, shipping, and point-in-time redo-log replay.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        common.emit(f"standby {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", "-c", help="Config file. Default: $STANDBY_CONFIG, ./standby.toml, "
+        "/etc/standby/standby.toml.", envvar=None)] = None,
+    log_format: Annotated[str, typer.Option(
+        help="auto (console on a TTY, else JSON), console or json.")] = "auto",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    slog.configure(log_format, log_level)
+    c = common.ctx_obj(ctx)
+    c.config, c.log_format, c.log_level = config, log_format, log_level
+
+
+app.add_typer(store_app, name="store")
+app.add_typer(redolog_app, name="redolog")
+
+
+def main() -> None:
+    common.run(app, prog="standby")

@@ -1,0 +1,22 @@
+"""The Zimbra-named entry points (`zmredodump`, and those later features add)."""
+
+from __future__ import annotations
+
+import typer
+
+from standby import log as slog
+from standby.cli import common
+from standby.cli.redolog import dump as dump_cmd
+
+_redodump = typer.Typer(
+    add_completion=False, pretty_exceptions_enable=False,
+    help="zmredodump [options] <redolog file/directory> [...]. Multiple log files/directories "
+         "can be specified; for each directory, all redolog files directly under it are "
+         "processed, sorted in ascending redolog sequence order.",
+    context_settings={"help_option_names": ["-h", "--help"]})
+_redodump.command()(dump_cmd)
+
+
+def zmredodump() -> None:
+    slog.configure("auto", "warning")
+    common.run(_redodump, prog="zmredodump")

@@ -1,0 +1,173 @@
+"""The directory: accounts, domains and classes of service (the store's LDAP stand-in).
+
+A small SQLite database outside the four volumes, as Zimbra's LDAP lives outside the mailbox
+server's volumes. `zmrestoreldap` restores it from a backup's `ldap.json` dump (`export`/`load`).
+Account ids are zimbraId-style UUID strings; the mailbox row in MariaDB refers to them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from standby.errors import NotFound, StateConflict, UsageError
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS domain (name TEXT PRIMARY KEY, id TEXT NOT NULL,"
+    " status TEXT NOT NULL DEFAULT 'active')",
+    "CREATE TABLE IF NOT EXISTS cos (name TEXT PRIMARY KEY, id TEXT NOT NULL,"
+    " attrs TEXT NOT NULL DEFAULT '{}')",
+    "CREATE TABLE IF NOT EXISTS account (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE,"
+    " domain TEXT NOT NULL, cos TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'active',"
+    " mailbox_id INTEGER, created_ms INTEGER NOT NULL)",
+)
+
+STATUSES = ("active", "maintenance", "locked", "closed")
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    email: str
+    domain: str
+    cos: str
+    status: str
+    mailbox_id: int | None
+    created_ms: int
+
+
+class Directory:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        for ddl in _SCHEMA:
+            self.db.execute(ddl)
+        if not self.db.execute("SELECT 1 FROM cos WHERE name = 'default'").fetchone():
+            self.db.execute("INSERT INTO cos (name, id) VALUES ('default', ?)",
+                            (str(uuid.uuid5(uuid.NAMESPACE_URL, "cos:default")),))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- domains and classes of service -----------------------------------------------------
+    def ensure_domain(self, name: str) -> None:
+        with self._lock:
+            self.db.execute("INSERT OR IGNORE INTO domain (name, id) VALUES (?, ?)",
+                            (name, str(uuid.uuid5(uuid.NAMESPACE_DNS, name))))
+
+    def domains(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM domain ORDER BY name")]
+
+    def set_domain_status(self, name: str, status: str) -> None:
+        _check_status(status)
+        with self._lock:
+            self.db.execute("UPDATE domain SET status = ? WHERE name = ?", (status, name))
+
+    # -- accounts ---------------------------------------------------------------------------
+    def create_account(self, email: str, *, account_id: str | None = None, cos: str = "default",
+                       created_ms: int = 0) -> Account:
+        if "@" not in email or email.startswith("@") or email.endswith("@"):
+            raise UsageError(f"{email!r} is not an email address")
+        domain = email.split("@", 1)[1].lower()
+        self.ensure_domain(domain)
+        acct_id = account_id or str(uuid.uuid4())
+        with self._lock:
+            try:
+                self.db.execute(
+                    "INSERT INTO account (id, email, domain, cos, created_ms) VALUES (?,?,?,?,?)",
+                    (acct_id, email.lower(), domain, cos, created_ms))
+            except sqlite3.IntegrityError as e:
+                raise StateConflict(f"account {email} already exists") from e
+        return self.get(acct_id)
+
+    def set_mailbox(self, account_id: str, mailbox_id: int) -> None:
+        with self._lock:
+            self.db.execute("UPDATE account SET mailbox_id = ? WHERE id = ?",
+                            (mailbox_id, account_id))
+
+    def get(self, key: str) -> Account:
+        row = self.db.execute("SELECT id, email, domain, cos, status, mailbox_id, created_ms"
+                              " FROM account WHERE id = ? OR email = ?",
+                              (key, key.lower())).fetchone()
+        if not row:
+            raise NotFound(f"no account {key!r} in the directory")
+        return Account(*row)
+
+    def find(self, key: str) -> Account | None:
+        try:
+            return self.get(key)
+        except NotFound:
+            return None
+
+    def accounts(self) -> list[Account]:
+        return [Account(*r) for r in self.db.execute(
+            "SELECT id, email, domain, cos, status, mailbox_id, created_ms FROM account"
+            " ORDER BY email")]
+
+    def set_status(self, key: str, status: str) -> None:
+        _check_status(status)
+        acct = self.get(key)
+        with self._lock:
+            self.db.execute("UPDATE account SET status = ? WHERE id = ?", (status, acct.id))
+
+    def delete_account(self, key: str) -> Account:
+        acct = self.get(key)
+        with self._lock:
+            self.db.execute("DELETE FROM account WHERE id = ?", (acct.id,))
+        return acct
+
+    # -- dump and restore (zmrestoreldap) ---------------------------------------------------
+    def export(self) -> dict[str, Any]:
+        return {
+            "domains": [dict(zip(("name", "id", "status"), r)) for r in
+                        self.db.execute("SELECT name, id, status FROM domain ORDER BY name")],
+            "cos": [dict(zip(("name", "id", "attrs"), r)) for r in
+                    self.db.execute("SELECT name, id, attrs FROM cos ORDER BY name")],
+            "accounts": [asdict(a) for a in self.accounts()],
+        }
+
+    def load(self, dump: dict[str, Any], *, only: set[str] | None = None) -> int:
+        """Restore from `export()` output; `only` limits accounts (by email). Returns count."""
+        n = 0
+        with self._lock:
+            self.db.execute("BEGIN")
+            try:
+                for d in dump.get("domains", []):
+                    self.db.execute("INSERT OR REPLACE INTO domain (name, id, status)"
+                                    " VALUES (?, ?, ?)", (d["name"], d["id"], d["status"]))
+                for c in dump.get("cos", []):
+                    self.db.execute("INSERT OR REPLACE INTO cos (name, id, attrs) VALUES (?,?,?)",
+                                    (c["name"], c["id"], c["attrs"]))
+                for a in dump.get("accounts", []):
+                    if only is not None and a["email"] not in only:
+                        continue
+                    self.db.execute("DELETE FROM account WHERE email = ? OR id = ?",
+                                    (a["email"], a["id"]))
+                    self.db.execute(
+                        "INSERT INTO account (id, email, domain, cos, status, mailbox_id,"
+                        " created_ms) VALUES (?,?,?,?,?,?,?)",
+                        (a["id"], a["email"], a["domain"], a["cos"], a["status"],
+                         a["mailbox_id"], a["created_ms"]))
+                    n += 1
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return n
+
+    def dumps(self) -> str:
+        return json.dumps(self.export(), indent=1, sort_keys=True)
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise UsageError(f"{status!r} is not an account status", hint="one of " +
+                         ", ".join(STATUSES))

@@ -1,0 +1,334 @@
+"""The store service: the `mailboxd` analog, the one process that owns the redo log writer.
+
+Run as `python -m standby.store.service --config FILE` (the CLI's `store start` does this, in the
+background). It locks the redo log volume (a second service on the same volumes is refused), runs
+crash recovery, then serves the Mailbox API on a Unix socket: one JSON object per line each way,
+`{"method": ..., "params": {...}}` -> `{"ok": true, "result": ...}` or
+`{"ok": false, "error": {"type", "message", "exit_code"}}`. Message bytes travel base64-encoded.
+SIGTERM (or the `shutdown` method) stops it cleanly: in-flight requests finish, the log is rolled
+over and closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import fcntl
+import json
+import os
+import signal
+import socketserver
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from standby import log as slog
+from standby import settings as settings_mod
+from standby.errors import StandbyError, StateConflict, UsageError
+from standby.redolog.writer import RedoLogWriter, WriterConfig
+from standby.settings import Settings
+from standby.store import recovery, schema
+from standby.store.blobs import BlobStore
+from standby.store.directory import Directory
+from standby.store.effects import Effects
+from standby.store.index import IndexStore
+from standby.store.mailbox import Store
+from standby.store.mariadb import MariaDB
+
+LOCK_NAME = ".standby-store.lock"
+
+
+def mariadb_for(s: Settings, *, read_only: bool = False, socket: Path | None = None) -> MariaDB:
+    return MariaDB(volume=s.volumes.db.path, socket=socket or s.mariadb_socket,
+                   run_dir=s.state_dir, settings=s.mariadb, read_only=read_only)
+
+
+def lock_volumes(s: Settings) -> int:
+    """Hold an exclusive lock on the redo log volume for the life of the process."""
+    path = s.volumes.redolog.path / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        holder = path.read_text().strip() or "another process"
+        raise StateConflict(f"the store volumes are in use by {holder}",
+                            hint="stop that store first (`standby store stop`)") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def volumes_locked(s: Settings) -> bool:
+    """True if some process holds the store lock on these volumes."""
+    path = s.volumes.redolog.path / LOCK_NAME
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def build_store(s: Settings, *, db: MariaDB) -> tuple[Store, RedoLogWriter, Effects, Any]:
+    """Compose the store from settings (the service's composition root)."""
+    blobs = BlobStore(s.volumes.blob.path, compress=s.store.compress_blobs,
+                      threshold=s.store.compression_threshold)
+    index = IndexStore(s.volumes.index.path)
+    effects = Effects(groups=s.store.mailbox_groups, blobs=blobs, index=index,
+                      on_warning=lambda m: slog.get("standby.store").warning("effect", msg=m))
+    conn0 = db.connect()
+
+    def flush_db() -> None:
+        c = db.connect(autocommit=True)
+        try:
+            c.cursor().execute("FLUSH ENGINE LOGS")
+        finally:
+            c.close()
+        for vol in (s.volumes.blob.path, s.volumes.index.path):
+            _syncfs(vol)
+
+    writer = RedoLogWriter(s.volumes.redolog.path, server_id=s.server_id,
+                           config=WriterConfig.from_settings(s.redolog), before_rollover=flush_db)
+    store = Store(writer=writer, connect=db.connect, effects=effects,
+                  directory=Directory(s.directory_path), groups=s.store.mailbox_groups)
+    return store, writer, effects, conn0
+
+
+def _syncfs(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+        if hasattr(os, "syncfs"):
+            os.syncfs(fd)  # type: ignore[attr-defined]
+    finally:
+        os.close(fd)
+
+
+def ensure_schema(s: Settings, db: MariaDB) -> bool:
+    conn = db.connect()
+    try:
+        return schema.create(conn, groups=s.store.mailbox_groups,
+                             blob_path=str(s.volumes.blob.path),
+                             index_path=str(s.volumes.index.path),
+                             compress_blobs=s.store.compress_blobs,
+                             compression_threshold=s.store.compression_threshold)
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Request handling
+
+
+def _b64(data: str) -> bytes:
+    return base64.b64decode(data.encode("ascii"), validate=True)
+
+
+def _redo_position(store: Store) -> dict[str, Any]:
+    pos, active, oldest = store.writer.snapshot_state()
+    return {"seq": pos.seq, "offset": pos.offset, "active_txns": [list(t) for t in active],
+            "oldest_active_tstamp": oldest}
+
+
+def dispatch(store: Store, method: str, p: dict[str, Any]) -> Any:
+    """Map one request to the Mailbox API. Unknown methods and bad params are UsageErrors."""
+    m = p.get("mailbox_id")
+    table: dict[str, Callable[[], Any]] = {
+        "ping": lambda: {"pid": os.getpid(), "position": store.writer.position.__dict__},
+        "redo_position": lambda: _redo_position(store),
+        "create_account": lambda: store.create_account(p["email"],
+                                                       account_id=p.get("account_id")),
+        "delete_account": lambda: store.delete_account(p["account"]),
+        "mailbox_id": lambda: store.mailbox_id(p["account"]),
+        "mailboxes": store.mailboxes,
+        "deliver": lambda: store.deliver(_b64(p["message"]), list(p["recipients"]),
+                                         folder_id=int(p.get("folder_id", 2)),
+                                         flags=int(p.get("flags", 0x200)),
+                                         tags=tuple(p.get("tags", ()))),
+        "create_folder": lambda: store.create_folder(m, p["name"],
+                                                     parent_id=int(p.get("parent_id", 1))),
+        "rename_folder": lambda: store.rename_folder(m, int(p["folder_id"]), p["name"],
+                                                     p.get("parent_id")),
+        "empty_folder": lambda: store.empty_folder(m, int(p["folder_id"]),
+                                                   subfolders=bool(p.get("subfolders", True))),
+        "create_tag": lambda: store.create_tag(m, p["name"], color=int(p.get("color", 0))),
+        "rename_tag": lambda: store.rename_tag(m, int(p["tag_id"]), p["name"]),
+        "set_tags": lambda: store.set_tags(m, [int(i) for i in p["ids"]],
+                                           flags=int(p.get("flags", -0x80000000)),
+                                           tags=tuple(p["tags"]) if p.get("tags") is not None
+                                           else None),
+        "alter_tag": lambda: store.alter_tag(m, [int(i) for i in p["ids"]], p["tag"],
+                                             bool(p["tagged"])),
+        "move": lambda: store.move(m, [int(i) for i in p["ids"]], int(p["dest_id"])),
+        "delete": lambda: store.delete(m, [int(i) for i in p["ids"]]),
+        "create_contact": lambda: store.create_contact(
+            m, dict(p["attrs"]), folder_id=int(p.get("folder_id", 7)),
+            data=_b64(p.get("data", ""))),
+        "modify_contact": lambda: store.modify_contact(m, int(p["contact_id"]), dict(p["attrs"]),
+                                                       data=_b64(p.get("data", ""))),
+        "index_item": lambda: store.index_item(m, int(p["item_id"])),
+        "items": lambda: store.items(m, folder_id=p.get("folder_id"), type=p.get("type"),
+                                     limit=int(p.get("limit", 1000))),
+        "read_message": lambda: base64.b64encode(
+            store.read_message(m, int(p["item_id"]))).decode("ascii"),
+        "search": lambda: store.search(m, p["query"], int(p.get("limit", 50))),
+        "tags": lambda: store.tags(m),
+        "rollover": lambda: store.writer.rollover(force=True),
+    }
+    fn = table.get(method)
+    if fn is None:
+        raise UsageError(f"unknown method {method!r}")
+    if m is None and method in {"create_folder", "rename_folder", "empty_folder", "create_tag",
+                                "rename_tag", "set_tags", "alter_tag", "move", "delete",
+                                "create_contact", "modify_contact", "index_item", "items",
+                                "read_message", "search", "tags"}:
+        raise UsageError(f"{method} needs mailbox_id")
+    try:
+        return fn()
+    except KeyError as e:
+        raise UsageError(f"{method}: missing parameter {e.args[0]!r}") from e
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"{method}: bad parameter: {e}") from e
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        for line in self.rfile:
+            if not line.strip():
+                continue
+            try:
+                req = json.loads(line)
+                method = req.get("method", "")
+                if method == "shutdown":
+                    self._reply({"ok": True, "result": "stopping"})
+                    threading.Thread(target=self.server.stop_service, daemon=True).start()
+                    return
+                with self.server.inflight():
+                    result = dispatch(self.server.store, method, req.get("params") or {})
+                self._reply({"ok": True, "result": result})
+            except StandbyError as e:
+                self._reply({"ok": False, "error": {"type": type(e).__name__,
+                                                    "message": str(e),
+                                                    "exit_code": e.exit_code}})
+            except json.JSONDecodeError as e:
+                self._reply({"ok": False, "error": {"type": "UsageError",
+                                                    "message": f"bad JSON: {e}",
+                                                    "exit_code": 2}})
+
+    def _reply(self, obj: dict[str, Any]) -> None:
+        self.wfile.write(json.dumps(obj).encode() + b"\n")
+        self.wfile.flush()
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, path: str, store: Store, on_stop: Callable[[], None]) -> None:
+        self.store = store
+        self._on_stop = on_stop
+        self._busy = 0
+        self._busy_cond = threading.Condition()
+        self.stopping = False
+        super().__init__(path, _Handler)
+
+    def inflight(self) -> Any:
+        server = self
+
+        class _Ctx:
+            def __enter__(self) -> None:
+                with server._busy_cond:
+                    if server.stopping:
+                        raise StateConflict("the store is shutting down")
+                    server._busy += 1
+
+            def __exit__(self, *exc: object) -> None:
+                with server._busy_cond:
+                    server._busy -= 1
+                    server._busy_cond.notify_all()
+
+        return _Ctx()
+
+    def stop_service(self) -> None:
+        with self._busy_cond:
+            self.stopping = True
+            deadline = time.monotonic() + 60
+            while self._busy and time.monotonic() < deadline:
+                self._busy_cond.wait(0.5)
+        self.shutdown()
+        self._on_stop()
+
+
+def serve(s: Settings) -> int:
+    log = slog.get("standby.store.service")
+    settings_mod.check_volumes(s)
+    lock_fd = lock_volumes(s)
+    db = mariadb_for(s)
+    ensure_schema(s, db)
+    store, writer, effects, conn0 = build_store(s, db=db)
+    report = recovery.recover(s.volumes.redolog.path, writer=writer, effects=effects,
+                              conn=conn0,
+                              lookback_ms=s.redolog.crash_recovery_lookback_s * 1000)
+    conn0.close()
+    sock = s.store_socket
+    sock.unlink(missing_ok=True)
+    pidfile = s.state_dir / "store.pid"
+    stopped = threading.Event()
+
+    def on_stop() -> None:
+        try:
+            writer.rollover(force=False)
+        finally:
+            writer.close()
+            store.close()
+            stopped.set()
+
+    server = _Server(str(sock), store, on_stop)
+    pidfile.write_text(f"{os.getpid()}\n")
+
+    def on_signal(signum: int, frame: object) -> None:
+        threading.Thread(target=server.stop_service, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("store_serving", socket=str(sock), pid=os.getpid(),
+             recovered=report.redone, truncated=report.truncated_bytes)
+    try:
+        server.serve_forever(poll_interval=0.2)
+        stopped.wait(120)
+    finally:
+        server.server_close()
+        sock.unlink(missing_ok=True)
+        pidfile.unlink(missing_ok=True)
+        os.close(lock_fd)
+    log.info("store_stopped", ops=store.ops_done)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="standby-store-service")
+    ap.add_argument("--config", required=True)
+    args = ap.parse_args(argv)
+    try:
+        s = settings_mod.load(args.config)
+        assert s is not None
+        slog.configure("json", s.log.level)
+        return serve(s)
+    except StandbyError as e:
+        slog.get("standby.store.service").error("store_failed", error=str(e),
+                                                exit_code=e.exit_code)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
