@@ -70,3 +70,68 @@ def status(ctx: typer.Context,
     common.emit(f"service:  {svc}")
     common.emit(f"redo log: sequence {st.redo_seq}, {st.redo_size} bytes; "
                 f"{st.archived_logs} archived")
+
+
+@app.command()
+def loadgen(
+    ctx: typer.Context,
+    accounts: Annotated[int, typer.Option(help="Accounts to create or reuse.")] = 20,
+    ops: Annotated[int, typer.Option(help="Actions to perform.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same requests.")] = 1,
+    rate: Annotated[Optional[float], typer.Option(help="Actions per second (default: as fast "
+                                                       "as the store allows).")] = None,
+    workers: Annotated[int, typer.Option(help="Concurrent clients.")] = 4,
+    domain: Annotated[str, typer.Option(help="Domain of the generated accounts.")]
+    = "example.com",
+    json_out: Annotated[bool, typer.Option("--json", help="JSON summary on the last line.")]
+    = False,
+) -> None:
+    """Drive realistic mail traffic against the running store."""
+    import sys
+
+    from standby.store import loadgen as lg
+
+    s = common.settings(ctx)
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if tty and total and done % 50 == 0:
+            sys.stderr.write(f"\rloadgen: {done}/{total} actions")
+            sys.stderr.flush()
+
+    res = lg.run(s.store_socket, accounts=accounts, ops=ops, seed=seed, workers=workers,
+                 rate=rate, domain=domain, progress=progress)
+    if tty:
+        sys.stderr.write("\n")
+    summary = res.summary()
+    if json_out:
+        common.emit_json(summary)
+    else:
+        common.emit(f"{summary['actions']} actions in {summary['seconds']} s "
+                    f"({summary['actions_per_s']} actions/s), {summary['errors']} errors, "
+                    f"{summary['mb_delivered']} MB delivered")
+        for k, v in summary["by_type"].items():
+            common.emit(f"  {k:24s} {v}")
+    if summary["errors"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def digest(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Canonical digest per mailbox and for the whole store (last line). Works on a stopped
+    store by starting its MariaDB read-only for the purpose."""
+    from standby.store.digest import digest_settings
+
+    d = digest_settings(common.settings(ctx))
+    if json_out:
+        for m in d.mailboxes:
+            common.emit_json(m.as_dict())
+        common.emit_json({"store": d.total, "mailboxes": len(d.mailboxes)})
+        return
+    for m in d.mailboxes:
+        common.emit(f"mailbox {m.mailbox_id} {m.account_id} {m.digest} rows={m.rows} "
+                    f"blobs={m.blobs} docs={m.docs}")
+    common.emit(f"store {d.total}")

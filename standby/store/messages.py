@@ -34,41 +34,46 @@ from email.utils import formatdate
 from itertools import accumulate
 from operator import itemgetter
 
-_COMMON = """the of and to a in is that for it as with was on be by this are from at or have an
-will not but we they you all can has more one their there which about would if your our been
-also when so out up what new time were some only other its into may any these than them other
-just could first two like people over after most then back well work good make very need much
-year because should know week now day next team help get here still see take want while last
-thanks please call meeting project report update review plan budget client customer email
-office today tomorrow morning afternoon monday tuesday wednesday thursday friday schedule
-agenda notes draft final version document attached file link access account system server
-data issue problem question answer change request approval deadline quarter month progress
-status result sales market product service support contract price order invoice payment
-delivery shipping launch release feature design test build deploy network security policy
-process quality training hiring interview candidate offer salary benefits vacation holiday
-travel flight hotel conference presentation slides feedback comments discussion decision
-agreement proposal estimate forecast revenue cost expense target goal strategy analysis
-research study summary details information list number total share group member manager
-director board partner vendor supplier lunch dinner coffee room floor building parking
-address phone mobile number weekend birthday party event welcome congratulations reminder
-follow confirm send receive check discuss prepare finish start continue support include
-provide create improve increase reduce complete expect happy sure sorry great important
-available possible different current recent early late short long small large open free
-clear easy quick simple ready likely whole better best right left local global internal
-external public private online mobile daily weekly annual previous following remaining
-already again always never often soon really actually probably certainly perhaps maybe
-between during before within without under around across through against toward
-everyone someone something anything nothing everything each every both either another such
-""".split()
 
-_CITIES = """London Paris Berlin Madrid Tokyo Sydney Toronto Chicago Boston Denver Seattle Austin
-Dublin Amsterdam Singapore Mumbai Nairobi Lagos Oslo Lisbon Prague Vienna Warsaw Athens""".split()
-_TERMS = """Zimbra mailbox backup restore snapshot replica standby failover cluster storage
-volume index search redo archive database migration upgrade outage incident ticket escalation
-roadmap milestone sprint backlog retrospective kickoff onboarding offboarding compliance audit
-GDPR HIPAA SLA KPI ROI OKR Q1 Q2 Q3 Q4 FY2024 FY2025 EMEA APAC LATAM Q&A R&D AT&T
-Acme Globex Initech Umbrella Hooli Contoso Fabrikam Northwind Tailspin Wingtip Litware
-""".split() + _CITIES
+def _split_words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+_COMMON = _split_words("""the of and to a in is that for it as with was on be by this are from at or have an will not but
+we they you all can has more one their there which about would if your our been also when so out
+up what new time were some only other its into may any these than them other just could first
+two like people over after most then back well work good make very need much year because should
+know week now day next team help get here still see take want while last thanks please call
+meeting project report update review plan budget client customer email office today tomorrow
+morning afternoon monday tuesday wednesday thursday friday schedule agenda notes draft final
+version document attached file link access account system server data issue problem question
+answer change request approval deadline quarter month progress status result sales market
+product service support contract price order invoice payment delivery shipping launch release
+feature design test build deploy network security policy process quality training hiring
+interview candidate offer salary benefits vacation holiday travel flight hotel conference
+presentation slides feedback comments discussion decision agreement proposal estimate forecast
+revenue cost expense target goal strategy analysis research study summary details information
+list number total share group member manager director board partner vendor supplier lunch dinner
+coffee room floor building parking address phone mobile number weekend birthday party event
+welcome congratulations reminder follow confirm send receive check discuss prepare finish start
+continue support include provide create improve increase reduce complete expect happy sure sorry
+great important available possible different current recent early late short long small large
+open free clear easy quick simple ready likely whole better best right left local global
+internal external public private online mobile daily weekly annual previous following remaining
+already again always never often soon really actually probably certainly perhaps maybe between
+during before within without under around across through against toward everyone someone
+something anything nothing everything each every both either another such
+""")
+
+_CITIES = _split_words("""London Paris Berlin Madrid Tokyo Sydney Toronto Chicago Boston Denver Seattle Austin Dublin
+Amsterdam Singapore Mumbai Nairobi Lagos Oslo Lisbon Prague Vienna Warsaw Athens
+""")
+_TERMS = _split_words("""Zimbra mailbox backup restore snapshot replica standby failover cluster storage volume index
+search redo archive database migration upgrade outage incident ticket escalation roadmap
+milestone sprint backlog retrospective kickoff onboarding offboarding compliance audit GDPR
+HIPAA SLA KPI ROI OKR Q1 Q2 Q3 Q4 FY2024 FY2025 EMEA APAC LATAM Q&A R&D AT&T Acme Globex Initech
+Umbrella Hooli Contoso Fabrikam Northwind Tailspin Wingtip Litware
+""") + _CITIES
 
 _OPENERS = ("I", "We", "The", "This", "Please", "Thanks for", "Just", "As", "Our", "Regarding the",
             "Following up on the", "Can you", "Let me know if", "Quick note on the", "FYI the")
@@ -507,8 +512,8 @@ class MessageFactory:
                  f"ORG:{e(company)}", f"TITLE:{e(fields['jobTitle'])}",
                  f"EMAIL;TYPE=INTERNET:{fields['email']}",
                  f"TEL;TYPE=WORK:{fields['workPhone']}", f"TEL;TYPE=CELL:{fields['mobilePhone']}",
-                 f"ADR;TYPE=WORK:;;{e(fields['workStreet'])};{e(fields['workCity'])};;"
-                 f"{fields['workPostalCode']};"]
+                 (f"ADR;TYPE=WORK:;;{e(fields['workStreet'])};{e(fields['workCity'])};;"
+                  f"{fields['workPostalCode']};")]
         if "notes" in fields:
             lines.append(f"NOTE:{e(fields['notes'])}")
         lines += [f"UID:{rng.getrandbits(128):032x}", "END:VCARD"]

@@ -24,13 +24,14 @@ Rules, in the spirit of a mail server's indexer:
 from __future__ import annotations
 
 import binascii
+import contextlib
 import html
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-__all__ = ["MessageFields", "message_fields", "decode_rfc2047"]
+__all__ = ["MessageFields", "decode_rfc2047", "message_fields"]
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,12 @@ _MAX_PARTS = 1000  # MIME parts examined per message, bounding work on hostile i
 
 # Only the headers the indexer reads; `.` also matches the "\r" of a CRLF line end (stripped).
 _HEADER = re.compile(r"^(subject|from|to|cc|date|content-type|content-transfer-encoding"
-                     r"|content-disposition)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.M | re.I)
+                     r"|content-disposition)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.MULTILINE | re.IGNORECASE)
 _UNFOLD = re.compile(r"\r?\n(?=[ \t])")
-_PARAM = re.compile(r';\s*([!#-\'*+.0-9A-Z^-~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)', re.I)
+_PARAM = re.compile(r';\s*([!#-\'*+.0-9A-Z^-~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)', re.IGNORECASE)
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
-_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_B64_JUNK = bytes(sorted(set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DATE = re.compile(r"\s*(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{1,2}):(\d{2})"
                    r"(?::(\d{2}))?\s+(?:([+-])(\d{2})(\d{2})|GMT|UT|UTC|Z)\s*(?:\(.*\))?\s*$")
 _MONTHS = {m: i for i, m in enumerate(
@@ -64,9 +65,9 @@ _MONTHS = {m: i for i, m in enumerate(
 
 # HTML to text, all linear-time: script/style/comments are removed by a split-and-skip loop, tags
 # are only matched up to the next "<" so an unclosed "<" cannot make the scan quadratic.
-_HTML_SKIP = re.compile(r"(<!--|-->|<(?:script|style)\b|</(?:script|style)\s*>)", re.I)
-_HTML_BLOCK = re.compile(r"<(?:br|p|div|tr|li|h[1-6]|table|blockquote)\b[^<>]*>"
-                         r"|</(?:p|div|tr|li|h[1-6]|table|blockquote)\s*>", re.I)
+_HTML_SKIP = re.compile(r"(<!--|-->|<(?:script|style)\b|</(?:script|style)\s*>)", re.IGNORECASE)
+_HTML_BLOCK = re.compile(r"<(?:br|p|div|tr|td|th|li|h[1-6]|table|blockquote)\b[^<>]*>"
+                         r"|</(?:p|div|tr|td|th|li|h[1-6]|table|blockquote)\s*>", re.IGNORECASE)
 _HTML_TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
 _BLANK_LINES = re.compile(r"\n[ \n]*")
 
@@ -83,10 +84,8 @@ def message_fields(raw: bytes, *, max_text: int = 65536) -> MessageFields:
     recipients = ", ".join(_safe_decode(headers[h]) for h in ("to", "cc") if headers.get(h))
     date_ms = _date_ms(headers.get("date"))
     walker = _Walker(max_text)
-    try:
+    with contextlib.suppress(Exception):  # keep whatever text was gathered before a failure
         walker.entity(headers, body, 0, True)
-    except Exception:  # noqa: BLE001 - keep whatever text was gathered before the failure
-        pass
     text = "\n".join(walker.texts)
     if len(text) > max_text:
         text = text[:max_text]
@@ -161,20 +160,20 @@ def _date_ms(value: str | None) -> int | None:
             d, mon, y, hh, mm, ss, sign, oh, om = m.groups()
             offset = (int(oh) * 60 + int(om)) * (-1 if sign == "-" else 1) if sign else 0
             dt = datetime(int(y), _MONTHS[mon.lower()], int(d), int(hh), int(mm), int(ss or 0),
-                          tzinfo=timezone.utc)
+                          tzinfo=UTC)
             return (dt - _EPOCH) // _MS - offset * 60_000
         except (ValueError, KeyError, OverflowError):
             pass
     try:
         dt = parsedate_to_datetime(value)
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
+            dt = dt.replace(tzinfo=UTC)
         return (dt - _EPOCH) // _MS
     except Exception:  # noqa: BLE001 - unparseable or out-of-range dates index as "no date"
         return None
 
 
-_MS = datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=timezone.utc) - _EPOCH
+_MS = datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC) - _EPOCH
 
 
 # -- RFC 2047 --------------------------------------------------------------------------------
@@ -186,21 +185,24 @@ def _safe_decode(value: str) -> str:
         return value
 
 
+_Word = tuple[str, bytes | None, str, str]  # charset, decoded bytes, raw text, whitespace before
+
+
 def decode_rfc2047(value: str) -> str:
     """Decode the RFC 2047 encoded-words in a header value; undecodable words are kept raw."""
     if "=?" not in value:
         return value
     out: list[str] = []
     pos = 0
-    run: list[tuple[str, bytes | None, str]] = []  # adjacent words: (charset, bytes, raw text)
+    run: list[_Word] = []  # adjacent encoded-words, separated only by whitespace
     for m in _ENCODED_WORD.finditer(value):
         gap = value[pos:m.start()]
         if gap and (not run or gap.strip(" \t\r\n")):
             _flush(run, out)
             out.append(gap)
-        # else: whitespace between adjacent encoded-words is dropped (RFC 2047 section 6.2)
+            gap = ""
         charset = m.group(1).partition("*")[0].lower()
-        run.append((charset, _ew_bytes(m.group(2), m.group(3)), m.group(0)))
+        run.append((charset, _ew_bytes(m.group(2), m.group(3)), m.group(0), gap))
         pos = m.end()
     _flush(run, out)
     out.append(value[pos:])
@@ -218,23 +220,35 @@ def _ew_bytes(kind: str, text: str) -> bytes | None:
         return None
 
 
-def _flush(run: list[tuple[str, bytes | None, str]], out: list[str]) -> None:
-    """Decode a run of adjacent encoded-words: same-charset neighbours are decoded together."""
+def _flush(run: list[_Word], out: list[str]) -> None:
+    """Decode a run of adjacent encoded-words into `out`.
+
+    Neighbours in one charset are decoded together, so a character split across words survives.
+    The whitespace between adjacent words is dropped (RFC 2047 section 6.2), except next to a
+    word that had to be kept raw.
+    """
+    segments: list[tuple[str, bool, str]] = []  # (text, kept raw, whitespace before)
     i = 0
     while i < len(run):
-        charset, data, raw = run[i]
+        charset, data, _, gap = run[i]
         j = i + 1
         while data is not None and j < len(run) and run[j][0] == charset and run[j][1] is not None:
             j += 1
         try:
-            out.append(b"".join(w[1] for w in run[i:j]).decode(charset))  # type: ignore[misc]
+            segments.append((b"".join(w[1] for w in run[i:j]).decode(charset), False, gap))  # type: ignore[misc]
         except Exception:  # noqa: BLE001 - fall back to word by word, raw when undecodable
-            for cs, d, r in run[i:j]:
+            for cs, d, raw, g in run[i:j]:
                 try:
-                    out.append(d.decode(cs) if d is not None else r)
+                    segments.append((d.decode(cs), False, g))  # type: ignore[union-attr]
                 except Exception:  # noqa: BLE001
-                    out.append(r)
+                    segments.append((raw, True, g))
         i = j
+    prev_raw = False
+    for text, is_raw, gap in segments:
+        if is_raw or prev_raw:
+            out.append(gap)
+        out.append(text)
+        prev_raw = is_raw
     run.clear()
 
 
@@ -308,7 +322,7 @@ def _is_attachment(headers: dict[str, str], ctype: str) -> bool:
 
 def _guess_boundary(body: bytes) -> str | None:
     """For a multipart without a usable boundary parameter: the first delimiter-looking line."""
-    m = re.search(rb"^--([ -~]{1,70}?)[ \t]*\r?$", body[:8192], re.M)
+    m = re.search(rb"^--([ -~]{1,70}?)[ \t]*\r?$", body[:8192], re.MULTILINE)
     return m.group(1).decode("ascii") if m else None
 
 
@@ -339,6 +353,8 @@ def _split_parts(body: bytes, boundary: bytes) -> list[bytes]:
             continue
         if start >= 0:
             parts.append(_part(body, start, i))
+            if len(parts) >= _MAX_PARTS:
+                return parts
         start = pos = eol + 1
     if 0 <= start < n:
         parts.append(body[start:])
@@ -376,9 +392,11 @@ def _text_of(ctype: str, params: dict[str, str], cte: str, body: bytes) -> str:
 def _b64decode(body: bytes) -> bytes:
     try:
         return binascii.a2b_base64(body)
-    except (binascii.Error, ValueError):
-        data = _B64_JUNK.sub(b"", body)
-        data = data[:len(data) // 4 * 4]
+    except (binascii.Error, ValueError):  # bad padding: drop junk, re-pad, drop a lone 6 bits
+        data = body.translate(None, _B64_JUNK)
+        if len(data) % 4 == 1:
+            data = data[:-1]
+        data += b"=" * (-len(data) % 4)
         try:
             return binascii.a2b_base64(data)
         except (binascii.Error, ValueError):
@@ -407,8 +425,9 @@ def html_to_text(markup: str) -> str:
             skip_until = "</style"
         kept.append(" ")
     text = "".join(kept).replace("\r", " ").replace("\n", " ").replace("\t", " ")
-    text = _HTML_BLOCK.sub("\n", text)
+    text = _HTML_TAG.sub("", _HTML_BLOCK.sub("\n", text))
+    if "&" in text:
+        text = html.unescape(text).replace("\xa0", " ")
     while "  " in text:
         text = text.replace("  ", " ")
-    text = html.unescape(_HTML_TAG.sub("", text)).replace("\xa0", " ")
     return _BLANK_LINES.sub("\n", text.replace(" \n", "\n")).strip()

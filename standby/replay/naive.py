@@ -1,0 +1,72 @@
+"""The naive replay engine: one op per transaction, statement by statement, in log order.
+
+It applies each committed op through `store.effects.Effects`, exactly as the live store and crash
+recovery do, so it is the reference the fast engine is checked against and the baseline the
+benchmark compares with.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+from standby import log as slog
+from standby.errors import ServiceError
+from standby.redolog.ops import StoreIncomingBlob
+from standby.redolog.record import Record
+from standby.replay.player import LogFile, Player, Selection
+from standby.replay.result import ReplayResult
+from standby.store.effects import Effects, IncomingBlobs
+
+
+def replay(logs: list[LogFile], sel: Selection, *, conn: Any, effects: Effects,
+           stop_on_error: bool = False, limit: int | None = None,
+           progress: Callable[[int], None] | None = None) -> ReplayResult:
+    log = slog.get("standby.replay.naive")
+    res = ReplayResult(engine="naive", files=[str(lf.path) for lf in logs])
+    source = IncomingBlobs(effects.blobs)
+
+    def remember(rec: Record, path: Path) -> None:
+        op = rec.op
+        assert isinstance(op, StoreIncomingBlob)
+        source.remember(op, lambda data=op.data: data)
+
+    player = Player(sel, on_incoming=remember)
+    saved, effects.source = effects.source, source
+    touched: set[int] = set()
+    t0 = time.perf_counter()
+    try:
+        for rec, _path in player.play(logs):
+            res.ops_read += 1
+            if isinstance(rec.op, StoreIncomingBlob):
+                continue
+            if limit is not None and res.ops_applied >= limit:
+                break
+            try:
+                out = effects.apply(conn, rec)
+            except pymysql.err.Error as e:
+                msg = f"{rec.op.NAME} mailbox {rec.mailbox_id} change {rec.change_id}: {e}"
+                res.errors.append(msg)
+                log.warning("replay_op_failed", error=msg)
+                conn.rollback()
+                if stop_on_error:
+                    raise ServiceError(f"replay stopped on error: {msg}") from e
+                continue
+            if out.error:
+                res.errors.append(out.error)
+                if stop_on_error:
+                    raise ServiceError(f"replay stopped on error: {out.error}")
+            touched.add(rec.mailbox_id)
+            res.tally(rec.op.NAME, out.db, out.blob, out.index)
+            if progress and res.ops_applied % 1000 == 0:
+                progress(res.ops_applied)
+        res.garbage_removed = effects.collect_garbage(conn, touched)
+    finally:
+        effects.source = saved
+    res.seconds = time.perf_counter() - t0
+    res.player = player.stats.as_dict()
+    return res

@@ -1,0 +1,197 @@
+"""Which redo records a replay runs, with Zimbra's `PlaybackUtil`/`RedoPlayer` semantics.
+
+File selection (`select_files`): by default the archived logs whose name's sequence is within
+[fromSeq, toSeq], in sequence order, then `redo.log` if its header's sequence is; with explicit
+`--logfiles`, exactly those files in that order. A file is skipped when its header shows no op in
+the time range (first op after `toTime`, or last op before `fromTime` on a closed file).
+
+Op selection (`Player`): one player scans all files, so transactions pending at the end of one
+file carry into the next (a rollover re-logs active transactions). An op runs when its CommitTxn
+is read; uncommitted and aborted ops never run; a Commit or Abort without its change record is an
+orphan and ignored. `fromTime` tests the change record's time, `toTime` the commit's
+(`commit < toTime + 1`). The mailbox filter passes ops of that mailbox, ops of mailbox -1, and a
+StoreIncomingBlob whose recipient list holds it.
+
+Beyond Zimbra: every committed StoreIncomingBlob is handed to `on_incoming`, whatever the
+filters, so a LINK delivery inside the range can find its blob when the blob was stored just
+before `fromTime`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from standby.errors import NotFound, UsageError
+from standby.redolog import files
+from standby.redolog.header import FileHeader
+from standby.redolog.ops import AbortTxn, CommitTxn, StoreIncomingBlob
+from standby.redolog.reader import Problem, scan
+from standby.redolog.record import MAILBOX_ALL, MAILBOX_UNKNOWN, Record
+
+
+@dataclass(frozen=True)
+class Selection:
+    from_time: int | None = None
+    to_time: int | None = None
+    from_seq: int | None = None
+    to_seq: int | None = None
+    mailbox_ids: frozenset[int] | None = None
+
+    def check(self) -> None:
+        if (self.from_time is not None and self.to_time is not None
+                and self.from_time > self.to_time):
+            raise UsageError("Error: fromTime later than toTime")
+        if (self.from_seq is not None and self.to_seq is not None
+                and self.from_seq > self.to_seq):
+            raise UsageError("Error: fromSeq greater than toSeq")
+
+
+@dataclass(frozen=True)
+class LogFile:
+    path: Path
+    seq: int
+    header: FileHeader | None
+
+
+def select_files(redolog_dir: Path | None, sel: Selection,
+                 logfiles: list[Path] | None = None) -> tuple[list[LogFile], list[str]]:
+    """The files to replay, in order, and a note for each file skipped by its header."""
+    from standby.redolog import header as fileheader
+
+    notes: list[str] = []
+    chosen: list[LogFile] = []
+    if logfiles:
+        for p in logfiles:
+            if not p.is_file():
+                raise NotFound(f"--logfiles: {p} does not exist")
+            chosen.append(LogFile(p, files.seq_of(p.name), _read_header(p)))
+    else:
+        if redolog_dir is None or not redolog_dir.is_dir():
+            raise NotFound(f"redo log directory {redolog_dir} does not exist")
+        lo = sel.from_seq if sel.from_seq is not None else -(2 ** 63)
+        hi = sel.to_seq if sel.to_seq is not None else 2 ** 63
+        for lf in files.list_archive(redolog_dir / files.ARCHIVE_DIR):
+            if lo <= lf.seq <= hi:
+                chosen.append(LogFile(lf.path, lf.seq, _read_header(lf.path)))
+        current = redolog_dir / files.CURRENT
+        if current.exists() and os.path.getsize(current) >= fileheader.HEADER_SIZE:
+            h = _read_header(current)
+            if h is not None and lo <= h.sequence <= hi:
+                chosen.append(LogFile(current, h.sequence, h))
+    out = []
+    for lf in chosen:
+        h = lf.header
+        if h is not None and sel.to_time is not None and h.first_op_tstamp > sel.to_time:
+            notes.append(f"{lf.path.name}: first op after toTime, skipped")
+            continue
+        if (h is not None and sel.from_time is not None and not h.open
+                and 0 < h.last_op_tstamp < sel.from_time):
+            notes.append(f"{lf.path.name}: has no operation in the requested time range")
+            continue
+        out.append(lf)
+    return out, notes
+
+
+def _read_header(p: Path) -> FileHeader | None:
+    from standby.redolog import header as fileheader
+
+    with open(p, "rb") as f:
+        raw = f.read(fileheader.HEADER_SIZE)
+    return fileheader.decode(raw, path=str(p))
+
+
+@dataclass
+class PlayStats:
+    files: int = 0
+    records: int = 0
+    committed: int = 0
+    selected: int = 0
+    aborted: int = 0
+    orphans: int = 0
+    uncommitted: int = 0
+    filtered_time: int = 0
+    filtered_mailbox: int = 0
+    problems: list[tuple[str, Problem]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        d = dict(self.__dict__)
+        d["problems"] = [f"{name}: {p}" for name, p in self.problems]
+        return d
+
+
+class Player:
+    """Turns a sequence of log files into the committed ops to run, in commit order."""
+
+    def __init__(self, sel: Selection,
+                 on_incoming: Callable[[Record, Path], None] | None = None) -> None:
+        sel.check()
+        self.sel = sel
+        self.on_incoming = on_incoming
+        self.stats = PlayStats()
+        self.pending: dict[tuple[int, int], Record] = {}
+        self._pending_file: dict[tuple[int, int], Path] = {}
+
+    def _passes(self, op_rec: Record, commit: Record) -> bool:
+        sel = self.sel
+        if sel.from_time is not None and op_rec.tstamp < sel.from_time:
+            self.stats.filtered_time += 1
+            return False
+        if sel.to_time is not None and commit.tstamp >= sel.to_time + 1:
+            self.stats.filtered_time += 1
+            return False
+        ids = sel.mailbox_ids
+        if ids is not None:
+            m = op_rec.mailbox_id
+            if isinstance(op_rec.op, StoreIncomingBlob):
+                if not op_rec.op.mailbox_ids or not any(x in ids for x in
+                                                        op_rec.op.mailbox_ids):
+                    self.stats.filtered_mailbox += 1
+                    return False
+            elif m not in ids and m not in (MAILBOX_ALL, MAILBOX_UNKNOWN):
+                self.stats.filtered_mailbox += 1
+                return False
+        return True
+
+    def play_file(self, path: Path) -> Iterator[tuple[Record, Path]]:
+        """Yield (op record, file it was read from) for each selected committed op."""
+        self.stats.files += 1
+        pending, pfile = self.pending, self._pending_file
+        with scan(path) as sc:
+            for rec in sc:
+                self.stats.records += 1
+                op = rec.op
+                code = op.OPCODE
+                if code == CommitTxn.OPCODE:
+                    key = (rec.txn_time, rec.txn_counter)
+                    start = pending.pop(key, None)
+                    src = pfile.pop(key, path)
+                    if start is None:
+                        self.stats.orphans += 1
+                        continue
+                    self.stats.committed += 1
+                    if isinstance(start.op, StoreIncomingBlob) and self.on_incoming:
+                        self.on_incoming(start, src)
+                    if self._passes(start, rec):
+                        self.stats.selected += 1
+                        yield start, src
+                elif code == AbortTxn.OPCODE:
+                    key = (rec.txn_time, rec.txn_counter)
+                    if pending.pop(key, None) is None:
+                        self.stats.orphans += 1
+                    else:
+                        self.stats.aborted += 1
+                    pfile.pop(key, None)
+                elif op.is_start_marker:
+                    key = (rec.txn_time, rec.txn_counter)
+                    pending[key] = rec
+                    pfile[key] = path
+            for p in sc.problems:
+                self.stats.problems.append((path.name, p))
+
+    def play(self, logs: list[LogFile]) -> Iterator[tuple[Record, Path]]:
+        for lf in logs:
+            yield from self.play_file(lf.path)
+        self.stats.uncommitted = len(self.pending)

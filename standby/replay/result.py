@@ -1,0 +1,46 @@
+"""The outcome of a replay, per volume, as the `--json` summary reports it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ReplayResult:
+    engine: str = "naive"
+    ops_read: int = 0
+    ops_applied: int = 0
+    db: Counter[str] = field(default_factory=Counter)
+    blob: Counter[str] = field(default_factory=Counter)
+    index: Counter[str] = field(default_factory=Counter)
+    by_op: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    garbage_removed: int = 0
+    seconds: float = 0.0
+    player: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def tally(self, op_name: str, db: str, blob: str, index: str) -> None:
+        self.ops_applied += 1
+        self.by_op[op_name] += 1
+        self.db[db] += 1
+        self.blob[blob] += 1
+        self.index[index] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "files": self.files,
+            "ops_read": self.ops_read,
+            "ops_applied": self.ops_applied,
+            "ops_per_s": round(self.ops_applied / self.seconds, 1) if self.seconds else None,
+            "seconds": round(self.seconds, 3),
+            "db": dict(self.db), "blob": dict(self.blob), "index": dict(self.index),
+            "by_op": dict(sorted(self.by_op.items())),
+            "garbage_removed": self.garbage_removed,
+            "errors": len(self.errors), "error_samples": self.errors[:10],
+            "player": self.player, "notes": self.notes,
+        }

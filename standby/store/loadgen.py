@@ -1,0 +1,360 @@
+"""Realistic traffic for the store (`standby store loadgen`), deterministic for a seed.
+
+Workers drive the store service over its socket. Accounts are split among workers by index and
+each worker draws from its own `random.Random(f"{seed}:{worker}")`, so each worker issues the
+same request stream for a seed; with one worker the whole run is reproducible (with several, the
+streams are the same but their interleaving is not).
+
+The mix (weights in `DEFAULT_MIX`) is a mail server's day: deliveries with real MIME messages of
+realistic sizes (some with attachments), shared deliveries to several mailboxes, reads (fetch and
+mark read), flags, tags, moves, deletes, moves to Trash and emptying it, folder create and
+rename, tag create and rename, contacts, re-indexing and searches.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from standby.errors import NotFound, StandbyError, StateConflict, UsageError
+from standby.store.client import StoreClient
+from standby.store.messages import MessageFactory
+
+DEFAULT_MIX: dict[str, float] = {
+    "deliver": 24, "deliver_shared": 4, "read": 18, "flag": 9, "tag": 6, "set_tags": 2,
+    "move": 9, "trash": 5, "delete": 5, "empty_trash": 0.6, "create_folder": 1.5,
+    "rename_folder": 0.8, "delete_folder": 0.3, "create_tag": 1, "rename_tag": 0.4,
+    "create_contact": 4, "modify_contact": 3, "index_item": 1, "search": 3,
+}
+TRASH, INBOX = 3, 2
+
+
+@dataclass
+class _Mailbox:
+    mailbox_id: int
+    email: str
+    messages: dict[int, int] = field(default_factory=dict)  # id -> folder
+    folders: list[int] = field(default_factory=lambda: [INBOX])
+    tags: dict[int, str] = field(default_factory=dict)
+    contacts: list[int] = field(default_factory=list)
+
+
+@dataclass
+class LoadResult:
+    actions: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    by_type: Counter[str] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    bytes_delivered: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+
+        def pct(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))], 2) if lat else None
+
+        return {
+            "actions": self.actions, "errors": self.errors, "seconds": round(self.seconds, 3),
+            "actions_per_s": round(self.actions / self.seconds, 1) if self.seconds else None,
+            "mb_delivered": round(self.bytes_delivered / 1e6, 2),
+            "latency_ms_p50": pct(0.5), "latency_ms_p99": pct(0.99),
+            "by_type": dict(sorted(self.by_type.items())),
+            "error_samples": self.error_samples[:5],
+        }
+
+
+def account_emails(n: int, domain: str) -> list[str]:
+    return [f"user{i:05d}@{domain}" for i in range(1, n + 1)]
+
+
+def ensure_accounts(client: StoreClient, emails: list[str], seed: int) -> list[_Mailbox]:
+    rng = random.Random(f"{seed}:accounts")
+    out = []
+    for email in emails:
+        acct_id = "%08x-%04x-4%03x-a%03x-%012x" % (rng.getrandbits(32), rng.getrandbits(16),
+                                                   rng.getrandbits(12), rng.getrandbits(12),
+                                                   rng.getrandbits(48))
+        try:
+            mid = client.call("mailbox_id", account=email)
+        except NotFound:
+            mid = client.call("create_account", email=email, account_id=acct_id)["mailbox_id"]
+        out.append(_Mailbox(int(mid), email))
+    return out
+
+
+class _Worker:
+    def __init__(self, wid: int, seed: int, boxes: list[_Mailbox], everyone: list[str],
+                 client: StoreClient, mix: dict[str, float], result: LoadResult,
+                 lock: threading.Lock) -> None:
+        self.rng = random.Random(f"{seed}:{wid}")
+        self.factory = MessageFactory(self.rng, everyone)
+        self.boxes = boxes
+        self.everyone = everyone
+        self.c = client
+        self.kinds = list(mix)
+        self.weights = [mix[k] for k in self.kinds]
+        self.result = result
+        self.lock = lock
+
+    def step(self) -> None:
+        kind = self.rng.choices(self.kinds, self.weights)[0]
+        box = self.rng.choice(self.boxes)
+        t0 = time.perf_counter()
+        try:
+            done = getattr(self, "_" + kind)(box)
+        except (NotFound, StateConflict, UsageError) as e:
+            # Benign races with other workers' shared deliveries or stale local knowledge.
+            done = kind + ":skipped"
+            if isinstance(e, UsageError):
+                with self.lock:
+                    self.result.errors += 1
+                    self.result.error_samples.append(f"{kind}: {e}")
+        except StandbyError as e:
+            with self.lock:
+                self.result.errors += 1
+                self.result.error_samples.append(f"{kind}: {e}")
+            return
+        ms = (time.perf_counter() - t0) * 1000
+        with self.lock:
+            self.result.actions += 1
+            self.result.by_type[done or kind] += 1
+            self.result.latencies_ms.append(ms)
+
+    # -- actions (each returns the name to count it under, or None for its own) --------------
+    def _deliver(self, box: _Mailbox, shared: bool = False) -> str | None:
+        sender = self.rng.choice(self.everyone)
+        rcpts = [box.email]
+        if shared:
+            others = [b for b in self.boxes if b is not box]
+            rcpts += [b.email for b in self.rng.sample(others, min(len(others),
+                                                                   self.rng.randint(1, 4)))]
+        raw = self.factory.message(sender=sender, recipients=rcpts,
+                                   date_ms=int(time.time() * 1000))
+        folder = INBOX if self.rng.random() < 0.8 or len(box.folders) == 1 else \
+            self.rng.choice(box.folders)
+        res = self.c.deliver(raw, rcpts, folder_id=folder)
+        with self.lock:
+            self.result.bytes_delivered += len(raw)
+        by_mbox = {b.mailbox_id: b for b in self.boxes}
+        for r in res:
+            b = by_mbox.get(r["mailbox_id"])
+            if b is not None:
+                b.messages[r["id"]] = folder
+        return None
+
+    def _deliver_shared(self, box: _Mailbox) -> str | None:
+        if len(self.boxes) < 2:
+            return self._deliver(box)
+        self._deliver(box, shared=True)
+        return "deliver_shared"
+
+    def _pick(self, box: _Mailbox, n: int = 1) -> list[int]:
+        if not box.messages:
+            raise NotFound("no messages yet")
+        ids = list(box.messages)
+        return sorted(self.rng.sample(ids, min(n, len(ids))))
+
+    def _read(self, box: _Mailbox) -> str | None:
+        (mid,) = self._pick(box)
+        self.c.read_message(box.mailbox_id, mid)
+        self.c.call("alter_tag", mailbox_id=box.mailbox_id, ids=[mid], tag="\\Unread",
+                    tagged=False)
+        return None
+
+    def _flag(self, box: _Mailbox) -> str | None:
+        ids = self._pick(box, self.rng.randint(1, 3))
+        self.c.call("alter_tag", mailbox_id=box.mailbox_id, ids=ids, tag="\\Flagged",
+                    tagged=self.rng.random() < 0.7)
+        return None
+
+    def _tag(self, box: _Mailbox) -> str | None:
+        if not box.tags:
+            return self._create_tag(box)
+        ids = self._pick(box, self.rng.randint(1, 4))
+        name = self.rng.choice(list(box.tags.values()))
+        self.c.call("alter_tag", mailbox_id=box.mailbox_id, ids=ids, tag=name,
+                    tagged=self.rng.random() < 0.75)
+        return None
+
+    def _set_tags(self, box: _Mailbox) -> str | None:
+        ids = self._pick(box, self.rng.randint(1, 3))
+        names = self.rng.sample(list(box.tags.values()), min(len(box.tags),
+                                                             self.rng.randint(0, 2)))
+        flags = self.rng.choice([0, 0x20, 0x200, 0x4])
+        self.c.call("set_tags", mailbox_id=box.mailbox_id, ids=ids, flags=flags, tags=names)
+        return None
+
+    def _move(self, box: _Mailbox) -> str | None:
+        if len(box.folders) < 2:
+            return self._create_folder(box)
+        ids = self._pick(box, self.rng.randint(1, 5))
+        dest = self.rng.choice(box.folders)
+        moved = self.c.call("move", mailbox_id=box.mailbox_id, ids=ids, dest_id=dest)
+        for i in moved:
+            box.messages[i] = dest
+        return None
+
+    def _trash(self, box: _Mailbox) -> str | None:
+        ids = self._pick(box, self.rng.randint(1, 3))
+        moved = self.c.call("move", mailbox_id=box.mailbox_id, ids=ids, dest_id=TRASH)
+        for i in moved:
+            box.messages[i] = TRASH
+        return None
+
+    def _delete(self, box: _Mailbox) -> str | None:
+        ids = self._pick(box, self.rng.randint(1, 3))
+        self.c.call("delete", mailbox_id=box.mailbox_id, ids=ids)
+        for i in ids:
+            box.messages.pop(i, None)
+        return None
+
+    def _empty_trash(self, box: _Mailbox) -> str | None:
+        self.c.call("empty_folder", mailbox_id=box.mailbox_id, folder_id=TRASH, subfolders=True)
+        for i, f in list(box.messages.items()):
+            if f == TRASH:
+                del box.messages[i]
+        return None
+
+    def _create_folder(self, box: _Mailbox) -> str | None:
+        name = self.factory.words(self.rng.randint(1, 2)).title()[:60] or "Folder"
+        fid = self.c.call("create_folder", mailbox_id=box.mailbox_id, name=name, parent_id=1)
+        box.folders.append(fid)
+        return "create_folder"
+
+    def _rename_folder(self, box: _Mailbox) -> str | None:
+        user = [f for f in box.folders if f > 256]
+        if not user:
+            return self._create_folder(box)
+        fid = self.rng.choice(user)
+        name = self.factory.words(self.rng.randint(1, 3)).title()[:60] or "Renamed"
+        self.c.call("rename_folder", mailbox_id=box.mailbox_id, folder_id=fid, name=name)
+        return None
+
+    def _delete_folder(self, box: _Mailbox) -> str | None:
+        user = [f for f in box.folders if f > 256]
+        if not user:
+            return self._create_folder(box)
+        fid = self.rng.choice(user)
+        self.c.call("delete", mailbox_id=box.mailbox_id, ids=[fid])
+        box.folders.remove(fid)
+        for i, f in list(box.messages.items()):
+            if f == fid:
+                del box.messages[i]
+        return None
+
+    def _create_tag(self, box: _Mailbox) -> str | None:
+        name = (self.factory.words(1) or "tag")[:40]
+        tid = self.c.call("create_tag", mailbox_id=box.mailbox_id, name=name,
+                          color=self.rng.randint(0, 9))
+        box.tags[tid] = name
+        return "create_tag"
+
+    def _rename_tag(self, box: _Mailbox) -> str | None:
+        if not box.tags:
+            return self._create_tag(box)
+        tid = self.rng.choice(list(box.tags))
+        name = (self.factory.words(1) or "tag")[:30] + str(self.rng.randint(1, 999))
+        self.c.call("rename_tag", mailbox_id=box.mailbox_id, tag_id=tid, name=name)
+        box.tags[tid] = name
+        return None
+
+    def _create_contact(self, box: _Mailbox) -> str | None:
+        attrs, vcard = self.factory.contact_vcard()
+        data = vcard if self.rng.random() < 0.3 else b""
+        cid = self.c.call("create_contact", mailbox_id=box.mailbox_id, attrs=attrs,
+                          data=base64.b64encode(data).decode("ascii"))
+        box.contacts.append(cid)
+        return None
+
+    def _modify_contact(self, box: _Mailbox) -> str | None:
+        if not box.contacts:
+            return self._create_contact(box)
+        cid = self.rng.choice(box.contacts)
+        attrs, vcard = self.factory.contact_vcard()
+        self.c.call("modify_contact", mailbox_id=box.mailbox_id, contact_id=cid, attrs=attrs,
+                    data=base64.b64encode(vcard if self.rng.random() < 0.3 else b"")
+                    .decode("ascii"))
+        return None
+
+    def _index_item(self, box: _Mailbox) -> str | None:
+        (mid,) = self._pick(box)
+        self.c.call("index_item", mailbox_id=box.mailbox_id, item_id=mid)
+        return None
+
+    def _search(self, box: _Mailbox) -> str | None:
+        self.c.call("search", mailbox_id=box.mailbox_id, query=self.factory.words(1) or "the")
+        return None
+
+
+def run(socket: Path, *, accounts: int, ops: int, seed: int, workers: int = 4,
+        rate: float | None = None, domain: str = "example.com",
+        mix: dict[str, float] | None = None, duration_s: float | None = None,
+        stop: threading.Event | None = None,
+        progress: Callable[[int, int], None] | None = None) -> LoadResult:
+    """Drive `ops` actions (or run for `duration_s`) against the store at `socket`."""
+    if accounts < 1 or ops < 0 or workers < 1:
+        raise UsageError("loadgen needs --accounts >= 1, --ops >= 0 and --workers >= 1")
+    mix = dict(mix or DEFAULT_MIX)
+    unknown = set(mix) - set(DEFAULT_MIX)
+    if unknown:
+        raise UsageError(f"unknown load kinds: {', '.join(sorted(unknown))}")
+    emails = account_emails(accounts, domain)
+    with StoreClient(socket) as c:
+        boxes = ensure_accounts(c, emails, seed)
+    workers = min(workers, len(boxes))
+    result = LoadResult()
+    lock = threading.Lock()
+    stop = stop or threading.Event()
+    counter = iter(range(ops)) if duration_s is None else None
+    counter_lock = threading.Lock()
+    t_start = time.perf_counter()
+    deadline = t_start + duration_s if duration_s is not None else None
+    per_worker_interval = workers / rate if rate else 0.0
+
+    def take() -> bool:
+        if stop.is_set():
+            return False
+        if deadline is not None:
+            return time.perf_counter() < deadline
+        with counter_lock:
+            return next(counter, None) is not None  # type: ignore[arg-type]
+
+    def body(wid: int) -> None:
+        mine = boxes[wid::workers]
+        with StoreClient(socket) as client:
+            w = _Worker(wid, seed, mine, emails, client, mix, result, lock)
+            next_at = time.perf_counter()
+            while take():
+                if per_worker_interval:
+                    now = time.perf_counter()
+                    if now < next_at:
+                        time.sleep(next_at - now)
+                    next_at = max(next_at + per_worker_interval, now - 1.0)
+                w.step()
+                if progress and wid == 0:
+                    progress(result.actions, ops)
+
+    threads = [threading.Thread(target=body, args=(i,), name=f"loadgen-{i}", daemon=True)
+               for i in range(workers)]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.5)
+    except KeyboardInterrupt:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        raise
+    result.seconds = time.perf_counter() - t_start
+    return result
