@@ -74,9 +74,11 @@ def test_crlf_ascii_headers_and_line_lengths(messages: list[tuple[bytes, Message
         assert sep
         head.decode("ascii")
         assert max(len(line) for line in raw.split(b"\r\n")) <= 998
-        assert max(len(line) for line in head.split(b"\r\n")) <= 78 + 10  # one encoded-word may overrun
-        names = {line.split(b":", 1)[0].lower() for line in head.split(b"\r\n") if line[:1] not in (b" ", b"\t")}
-        for required in (b"date", b"from", b"to", b"subject", b"message-id", b"mime-version", b"content-type"):
+        head_lines = head.split(b"\r\n")
+        assert max(len(line) for line in head_lines) <= 78 + 10  # an encoded-word may overrun
+        names = {ln.split(b":", 1)[0].lower() for ln in head_lines if ln[:1] not in (b" ", b"\t")}
+        for required in (b"date", b"from", b"to", b"subject", b"message-id", b"mime-version",
+                         b"content-type"):
             assert required in names
 
 
@@ -174,7 +176,8 @@ def test_generation_speed() -> None:
     factory = MessageFactory(random.Random(1))
     start = time.perf_counter()
     for i in range(2000):
-        factory.message(sender="alice.smith@example.com", recipients=["bob@example.org"], date_ms=BASE_MS + i)
+        factory.message(sender="alice.smith@example.com", recipients=["bob@example.org"],
+                        date_ms=BASE_MS + i)
     # 10,000 messages take about 2 s on one core; this bound only catches gross regressions
     assert time.perf_counter() - start < 4.0
 
@@ -192,7 +195,8 @@ def test_contact_vcard() -> None:
     factory = MessageFactory(random.Random(4))
     for _ in range(100):
         fields, card = factory.contact_vcard()
-        for key in ("firstName", "lastName", "fullName", "email", "company", "workPhone", "mobilePhone"):
+        for key in ("firstName", "lastName", "fullName", "email", "company", "workPhone",
+                    "mobilePhone"):
             assert fields[key]
         assert fields["fullName"] == f"{fields['firstName']} {fields['lastName']}"
         assert re.fullmatch(r"[a-z0-9.]+@[a-z0-9.]+", fields["email"])
@@ -210,9 +214,11 @@ def test_contact_vcard() -> None:
 
 def test_contact_vcard_full_name_and_determinism() -> None:
     fields, card = MessageFactory(random.Random(5)).contact_vcard(full_name="Ada Lovelace")
-    assert (fields["firstName"], fields["lastName"], fields["fullName"]) == ("Ada", "Lovelace", "Ada Lovelace")
+    assert (fields["firstName"], fields["lastName"]) == ("Ada", "Lovelace")
+    assert fields["fullName"] == "Ada Lovelace"
     assert fields["email"].startswith("ada.lovelace@")
     assert b"FN:Ada Lovelace\r\n" in card
     single, _ = MessageFactory(random.Random(5)).contact_vcard(full_name="Cher")
     assert single["firstName"] == "Cher" and single["fullName"] == "Cher"
-    assert MessageFactory(random.Random(8)).contact_vcard() == MessageFactory(random.Random(8)).contact_vcard()
+    again = MessageFactory(random.Random(8)).contact_vcard()
+    assert MessageFactory(random.Random(8)).contact_vcard() == again

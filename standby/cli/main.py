@@ -10,6 +10,7 @@ import typer
 from standby import __version__
 from standby import log as slog
 from standby.cli import common
+from standby.cli.bench import app as bench_app
 from standby.cli.redolog import app as redolog_app
 from standby.cli.store import app as store_app
 
@@ -49,6 +50,7 @@ def root(
 
 app.add_typer(store_app, name="store")
 app.add_typer(redolog_app, name="redolog")
+app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:

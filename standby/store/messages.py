@@ -39,7 +39,8 @@ def _split_words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
 
-_COMMON = _split_words("""the of and to a in is that for it as with was on be by this are from at or have an will not but
+_COMMON = _split_words("""
+the of and to a in is that for it as with was on be by this are from at or have an will not but
 we they you all can has more one their there which about would if your our been also when so out
 up what new time were some only other its into may any these than them other just could first
 two like people over after most then back well work good make very need much year because should
@@ -65,10 +66,12 @@ during before within without under around across through against toward everyone
 something anything nothing everything each every both either another such
 """)
 
-_CITIES = _split_words("""London Paris Berlin Madrid Tokyo Sydney Toronto Chicago Boston Denver Seattle Austin Dublin
+_CITIES = _split_words("""
+London Paris Berlin Madrid Tokyo Sydney Toronto Chicago Boston Denver Seattle Austin Dublin
 Amsterdam Singapore Mumbai Nairobi Lagos Oslo Lisbon Prague Vienna Warsaw Athens
 """)
-_TERMS = _split_words("""Zimbra mailbox backup restore snapshot replica standby failover cluster storage volume index
+_TERMS = _split_words("""
+Zimbra mailbox backup restore snapshot replica standby failover cluster storage volume index
 search redo archive database migration upgrade outage incident ticket escalation roadmap
 milestone sprint backlog retrospective kickoff onboarding offboarding compliance audit GDPR
 HIPAA SLA KPI ROI OKR Q1 Q2 Q3 Q4 FY2024 FY2025 EMEA APAC LATAM Q&A R&D AT&T Acme Globex Initech
@@ -82,13 +85,15 @@ _OPENERS = ("I", "We", "The", "This", "Please", "Thanks for", "Just", "As", "Our
 _BREAKS = (". The", ". We", ". I", ". Please", ". This", ". It", ". Our", ". They", ". Also",
            ". Thanks", "? Can", "? Could", "! Great", ", and", ", but", ", so", ", which", ":")
 _INTL_WORDS = ("café", "naïve", "résumé", "déjà vu", "façade", "Zürich", "München", "Straße",
-               "São Paulo", "Kraków", "Łódź", "jalapeño", "piñata", "Ångström", "Øresund", "Göteborg",
-               "Málaga", "Besançon", "crème brûlée", "Grüße", "€", "coöperation", "Reykjavík", "fiancée")
+               "São Paulo", "Kraków", "Łódź", "jalapeño", "piñata", "Ångström", "Øresund",
+               "Göteborg", "Málaga", "Besançon", "crème brûlée", "Grüße", "€", "coöperation",
+               "Reykjavík", "fiancée")
 _SUBJECT_INTL = _INTL_WORDS + ("🎉", "✅", "Привет", "日本", "Ελλάδα", "Überprüfung", "Réunion", "año")
 _FIRST = ("Alice", "Bob", "Carol", "David", "Emma", "Frank", "Grace", "Henry", "Isabel", "Jack",
-          "Karen", "Liam", "Maria", "Nathan", "Olivia", "Peter", "Quinn", "Rachel", "Samuel", "Tina",
-          "Umar", "Victoria", "William", "Xavier", "Yasmin", "Zoe", "Ahmed", "Priya", "Wei", "Kenji",
-          "José", "Zoë", "François", "Søren", "Łukasz", "Björn", "Mónica", "Chloé", "Dmitri", "Aoife")
+          "Karen", "Liam", "Maria", "Nathan", "Olivia", "Peter", "Quinn", "Rachel", "Samuel",
+          "Tina", "Umar", "Victoria", "William", "Xavier", "Yasmin", "Zoe", "Ahmed", "Priya",
+          "Wei", "Kenji", "José", "Zoë", "François", "Søren", "Łukasz", "Björn", "Mónica", "Chloé",
+          "Dmitri", "Aoife")
 _LAST = ("Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Wilson",
          "Anderson", "Taylor", "Thomas", "Moore", "Martin", "Jackson", "Thompson", "White", "Lopez",
          "Lee", "Harris", "Clark", "Lewis", "Walker", "Hall", "Young", "King", "Wright", "Scott",
@@ -105,8 +110,10 @@ _ATTACH = (  # content type, extension, leading magic bytes, relative weight
     ("application/pdf", "pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", 35),
     ("image/jpeg", "jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", 25),
     ("image/png", "png", b"\x89PNG\r\n\x1a\n", 10),
-    ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "docx", b"PK\x03\x04", 12),
-    ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx", b"PK\x03\x04", 10),
+    ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "docx",
+     b"PK\x03\x04", 12),
+    ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx",
+     b"PK\x03\x04", 10),
     ("application/zip", "zip", b"PK\x03\x04", 5),
     ("application/octet-stream", "bin", b"", 3),
 )
@@ -137,7 +144,7 @@ _LINE_MAX = 78
 
 @dataclass(frozen=True)
 class MessageMeta:
-    """What the generator put in a message, as `standby.store.mime.message_fields` should find it."""
+    """What the generator put in a message, as `standby.store.mime.message_fields` finds it."""
 
     subject: str
     sender: str
@@ -168,8 +175,7 @@ def _encode_word(text: str, charset: str, b: bool) -> list[str]:
             piece_len = len(raw)
             limit = room // 4 * 3
         else:
-            piece = "".join(chr(c) if c in _Q_SAFE else ("_" if c == 32 else f"={c:02X}") for c in raw)
-            piece_len = len(piece)
+            piece_len = len(_q_encode(raw))
             limit = room
         if cur and used + piece_len > limit:
             words.append(_finish_word(head, cur, charset, b))
@@ -186,8 +192,12 @@ def _finish_word(head: str, chars: list[str], charset: str, b: bool) -> str:
     if b:
         body = binascii.b2a_base64(raw, newline=False).decode("ascii")
     else:
-        body = "".join(chr(c) if c in _Q_SAFE else ("_" if c == 32 else f"={c:02X}") for c in raw)
+        body = _q_encode(raw)
     return f"{head}{body}?="
+
+
+def _q_encode(raw: bytes) -> str:
+    return "".join(chr(c) if c in _Q_SAFE else ("_" if c == 32 else f"={c:02X}") for c in raw)
 
 
 def _fold(line: str) -> str:
@@ -262,6 +272,12 @@ class MessageFactory:
         ew = " ".join(_encode_word(name, self._charset_for(name), self._rng.random() < 0.4))
         return f"{ew} <{addr}>", f"{name} <{addr}>"
 
+    def _display_name(self, mailbox: str) -> str:
+        """The human name for a decoded mailbox: its display name, else one made up for it."""
+        if "<" in mailbox:
+            return mailbox.partition(" <")[0].strip('"')
+        return self._name_for(mailbox)
+
     def _charset_for(self, text: str) -> str:
         rng = self._rng
         if rng.random() < 0.3:
@@ -329,7 +345,8 @@ class MessageFactory:
         """Plain-text lines and the paragraphs (each a list of wrapped lines) for the HTML twin."""
         rng = self._rng
         first = to_name.split(" ")[0]
-        greeting = rng.choice((f"Hi {first},", f"Hello {first},", f"Dear {to_name},", f"{first},", ""))
+        greeting = rng.choice(
+            (f"Hi {first},", f"Hello {first},", f"Dear {to_name},", f"{first},", ""))
         paras: list[list[str]] = [[greeting]] if greeting else []
         left = max(8, target // 6)
         sizes: list[int] = []
@@ -338,7 +355,8 @@ class MessageFactory:
             sizes.append(max(n, 6))
             left -= n
         paras.extend(_wrap(p) for p in self._paragraphs(sizes, intl))
-        sign = [rng.choice(("Thanks,", "Best regards,", "Cheers,", "Kind regards,", "Best,")), sender_name]
+        sign = [rng.choice(("Thanks,", "Best regards,", "Cheers,", "Kind regards,", "Best,")),
+                sender_name]
         if rng.random() < 0.4:
             sign.append(f"{rng.choice(_TITLES)}, {rng.choice(_COMPANIES)}")
             sign.append(f"+1 555 {rng.randrange(1000):03d} {rng.randrange(10000):04d}")
@@ -378,7 +396,7 @@ class MessageFactory:
                 f"Content-Transfer-Encoding: {cte}"], body
 
     def _html_lines(self, paras: list[list[str]]) -> list[str]:
-        out = ["<html><head><style>p { margin: 0; } body { font-family: arial, helvetica; }</style></head>",
+        out = ["<html><head><style>p { margin: 0; } body { font-family: arial; }</style></head>",
                '<body><div style="font-family: arial, helvetica; font-size: 12pt; color: #000000">']
         for p in paras:
             joined = html.escape("\n".join(p), quote=False).replace("\n", "<br>\r\n")
@@ -388,7 +406,8 @@ class MessageFactory:
 
     def _boundary(self) -> str:
         rng = self._rng
-        return f"----=_Part_{rng.randrange(1, 10**6)}_{rng.getrandbits(40):x}.{rng.getrandbits(40):x}"
+        a, b, c = rng.randrange(1, 10**6), rng.getrandbits(40), rng.getrandbits(40)
+        return f"----=_Part_{a}_{b:x}.{c:x}"
 
     def _multipart(self, sub: str, parts: list[tuple[list[str], bytes]]) -> tuple[list[str], bytes]:
         boundary = self._boundary()
@@ -422,7 +441,7 @@ class MessageFactory:
 
     def message_with_meta(self, *, sender: str, recipients: list[str],
                           date_ms: int) -> tuple[bytes, MessageMeta]:
-        """Like `message`, plus what was put in it (decoded header values, body text, attachments)."""
+        """Like `message`, plus what was put in it (decoded headers, body text, attachments)."""
         rng = self._rng
         from_hdr, from_txt = self._mailbox(sender)
         to = [self._mailbox(r) for r in recipients]
@@ -448,11 +467,11 @@ class MessageFactory:
 
         intl = rng.random() < 0.2
         target = int(min(19_000, max(700, rng.lognormvariate(8.2, 0.75))))
-        sender_name = from_txt.partition(" <")[0].strip('"') if "<" in from_txt else self._name_for(sender)
-        to_name = "all"
-        if to:
-            to_name = to[0][1].partition(" <")[0].strip('"') if "<" in to[0][1] else self._name_for(to[0][1])
-        quote = (formatdate(seconds - rng.randrange(600, 86400 * 3), usegmt=True), to_name) if reply else None
+        sender_name = self._display_name(from_txt)
+        to_name = self._display_name(to[0][1]) if to else "all"
+        quote = None
+        if reply:
+            quote = (formatdate(seconds - rng.randrange(600, 86400 * 3), usegmt=True), to_name)
         lines, paras = self._text(target, intl, sender_name, to_name, quote)
         html_only = False
         with_attachments = rng.random() < 0.15
@@ -494,7 +513,8 @@ class MessageFactory:
         else:
             first, last = rng.choice(_FIRST), rng.choice(_LAST)
         name = f"{first} {last}".strip()
-        local = ".".join(p for p in (_ascii(first), _ascii(last)) if p) or f"user{rng.randrange(10**6)}"
+        local = ".".join(p for p in (_ascii(first), _ascii(last)) if p)
+        local = local or f"user{rng.randrange(10**6)}"
         company = rng.choice(_COMPANIES)
         fields = {
             "firstName": first, "lastName": last, "fullName": name,
@@ -523,7 +543,8 @@ class MessageFactory:
 def _ascii(s: str) -> str:
     """Best-effort ASCII transliteration for address local parts."""
     s = s.replace("Ł", "L").replace("ł", "l").replace("ø", "o").replace("Ø", "O").replace("ß", "ss")
-    return unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode("ascii").replace("'", "")
+    s = unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode("ascii")
+    return s.replace("'", "")
 
 
 def _vcard_escape(s: str) -> str:

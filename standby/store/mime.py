@@ -52,11 +52,13 @@ _MAX_PARTS = 1000  # MIME parts examined per message, bounding work on hostile i
 
 # Only the headers the indexer reads; `.` also matches the "\r" of a CRLF line end (stripped).
 _HEADER = re.compile(r"^(subject|from|to|cc|date|content-type|content-transfer-encoding"
-                     r"|content-disposition)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.MULTILINE | re.IGNORECASE)
+                     r"|content-disposition)[ \t]*:(.*(?:\r?\n[ \t].*)*)",
+                     re.MULTILINE | re.IGNORECASE)
 _UNFOLD = re.compile(r"\r?\n(?=[ \t])")
 _PARAM = re.compile(r';\s*([!#-\'*+.0-9A-Z^-~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)', re.IGNORECASE)
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
-_B64_JUNK = bytes(sorted(set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")))
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_JUNK = bytes(sorted(set(range(256)) - set(_B64_ALPHABET)))  # for bytes.translate(None, ...)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DATE = re.compile(r"\s*(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{1,2}):(\d{2})"
                    r"(?::(\d{2}))?\s+(?:([+-])(\d{2})(\d{2})|GMT|UT|UTC|Z)\s*(?:\(.*\))?\s*$")
@@ -235,7 +237,8 @@ def _flush(run: list[_Word], out: list[str]) -> None:
         while data is not None and j < len(run) and run[j][0] == charset and run[j][1] is not None:
             j += 1
         try:
-            segments.append((b"".join(w[1] for w in run[i:j]).decode(charset), False, gap))  # type: ignore[misc]
+            joined = b"".join(w[1] for w in run[i:j])  # type: ignore[misc]
+            segments.append((joined.decode(charset), False, gap))
         except Exception:  # noqa: BLE001 - fall back to word by word, raw when undecodable
             for cs, d, raw, g in run[i:j]:
                 try:
@@ -327,7 +330,7 @@ def _guess_boundary(body: bytes) -> str | None:
 
 
 def _split_parts(body: bytes, boundary: bytes) -> list[bytes]:
-    """The body parts between delimiter lines `--boundary`; a missing close delimiter is tolerated."""
+    """The body parts between `--boundary` delimiter lines; a missing close is tolerated."""
     delim = b"--" + boundary
     parts: list[bytes] = []
     start = -1  # start of the current part's content, -1 while in the preamble
