@@ -213,6 +213,15 @@ class _Handler(socketserver.StreamRequestHandler):
                     self._reply({"ok": True, "result": "stopping"})
                     threading.Thread(target=self.server.stop_service, daemon=True).start()
                     return
+                if method == "freeze":
+                    timeout = float((req.get("params") or {}).get("timeout_s", 300))
+                    self.server.freeze(self, timeout)
+                    self._reply({"ok": True, "result": self.server.frozen_position()})
+                    continue
+                if method == "thaw":
+                    self.server.thaw(self)
+                    self._reply({"ok": True, "result": "thawed"})
+                    continue
                 with self.server.inflight():
                     result = dispatch(self.server.store, method, req.get("params") or {})
                 self._reply({"ok": True, "result": result})
@@ -224,6 +233,10 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._reply({"ok": False, "error": {"type": "UsageError",
                                                     "message": f"bad JSON: {e}",
                                                     "exit_code": 2}})
+
+    def finish(self) -> None:
+        self.server.thaw(self)  # a freeze never outlives the connection that asked for it
+        super().finish()
 
     def _reply(self, obj: dict[str, Any]) -> None:
         self.wfile.write(json.dumps(obj).encode() + b"\n")
@@ -239,8 +252,37 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self._on_stop = on_stop
         self._busy = 0
         self._busy_cond = threading.Condition()
+        self._frozen_by: object | None = None
         self.stopping = False
         super().__init__(path, _Handler)
+
+    def freeze(self, owner: object, timeout_s: float) -> None:
+        """Block new changes and wait for those in flight (a store-level fsfreeze), until
+        `thaw` from the same connection, its disconnection, or `timeout_s`."""
+        with self._busy_cond:
+            while self._frozen_by is not None and self._frozen_by is not owner:
+                self._busy_cond.wait(0.5)
+            self._frozen_by = owner
+            deadline = time.monotonic() + 60
+            while self._busy and time.monotonic() < deadline:
+                self._busy_cond.wait(0.5)
+            if self._busy:
+                self._frozen_by = None
+                self._busy_cond.notify_all()
+                raise StateConflict("could not freeze the store: changes still in flight")
+        self.store.writer.flush()
+        timer = threading.Timer(timeout_s, self.thaw, args=(owner,))
+        timer.daemon = True
+        timer.start()
+
+    def thaw(self, owner: object) -> None:
+        with self._busy_cond:
+            if self._frozen_by is owner:
+                self._frozen_by = None
+                self._busy_cond.notify_all()
+
+    def frozen_position(self) -> dict[str, Any]:
+        return _redo_position(self.store)
 
     def inflight(self) -> Any:
         server = self
@@ -250,6 +292,8 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                 with server._busy_cond:
                     if server.stopping:
                         raise StateConflict("the store is shutting down")
+                    while server._frozen_by is not None:
+                        server._busy_cond.wait(0.5)
                     server._busy += 1
 
             def __exit__(self, *exc: object) -> None:
