@@ -21,11 +21,17 @@ def dump_command(
     show_blob: bool,
     json_out: bool,
     parquet: Optional[Path],
+    since: Optional[str] = None,
+    until: Optional[str] = None,
 ) -> int:
+    from standby import timefmt
+
     opts = dumpmod.DumpOptions(
         quiet=quiet, no_offset=no_offset,
         mailboxes=dumpmod.parse_mailbox_ids(m) if m else None,
-        show_blob=show_blob, fmt="json" if json_out else "text")
+        show_blob=show_blob, fmt="json" if json_out else "text",
+        since_ms=timefmt.parse(since, option="--since") if since else None,
+        until_ms=timefmt.parse(until, option="--until") if until else None)
     return dumpmod.run(paths, opts, sys.stdout, parquet=parquet)
 
 
@@ -42,6 +48,12 @@ def dump(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     parquet: Annotated[Optional[Path], typer.Option(
         "--parquet", help="Also write one row per record to this Parquet file.")] = None,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", help="Only records at or after this time (Zimbra time formats, local).")]
+    = None,
+    until: Annotated[Optional[str], typer.Option(
+        "--until", help="Only records at or before this time.")] = None,
 ) -> None:
     """Print each record of redo log files (zmredodump). Exit 1 if any record failed to parse."""
-    raise typer.Exit(dump_command(paths, quiet, no_offset, m, show_blob, json_out, parquet))
+    raise typer.Exit(dump_command(paths, quiet, no_offset, m, show_blob, json_out, parquet,
+                                  since, until))

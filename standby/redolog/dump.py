@@ -40,6 +40,8 @@ class DumpOptions:
     mailboxes: frozenset[int] | None = None
     show_blob: bool = False
     fmt: str = "text"  # text | json
+    since_ms: int | None = None
+    until_ms: int | None = None
 
 
 @dataclass
@@ -200,7 +202,12 @@ def problem_json(path: Path, p: Problem) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def _selected(rec: Record, mailboxes: frozenset[int] | None) -> bool:
+def _selected(rec: Record, opts: DumpOptions) -> bool:
+    if opts.since_ms is not None and rec.tstamp < opts.since_ms:
+        return False
+    if opts.until_ms is not None and rec.tstamp > opts.until_ms:
+        return False
+    mailboxes = opts.mailboxes
     if mailboxes is None:
         return True
     op = rec.op
@@ -262,7 +269,7 @@ def _dump_file(path: Path, opts: DumpOptions, out: IO[str], res: DumpResult,
             res.records += 1
             if sink is not None:
                 sink.append(record_json(rec, path=absp))
-            if not _selected(rec, opts.mailboxes):
+            if not _selected(rec, opts):
                 continue
             if text:
                 if not opts.quiet:

@@ -80,8 +80,12 @@ Umbrella Hooli Contoso Fabrikam Northwind Tailspin Wingtip Litware
 
 _OPENERS = ("I", "We", "The", "This", "Please", "Thanks for", "Just", "As", "Our", "Regarding the",
             "Following up on the", "Can you", "Let me know if", "Quick note on the", "FYI the")
-# Sentence-boundary tokens carry the next sentence's capitalised opener; " ." etc. are closed up
-# after joining, which is much cheaper than building sentences one at a time.
+# Sentence boundaries are vocabulary tokens too: a sentence-final word, the punctuation and the
+# next sentence's capitalised opener ("today. The"), so joining words with spaces gives finished
+# prose without a per-sentence loop or fix-up passes over the text.
+_ENDERS = ("today", "soon", "now", "again", "there", "it", "them", "this", "that", "week",
+           "tomorrow", "team", "project", "meeting", "report", "plan", "budget", "review",
+           "customer", "release", "schedule", "details", "deadline", "office", "time", "work")
 _BREAKS = (". The", ". We", ". I", ". Please", ". This", ". It", ". Our", ". They", ". Also",
            ". Thanks", "? Can", "? Could", "! Great", ", and", ", but", ", so", ", which", ":")
 _INTL_WORDS = ("café", "naïve", "résumé", "déjà vu", "façade", "Zürich", "München", "Straße",
@@ -123,9 +127,10 @@ _ATTACH_CUM = tuple(accumulate(a[3] for a in _ATTACH))
 
 def _zipf_table() -> tuple[str, ...]:
     """65,536 slots, each vocabulary word in proportion to its weight: two random bytes pick one."""
-    words = [*_COMMON, *_TERMS, *_BREAKS]
+    breaks = [w + b for w in _ENDERS for b in _BREAKS]
+    words = [*_COMMON, *_TERMS, *breaks]
     weights = ([1.0 / (r + 8) for r in range(len(_COMMON))] + [0.004] * len(_TERMS)
-               + [0.55 / len(_BREAKS)] * len(_BREAKS))
+               + [0.6 / len(breaks)] * len(breaks))
     total = sum(weights)
     counts = [max(1, round(w / total * 65536)) for w in weights]
     counts[0] += 65536 - sum(counts)
@@ -332,13 +337,12 @@ class MessageFactory:
         start = 0
         for n, opener, ending in zip(sizes, openers, endings):
             end = start + n
-            if not ws[end - 1][0].isalnum():
-                ws[end - 1] = "today"
+            last = ws[end - 1]
+            if " " in last or last[-1] == ":":  # do not end on a sentence-boundary token
+                ws[end - 1] = last.partition(" ")[0].rstrip(".,?!:")
             out.append(f"{opener} {' '.join(ws[start:end])}{ending}")
             start = end
-        text = "\n".join(out)
-        return (text.replace(" .", ".").replace(" ,", ",").replace(" ?", "?")
-                .replace(" !", "!").replace(" :", ":").split("\n"))
+        return out
 
     def _text(self, target: int, intl: bool, sender_name: str, to_name: str,
               quote: tuple[str, str] | None) -> tuple[list[str], list[list[str]]]:

@@ -389,7 +389,12 @@ def _text_of(ctype: str, params: dict[str, str], cte: str, body: bytes) -> str:
         text = data.decode("utf-8", errors="replace")
     if ctype == "text/html":
         return html_to_text(text)
-    return text.replace("\r\n", "\n")
+    if "\r" in text:  # CRLF to LF; the counting test is much cheaper than replacing "\r\n"
+        if text.count("\r") == text.count("\n"):
+            text = text.replace("\r", "")
+        else:
+            text = "\n".join(text.splitlines())
+    return text
 
 
 def _b64decode(body: bytes) -> bytes:

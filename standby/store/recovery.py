@@ -18,6 +18,7 @@ here it is redone inline and committed, so a replay of the log gives the same in
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import pymysql
 from standby import log as slog
 from standby.redolog import files
 from standby.redolog.ops import AbortTxn, CommitTxn, StoreIncomingBlob
+from standby.redolog.header import HEADER_SIZE
 from standby.redolog.reader import Problem, scan
 from standby.redolog.record import Record
 from standby.redolog.writer import RedoLogWriter, recover_tmp_files
@@ -93,12 +95,31 @@ def plan(redolog_dir: Path, *, lookback_ms: int) -> RecoveryPlan | None:
         return RecoveryPlan(ops, sc.good_end, sc.size, list(sc.problems), incoming)
 
 
+def _set_aside_headerless(redolog_dir: Path) -> str | None:
+    """A redo.log shorter than its 512-byte header holds no record (a crash while it was being
+    created): keep it as `redo.log.headerless-<ms>` and let the writer start a new one."""
+    current = redolog_dir / files.CURRENT
+    try:
+        size = current.stat().st_size
+    except FileNotFoundError:
+        return None
+    if size >= HEADER_SIZE:
+        return None
+    aside = current.with_name(f"{files.CURRENT}.headerless-{int(time.time() * 1000)}")
+    os.rename(current, aside)
+    return f"set aside {files.CURRENT} of {size} bytes (shorter than a header) as {aside.name}"
+
+
 def recover(redolog_dir: Path, *, writer: RedoLogWriter, effects: Effects, conn: Any,
             lookback_ms: int) -> RecoveryReport:
     """Run crash recovery and leave `writer` open for normal logging."""
     log = slog.get("standby.store.recovery")
     report = RecoveryReport()
     report.tmp_actions = recover_tmp_files(redolog_dir)
+    set_aside = _set_aside_headerless(redolog_dir)
+    if set_aside:
+        report.tmp_actions.append(set_aside)
+        log.warning("redolog_set_aside", action=set_aside)
     p = plan(redolog_dir, lookback_ms=lookback_ms)
     if p is None:
         writer.open()
