@@ -89,34 +89,36 @@ def _need(buf: bytes | memoryview, pos: int, n: int) -> None:
         raise Truncated(f"need {n} bytes at offset {pos}, have {len(buf) - pos}")
 
 
+# The fixed-width readers rely on struct.error for a short buffer; `record.decode_at` turns it
+# into Truncated. That keeps a bounds check out of the hot path.
+_i8 = I8.unpack_from
+_i16 = I16.unpack_from
+_i32 = I32.unpack_from
+_i64 = I64.unpack_from
+
+
 def r_i8(buf: bytes, pos: int) -> tuple[int, int]:
-    _need(buf, pos, 1)
-    return I8.unpack_from(buf, pos)[0], pos + 1
+    return _i8(buf, pos)[0], pos + 1
 
 
 def r_bool(buf: bytes, pos: int) -> tuple[bool, int]:
-    _need(buf, pos, 1)
     return buf[pos] != 0, pos + 1
 
 
 def r_i16(buf: bytes, pos: int) -> tuple[int, int]:
-    _need(buf, pos, 2)
-    return I16.unpack_from(buf, pos)[0], pos + 2
+    return _i16(buf, pos)[0], pos + 2
 
 
 def r_i32(buf: bytes, pos: int) -> tuple[int, int]:
-    _need(buf, pos, 4)
-    return I32.unpack_from(buf, pos)[0], pos + 4
+    return _i32(buf, pos)[0], pos + 4
 
 
 def r_i64(buf: bytes, pos: int) -> tuple[int, int]:
-    _need(buf, pos, 8)
-    return I64.unpack_from(buf, pos)[0], pos + 8
+    return _i64(buf, pos)[0], pos + 8
 
 
 def r_utf(buf: bytes, pos: int) -> tuple[str | None, int]:
-    _need(buf, pos, 4)
-    n = I32.unpack_from(buf, pos)[0]
+    n = _i32(buf, pos)[0]
     pos += 4
     if n < 0:
         if n != -1:
@@ -128,13 +130,14 @@ def r_utf(buf: bytes, pos: int) -> tuple[str | None, int]:
     if end > len(buf):
         raise Truncated(f"string of {n} bytes at offset {pos} runs past the end")
     try:
-        return bytes(buf[pos:end]).decode("utf-8"), end
+        return buf[pos:end].decode("utf-8"), end
     except UnicodeDecodeError as e:
         raise DecodeError(f"string at offset {pos} is not UTF-8") from e
 
 
 def r_utf_array(buf: bytes, pos: int) -> tuple[tuple[str, ...] | None, int]:
-    n, pos = r_i32(buf, pos)
+    n = _i32(buf, pos)[0]
+    pos += 4
     if n < 0:
         if n != -1:
             raise DecodeError(f"negative array length {n}")
@@ -151,7 +154,8 @@ def r_utf_array(buf: bytes, pos: int) -> tuple[tuple[str, ...] | None, int]:
 
 
 def r_i32_array(buf: bytes, pos: int) -> tuple[tuple[int, ...], int]:
-    n, pos = r_i32(buf, pos)
+    n = _i32(buf, pos)[0]
+    pos += 4
     if n < 0 or n * 4 > len(buf) - pos:
         raise DecodeError(f"int array length {n} at offset {pos - 4} is implausible")
     vals = struct.unpack_from(f">{n}i", buf, pos)
@@ -161,5 +165,7 @@ def r_i32_array(buf: bytes, pos: int) -> tuple[tuple[int, ...], int]:
 def r_bytes(buf: bytes, pos: int, n: int) -> tuple[bytes, int]:
     if n < 0:
         raise DecodeError(f"negative data length {n} at offset {pos}")
-    _need(buf, pos, n)
-    return bytes(buf[pos:pos + n]), pos + n
+    end = pos + n
+    if end > len(buf):
+        raise Truncated(f"need {n} bytes at offset {pos}, have {len(buf) - pos}")
+    return bytes(buf[pos:end]), end

@@ -55,6 +55,12 @@ FLAG_NAMES = {
 BODY_INLINE, BODY_LINK = 1, 2
 
 
+_QB = struct.Struct(">qB").unpack_from
+_QIIII = struct.Struct(">qiiii").unpack_from
+_IB = struct.Struct(">iB").unpack_from
+_I = struct.Struct(">i").unpack_from
+
+
 def type_name(t: int) -> str:
     return TYPE_NAMES.get(t, "unknown")
 
@@ -555,16 +561,53 @@ class CreateMessage(Op):
 
     @classmethod
     def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
+        if version >= (1, 42):
+            return cls._decode_current(buf, pos)
+        return cls._decode_old(buf, pos, version)
+
+    @classmethod
+    def _decode_current(cls, buf: bytes, pos: int) -> tuple[Op, int]:
+        # The hot path for 1.42 records: fixed runs unpacked together.
+        rcpt, pos = r_utf(buf, pos)
+        rcv_date, shared = _QB(buf, pos)
+        digest, pos = r_utf(buf, pos + 9)
+        size, msg_id, folder_id, conv_id, first = _QIIII(buf, pos)
+        merged, pos = r_i32_array(buf, pos + 24)
+        cal = _I(buf, pos)[0]
+        part_stat, pos = r_utf(buf, pos + 4)
+        flags, no_ical = _IB(buf, pos)
+        tags, pos = r_utf_array(buf, pos + 5)
+        path, pos = r_utf(buf, pos)
+        ck = cv = None
+        key_len = _I(buf, pos + 2)[0]
+        pos += 2
+        if key_len == -1:
+            pos += 4
+        else:
+            ck, cv, pos = _r_custom(buf, pos)
+        body_type = buf[pos]
+        pos += 1
+        data = None
+        if body_type == BODY_INLINE:
+            dlen = _I(buf, pos)[0]
+            data, pos = r_bytes(buf, pos + 4, dlen)
+        else:
+            pos += 2
+            if pos > len(buf):
+                raise Truncated("CreateMessage runs past the end")
+        return cls(rcpt or "", rcv_date, shared != 0, digest or "", size, msg_id, folder_id,
+                   conv_id, first, merged, cal, part_stat, flags, no_ical != 0, tags, path, ck,
+                   cv, body_type, data), pos
+
+    @classmethod
+    def _decode_old(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
         rcpt, pos = r_utf(buf, pos)
         rcv_date = 0
         if version >= (1, 4):
             rcv_date, pos = r_i64(buf, pos)
         shared, pos = r_bool(buf, pos)
         digest, pos = r_utf(buf, pos)
-        if version >= (1, 42):
-            size, pos = r_i64(buf, pos)
-        else:
-            size, pos = r_i32(buf, pos)
+        size, pos = r_i32(buf, pos)
         msg_id, pos = r_i32(buf, pos)
         folder_id, pos = r_i32(buf, pos)
         conv_id, pos = r_i32(buf, pos)

@@ -175,23 +175,33 @@ def decode_at(buf: bytes, pos: int) -> tuple[Record, int]:
     Raises Truncated if the buffer ends inside the record, UnknownOpcode, NewerVersion, or
     DecodeError for anything else that does not parse.
     """
-    if pos + HEAD_SIZE > len(buf):
-        raise Truncated(f"record header at offset {pos} runs past the end")
-    (marker, vmaj, vmin, opcode, tstamp, change_id, constraint, ttime, tcount,
-     mbox) = _unpack_head(buf, pos)
+    try:
+        (marker, vmaj, vmin, opcode, tstamp, change_id, constraint, ttime, tcount,
+         mbox) = _unpack_head(buf, pos)
+    except struct.error as e:
+        raise Truncated(f"record header at offset {pos} runs past the end") from e
     if marker != MARKER:
         raise DecodeError(f"no ZMREDO marker at offset {pos}")
-    version = (vmaj, vmin)
-    end = pos + HEAD_SIZE
-    if version < (1, 26):
-        (_m, _a, _b, _c, _d, _e, _f, _g, _h, mbox) = _unpack_head_old(buf, pos)
-        end = pos + HEAD_OLD.size
-    elif version > VERSION:
-        raise NewerVersion(version)
+    if vmaj == 1 and vmin == 42:
+        version = VERSION
+        end = pos + 46
+    else:
+        version = (vmaj, vmin)
+        if vmaj < 0 or vmin < 0:
+            raise DecodeError(f"Negative version number: major={vmaj}, minor={vmin}")
+        if version > VERSION:
+            raise NewerVersion(version)
+        end = pos + 46
+        if version < (1, 26):
+            mbox = _unpack_head_old(buf, pos)[9]
+            end = pos + HEAD_OLD.size
     cls = REGISTRY.get(opcode)
     if cls is None:
         raise UnknownOpcode(opcode)
-    op, end = cls.decode_data(buf, end, version)
+    try:
+        op, end = cls.decode_data(buf, end, version)
+    except (struct.error, IndexError) as e:
+        raise Truncated(f"{cls.NAME} at offset {pos} runs past the end") from e
     return Record(op, tstamp, ttime, tcount, mbox, change_id, constraint, version, pos,
                   end - pos), end
 

@@ -24,6 +24,7 @@ Rules, in the spirit of a mail server's indexer:
 from __future__ import annotations
 
 import binascii
+import codecs
 import contextlib
 import html
 import re
@@ -55,23 +56,29 @@ _HEADER = re.compile(r"^(subject|from|to|cc|date|content-type|content-transfer-e
                      r"|content-disposition)[ \t]*:(.*(?:\r?\n[ \t].*)*)",
                      re.MULTILINE | re.IGNORECASE)
 _UNFOLD = re.compile(r"\r?\n(?=[ \t])")
-_PARAM = re.compile(r';\s*([!#-\'*+.0-9A-Z^-~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)', re.IGNORECASE)
+_PARAM = re.compile(r';\s*([!#-\'*+.0-9A-Z^-~-]+)\s*=\s*("[^"\\]*(?:\\.[^"\\]*)*"|[^;\s]*)',
+                    re.IGNORECASE)
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_JUNK = bytes(sorted(set(range(256)) - set(_B64_ALPHABET)))  # for bytes.translate(None, ...)
+# Pure-Python codecs with super-linear decoding: a hostile body must not be decoded with them.
+_SLOW_CODECS = frozenset({"punycode", "idna"})
+_FAST_CHARSETS = frozenset({"utf-8", "iso-8859-1", "windows-1252", "us-ascii"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DATE = re.compile(r"\s*(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{1,2}):(\d{2})"
                    r"(?::(\d{2}))?\s+(?:([+-])(\d{2})(\d{2})|GMT|UT|UTC|Z)\s*(?:\(.*\))?\s*$")
 _MONTHS = {m: i for i, m in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 
-# HTML to text, all linear-time: script/style/comments are removed by a split-and-skip loop, tags
-# are only matched up to the next "<" so an unclosed "<" cannot make the scan quadratic.
+# HTML to text, all linear-time: script/style/comments are cut out with str.find (or, when
+# lower-casing moves offsets, a split-and-skip loop), and tags are only matched up to the next "<"
+# so an unclosed "<" cannot make the scan quadratic.
+_HIDDEN = (("<!--", "-->"), ("<script", "</script"), ("<style", "</style"))
 _HTML_SKIP = re.compile(r"(<!--|-->|<(?:script|style)\b|</(?:script|style)\s*>)", re.IGNORECASE)
 _HTML_BLOCK = re.compile(r"<(?:br|p|div|tr|td|th|li|h[1-6]|table|blockquote)\b[^<>]*>"
                          r"|</(?:p|div|tr|td|th|li|h[1-6]|table|blockquote)\s*>", re.IGNORECASE)
 _HTML_TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
-_BLANK_LINES = re.compile(r"\n[ \n]*")
+_BREAK_SPACE = re.compile(r"\n\s*")  # a line break and the blank lines / indentation after it
 
 
 def message_fields(raw: bytes, *, max_text: int = 65536) -> MessageFields:
@@ -139,8 +146,9 @@ def _params(value: str) -> tuple[str, dict[str, str]]:
             name = m.group(1).lower()
             if name not in params:
                 v = m.group(2)
-                if v.startswith('"'):
-                    v = v[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+                if v.startswith('"'):  # quoted-string (an unterminated one runs to the end)
+                    v = v[1:-1] if len(v) > 1 and v.endswith('"') else v[1:]
+                    v = v.replace('\\"', '"').replace("\\\\", "\\")
                 params[name] = v
     return main.strip().lower(), params
 
@@ -238,11 +246,11 @@ def _flush(run: list[_Word], out: list[str]) -> None:
             j += 1
         try:
             joined = b"".join(w[1] for w in run[i:j])  # type: ignore[misc]
-            segments.append((joined.decode(charset), False, gap))
+            segments.append((_decode(joined, charset), False, gap))
         except Exception:  # noqa: BLE001 - fall back to word by word, raw when undecodable
             for cs, d, raw, g in run[i:j]:
                 try:
-                    segments.append((d.decode(cs), False, g))  # type: ignore[union-attr]
+                    segments.append((_decode(d, cs), False, g))  # type: ignore[arg-type]
                 except Exception:  # noqa: BLE001
                     segments.append((raw, True, g))
         i = j
@@ -253,6 +261,13 @@ def _flush(run: list[_Word], out: list[str]) -> None:
         out.append(text)
         prev_raw = is_raw
     run.clear()
+
+
+def _decode(data: bytes, charset: str, errors: str = "strict") -> str:
+    """`data` decoded; raises for unknown charsets and for codecs too slow for hostile input."""
+    if charset not in _FAST_CHARSETS and codecs.lookup(charset).name in _SLOW_CODECS:
+        raise LookupError(charset)
+    return data.decode(charset, errors)
 
 
 # -- body ------------------------------------------------------------------------------------
@@ -384,8 +399,8 @@ def _text_of(ctype: str, params: dict[str, str], cte: str, body: bytes) -> str:
     if charset in ("us-ascii", "ascii", "us_ascii"):
         charset = "utf-8"
     try:
-        text = data.decode(charset, errors="replace")
-    except Exception:  # noqa: BLE001 - unknown or non-text codec
+        text = _decode(data, charset, "replace")
+    except Exception:  # noqa: BLE001 - unknown, non-text or refused codec
         text = data.decode("utf-8", errors="replace")
     if ctype == "text/html":
         return html_to_text(text)
@@ -413,6 +428,48 @@ def _b64decode(body: bytes) -> bytes:
 
 def html_to_text(markup: str) -> str:
     """Crude HTML to text: drop script/style/comments and tags, unescape entities, keep blocks."""
+    # Source line breaks are spaces; block tags make lines. Whitespace is tidied only where it is
+    # cheap (after line breaks): the text is for indexing, and every pass costs ~2 ns a character.
+    text = _drop_hidden(markup).replace("\r", " ").replace("\n", " ")
+    text = _HTML_TAG.sub("", _HTML_BLOCK.sub("\n", text))
+    if "&" in text:
+        text = html.unescape(text).replace("\xa0", " ")
+    return _BREAK_SPACE.sub("\n", text).strip()
+
+
+def _drop_hidden(markup: str) -> str:
+    """`markup` without comments, scripts and styles (each replaced by a space), in linear time."""
+    low = markup.lower()
+    if len(low) != len(markup):  # lower() changed offsets (rare non-ASCII): the slower regex way
+        return _drop_hidden_regex(markup)
+    kept: list[str] = []
+    pos = 0
+    found = [low.find(opener) for opener, _ in _HIDDEN]
+    while True:
+        which, at = -1, -1
+        for k, f in enumerate(found):
+            if f >= 0 and (at < 0 or f < at):
+                which, at = k, f
+        if which < 0:
+            break
+        kept.append(markup[pos:at])
+        kept.append(" ")
+        opener, closer = _HIDDEN[which]
+        end = low.find(closer, at + len(opener))
+        if end < 0:
+            return "".join(kept)
+        pos = end + len(closer)
+        if closer != "-->":
+            gt = low.find(">", pos)
+            pos = gt + 1 if gt >= 0 else len(markup)
+        for k in range(len(found)):
+            if 0 <= found[k] < pos:
+                found[k] = low.find(_HIDDEN[k][0], pos)
+    kept.append(markup[pos:])
+    return "".join(kept)
+
+
+def _drop_hidden_regex(markup: str) -> str:
     pieces = _HTML_SKIP.split(markup)
     kept: list[str] = []
     skip_until = ""
@@ -432,10 +489,4 @@ def html_to_text(markup: str) -> str:
         elif low.startswith("<style"):
             skip_until = "</style"
         kept.append(" ")
-    text = "".join(kept).replace("\r", " ").replace("\n", " ").replace("\t", " ")
-    text = _HTML_TAG.sub("", _HTML_BLOCK.sub("\n", text))
-    if "&" in text:
-        text = html.unescape(text).replace("\xa0", " ")
-    while "  " in text:
-        text = text.replace("  ", " ")
-    return _BLANK_LINES.sub("\n", text.replace(" \n", "\n")).strip()
+    return "".join(kept)
