@@ -100,6 +100,54 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class SnapshotSettings:
+    """`[snapshot]`: how sets and redolog snapshots are taken (standby/snapshot/)."""
+
+    # Seconds between the volumes of a staggered set (db, blob, index, redolog), as in the guide.
+    stagger_s: float = 1.0
+    # Take all volumes of one ZFS pool / one EC2 instance in one instant by default.
+    atomic: bool = False
+    # BACKUP STAGE START + BLOCK_COMMIT around the db volume's snapshot (always for `dir`).
+    quiesce_db: bool = True
+    # Hooks: argv lists run before and after every set / redolog snapshot (post always runs).
+    pre_hook: tuple[str, ...] = ()
+    post_hook: tuple[str, ...] = ()
+    hook_timeout_s: float = 60.0
+    # The HMAC-SHA256 key that signs manifests; a secret. Exactly one source: this key or the
+    # environment variable STANDBY_MANIFEST_KEY.
+    manifest_key: str | None = None
+    # Snapshot names are `<prefix>-<set id>`.
+    prefix: str = "standby"
+    # How long the store may stay frozen while the `dir` backend copies one volume.
+    freeze_timeout_s: float = 300.0
+    # How long to wait for InnoDB to have no dirty pages before a `dir` copy of the db volume.
+    db_clean_timeout_s: float = 60.0
+    # Backend programs and places.
+    zfs_program: str = "zfs"
+    use_pyzfs: bool = True  # libzfs_core through pyzfs, when it is importable
+    btrfs_program: str = "btrfs"
+    btrfs_snapshot_dir: Path | None = None  # default: <volume's parent>/.standby-snapshots
+    dir_snapshot_dir: Path | None = None  # default: <state_dir>/snapshots
+    lvm_snapshot_size: str = "1G"
+    ebs_region: str | None = None
+    ebs_endpoint_url: str | None = None
+    ebs_wait: bool = True  # wait until EBS snapshots are `completed`
+    ebs_wait_timeout_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """`[retention]`: tiered counts for sets, a count and/or an age for redolog snapshots."""
+
+    hourly: int = 48
+    daily: int = 14
+    weekly: int = 8
+    monthly: int = 6
+    redolog_keep: int = 96
+    redolog_max_age_s: int | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     server_id: str
     state_dir: Path
@@ -108,6 +156,8 @@ class Settings:
     redolog: RedologSettings = field(default_factory=RedologSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    snapshot: SnapshotSettings = field(default_factory=SnapshotSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     source: Path | None = None  # the file these settings came from (not a config key)
 
     # Derived locations -------------------------------------------------------------------
@@ -189,10 +239,20 @@ def from_mapping(
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """STANDBY_LOG_FORMAT / STANDBY_LOG_LEVEL override the file."""
+    """STANDBY_LOG_FORMAT / STANDBY_LOG_LEVEL override the file; STANDBY_MANIFEST_KEY is the
+    manifest key's other source (a secret comes from exactly one place)."""
     for var, key in (("STANDBY_LOG_FORMAT", "log.format"), ("STANDBY_LOG_LEVEL", "log.level")):
         if env.get(var):
             _set_dotted(raw, key, env[var])
+    secret = env.get("STANDBY_MANIFEST_KEY")
+    if secret:
+        snap = raw.get("snapshot")
+        if isinstance(snap, dict) and snap.get("manifest_key"):
+            raise ConfigError(
+                "the manifest key is set twice: snapshot.manifest_key in the config file and "
+                "STANDBY_MANIFEST_KEY in the environment",
+                hint="a secret comes from exactly one source; remove one of them")
+        _set_dotted(raw, "snapshot.manifest_key", secret)
     return raw
 
 
@@ -295,6 +355,26 @@ def validate(s: Settings) -> None:
         raise ConfigError("redolog.fsync_interval_ms must be within 0..1000")
     if s.mariadb.flush_log_at_trx_commit not in (0, 1, 2):
         raise ConfigError("mariadb.flush_log_at_trx_commit must be 0, 1 or 2")
+    _validate_snapshot(s.snapshot, s.retention)
+
+
+def _validate_snapshot(sn: SnapshotSettings, rt: RetentionSettings) -> None:
+    if not 0 <= sn.stagger_s <= 3600:
+        raise ConfigError("snapshot.stagger_s must be within 0..3600 seconds")
+    for key in ("hook_timeout_s", "freeze_timeout_s", "db_clean_timeout_s",
+                "ebs_wait_timeout_s"):
+        if getattr(sn, key) <= 0:
+            raise ConfigError(f"snapshot.{key} must be more than 0 seconds")
+    if not sn.prefix or not all(c.isalnum() or c in "-_." for c in sn.prefix):
+        raise ConfigError("snapshot.prefix must be letters, digits, '-', '_' or '.'")
+    if sn.manifest_key is not None and len(sn.manifest_key.encode()) < 16:
+        raise ConfigError("the manifest key must be at least 16 bytes",
+                          hint="generate one with `openssl rand -hex 32`")
+    for key in ("hourly", "daily", "weekly", "monthly", "redolog_keep"):
+        if getattr(rt, key) < 0:
+            raise ConfigError(f"retention.{key} must be 0 or more")
+    if rt.redolog_max_age_s is not None and rt.redolog_max_age_s <= 0:
+        raise ConfigError("retention.redolog_max_age_s must be more than 0 seconds")
 
 
 def check_volumes(s: Settings, *, writable: bool = True) -> None:

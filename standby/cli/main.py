@@ -12,6 +12,9 @@ from standby import log as slog
 from standby.cli import common
 from standby.cli.bench import app as bench_app
 from standby.cli.redolog import app as redolog_app
+from standby.cli.replay import replay_command
+from standby.cli.schedule import app as schedule_app
+from standby.cli.snapshot import app as snapshot_app
 from standby.cli.store import app as store_app
 
 app = typer.Typer(
@@ -51,7 +54,14 @@ def root(
 app.add_typer(store_app, name="store")
 app.add_typer(redolog_app, name="redolog")
 app.add_typer(bench_app, name="bench")
+app.command("replay")(replay_command)
+app.add_typer(snapshot_app, name="snapshot")
+app.add_typer(schedule_app, name="schedule")
 
 
 def main() -> None:
-    common.run(app, prog="standby")
+    import sys
+
+    from standby.cli.replay import expand_multi
+
+    common.run(app, argv=expand_multi(sys.argv[1:]), prog="standby")

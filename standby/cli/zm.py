@@ -7,6 +7,7 @@ import typer
 from standby import log as slog
 from standby.cli import common
 from standby.cli.redolog import dump as dump_cmd
+from standby.cli.replay import replay_command
 
 _redodump = typer.Typer(
     add_completion=False, pretty_exceptions_enable=False,
@@ -20,3 +21,19 @@ _redodump.command()(dump_cmd)
 def zmredodump() -> None:
     slog.configure("auto", "warning")
     common.run(_redodump, prog="zmredodump")
+
+
+_playredo = typer.Typer(
+    add_completion=False, pretty_exceptions_enable=False,
+    help="zmplayredo: replay redo logs onto the store's volumes.",
+    context_settings={"help_option_names": ["-h", "--help"]})
+_playredo.command()(replay_command)
+
+
+def zmplayredo() -> None:
+    import sys
+
+    from standby.cli.replay import expand_multi
+
+    slog.configure("auto", "warning")
+    common.run(_playredo, argv=expand_multi(sys.argv[1:]), prog="zmplayredo")

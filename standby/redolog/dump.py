@@ -155,7 +155,8 @@ def error_block(path: Path, size: int, at: int, last: Record | None) -> str:
            f"{size - at} bytes remaining in the file", ""]
     if last is not None:
         out += ["Last suceessfully parsed redo op:", op_line(last), ""]
-    out += [f"Data near error offset {at:08x}:", hexdump(data, start, at), ""]
+    # The hexdump's last line, then Zimbra's empty line before "Exception while verifying".
+    out += [f"Data near error offset {at:08x}:", hexdump(data, start, at), "", ""]
     return "\n".join(out)
 
 
@@ -276,7 +277,7 @@ def _dump_file(path: Path, opts: DumpOptions, out: IO[str], res: DumpResult,
                     out.write(op_line(rec, no_offset=opts.no_offset) + "\n")
                     if opts.show_blob and rec.op.blob is not None:
                         out.write("<START OF BLOB>\n")
-                        out.write(rec.op.blob.decode("latin-1"))
+                        _write_raw(out, rec.op.blob)
                         out.write("\n<END OF BLOB>\n")
             else:
                 out.write(json.dumps(record_json(rec, blob=opts.show_blob)) + "\n")
@@ -285,6 +286,17 @@ def _dump_file(path: Path, opts: DumpOptions, out: IO[str], res: DumpResult,
             res.bad_files.append((path, "; ".join(str(p) for p in sc.problems)))
         if text and not opts.quiet:
             out.write("\n")
+
+
+def _write_raw(out: IO[str], data: bytes) -> None:
+    """Blob bytes unchanged, as Zimbra prints them (binary or gzip included): straight to the
+    stream's byte layer when it has one, not through its text encoding."""
+    raw = getattr(out, "buffer", None)
+    if raw is None:
+        out.write(data.decode("latin-1"))
+        return
+    out.flush()
+    raw.write(data)
 
 
 def _report_problems(sc: Scan, done: int, absp: Path, opts: DumpOptions, out: IO[str],

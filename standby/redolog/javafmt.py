@@ -73,8 +73,13 @@ def _bdec(s: str, pos: int) -> tuple[object, int]:
         end = s.index("e", pos)
         return int(s[pos + 1:end]), end + 1
     colon = s.index(":", pos)
-    n = int(s[pos:colon])
-    return s[colon + 1:colon + 1 + n], colon + 1 + n
+    n = int(s[pos:colon])  # a length in UTF-16 code units, as Java counts it
+    end = colon + 1
+    units = 0
+    while units < n:
+        units += 2 if ord(s[end]) > 0xFFFF else 1
+        end += 1
+    return s[colon + 1:end], end
 
 
 def custom_metadata_map(value: str | None) -> str:
@@ -87,10 +92,19 @@ def custom_metadata_map(value: str | None) -> str:
         return "{}"
     if not isinstance(decoded, dict):
         return "{}"
+    # Java's chain: BEncoding fills a HashMap in the string's (sorted) order, "v" included;
+    # Metadata drops "v"; asMap() copies into a default HashMap; CustomMetadata into
+    # HashMap(8). "v" counts towards the first map's capacity (it matters at 12, 24, ... keys).
+    first = [k for k in hashmap_order(list(decoded), capacity=16) if k != "v"]
     decoded.pop("v", None)
-    ordered = hashmap_order(sorted(decoded), capacity=16)
+    ordered = hashmap_order(first, capacity=16)
     ordered = hashmap_order(ordered, capacity=8)
     return "{" + ", ".join(f"{k}={decoded[k]}" for k in ordered) + "}"
+
+
+def _java_order(key: object) -> bytes:
+    """Java's String.compareTo order (UTF-16 code units), not Python's code point order."""
+    return str(key).encode("utf-16-be", "surrogatepass")
 
 
 def bencode_map(d: dict[str, object]) -> str:
@@ -102,7 +116,8 @@ def bencode_map(d: dict[str, object]) -> str:
 
 def _benc(v: object) -> str:
     if isinstance(v, dict):
-        return "d" + "".join(_benc(str(k)) + _benc(v[k]) for k in sorted(v)) + "e"
+        return "d" + "".join(_benc(str(k)) + _benc(v[k])
+                             for k in sorted(v, key=_java_order)) + "e"
     if isinstance(v, list | tuple):
         return "l" + "".join(_benc(x) for x in v) + "e"
     if isinstance(v, bool):

@@ -9,7 +9,8 @@ An interval of 0 fsyncs inline for every synchronous record. Every record is app
 Rollover, checked after every record: due when the file reaches the hard maximum, or the soft size
 if it has grown since it was opened and is at least the minimum age. Under the write lock:
 `before_rollover()` (the store flushes InnoDB), a Checkpoint listing the active transactions ends
-the old file, which is closed (header open=0, size, last op time); the next file is written as
+the old file if there are any (as Zimbra's: txn 0.0, tstamp 0), which is closed (header open=0,
+size, the latest op time in it); the next file is written as
 `~tmp-redo-<stamp>-seq<N+1>.log` with the change records of all still-active transactions
 re-logged into it; the old file is renamed into `archive/` (or deleted), and the tmp file becomes
 `redo.log`.
@@ -115,14 +116,20 @@ class RedoLogWriter:
         self._written = 0  # bytes ever appended (all files), for group commit
         self._synced = 0
         self._active: dict[tuple[int, int], bytes] = {}
+        self._last_tstamp = 0  # the latest op time in the current file (its header's last op)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fsync_error: BaseException | None = None
         self.rollovers = 0
 
     # -- lifecycle --------------------------------------------------------------------------
-    def open(self, *, truncate_to: int | None = None) -> None:
-        """Resolve tmp leftovers, open or create redo.log for append, mark it open."""
+    def open(self, *, truncate_to: int | None = None, last_op_tstamp: int | None = None) -> None:
+        """Resolve tmp leftovers, open or create redo.log for append, mark it open.
+
+        `last_op_tstamp` is the latest op time among the records already in redo.log (crash
+        recovery knows it from its scan); without it the file's mtime stands in as an upper
+        bound, so the header's last-op time written on close never understates the file.
+        """
         if not self.dir.is_dir():
             raise VolumeError(f"redo log directory {self.dir} does not exist")
         self.archive_dir.mkdir(exist_ok=True)
@@ -132,15 +139,21 @@ class RedoLogWriter:
             fd = os.open(self.current, os.O_RDWR)
             hdr = fileheader.decode(os.pread(fd, HEADER_SIZE, 0), path=str(self.current))
             size = os.fstat(fd).st_size
+            mtime_ms = os.fstat(fd).st_mtime_ns // 1_000_000
             if truncate_to is not None and truncate_to < size:
                 os.ftruncate(fd, max(truncate_to, HEADER_SIZE))
                 size = max(truncate_to, HEADER_SIZE)
             hdr = hdr.with_(open=True)
+            last = hdr.last_op_tstamp
+            if size > HEADER_SIZE:
+                last = max(last, last_op_tstamp if last_op_tstamp is not None else mtime_ms)
+            self._last_tstamp = last
         else:
             seq = next_sequence(self.archive_dir)
             fd = os.open(self.current, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             hdr = FileHeader(sequence=seq, server_id=self.server_id, create_time=now, open=True)
             size = HEADER_SIZE
+            self._last_tstamp = 0
         os.pwrite(fd, hdr.encode(), 0)
         os.fsync(fd)
         _fsync_dir(self.dir)
@@ -258,7 +271,8 @@ class RedoLogWriter:
         if self._header.first_op_tstamp == 0:
             self._header = self._header.with_(first_op_tstamp=tstamp)
             os.pwrite(self._fd, self._header.encode(), 0)
-        self._last_tstamp = tstamp
+        if tstamp > self._last_tstamp:
+            self._last_tstamp = tstamp
 
     def _wait_synced(self, target: int) -> None:
         deadline = time.monotonic() + 10.0
@@ -323,8 +337,11 @@ class RedoLogWriter:
             self.before_rollover()
         now = self.clock()
         old_seq = self._header.sequence
-        ckpt = Record(Checkpoint(tuple(self._active)), now, 0, 0, MAILBOX_UNKNOWN)
-        self._append(ckpt.encode(), now)
+        if self._active:
+            # Zimbra's RedoLogManager.checkpoint(): only when transactions are active; the op
+            # is never start()ed, so its txn is 0.0 and its timestamp 0.
+            ckpt = Record(Checkpoint(tuple(self._active)), 0, 0, 0, MAILBOX_UNKNOWN)
+            self._append(ckpt.encode(), 0)
         self._close_file(self._fd, self._header, self._size)
         with self._cond:
             self._synced = self._written
@@ -336,6 +353,7 @@ class RedoLogWriter:
         hdr = FileHeader(sequence=new_seq, server_id=self.server_id, create_time=now, open=True)
         os.pwrite(fd, hdr.encode(), 0)
         self._fd, self._header, self._size = fd, hdr, HEADER_SIZE
+        self._last_tstamp = 0
         for raw in self._active.values():
             from standby.redolog.record import HEAD
 
@@ -362,7 +380,7 @@ class RedoLogWriter:
             self.after_rollover(archived, old_seq)
 
     def _close_file(self, fd: int, hdr: FileHeader, size: int) -> None:
-        last = getattr(self, "_last_tstamp", 0) or hdr.first_op_tstamp
+        last = self._last_tstamp or hdr.first_op_tstamp
         closed = hdr.with_(open=False, file_size=size, last_op_tstamp=last)
         os.pwrite(fd, closed.encode(), 0)
         os.fsync(fd)

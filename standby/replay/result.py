@@ -22,6 +22,8 @@ class ReplayResult:
     player: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    phase_seconds: Counter[str] = field(default_factory=Counter)
+    parsed: int = 0
 
     def tally(self, op_name: str, db: str, blob: str, index: str) -> None:
         self.ops_applied += 1
@@ -43,4 +45,6 @@ class ReplayResult:
             "garbage_removed": self.garbage_removed,
             "errors": len(self.errors), "error_samples": self.errors[:10],
             "player": self.player, "notes": self.notes,
+            "worker_seconds": {k: round(v, 2) for k, v in self.phase_seconds.items()},
+            "messages_parsed": self.parsed,
         }

@@ -9,6 +9,7 @@ background, and waits until the service answers. `stop` stops the service, then 
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 import uuid
@@ -19,7 +20,17 @@ from typing import Any
 from standby import _process
 from standby import log as slog
 from standby import settings as settings_mod
-from standby.errors import FormatError, ServiceError, StateConflict
+from standby.errors import (
+    ConfigError,
+    FormatError,
+    IntegrityError,
+    NotFound,
+    ServiceError,
+    StandbyError,
+    StateConflict,
+    UsageError,
+    VolumeError,
+)
 from standby.redolog import files
 from standby.redolog import header as fileheader
 from standby.settings import Settings, VolumeSettings, Volumes
@@ -88,6 +99,10 @@ def start(s: Settings, *, timeout: float = 120.0) -> Status:
     if service_pid(s) is not None or volumes_locked(s):
         raise StateConflict("the store is already running on these volumes",
                             hint="`standby store status` shows it; `standby store stop` stops it")
+    if (s.state_dir / "replay.incomplete").exists():
+        raise StateConflict("a replay onto these volumes was interrupted; they are not "
+                            "consistent yet", hint="run the replay again (it is idempotent), "
+                            f"or remove {s.state_dir / 'replay.incomplete'} to override")
     db = mariadb_for(s)
     if not db.running():
         db.start()
@@ -95,12 +110,15 @@ def start(s: Settings, *, timeout: float = 120.0) -> Status:
     ensure_schema(s, db)
     cmd = _process.Command((sys.executable, "-m", "standby.store.service",
                             "--config", str(s.source)))
-    pid = _process.daemon(cmd, log_path=s.state_dir / "store.log")
+    log_path = s.state_dir / "store.log"
+    log_start = log_path.stat().st_size if log_path.exists() else 0
+    pid = _process.daemon(cmd, log_path=log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _process.alive(pid):
-            raise ServiceError("the store service exited during start-up: " + _tail(s),
-                               hint=f"see {s.state_dir / 'store.log'}")
+            raise _startup_failure(log_path, log_start) or ServiceError(
+                "the store service exited during start-up: " + _tail(s),
+                hint=f"see {log_path}")
         if s.store_socket.exists():
             try:
                 with StoreClient(s.store_socket, timeout=5) as c:
@@ -112,6 +130,38 @@ def start(s: Settings, *, timeout: float = 120.0) -> Status:
         time.sleep(0.1)
     _process.terminate(pid, timeout=10)
     raise ServiceError(f"the store service did not answer within {timeout} s: " + _tail(s))
+
+
+_ERRORS_BY_CODE: dict[int, type[StandbyError]] = {
+    2: UsageError, 3: ConfigError, 4: VolumeError, 5: StateConflict, 6: FormatError,
+    7: ServiceError, 8: IntegrityError, 9: NotFound,
+}
+
+
+def _startup_failure(log_path: Path, since: int) -> StandbyError | None:
+    """The error the service reported before exiting (its `store_failed` line in this run's
+    part of the log), re-raised here with its own exit code: a redo log of a newer version
+    must fail `store start` with 6, not as a generic service failure."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(since)
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == "store_failed":
+            try:
+                code = int(event.get("exit_code", 7))
+            except (TypeError, ValueError):
+                code = 7
+            cls = _ERRORS_BY_CODE.get(code, ServiceError)
+            return cls(f"the store service refused to start: {event.get('error', '')}",
+                       hint=f"see {log_path}")
+    return None
 
 
 def _tail(s: Settings) -> str:

@@ -63,6 +63,7 @@ class RecoveryPlan:
     size: int
     problems: list[Problem]
     incoming: list[Record]
+    last_tstamp: int = 0  # the latest op time among the good records
 
 
 def plan(redolog_dir: Path, *, lookback_ms: int) -> RecoveryPlan | None:
@@ -77,8 +78,11 @@ def plan(redolog_dir: Path, *, lookback_ms: int) -> RecoveryPlan | None:
         recent: dict[tuple[int, int], Record] = {}
         order: dict[tuple[int, int], int] = {}
         incoming: list[Record] = []
+        last_tstamp = 0
         for i, rec in enumerate(sc):
             op = rec.op
+            if rec.tstamp > last_tstamp:
+                last_tstamp = rec.tstamp
             if op.is_start_marker:
                 pending[rec.txn] = rec
                 order[rec.txn] = i
@@ -92,7 +96,7 @@ def plan(redolog_dir: Path, *, lookback_ms: int) -> RecoveryPlan | None:
                 pending.pop(rec.txn, None)
         todo = {**recent, **pending}
         ops = sorted(todo.values(), key=lambda r: order[r.txn])
-        return RecoveryPlan(ops, sc.good_end, sc.size, list(sc.problems), incoming)
+        return RecoveryPlan(ops, sc.good_end, sc.size, list(sc.problems), incoming, last_tstamp)
 
 
 def _set_aside_headerless(redolog_dir: Path) -> str | None:
@@ -125,10 +129,13 @@ def recover(redolog_dir: Path, *, writer: RedoLogWriter, effects: Effects, conn:
         writer.open()
         return report
     report.problems = p.problems
+    for prob in p.problems:
+        log.warning("redolog_problem", file=str(redolog_dir / files.CURRENT), offset=prob.offset,
+                    kind=prob.kind, skipped=prob.skipped, message=prob.message)
     if p.good_end < p.size:
         report.truncated_bytes = p.size - p.good_end
         log.warning("redolog_tail_truncated", bytes=report.truncated_bytes, at=p.good_end)
-    writer.open(truncate_to=p.good_end)
+    writer.open(truncate_to=p.good_end, last_op_tstamp=p.last_tstamp)
 
     source = IncomingBlobs(effects.blobs)
     for sib in p.incoming:
@@ -164,6 +171,5 @@ def recover(redolog_dir: Path, *, writer: RedoLogWriter, effects: Effects, conn:
     if report.redone:
         writer.rollover(force=True)
         report.rolled_over = True
-    log.info("crash_recovery_done", **{k: v for k, v in report.as_dict().items()
-                                       if k != "problems"})
+    log.info("crash_recovery_done", **report.as_dict())
     return report

@@ -1,0 +1,168 @@
+"""`standby replay` and `zmplayredo`: Zimbra's options, plus standby's own.
+
+Zimbra's: --fromTime, --toTime (Zimbra's nine local-time formats and the guide's
+"yyyy/MM/dd HH:mm:ss:SSS"), --fromSeq, --toSeq, --mailboxId, --logfiles, --threads,
+--queueCapacity, --stopOnError. standby's: --set ID|latest (start at a snapshot set's exact redo
+position), --dry-run (print the plan), --json (summary), --naive (the baseline engine),
+--batch-ops, --config.
+
+Exit codes: 0 replayed without errors; 1 replayed, but some ops failed (see the summary);
+2 bad arguments; 5 the store service is running; 6 a log is corrupt or newer; 9 a log file or
+set does not exist.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from standby import settings as settings_mod
+from standby import timefmt
+from standby.cli import common
+from standby.errors import UsageError
+from standby.replay import engine
+from standby.replay.player import Selection
+
+
+def _settings(ctx: typer.Context, config: Optional[Path]) -> settings_mod.Settings:
+    if config is not None:
+        common.ctx_obj(ctx).config = config
+    return common.settings(ctx)
+
+
+def replay_command(
+    ctx: typer.Context,
+    from_time: Annotated[Optional[str], typer.Option(
+        "--fromTime", help='Replay ops whose change record is at or after this local time, '
+        'e.g. "2021/10/17 08:00:00:000".')] = None,
+    to_time: Annotated[Optional[str], typer.Option(
+        "--toTime", help="Replay ops committed at or before this local time.")] = None,
+    from_seq: Annotated[Optional[int], typer.Option(
+        "--fromSeq", help="First log sequence to read (inclusive).")] = None,
+    to_seq: Annotated[Optional[int], typer.Option(
+        "--toSeq", help="Last log sequence to read (inclusive).")] = None,
+    mailbox_id: Annotated[Optional[int], typer.Option(
+        "--mailboxId", help="Replay only this mailbox (and ops of all mailboxes).")] = None,
+    logfiles: Annotated[Optional[list[Path]], typer.Option(
+        "--logfiles", help="Exactly these log files, in this order (repeatable).")] = None,
+    threads: Annotated[int, typer.Option(
+        "--threads", help="Upper bound on worker processes (Zimbra's default 50).")] = 50,
+    queue_capacity: Annotated[int, typer.Option(
+        "--queueCapacity", help="Accepted for Zimbra compatibility; see --batch-ops.")] = 100,
+    stop_on_error: Annotated[bool, typer.Option(
+        "--stopOnError", help="Stop at the first op that fails (default: log and go on).")]
+    = False,
+    set_id: Annotated[Optional[str], typer.Option(
+        "--set", help="Start at this snapshot set's recorded redo position (ID or 'latest').")]
+    = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print what would be replayed and change nothing.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON summary on the last line.")]
+    = False,
+    naive: Annotated[bool, typer.Option(
+        "--naive", help="One op per transaction, statement by statement (the baseline).")]
+    = False,
+    batch_ops: Annotated[int, typer.Option(
+        "--batch-ops", help="Ops folded and applied together per batch (fast engine).")]
+    = 50_000,
+    log_dir: Annotated[Optional[Path], typer.Option(
+        "--log-dir", help="Redo log directory (default: the configured redolog volume).")]
+    = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Config file.")]
+    = None,
+) -> None:
+    """Replay redo logs onto the store's volumes (zmplayredo)."""
+    from_ms = timefmt.parse(from_time, option="--fromTime") if from_time else None
+    to_ms = timefmt.parse(to_time, option="--toTime") if to_time else None
+    sel = Selection(from_time=from_ms, to_time=to_ms, from_seq=from_seq, to_seq=to_seq,
+                    mailbox_ids=frozenset({mailbox_id}) if mailbox_id is not None else None)
+    sel.check()
+    if mailbox_id is not None and mailbox_id <= 0:
+        raise UsageError("--mailboxId must be a positive mailbox id")
+    if threads < 1 or batch_ops < 1 or queue_capacity < 1:
+        raise UsageError("--threads, --queueCapacity and --batch-ops must be at least 1")
+    s = _settings(ctx, config)
+    if set_id is not None:
+        sel = _from_set(s, set_id, sel)
+    if from_ms is not None and not json_out:
+        sys.stderr.write(f"Replaying from {timefmt.echo(from_ms)}\n")
+    opts = engine.ReplayOptions(selection=sel, logfiles=tuple(logfiles or ()),
+                                log_dir=log_dir, naive=naive, threads=threads,
+                                batch_ops=batch_ops, stop_on_error=stop_on_error)
+    if dry_run:
+        p = engine.plan(s, opts)
+        if json_out:
+            common.emit_json(p.as_dict())
+        else:
+            d = p.as_dict()
+            common.emit(f"would replay {d['ops']} ops from {len(d['files'])} files "
+                        f"({d['first_op']} .. {d['last_op']}) over {d['mailboxes']} mailboxes")
+            for f in d["files"]:
+                common.emit(f"  {f['path']}  seq {f['seq']}  {f['size']} bytes")
+            for n in d["notes"]:
+                common.emit(f"  skipped: {n}")
+            for op, n in d["by_op"].items():
+                common.emit(f"  {op:20s} {n}")
+        return
+    tty = sys.stderr.isatty() and not json_out
+    t0 = time.perf_counter()
+
+    def progress(done: int) -> None:
+        if tty:
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            sys.stderr.write(f"\rreplay: {done} ops ({rate:,.0f} ops/s)")
+            sys.stderr.flush()
+
+    res = engine.run(s, opts, progress=progress)
+    if tty:
+        sys.stderr.write("\n")
+    d = res.as_dict()
+    if json_out:
+        common.emit_json(d)
+    else:
+        common.emit(f"replayed {d['ops_applied']} ops in {d['seconds']} s "
+                    f"({d['ops_per_s']} ops/s) with the {d['engine']} engine")
+        common.emit(f"  db {d['db']}  blob {d['blob']}  index {d['index']}")
+        pl = d["player"]
+        common.emit(f"  uncommitted {pl.get('uncommitted')}, aborted {pl.get('aborted')}, "
+                    f"orphans {pl.get('orphans')}, problems {len(pl.get('problems', []))}")
+        for prob in pl.get("problems", [])[:10]:
+            common.emit(f"  problem: {prob}")
+        for err in d["error_samples"]:
+            common.emit(f"  error: {err}")
+    if res.errors:
+        raise typer.Exit(1)
+
+
+def _from_set(s: settings_mod.Settings, set_id: str, sel: Selection) -> Selection:
+    """Start at a snapshot set's recorded replay start (its manifest), unless --fromTime."""
+    from standby.snapshot import replay_start  # the snapshot catalog knows the manifests
+
+    start_ms, from_seq = replay_start(s, set_id)
+    return Selection(from_time=sel.from_time if sel.from_time is not None else start_ms,
+                     to_time=sel.to_time,
+                     from_seq=sel.from_seq if sel.from_seq is not None else from_seq,
+                     to_seq=sel.to_seq, mailbox_ids=sel.mailbox_ids)
+
+
+def expand_multi(argv: list[str], option: str = "--logfiles") -> list[str]:
+    """Zimbra takes `--logfiles a b c`; typer wants `--logfiles a --logfiles b ...`."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        out.append(a)
+        i += 1
+        if a == option:
+            first = True
+            while i < len(argv) and not argv[i].startswith("-"):
+                if not first:
+                    out.append(option)
+                out.append(argv[i])
+                first = False
+                i += 1
+    return out

@@ -1,0 +1,213 @@
+"""Bulk database access for the fast engine: reading pre-state, writing folded changes.
+
+Reads (`DbRowSource`) fetch a mailbox's rows by id, by folder, its folders, tags and tag
+membership in a few statements. Writes (`BulkWriter`) take the `Changes` of many mailboxes and
+apply them in one transaction: deletes of the touched pre-existing rows by primary key, then the
+final rows with `LOAD DATA LOCAL INFILE` from tab-separated files on a RAM disk (`/dev/shm` when
+there is one), then the mailbox rows' change and item checkpoints. The session runs at READ
+COMMITTED so two workers loading into the same tables take no gap locks from each other.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from standby.replay.model import Changes
+from standby.store.effects import FIRST_USER_ID
+from standby.store.schema import (
+    INDEX_VOLUME_ID,
+    MAIL_ITEM_COLUMNS,
+    SCHEMA_VERSION,
+    TAG_COLUMNS,
+    TOMBSTONE_COLUMNS,
+    group_of,
+)
+
+_ITEM_COLS = ", ".join(MAIL_ITEM_COLUMNS)
+_TAG_COLS = ", ".join(TAG_COLUMNS)
+_ESC = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\0": "\\0", "\r": "\\r"})
+
+
+def _field(v: Any) -> str:
+    if v is None:
+        return "\\N"
+    if isinstance(v, str):
+        return v.translate(_ESC)
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    return str(v)
+
+
+def tsv(rows: Iterable[Sequence[Any]]) -> str:
+    return "".join("\t".join(map(_field, r)) + "\n" for r in rows)
+
+
+def _chunks(ids: Sequence[int], n: int = 1000) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), n):
+        yield ids[i:i + n]
+
+
+class DbRowSource:
+    """`model.RowSource` over a pymysql connection."""
+
+    def __init__(self, conn: Any, groups: int) -> None:
+        self.conn = conn
+        self.groups = groups
+
+    def _t(self, m: int, table: str) -> str:
+        return f"mboxgroup{group_of(m, self.groups)}.{table}"
+
+    def _rows(self, sql: str, args: Sequence[Any]) -> list[list[Any]]:
+        cur = self.conn.cursor()
+        cur.execute(sql, args)
+        return [list(r) for r in cur.fetchall()]
+
+    def items(self, m: int, ids: Iterable[int]) -> list[list[Any]]:
+        out: list[list[Any]] = []
+        for part in _chunks(sorted(set(ids))):
+            q = ",".join(["%s"] * len(part))
+            out += self._rows(f"SELECT {_ITEM_COLS} FROM {self._t(m, 'mail_item')} WHERE"
+                              f" mailbox_id = %s AND id IN ({q})", (m, *part))
+        return out
+
+    def items_in_folders(self, m: int, folder_ids: list[int]) -> list[list[Any]]:
+        q = ",".join(["%s"] * len(folder_ids))
+        return self._rows(f"SELECT {_ITEM_COLS} FROM {self._t(m, 'mail_item')} WHERE"
+                          f" mailbox_id = %s AND folder_id IN ({q})", (m, *folder_ids))
+
+    def folders(self, m: int) -> list[list[Any]]:
+        return self._rows(f"SELECT {_ITEM_COLS} FROM {self._t(m, 'mail_item')} WHERE"
+                          " mailbox_id = %s AND type = 1", (m,))
+
+    def tagged(self, m: int, item_ids: Iterable[int]) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for part in _chunks(sorted(set(item_ids))):
+            q = ",".join(["%s"] * len(part))
+            out += [(r[0], r[1]) for r in self._rows(
+                f"SELECT tag_id, item_id FROM {self._t(m, 'tagged_item')} WHERE"
+                f" mailbox_id = %s AND item_id IN ({q})", (m, *part))]
+        return out
+
+    def tags(self, m: int) -> list[list[Any]]:
+        return self._rows(f"SELECT {_TAG_COLS} FROM {self._t(m, 'tag')} WHERE"
+                          " mailbox_id = %s", (m,))
+
+    def mailbox_states(self, ids: Sequence[int]) -> dict[int, tuple[int, int, str]]:
+        """id -> (change_checkpoint, item_id_checkpoint, account_id) for existing mailboxes."""
+        out: dict[int, tuple[int, int, str]] = {}
+        for part in _chunks(sorted(set(ids))):
+            q = ",".join(["%s"] * len(part))
+            for r in self._rows("SELECT id, change_checkpoint, item_id_checkpoint, account_id"
+                                f" FROM zimbra.mailbox WHERE id IN ({q})", part):
+                out[r[0]] = (r[1], r[2], r[3])
+        return out
+
+    def deleted_mailboxes(self, ids: Sequence[int]) -> set[int]:
+        out: set[int] = set()
+        for part in _chunks(sorted(set(ids))):
+            q = ",".join(["%s"] * len(part))
+            out |= {r[0] for r in self._rows(
+                f"SELECT mailbox_id FROM zimbra.deleted_account WHERE mailbox_id IN ({q})",
+                part)}
+        return out
+
+
+class BulkWriter:
+    """Applies many mailboxes' `Changes` in one transaction."""
+
+    def __init__(self, conn: Any, groups: int, tmpdir: Path | None = None) -> None:
+        self.conn = conn
+        self.groups = groups
+        shm = Path("/dev/shm")
+        self.tmpdir = tmpdir or (shm if shm.is_dir() and os.access(shm, os.W_OK)
+                                 else Path(tempfile.gettempdir()))
+        cur = conn.cursor()
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        cur.execute("SET SESSION unique_checks = 1, foreign_key_checks = 0")
+        self.rows_loaded = 0
+
+    def _load(self, cur: Any, table: str, columns: Sequence[str],
+              rows: list[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        fd, name = tempfile.mkstemp(prefix="standby-load-", suffix=".tsv", dir=self.tmpdir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(tsv(rows))
+            cur.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE {table} CHARACTER SET utf8mb4"
+                        f" FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\'"
+                        f" LINES TERMINATED BY '\\n' ({', '.join(columns)})", (name,))
+            self.rows_loaded += len(rows)
+        finally:
+            os.unlink(name)
+
+    def write(self, changes: list[Changes]) -> None:
+        cur = self.conn.cursor()
+        try:
+            self._write(cur, changes)
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+
+    def _write(self, cur: Any, changes: list[Changes]) -> None:
+        by_group: dict[int, list[Changes]] = {}
+        for ch in changes:
+            by_group.setdefault(group_of(ch.mailbox_id, self.groups), []).append(ch)
+        next_mailbox = 0
+        for g, chs in sorted(by_group.items()):
+            db = f"mboxgroup{g}"
+            items: list[Sequence[Any]] = []
+            tagged: list[Sequence[Any]] = []
+            tags: list[Sequence[Any]] = []
+            tombs: list[Sequence[Any]] = []
+            for ch in chs:
+                m = ch.mailbox_id
+                if ch.created:
+                    next_mailbox = max(next_mailbox, m + 1)
+                if ch.wipe:
+                    for table in ("tagged_item", "tag", "tombstone", "revision", "mail_item"):
+                        cur.execute(f"DELETE FROM {db}.{table} WHERE mailbox_id = %s", (m,))
+                    cur.execute("DELETE FROM zimbra.mailbox WHERE id = %s", (m,))
+                    cur.execute("INSERT INTO zimbra.deleted_account (email, account_id,"
+                                " mailbox_id, deleted_at) VALUES (NULL, %s, %s, %s)",
+                                (ch.account_id, m, ch.deleted_at))
+                    continue
+                for part in _chunks(ch.delete_items):
+                    q = ",".join(["%s"] * len(part))
+                    cur.execute(f"DELETE FROM {db}.mail_item WHERE mailbox_id = %s AND id IN"
+                                f" ({q})", (m, *part))
+                for part in _chunks(ch.delete_tagged_for):
+                    q = ",".join(["%s"] * len(part))
+                    cur.execute(f"DELETE FROM {db}.tagged_item WHERE mailbox_id = %s AND"
+                                f" item_id IN ({q})", (m, *part))
+                for part in _chunks(ch.delete_tags):
+                    q = ",".join(["%s"] * len(part))
+                    cur.execute(f"DELETE FROM {db}.tag WHERE mailbox_id = %s AND id IN ({q})",
+                                (m, *part))
+                items.extend(ch.rows)
+                tagged.extend(ch.tagged)
+                tags.extend(ch.tags)
+                tombs.extend(ch.tombstones)
+                if ch.create_mailbox is not None:
+                    cur.execute(
+                        "INSERT INTO zimbra.mailbox (id, group_id, account_id, index_volume_id,"
+                        " item_id_checkpoint, change_checkpoint, version) VALUES"
+                        " (%s,%s,%s,%s,%s,%s,%s)",
+                        (m, g, ch.create_mailbox[0], INDEX_VOLUME_ID,
+                         max(ch.item_ckpt, FIRST_USER_ID), ch.hwm, SCHEMA_VERSION))
+                elif ch.hwm_changed:
+                    cur.execute("UPDATE zimbra.mailbox SET change_checkpoint = %s,"
+                                " item_id_checkpoint = GREATEST(item_id_checkpoint, %s)"
+                                " WHERE id = %s", (ch.hwm, ch.item_ckpt, m))
+            self._load(cur, f"{db}.mail_item", MAIL_ITEM_COLUMNS, items)
+            self._load(cur, f"{db}.tagged_item", ("mailbox_id", "tag_id", "item_id"), tagged)
+            self._load(cur, f"{db}.tag", TAG_COLUMNS, tags)
+            self._load(cur, f"{db}.tombstone", TOMBSTONE_COLUMNS, tombs)
+        if next_mailbox:
+            cur.execute("UPDATE zimbra.current_volumes SET next_mailbox_id ="
+                        " GREATEST(next_mailbox_id, %s)", (next_mailbox,))

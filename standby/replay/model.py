@@ -1,0 +1,598 @@
+"""An in-memory model of one mailbox's database rows, folding a run of ops into net row changes.
+
+The fast engine applies a mailbox's ops here instead of statement by statement, then writes only
+the final rows (`MailboxModel.changes`). Each op's effect mirrors `store.effects.Effects._db_*`
+exactly — the same gate (the op runs only if its change number is above the mailbox's
+`change_checkpoint`), the same columns, the same tombstones — so both engines reach the same
+state; the tests and the benchmark compare their digests.
+
+Rows the ops touch but did not create are loaded from the database first (`RowSource`), in bulk:
+every id an op names (`prefetch`), the folder tree and the items of a folder scope when an
+EmptyFolder or folder delete needs them, and the mailbox's tags. A mailbox created within the run
+needs no loading at all (`complete`).
+
+Message rows need fields parsed from the message (sender, recipients, subject, whether it has an
+attachment); they are asked for lazily (`fields_for`), only for messages that survive the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from standby.redolog import javafmt
+from standby.redolog.ops import (
+    FLAG_ATTACHED,
+    FLAG_NAMES,
+    FLAG_UNCHANGED,
+    FLAG_UNREAD,
+    TYPE_CONTACT,
+    TYPE_FOLDER,
+    TYPE_MESSAGE,
+    AlterItemTag,
+    CreateContact,
+    CreateFolder,
+    CreateMailbox,
+    CreateMessage,
+    CreateTag,
+    DeleteItem,
+    DeleteMailbox,
+    EmptyFolder,
+    IndexItem,
+    ModifyContact,
+    MoveItem,
+    RenameFolder,
+    RenameTag,
+    SetItemTags,
+)
+from standby.redolog.record import Op
+from standby.store import blobs as blobmod
+from standby.store.effects import (
+    FIRST_USER_ID,
+    RECIPIENTS_MAX,
+    SENDER_MAX,
+    SUBJECT_MAX,
+    SYSTEM_FOLDER_IDS,
+    SYSTEM_FOLDERS,
+    contact_text,
+    folder_metadata,
+)
+from standby.store.mime import MessageFields
+from standby.store.schema import MAIL_ITEM_COLUMNS, TAG_COLUMNS
+
+C = {name: i for i, name in enumerate(MAIL_ITEM_COLUMNS)}
+ID, TYPE, PARENT, FOLDER = C["id"], C["type"], C["parent_id"], C["folder_id"]
+UNREAD, FLAGS, MOD_META, CHANGE_DATE = C["unread"], C["flags"], C["mod_metadata"], C["change_date"]
+MOD_CONTENT, DIGEST, NAME = C["mod_content"], C["blob_digest"], C["name"]
+NCOLS = len(MAIL_ITEM_COLUMNS)
+
+
+class RowSource(Protocol):
+    """Reads a mailbox's rows as they are in the database before the run."""
+
+    def items(self, m: int, ids: Iterable[int]) -> list[list[Any]]: ...
+    def items_in_folders(self, m: int, folder_ids: list[int]) -> list[list[Any]]: ...
+    def folders(self, m: int) -> list[list[Any]]: ...
+    def tagged(self, m: int, item_ids: Iterable[int]) -> list[tuple[int, int]]: ...
+    def tags(self, m: int) -> list[list[Any]]: ...
+
+
+@dataclass
+class Changes:
+    """What to write for one mailbox after the run."""
+
+    mailbox_id: int
+    create_mailbox: tuple[Any, ...] | None = None  # (account_id,) when created in the run
+    created: bool = False
+    wipe: bool = False  # DeleteMailbox applied: remove every row of the mailbox
+    account_id: str | None = None
+    deleted_at: int = 0
+    hwm: int = 0
+    item_ckpt: int = 0
+    hwm_changed: bool = False
+    delete_items: list[int] = field(default_factory=list)  # pre-existing rows to remove
+    rows: list[list[Any]] = field(default_factory=list)  # final rows to insert
+    delete_tagged_for: list[int] = field(default_factory=list)
+    tagged: list[tuple[int, int, int]] = field(default_factory=list)
+    delete_tags: list[int] = field(default_factory=list)
+    tags: list[list[Any]] = field(default_factory=list)
+    tombstones: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+@dataclass
+class Counts:
+    applied: int = 0
+    skipped: int = 0
+    missing: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class MailboxModel:
+    def __init__(self, m: int, *, exists: bool, hwm: int, item_ckpt: int,
+                 account_id: str | None, deleted_before: bool, source: RowSource,
+                 fields_for: Callable[[int], MessageFields]) -> None:
+        self.m = m
+        self.present = exists
+        self.existed = exists
+        self.deleted_before = deleted_before
+        self.hwm = hwm
+        self.hwm0 = hwm
+        self.item_ckpt = item_ckpt
+        self.account_id = account_id
+        self.source = source
+        self.fields_for = fields_for
+        self.complete = False
+        self.created = False
+        self.wiped = False
+        self.deleted_at = 0
+        self.rows: dict[int, list[Any] | None] = {}
+        self.pre: set[int] = set()  # ids present in the database before the run
+        self.dirty: set[int] = set()
+        self.tagged: dict[int, set[int]] = {}
+        self.tags: dict[int, list[Any]] | None = None
+        self.tags_pre: set[int] = set()
+        self.tags_dirty: set[int] = set()
+        self.tombstones: list[tuple[Any, ...]] = []
+        self.folders_loaded = False
+        self.scopes_loaded: set[int] = set()
+        self.attach_pending: set[int] = set()
+        self.counts = Counts()
+
+    # -- loading ----------------------------------------------------------------------------
+    def _absorb(self, rows: list[list[Any]]) -> list[int]:
+        new = []
+        for r in rows:
+            iid = r[ID]
+            if iid in self.rows:
+                continue  # the model's version wins
+            self.rows[iid] = r
+            self.pre.add(iid)
+            new.append(iid)
+        if new:
+            for tag_id, item_id in self.source.tagged(self.m, new):
+                self.tagged.setdefault(item_id, set()).add(tag_id)
+        return new
+
+    def prefetch(self, ids: Iterable[int]) -> None:
+        if self.complete or not self.present:
+            return
+        want = [i for i in set(ids) if i not in self.rows]
+        if not want:
+            return
+        self._absorb([list(r) for r in self.source.items(self.m, want)])
+        for i in want:
+            self.rows.setdefault(i, None)
+
+    def _ensure_folders(self) -> None:
+        if self.complete or self.folders_loaded:
+            return
+        self._absorb([list(r) for r in self.source.folders(self.m)])
+        self.folders_loaded = True
+
+    def _ensure_scope(self, scope: list[int]) -> None:
+        if self.complete:
+            return
+        need = [f for f in scope if f not in self.scopes_loaded]
+        if need:
+            self._absorb([list(r) for r in self.source.items_in_folders(self.m, need)])
+            self.scopes_loaded.update(need)
+
+    def _ensure_tags(self) -> dict[int, list[Any]]:
+        if self.tags is None:
+            self.tags = {}
+            if not self.complete:
+                for r in self.source.tags(self.m):
+                    self.tags[r[1]] = list(r)
+                    self.tags_pre.add(r[1])
+        return self.tags
+
+    def _tag_ids(self, names: Iterable[str]) -> list[int]:
+        wanted = set(names)
+        return sorted(tid for tid, r in self._ensure_tags().items() if r[2] in wanted)
+
+    def _existing(self, ids: Iterable[int]) -> list[int]:
+        return [i for i in ids if self.rows.get(i) is not None]
+
+    # -- applying ---------------------------------------------------------------------------
+    def apply(self, op: Op, change: int, tstamp: int, data_len: int = 0,
+              contact_digest: str | None = None) -> str:
+        """Apply one op if the gate allows; returns applied | skipped | missing | error."""
+        if isinstance(op, CreateMailbox):
+            if self.present or self.deleted_before or self.wiped:
+                self.counts.skipped += 1
+                return "skipped"
+            self._create_mailbox(op, change, tstamp)
+            self.counts.applied += 1
+            return "applied"
+        if not self.present:
+            self.counts.missing += 1
+            return "missing"
+        if change <= self.hwm:
+            self.counts.skipped += 1
+            return "skipped"
+        handler = _HANDLERS[type(op)]
+        err = handler(self, op, change, tstamp, data_len, contact_digest)
+        if err:
+            self.counts.errors.append(err)
+            return "error"
+        if not isinstance(op, DeleteMailbox):
+            self.hwm = change
+        self.counts.applied += 1
+        return "applied"
+
+    def _new_row(self) -> list[Any]:
+        r: list[Any] = [None] * NCOLS
+        r[C["mailbox_id"]] = self.m
+        r[FLAGS] = 0
+        r[C["tags"]] = 0
+        return r
+
+    def _put(self, row: list[Any]) -> None:
+        self.rows[row[ID]] = row
+        self.dirty.add(row[ID])
+
+    def _create_mailbox(self, op: CreateMailbox, change: int, tstamp: int) -> None:
+        self.present = True
+        self.created = True
+        self.complete = True
+        self.account_id = op.account_id
+        self.hwm = change
+        self.item_ckpt = FIRST_USER_ID
+        self.tags = {}
+        date = tstamp // 1000
+        for fid, name, parent, attrs, view in SYSTEM_FOLDERS:
+            r = self._new_row()
+            r[ID], r[TYPE], r[PARENT], r[FOLDER] = fid, TYPE_FOLDER, parent, parent
+            r[C["date"]], r[C["size"]] = date, 0
+            r[FLAGS] = 0x200000 if fid in (10, 15) else 0
+            r[NAME] = name
+            r[C["metadata"]] = folder_metadata(view, 0, attrs, "")
+            r[MOD_META], r[CHANGE_DATE], r[MOD_CONTENT] = change, date, change
+            self._put(r)
+
+    def _bump(self, item_id: int) -> None:
+        if item_id > self.item_ckpt:
+            self.item_ckpt = item_id
+
+    def _touch(self, ids: Iterable[int], change: int, tstamp: int) -> None:
+        date = tstamp // 1000
+        for i in ids:
+            r = self.rows.get(i)
+            if r is not None:
+                r[MOD_META], r[CHANGE_DATE] = change, date
+                self.dirty.add(i)
+
+    def _subfolders(self, fid: int) -> list[int]:
+        self._ensure_folders()
+        out: list[int] = []
+        frontier = {fid}
+        while frontier:
+            nxt = sorted(i for i, r in self.rows.items()
+                         if r is not None and r[TYPE] == TYPE_FOLDER and r[FOLDER] in frontier
+                         and i != r[FOLDER] and i not in SYSTEM_FOLDER_IDS)
+            out.extend(nxt)
+            frontier = set(nxt)
+        return out
+
+    def _items_in(self, scope: list[int]) -> list[int]:
+        self._ensure_scope(scope)
+        s = set(scope)
+        return [i for i, r in self.rows.items()
+                if r is not None and r[TYPE] != TYPE_FOLDER and r[FOLDER] in s]
+
+    def _hard_delete(self, ids: Iterable[int], change: int, tstamp: int) -> None:
+        found = sorted(set(self._existing(ids)))
+        if not found:
+            return
+        by_type: dict[int, list[int]] = {}
+        for i in found:
+            r = self.rows[i]
+            assert r is not None
+            by_type.setdefault(r[TYPE], []).append(i)
+            self.rows[i] = None
+            self.tagged.pop(i, None)
+            self.attach_pending.discard(i)
+            self.dirty.add(i)
+        date = tstamp // 1000
+        for typ, tids in sorted(by_type.items()):
+            self.tombstones.append((self.m, change, date, typ, ",".join(map(str, tids))))
+
+    def resolve_attached(self, item_id: int) -> None:
+        if item_id in self.attach_pending:
+            self.attach_pending.discard(item_id)
+            r = self.rows.get(item_id)
+            if r is not None and self.fields_for(item_id).has_attachment:
+                r[FLAGS] |= FLAG_ATTACHED
+
+    # -- output -----------------------------------------------------------------------------
+    def changes(self) -> Changes:
+        for i in list(self.attach_pending):
+            self.resolve_attached(i)
+        ch = Changes(self.m, hwm=self.hwm, item_ckpt=self.item_ckpt, created=self.created,
+                     hwm_changed=self.hwm != self.hwm0 or self.created)
+        if self.wiped:
+            ch.wipe = True
+            ch.account_id = self.account_id
+            ch.deleted_at = self.deleted_at
+            return ch
+        if self.created:
+            ch.create_mailbox = (self.account_id,)
+        for i in sorted(self.dirty):
+            r = self.rows.get(i)
+            if i in self.pre:
+                ch.delete_items.append(i)
+                ch.delete_tagged_for.append(i)
+            if r is not None:
+                if r[TYPE] == TYPE_MESSAGE and r[C["sender"]] is _PENDING:
+                    self._fill_message(r)
+                ch.rows.append(r)
+                for t in sorted(self.tagged.get(i, ())):
+                    ch.tagged.append((self.m, t, i))
+        if self.tags is not None:
+            for tid in sorted(self.tags_dirty):
+                if tid in self.tags_pre:
+                    ch.delete_tags.append(tid)
+                ch.tags.append(self.tags[tid])
+        ch.tombstones = self.tombstones
+        return ch
+
+    def _fill_message(self, r: list[Any]) -> None:
+        f = self.fields_for(r[ID])
+        r[C["sender"]] = f.sender[:SENDER_MAX]
+        r[C["recipients"]] = f.recipients[:RECIPIENTS_MAX]
+        r[C["subject"]] = f.subject[:SUBJECT_MAX]
+
+    def surviving(self, item_id: int, mod_content: int) -> bool:
+        """Whether the run ends with this item at this content revision, with a blob."""
+        r = self.rows.get(item_id)
+        return r is not None and r[MOD_CONTENT] == mod_content and r[DIGEST] is not None
+
+
+_PENDING = object()  # message fields not parsed yet
+
+
+def _create_folder(mm: MailboxModel, op: CreateFolder, change: int, tstamp: int, *_: Any) -> str:
+    if mm.rows.get(op.folder_id) is not None:
+        return f"mailbox {mm.m}: folder id {op.folder_id} already exists"
+    r = mm._new_row()
+    r[ID], r[TYPE], r[PARENT], r[FOLDER] = op.folder_id, TYPE_FOLDER, op.parent_id, op.parent_id
+    r[C["date"]] = (op.date if op.date is not None else tstamp) // 1000
+    r[C["size"]], r[FLAGS], r[NAME] = 0, op.flags, op.name
+    r[C["metadata"]] = folder_metadata(op.view, op.color, op.attrs, op.url)
+    r[MOD_META], r[CHANGE_DATE], r[MOD_CONTENT] = change, tstamp // 1000, change
+    r[C["uuid"]] = op.uuid
+    mm._put(r)
+    mm._bump(op.folder_id)
+    return ""
+
+
+def _rename_folder(mm: MailboxModel, op: RenameFolder, change: int, tstamp: int, *_: Any) -> str:
+    r = mm.rows.get(op.folder_id)
+    if r is not None and r[TYPE] == TYPE_FOLDER:
+        r[NAME], r[PARENT], r[FOLDER] = op.name, op.parent_id, op.parent_id
+        r[MOD_META], r[CHANGE_DATE] = change, tstamp // 1000
+        mm.dirty.add(op.folder_id)
+    return ""
+
+
+def _empty_folder(mm: MailboxModel, op: EmptyFolder, change: int, tstamp: int, *_: Any) -> str:
+    subs = mm._subfolders(op.folder_id) if op.subfolders else []
+    victims = mm._items_in([op.folder_id, *subs]) + subs
+    mm._hard_delete(victims, change, tstamp)
+    return ""
+
+
+def _create_tag(mm: MailboxModel, op: CreateTag, change: int, tstamp: int, *_: Any) -> str:
+    tags = mm._ensure_tags()
+    if op.tag_id in tags:
+        return f"mailbox {mm.m}: tag id {op.tag_id} already exists"
+    row: list[Any] = [None] * len(TAG_COLUMNS)
+    row[0:9] = [mm.m, op.tag_id, op.name, op.color, 0, 0, 0, change, None]
+    tags[op.tag_id] = row
+    mm.tags_dirty.add(op.tag_id)
+    mm._bump(op.tag_id)
+    return ""
+
+
+def _rename_tag(mm: MailboxModel, op: RenameTag, change: int, tstamp: int, *_: Any) -> str:
+    tags = mm._ensure_tags()
+    row = tags.get(op.tag_id)
+    if row is not None:
+        row[2], row[7] = op.name, change
+        mm.tags_dirty.add(op.tag_id)
+    return ""
+
+
+def _create_message(mm: MailboxModel, op: CreateMessage, change: int, tstamp: int,
+                    *_: Any) -> str:
+    if mm.rows.get(op.msg_id) is not None:
+        return f"mailbox {mm.m}: item id {op.msg_id} already exists"
+    r = mm._new_row()
+    r[ID], r[TYPE], r[FOLDER] = op.msg_id, TYPE_MESSAGE, op.folder_id
+    r[C["index_id"]], r[C["imap_id"]] = op.msg_id, op.msg_id
+    r[C["date"]], r[C["size"]] = op.rcv_date // 1000, op.msg_size
+    r[C["locator"]], r[DIGEST] = "1", op.digest
+    r[UNREAD] = 1 if op.flags & FLAG_UNREAD else 0
+    r[FLAGS] = op.flags & ~FLAG_UNREAD
+    r[C["sender"]] = _PENDING
+    r[MOD_META], r[CHANGE_DATE], r[MOD_CONTENT] = change, tstamp // 1000, change
+    mm._put(r)
+    mm.attach_pending.add(op.msg_id)
+    if op.tags:
+        tids = mm._tag_ids(op.tags)
+        if tids:
+            mm.tagged[op.msg_id] = set(tids)
+    mm._bump(op.msg_id)
+    return ""
+
+
+def _set_item_tags(mm: MailboxModel, op: SetItemTags, change: int, tstamp: int,
+                   *_: Any) -> str:
+    if not op.ids:
+        return ""
+    present = mm._existing(op.ids)
+    if op.flags != FLAG_UNCHANGED:
+        new = op.flags & ~FLAG_UNREAD & ~FLAG_ATTACHED
+        for i in present:
+            r = mm.rows[i]
+            assert r is not None
+            r[FLAGS] = (r[FLAGS] & FLAG_ATTACHED) | new
+            r[UNREAD] = 1 if op.flags & FLAG_UNREAD else 0
+    if op.tags is not None:
+        tids = set(mm._tag_ids(op.tags))
+        for i in present:
+            mm.tagged[i] = set(tids)
+            mm.dirty.add(i)
+    mm._touch(op.ids, change, tstamp)
+    return ""
+
+
+def _alter_item_tag(mm: MailboxModel, op: AlterItemTag, change: int, tstamp: int,
+                    *_: Any) -> str:
+    if not op.ids:
+        return ""
+    present = mm._existing(op.ids)
+    if op.tag == "\\Unread":
+        for i in present:
+            mm.rows[i][UNREAD] = 1 if op.tagged else 0  # type: ignore[index]
+    elif op.tag in FLAG_NAMES:
+        bit = FLAG_NAMES[op.tag]
+        for i in present:
+            if bit == FLAG_ATTACHED:
+                mm.resolve_attached(i)
+            r = mm.rows[i]
+            assert r is not None
+            r[FLAGS] = (r[FLAGS] | bit) if op.tagged else (r[FLAGS] & ~bit)
+    else:
+        tids = mm._tag_ids((op.tag,))
+        if tids:
+            t = tids[0]
+            for i in present:
+                s = mm.tagged.setdefault(i, set())
+                if op.tagged:
+                    s.update(tids)
+                else:
+                    s.discard(t)
+    mm._touch(op.ids, change, tstamp)
+    return ""
+
+
+def _move_item(mm: MailboxModel, op: MoveItem, change: int, tstamp: int, *_: Any) -> str:
+    date = tstamp // 1000
+    for i in mm._existing(op.ids):
+        r = mm.rows[i]
+        assert r is not None
+        r[FOLDER] = op.dest_id
+        if op.type == TYPE_FOLDER:
+            r[PARENT] = op.dest_id
+        r[MOD_META], r[CHANGE_DATE] = change, date
+        mm.dirty.add(i)
+    return ""
+
+
+def _delete_item(mm: MailboxModel, op: DeleteItem, change: int, tstamp: int, *_: Any) -> str:
+    ids = list(op.ids)
+    if op.type == TYPE_FOLDER:
+        extra: list[int] = []
+        for fid in op.ids:
+            subs = mm._subfolders(fid)
+            extra.extend(mm._items_in([fid, *subs]))
+            extra.extend(subs)
+        ids = sorted(set(ids + extra))
+    mm._hard_delete(ids, change, tstamp)
+    return ""
+
+
+def _create_contact(mm: MailboxModel, op: CreateContact, change: int, tstamp: int,
+                    data_len: int, digest: str | None) -> str:
+    if mm.rows.get(op.contact_id) is not None:
+        return f"mailbox {mm.m}: item id {op.contact_id} already exists"
+    name, email, _ = contact_text(op.attrs)
+    r = mm._new_row()
+    r[ID], r[TYPE], r[FOLDER] = op.contact_id, TYPE_CONTACT, op.folder_id
+    r[C["index_id"]], r[C["date"]], r[C["size"]] = op.contact_id, tstamp // 1000, data_len
+    r[C["locator"]] = "1" if data_len else None
+    r[DIGEST] = digest if data_len else None
+    r[C["sender"]], r[C["subject"]] = email[:SENDER_MAX], name[:SUBJECT_MAX]
+    r[C["metadata"]] = javafmt.bencode_map(dict(op.attrs))
+    r[MOD_META], r[CHANGE_DATE], r[MOD_CONTENT] = change, tstamp // 1000, change
+    mm._put(r)
+    if op.tags:
+        tids = mm._tag_ids(op.tags)
+        if tids:
+            mm.tagged[op.contact_id] = set(tids)
+    mm._bump(op.contact_id)
+    return ""
+
+
+def _modify_contact(mm: MailboxModel, op: ModifyContact, change: int, tstamp: int,
+                    data_len: int, digest: str | None) -> str:
+    r = mm.rows.get(op.contact_id)
+    if r is None or r[TYPE] != TYPE_CONTACT:
+        return ""
+    name, email, _ = contact_text(op.attrs)
+    r[C["size"]] = data_len
+    r[C["locator"]] = "1" if data_len else None
+    r[DIGEST] = digest if data_len else None
+    r[C["sender"]], r[C["subject"]] = email[:SENDER_MAX], name[:SUBJECT_MAX]
+    r[C["metadata"]] = javafmt.bencode_map(dict(op.attrs))
+    r[MOD_META], r[CHANGE_DATE], r[MOD_CONTENT] = change, tstamp // 1000, change
+    mm.dirty.add(op.contact_id)
+    return ""
+
+
+def _index_item(mm: MailboxModel, op: Op, change: int, tstamp: int, *_: Any) -> str:
+    return ""
+
+
+def _delete_mailbox(mm: MailboxModel, op: DeleteMailbox, change: int, tstamp: int,
+                    *_: Any) -> str:
+    mm.wiped = True
+    mm.present = False
+    mm.complete = True
+    mm.deleted_at = tstamp // 1000
+    mm.rows.clear()
+    mm.dirty.clear()
+    mm.tagged.clear()
+    mm.tags = {}
+    mm.tags_dirty.clear()
+    mm.tombstones = []
+    mm.attach_pending.clear()
+    return ""
+
+
+_HANDLERS: dict[type, Callable[..., str]] = {
+    CreateFolder: _create_folder, RenameFolder: _rename_folder, EmptyFolder: _empty_folder,
+    CreateTag: _create_tag, RenameTag: _rename_tag, CreateMessage: _create_message,
+    SetItemTags: _set_item_tags, AlterItemTag: _alter_item_tag, MoveItem: _move_item,
+    DeleteItem: _delete_item, CreateContact: _create_contact, ModifyContact: _modify_contact,
+    IndexItem: _index_item, DeleteMailbox: _delete_mailbox,
+}
+
+
+def referenced_ids(op: Op) -> list[int]:
+    """Every item id an op names (for prefetching the rows it may touch)."""
+    if isinstance(op, CreateMessage):
+        return [op.msg_id, op.folder_id]
+    if isinstance(op, CreateFolder):
+        return [op.folder_id, op.parent_id]
+    if isinstance(op, RenameFolder):
+        return [op.folder_id, op.parent_id]
+    if isinstance(op, CreateContact):
+        return [op.contact_id, op.folder_id]
+    if isinstance(op, ModifyContact):
+        return [op.contact_id]
+    if isinstance(op, SetItemTags | AlterItemTag | DeleteItem):
+        return list(op.ids)
+    if isinstance(op, MoveItem):
+        return [*op.ids, op.dest_id]
+    if isinstance(op, EmptyFolder):
+        return [op.folder_id]
+    if isinstance(op, IndexItem):
+        return [op.item_id]
+    return []
+
+
+def contact_digest(data: bytes) -> str | None:
+    return blobmod.digest(data) if data else None

@@ -1,0 +1,400 @@
+"""A fast-engine worker process: owns a share of the mailboxes and brings their three volumes
+forward, chunk by chunk.
+
+For each mailbox of a chunk, in the order the ops committed:
+1. database: fold the ops into net row changes (`model.MailboxModel`), rows it touches loaded
+   first in bulk; the changes of all its mailboxes are written in one transaction per chunk
+   (`bulk.BulkWriter`);
+2. blobs: every message or contact blob the run leaves in the database is written if missing or
+   wrong; blobs of items created and deleted within the chunk are never written;
+3. index: the ops run against the mailbox's SQLite index in one transaction, gated by its own
+   change number; documents are inserted only for items still present at the end of the chunk,
+   so a message created and deleted within it is never tokenized.
+Message fields (sender, subject, text) are parsed once per message, and only when a surviving row
+or document needs them. Blob bytes are read from the log files by (file, offset, length).
+"""
+
+from __future__ import annotations
+
+import gzip
+import mmap
+import os
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from standby.redolog.ops import (
+    TYPE_CONTACT,
+    TYPE_MESSAGE,
+    CreateContact,
+    CreateMailbox,
+    CreateMessage,
+    DeleteMailbox,
+    IndexItem,
+    ModifyContact,
+)
+from standby.redolog.record import REGISTRY, Op, Record, _all_slots
+from standby.replay.bulk import BulkWriter, DbRowSource
+from standby.replay.model import MailboxModel, contact_digest, referenced_ids
+from standby.store import effects as fx
+from standby.store.blobs import BlobStore
+from standby.store.blobs import digest as blob_digest
+from standby.store.index import Doc, IndexStore, MailboxIndex
+from standby.store.mime import MessageFields, message_fields
+
+# An op as the main process sends it: (opcode, change, tstamp, slot values, blob ref or None);
+# a ref is (file index, offset, length) of the message bytes inside a log file.
+OpTuple = tuple[int, int, int, tuple[Any, ...], tuple[int, int, int] | None]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    mariadb_socket: str
+    groups: int
+    blob_root: str
+    index_root: str
+    compress_blobs: bool
+    compression_threshold: int
+
+
+def _raise_fd_limit() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def make_op(opcode: int, values: tuple[Any, ...]) -> Op:
+    cls = REGISTRY[opcode]
+    op = cls.__new__(cls)
+    for name, v in zip(_all_slots(cls), values):
+        object.__setattr__(op, name, v)
+    return op
+
+
+class _Blobs:
+    """Message bytes by reference into the log files (mapped once per file)."""
+
+    def __init__(self) -> None:
+        self.files: list[str] = []
+        self.maps: dict[int, mmap.mmap] = {}
+
+    def set_files(self, files: list[str]) -> None:
+        self.files = files
+
+    def read(self, ref: tuple[int, int, int], msg_size: int | None = None) -> bytes:
+        fi, off, n = ref
+        mm = self.maps.get(fi)
+        if mm is None:
+            fd = os.open(self.files[fi], os.O_RDONLY)
+            try:
+                mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+            finally:
+                os.close(fd)
+            self.maps[fi] = mm
+        data = mm[off:off + n]
+        if msg_size is not None and n != msg_size and data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)  # Zimbra logs large inline bodies gzipped
+        return data
+
+    def close(self) -> None:
+        for mm in self.maps.values():
+            mm.close()
+        self.maps.clear()
+
+
+@dataclass
+class ChunkStats:
+    ops: int = 0
+    db: Counter[str] = field(default_factory=Counter)
+    blob: Counter[str] = field(default_factory=Counter)
+    index: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    rows_loaded: int = 0
+    parsed: int = 0
+    seconds: Counter[str] = field(default_factory=Counter)
+
+
+class _Deferred:
+    """A MailboxIndex whose document inserts wait until the end of the chunk."""
+
+    def __init__(self, idx: MailboxIndex) -> None:
+        self.idx = idx
+        self.db = idx.db
+        self.pending: dict[int, tuple[Doc | None, Any]] = {}
+
+    def put(self, doc: Doc, lazy: Any = None) -> None:
+        self.db.execute("DELETE FROM docs WHERE rowid = ?", (doc.item_id,))
+        self.db.execute("INSERT OR REPLACE INTO items (id, type, folder_id, mod_content)"
+                        " VALUES (?, ?, ?, ?)",
+                        (doc.item_id, doc.type, doc.folder_id, doc.mod_content))
+        self.pending[doc.item_id] = (doc, lazy)
+
+    def remove(self, ids: Any) -> None:
+        ids = list(ids)
+        for i in ids:
+            self.pending.pop(i, None)
+        self.idx.remove(ids)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.idx, name)
+
+    def flush(self, fields_for: Any) -> int:
+        rows = []
+        for iid, (doc, lazy) in self.pending.items():
+            if lazy is not None:
+                f: MessageFields = fields_for(lazy)
+                rows.append((iid, f.subject, f.sender, f.recipients, f.text))
+            else:
+                assert doc is not None
+                rows.append((iid, doc.subject, doc.sender, doc.recipients, doc.body))
+        if rows:
+            self.db.executemany("INSERT INTO docs (rowid, subject, sender, recipients, body)"
+                                " VALUES (?, ?, ?, ?, ?)", rows)
+        self.pending.clear()
+        return len(rows)
+
+
+class Worker:
+    def __init__(self, cfg: WorkerConfig) -> None:
+        import pymysql
+
+        self.cfg = cfg
+        self.conn = pymysql.connect(unix_socket=cfg.mariadb_socket, user="root",
+                                    charset="utf8mb4", local_infile=True, autocommit=False)
+        self.source = DbRowSource(self.conn, cfg.groups)
+        self.writer = BulkWriter(self.conn, cfg.groups)
+        self.blobstore = BlobStore(Path(cfg.blob_root), compress=cfg.compress_blobs,
+                                   threshold=cfg.compression_threshold)
+        _raise_fd_limit()
+        # Keep every index this worker opens open until the end: closing a WAL database
+        # checkpoints it, which is better done once.
+        self.index = IndexStore(Path(cfg.index_root), cache_size=1 << 30)
+        self.effects = fx.Effects(groups=cfg.groups, blobs=self.blobstore, index=self.index)
+        self.blobs = _Blobs()
+        self.fields: dict[tuple[int, int, int], MessageFields] = {}
+        self.touched: set[int] = set()
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _fields(self, ref: tuple[int, int, int] | None, msg_size: int | None,
+                stats: ChunkStats) -> MessageFields:
+        if ref is None:
+            return message_fields(b"")
+        f = self.fields.get(ref)
+        if f is None:
+            f = message_fields(self.blobs.read(ref, msg_size))
+            self.fields[ref] = f
+            stats.parsed += 1
+        return f
+
+    def process(self, files: list[str], boxes: dict[int, list[OpTuple]]) -> ChunkStats:
+        stats = ChunkStats()
+        tm = time.perf_counter
+        t0 = tm()
+        self.blobs.set_files(files)
+        self.fields.clear()
+        states = self.source.mailbox_states(list(boxes))
+        deleted = self.source.deleted_mailboxes([m for m in boxes if m not in states])
+        self.conn.commit()
+        all_changes = []
+        work = []
+        for m in sorted(boxes):
+            ops = [(make_op(code, vals), change, ts, ref) for code, change, ts, vals, ref
+                   in boxes[m]]
+            stats.ops += len(ops)
+            self.touched.add(m)
+            ch, blobs_wanted = self._fold(m, ops, states.get(m), m in deleted, stats)
+            all_changes.append(ch)
+            work.append((m, ops, blobs_wanted))
+        t1 = tm()
+        stats.seconds["fold"] += t1 - t0
+        for m, ops, blobs_wanted in work:
+            self._blobs(m, blobs_wanted, stats)
+        t2 = tm()
+        stats.seconds["blobs"] += t2 - t1
+        self.writer.write(all_changes)
+        stats.rows_loaded = self.writer.rows_loaded
+        t3 = tm()
+        stats.seconds["db_write"] += t3 - t2
+        for m, ops, _ in work:
+            self._index(m, ops, stats)
+        self.conn.commit()
+        stats.seconds["index"] += tm() - t3
+        return stats
+
+    # -- database ---------------------------------------------------------------------------
+    def _fold(self, m: int, ops: list[tuple[Op, int, int, Any]],
+              state: tuple[int, int, str] | None, deleted: bool,
+              stats: ChunkStats) -> tuple[Any, list[tuple[int, int, Any, Any, Any]]]:
+        refs: dict[int, tuple[tuple[int, int, int] | None, int]] = {}
+        for op, _c, _t, ref in ops:
+            if isinstance(op, CreateMessage):
+                refs[op.msg_id] = (ref, op.msg_size)
+
+        def fields_for(item_id: int) -> MessageFields:
+            ref, size = refs.get(item_id, (None, 0))
+            return self._fields(ref, size, stats)
+
+        hwm, ckpt, acct = state if state else (0, 0, None)
+        mm = MailboxModel(m, exists=state is not None, hwm=hwm, item_ckpt=ckpt,
+                          account_id=acct, deleted_before=deleted, source=self.source,
+                          fields_for=fields_for)
+        if state is not None:
+            ids: list[int] = []
+            for op, change, _t, _r in ops:
+                if change > hwm:
+                    ids.extend(referenced_ids(op))
+                else:  # for blobs of ops the database has already applied
+                    ids.extend(referenced_ids(op)[:1])
+            mm.prefetch(ids)
+        wanted: list[tuple[int, int, Any, Any, Any]] = []
+        for op, change, ts, ref in ops:
+            data_len, digest = 0, None
+            if isinstance(op, CreateContact | ModifyContact):
+                data_len = len(op.data)
+                digest = contact_digest(op.data)
+            outcome = mm.apply(op, change, ts, data_len, digest)
+            stats.db[outcome] += 1
+            if isinstance(op, CreateMessage):
+                wanted.append((op.msg_id, change, ref, op.digest, op.msg_size))
+                if ref is None:
+                    stats.errors.append(f"mailbox {m} message {op.msg_id}: no blob source")
+            elif isinstance(op, CreateContact | ModifyContact) and op.data:
+                wanted.append((op.contact_id, change, op.data, digest, None))
+        stats.errors.extend(mm.counts.errors)
+        survivors = [w for w in wanted if mm.surviving(w[0], w[1])]
+        return mm.changes(), survivors
+
+    # -- blobs ------------------------------------------------------------------------------
+    def _blobs(self, m: int, wanted: list[tuple[int, int, Any, Any, Any]],
+               stats: ChunkStats) -> None:
+        for item_id, change, src, digest, size in wanted:
+            path = self.blobstore.path(m, item_id, change)
+            if isinstance(src, bytes):
+                data = src
+            elif src is None:
+                stats.blob["missing-source"] += 1
+                continue
+            else:
+                data = self.blobs.read(src, size)
+            if os.path.exists(path):
+                if self.blobstore.matches(path, digest or blob_digest(data)):
+                    stats.blob["present"] += 1
+                    continue
+                self.blobstore.write(path, data)
+            else:
+                self._write_new(path, data)
+            stats.blob["written"] += 1
+
+    def _write_new(self, path: Path, data: bytes) -> None:
+        # New files are written in place: an interrupted replay leaves the replay marker set,
+        # and the next run rewrites any blob whose content does not match its digest.
+        self.blobstore._mkdir(path.parent)
+        stored = self.blobstore.encode(data)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(stored)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    # -- index ------------------------------------------------------------------------------
+    def _index(self, m: int, ops: list[tuple[Op, int, int, Any]], stats: ChunkStats) -> None:
+        creates = any(isinstance(op, CreateMailbox) for op, *_ in ops)
+        with self.index.use(m, create=False) as existing:
+            exists = existing is not None
+        if not exists and not creates:
+            stats.index["missing"] += len(ops)
+            return
+        dummy = ChunkStats()
+        with self.index.use(m, create=True) as idx:
+            assert idx is not None
+            d = _Deferred(idx)
+            idx.begin()
+            try:
+                started = exists
+                hwm = idx.hwm if exists else 0
+                for op, change, ts, ref in ops:
+                    if not started:
+                        if not isinstance(op, CreateMailbox):
+                            stats.index["missing"] += 1
+                            continue
+                        started = True
+                    if change <= hwm:
+                        stats.index["skipped"] += 1
+                        continue
+                    rec = Record(op, ts, 0, 0, m, change)
+                    self._index_op(d, rec, op, ref)
+                    hwm = change
+                    stats.index["applied"] += 1
+                d.flush(lambda key: self._fields(key[0], key[1], dummy))
+                idx.set_hwm(hwm)
+                idx.commit()
+            except BaseException:
+                idx.rollback()
+                raise
+        stats.parsed += dummy.parsed
+
+    def _index_op(self, d: _Deferred, rec: Record, op: Op, ref: Any) -> None:
+        if isinstance(op, CreateMessage):
+            if ref is None:
+                return
+            d.put(Doc(op.msg_id, TYPE_MESSAGE, op.folder_id, rec.change_id, "", "", "", ""),
+                  lazy=(ref, op.msg_size))
+        elif isinstance(op, CreateContact | ModifyContact):
+            name, email, body = fx.contact_text(op.attrs)
+            if isinstance(op, ModifyContact):
+                row = d.db.execute("SELECT folder_id FROM items WHERE id = ?",
+                                   (op.contact_id,)).fetchone()
+                if row is None:
+                    return
+                folder = row[0]
+            else:
+                folder = op.folder_id
+            d.put(Doc(op.contact_id, TYPE_CONTACT, folder, rec.change_id, name, email, "",
+                      body))
+        elif isinstance(op, IndexItem):
+            if op.item_id in d.pending:
+                return  # its document is about to be written from the same bytes
+            fx._ix_index_item(self.effects, d, rec, op, fx._Content(None))
+        elif isinstance(op, DeleteMailbox):
+            d.pending.clear()
+            fx._ix_delete_mailbox(self.effects, d, rec, op, fx._Content(None))
+        else:
+            handler = fx._INDEX_HANDLERS.get(type(op))
+            if handler is not None:
+                handler(self.effects, d, rec, op, fx._Content(None))
+
+    # -- end --------------------------------------------------------------------------------
+    def finish(self) -> int:
+        removed = self.effects.collect_garbage(self.conn, self.touched)
+        self.blobs.close()
+        self.index.close()
+        self.conn.close()
+        return removed
+
+
+def serve(cfg: WorkerConfig, conn: Connection) -> None:
+    """Worker process main loop: ("chunk", files, boxes) -> ChunkStats; ("finish",) -> int."""
+    try:
+        w = Worker(cfg)
+    except BaseException as e:  # report start-up failures to the parent instead of dying mute
+        conn.send(("error", f"worker failed to start: {e}"))
+        return
+    while True:
+        msg = conn.recv()
+        try:
+            if msg[0] == "chunk":
+                conn.send(("ok", w.process(msg[1], msg[2])))
+            elif msg[0] == "finish":
+                conn.send(("ok", w.finish()))
+                return
+        except BaseException as e:  # the parent turns it into a ServiceError with this text
+            conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+            return

@@ -1,0 +1,12 @@
+"""Snapshot sets and redolog snapshots of the store's four volumes (DESIGN.md §2).
+
+- `_base`: the `SnapshotBackend` interface and the values backends exchange;
+- `zfs`, `btrfs`, `lvm`, `ebs`, `dir`: one module per technology;
+- `factory`: picks the backends a configuration needs (the composition root for boto3);
+- `redo`: the redo position at a snapshot's moment (from the running store, or from disk);
+- `quiesce`: holding the store's MariaDB still (BACKUP STAGE) and making its commits durable;
+- `hooks`: pre/post hooks with a timeout;
+- `manifest`, `catalog`: signed manifests and the catalog of them in the state directory;
+- `plan`, `execute`: a set or redolog snapshot as a list of frozen steps, then running them;
+- `prune`: retention applied (the decision is `retention.plan_retention`).
+"""

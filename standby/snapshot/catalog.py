@@ -1,0 +1,168 @@
+"""The catalog of manifests in the state directory, and the per-snapshot state beside it.
+
+    <state_dir>/catalog/<server_id>/sets/<set id>.json         signed manifests
+    <state_dir>/catalog/<server_id>/redolog/<redolog id>.json
+    <state_dir>/catalog/<server_id>/state.json                 shipped flags (unsigned)
+    <state_dir>/catalog/<server_id>/.lock                      one snapshot run at a time
+
+Manifests are immutable once written (tmp file + fsync + rename); what changes later — whether a
+snapshot was shipped — lives in `state.json`, which shipping (a later issue) updates through
+`mark_shipped`. Every read of a manifest verifies its signature.
+
+Chains, for incremental shipping: a snapshot's parent is the previous snapshot of the same volume
+that is still in the catalog — for the db, blob and index volumes that is the same volume in the
+previous set; for the redolog volume, the previous redolog-volume snapshot of either kind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from standby.errors import FormatError, NotFound, StateConflict
+from standby.snapshot import manifest as mf
+from standby.snapshot.manifest import Manifest, SnapshotRecord
+
+_DIRS = {"set": "sets", "redolog": "redolog"}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Catalog:
+    def __init__(self, state_dir: Path, server_id: str, key: bytes) -> None:
+        self.root = state_dir / "catalog" / server_id
+        self.server_id = server_id
+        self.key = key
+
+    # -- manifests --------------------------------------------------------------------------
+    def path_for(self, kind: str, manifest_id: str) -> Path:
+        return self.root / _DIRS[kind] / f"{manifest_id}.json"
+
+    def write(self, m: Manifest) -> Path:
+        path = self.path_for(m.kind, m.id)
+        _write_atomic(path, mf.sign(m, self.key))
+        return path
+
+    def exists(self, kind: str, manifest_id: str) -> bool:
+        return self.path_for(kind, manifest_id).exists()
+
+    def paths(self, kind: str | None = None) -> list[Path]:
+        kinds = [kind] if kind else list(_DIRS)
+        out: list[Path] = []
+        for k in kinds:
+            d = self.root / _DIRS[k]
+            if d.is_dir():
+                out += sorted(p for p in d.glob("*.json") if not p.name.startswith("."))
+        return out
+
+    def manifests(self, kind: str | None = None) -> list[Manifest]:
+        """Every manifest (verified), oldest first."""
+        ms = [mf.read(p, self.key) for p in self.paths(kind)]
+        return sorted(ms, key=lambda m: (m.taken_at_ms, m.id))
+
+    def get(self, manifest_id: str) -> Manifest:
+        for kind in _DIRS:
+            p = self.path_for(kind, manifest_id)
+            if p.exists():
+                return mf.read(p, self.key)
+        raise NotFound(f"no manifest {manifest_id!r} in {self.root}",
+                       hint="`standby snapshot list` shows what there is")
+
+    def remove(self, m: Manifest) -> None:
+        self.path_for(m.kind, m.id).unlink(missing_ok=True)
+        with self._state() as st:
+            for s in m.snapshots:
+                st["shipped"].pop(f"{m.id}/{s.volume}", None)
+
+    def latest(self, volume: str, kinds: tuple[str, ...]) -> tuple[Manifest, SnapshotRecord] | None:
+        """The newest complete snapshot of `volume` among manifests of `kinds`."""
+        best: tuple[Manifest, SnapshotRecord] | None = None
+        for m in self.manifests():
+            if m.kind not in kinds or m.status != "complete":
+                continue
+            s = m.snapshot(volume)
+            if s is not None and (best is None or s.taken_at_ms >= best[1].taken_at_ms):
+                best = (m, s)
+        return best
+
+    # -- state: shipped flags ---------------------------------------------------------------
+    @contextmanager
+    def _state(self) -> Iterator[dict[str, Any]]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / "state.json"
+        with open(self.root / ".state.lock", "a+") as lk:
+            fcntl.flock(lk.fileno(), fcntl.LOCK_EX)
+            st = self._read_state(path)
+            yield st
+            _write_atomic(path, json.dumps(st, sort_keys=True, indent=1).encode() + b"\n")
+
+    def _read_state(self, path: Path) -> dict[str, Any]:
+        try:
+            st = json.loads(path.read_text())
+        except FileNotFoundError:
+            st = {}
+        except ValueError as e:
+            raise FormatError(f"{path} is not valid JSON: {e}",
+                              hint="fix or remove it; it only holds shipped flags") from e
+        st.setdefault("shipped", {})
+        return st
+
+    def shipped(self) -> dict[str, int]:
+        """{"<manifest id>/<volume>": shipped-at ms} for every shipped snapshot."""
+        return dict(self._read_state(self.root / "state.json")["shipped"])
+
+    def mark_shipped(self, manifest_id: str, volume: str, *, at_ms: int | None = None,
+                     shipped: bool = True) -> None:
+        with self._state() as st:
+            k = f"{manifest_id}/{volume}"
+            if shipped:
+                st["shipped"][k] = at_ms if at_ms is not None else int(time.time() * 1000)
+            else:
+                st["shipped"].pop(k, None)
+
+    # -- one run at a time ------------------------------------------------------------------
+    @contextmanager
+    def run_lock(self, *, wait_s: float = 600.0) -> Iterator[None]:
+        """Serialize snapshot runs on this server (an hourly set and a 15-minute redolog
+        snapshot both fire at :00); wait up to `wait_s` for the other to finish."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as lk:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(lk.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StateConflict(
+                            f"another snapshot run on this server held {self.root / '.lock'} "
+                            f"for more than {wait_s:.0f} s", hint="is one hanging? check "
+                            "`ps` for `standby snapshot`") from None
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(lk.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,144 @@
+"""Holding the store's MariaDB still while its volume is snapshotted.
+
+Three things, on one connection, undone in reverse in every case:
+
+1. *block commits* (`quiesce_db`): `BACKUP STAGE START; BACKUP STAGE BLOCK_COMMIT` ... `END`;
+2. *make commits durable* (always): the store's MariaDB runs with
+   `innodb_flush_log_at_trx_commit=0`, so a commit sits in InnoDB's log buffer for up to a
+   second, and neither `FLUSH ENGINE LOGS` nor `BACKUP STAGE BLOCK_COMMIT` writes it out (both
+   measured on MariaDB 10.11). Setting the variable to 1 for the duration of one
+   `FLUSH ENGINE LOGS` does. Without this a crash-consistent snapshot could lack transactions
+   whose CommitTxn is already in the redo log *before* the recorded position;
+3. *clean* (the `dir` backend, which copies files while mariadbd runs): set
+   `innodb_max_dirty_pages_pct=0` and wait (bounded) until there are no dirty pages, the log is
+   flushed and checkpointed; afterwards `changed()` tells whether InnoDB wrote anything during
+   the copy (its LSN or checkpoint moved), in which case the copy must be taken again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+
+from standby import log as slog
+from standby.errors import ServiceError
+
+# After a checkpoint InnoDB's log holds only the checkpoint record itself (16 bytes in 10.11).
+CLEAN_CHECKPOINT_AGE = 64
+_STATUS = ("Innodb_buffer_pool_pages_dirty", "Innodb_checkpoint_age", "Innodb_lsn_current",
+           "Innodb_lsn_flushed", "Innodb_lsn_last_checkpoint")
+
+
+@dataclass(frozen=True)
+class InnoState:
+    dirty: int
+    checkpoint_age: int
+    lsn: int
+    flushed: int
+    checkpoint: int
+
+    @property
+    def clean(self) -> bool:
+        return (self.dirty == 0 and self.lsn == self.flushed
+                and self.checkpoint_age <= CLEAN_CHECKPOINT_AGE)
+
+
+class Held:
+    """What `Database.held` yields: the InnoDB state when held, and a change check."""
+
+    def __init__(self, cur: Any, before: InnoState | None) -> None:
+        self._cur = cur
+        self.before = before
+
+    def changed(self) -> bool:
+        if self.before is None:
+            return False
+        now = _inno(self._cur)
+        return (now.lsn, now.checkpoint, now.dirty) != (self.before.lsn, self.before.checkpoint,
+                                                       self.before.dirty)
+
+
+def _inno(cur: Any) -> InnoState:
+    cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN (" + ",".join(["%s"] * len(_STATUS))
+                + ")", _STATUS)
+    v = {k: int(x) for k, x in cur.fetchall()}
+    return InnoState(v.get("Innodb_buffer_pool_pages_dirty", 0),
+                     v.get("Innodb_checkpoint_age", 0), v.get("Innodb_lsn_current", 0),
+                     v.get("Innodb_lsn_flushed", 0), v.get("Innodb_lsn_last_checkpoint", 0))
+
+
+def _var(cur: Any, name: str) -> str:
+    cur.execute("SELECT @@GLOBAL." + name)
+    return str(cur.fetchone()[0])
+
+
+class Database:
+    """The store's running MariaDB, as snapshots need it. `connect` comes from the composition
+    root (`store.service.mariadb_for(settings).connect`)."""
+
+    def __init__(self, connect: Callable[..., Any], *,
+                 sleep: Callable[[float], None] = time.sleep,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._connect = connect
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self.log = slog.get("standby.snapshot.quiesce")
+
+    @contextmanager
+    def held(self, *, block_commit: bool, clean: bool = False,
+             clean_timeout_s: float = 60.0) -> Iterator[Held]:
+        conn = self._connect(autocommit=True)
+        cur = conn.cursor()
+        staged = False
+        old_pct: str | None = None
+        try:
+            try:
+                if block_commit:
+                    cur.execute("BACKUP STAGE START")
+                    staged = True
+                    cur.execute("BACKUP STAGE BLOCK_COMMIT")
+                old_flush = _var(cur, "innodb_flush_log_at_trx_commit")
+                cur.execute("SET GLOBAL innodb_flush_log_at_trx_commit = 1")
+                try:
+                    cur.execute("FLUSH ENGINE LOGS")
+                finally:
+                    cur.execute(f"SET GLOBAL innodb_flush_log_at_trx_commit = {int(old_flush)}")
+                before = None
+                if clean:
+                    old_pct = _var(cur, "innodb_max_dirty_pages_pct")
+                    cur.execute("SET GLOBAL innodb_max_dirty_pages_pct = 0")
+                    before = self._wait_clean(cur, clean_timeout_s)
+            except pymysql.err.Error as e:
+                raise ServiceError(f"MariaDB refused to quiesce: {e.args[-1] if e.args else e}",
+                                   hint="the store's MariaDB must be 10.4 or later (BACKUP "
+                                        "STAGE) and reachable") from e
+            yield Held(cur, before)
+        finally:
+            try:
+                if old_pct is not None:
+                    cur.execute(f"SET GLOBAL innodb_max_dirty_pages_pct = {float(old_pct)}")
+                if staged:
+                    cur.execute("BACKUP STAGE END")
+            except pymysql.err.Error as e:
+                self.log.warning("db_release_failed", error=str(e))
+            finally:
+                conn.close()
+
+    def _wait_clean(self, cur: Any, timeout_s: float) -> InnoState:
+        deadline = self._monotonic() + timeout_s
+        st = _inno(cur)
+        while not st.clean:
+            if self._monotonic() >= deadline:
+                raise ServiceError(
+                    f"InnoDB did not become clean within {timeout_s} s (dirty pages "
+                    f"{st.dirty}, checkpoint age {st.checkpoint_age}); the dir backend cannot "
+                    "copy the db volume safely", hint="raise snapshot.db_clean_timeout_s, or "
+                    "snapshot the db volume with zfs/btrfs/lvm/ebs")
+            self._sleep(0.05)
+            st = _inno(cur)
+        return st
