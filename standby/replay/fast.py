@@ -170,6 +170,7 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
         res.errors.extend(st.errors)
         res.phase_seconds.update(st.seconds)
         res.parsed += st.parsed
+        res.rows_loaded += st.rows_loaded
     res.seconds = time.perf_counter() - t0
     res.player = player.stats.as_dict()
     if res.errors:

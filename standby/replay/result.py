@@ -24,6 +24,7 @@ class ReplayResult:
     notes: list[str] = field(default_factory=list)
     phase_seconds: Counter[str] = field(default_factory=Counter)
     parsed: int = 0
+    rows_loaded: int = 0
 
     def tally(self, op_name: str, db: str, blob: str, index: str) -> None:
         self.ops_applied += 1
@@ -47,4 +48,5 @@ class ReplayResult:
             "player": self.player, "notes": self.notes,
             "worker_seconds": {k: round(v, 2) for k, v in self.phase_seconds.items()},
             "messages_parsed": self.parsed,
+            "rows_loaded": self.rows_loaded,
         }

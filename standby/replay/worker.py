@@ -17,7 +17,6 @@ or document needs them. Blob bytes are read from the log files by (file, offset,
 from __future__ import annotations
 
 import gzip
-import mmap
 import os
 import time
 import traceback
@@ -78,34 +77,34 @@ def make_op(opcode: int, values: tuple[Any, ...]) -> Op:
 
 
 class _Blobs:
-    """Message bytes by reference into the log files (mapped once per file)."""
+    """Message bytes by reference into the log files (one descriptor per file, `pread`).
+
+    pread rather than mmap: mapped pages of multi-gigabyte logs would count in this process's
+    resident set and make memory look unbounded."""
 
     def __init__(self) -> None:
         self.files: list[str] = []
-        self.maps: dict[int, mmap.mmap] = {}
+        self.fds: dict[int, int] = {}
 
     def set_files(self, files: list[str]) -> None:
         self.files = files
 
     def read(self, ref: tuple[int, int, int], msg_size: int | None = None) -> bytes:
         fi, off, n = ref
-        mm = self.maps.get(fi)
-        if mm is None:
-            fd = os.open(self.files[fi], os.O_RDONLY)
-            try:
-                mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
-            finally:
-                os.close(fd)
-            self.maps[fi] = mm
-        data = mm[off:off + n]
+        fd = self.fds.get(fi)
+        if fd is None:
+            fd = self.fds[fi] = os.open(self.files[fi], os.O_RDONLY)
+        data = os.pread(fd, n, off)
+        if len(data) != n:
+            raise OSError(f"{self.files[fi]}: short read of a blob at offset {off}")
         if msg_size is not None and n != msg_size and data[:2] == b"\x1f\x8b":
             data = gzip.decompress(data)  # Zimbra logs large inline bodies gzipped
         return data
 
     def close(self) -> None:
-        for mm in self.maps.values():
-            mm.close()
-        self.maps.clear()
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
 
 
 @dataclass
@@ -217,8 +216,9 @@ class Worker:
             self._blobs(m, blobs_wanted, stats)
         t2 = tm()
         stats.seconds["blobs"] += t2 - t1
+        before = self.writer.rows_loaded
         self.writer.write(all_changes)
-        stats.rows_loaded = self.writer.rows_loaded
+        stats.rows_loaded = self.writer.rows_loaded - before
         t3 = tm()
         stats.seconds["db_write"] += t3 - t2
         for m, ops, _ in work:

@@ -14,8 +14,8 @@ Invariants:
   the user's lines after it. Commands use absolute paths instead.
 - `parse(render(s)) == s` for every schedule that `render` accepts (Hypothesis-tested).
 - a rendered line makes cron run exactly `argv`, then `then` if `argv` succeeded (`&&`): words
-  are quoted for /bin/sh and `%` is escaped for cron. Whatever cannot be said that way (a newline
-  in an argument, a backslash right before `%`) is refused, not mangled.
+  are quoted for /bin/sh, then `\\` and `%` escaped for cron. What cannot be said on one line (a
+  newline or NUL in an argument) is refused, not mangled.
 - cron expressions are validated with croniter before anything is written; a small syntax filter
   also refuses croniter's extensions that cron itself does not run (`L`, `W`, `#`, `?`, `H`).
 """
@@ -66,7 +66,7 @@ BEGIN, END = "# BEGIN standby ", "# END standby "
 
 def validate_cron(expr: str) -> str:
     """Return `expr` with its fields single-spaced, or raise UsageError naming the bad field."""
-    text = " ".join(expr.split())
+    text = " ".join(_fields(expr))
 
     def bad(msg: str, hint: str | None = None) -> UsageError:
         return UsageError(f"cron expression {expr!r}: {msg}", hint=hint)
@@ -77,7 +77,7 @@ def validate_cron(expr: str) -> str:
         if text.lower() not in ALIASES:
             raise bad("unknown @-alias", hint="use one of " + ", ".join(ALIASES))
         return text.lower()
-    fields = text.split(" ") if text else []
+    fields = _fields(text)
     if len(fields) != 5:
         glued = [f for f in fields if re.fullmatch(r"[\d*]+\*[\d*]*|\*\d+", f)]
         raise bad(f"needs exactly 5 fields (minute hour day-of-month month day-of-week), "
@@ -111,6 +111,11 @@ def validate_cron(expr: str) -> str:
     except (CroniterError, ValueError) as e:
         raise bad("day-of-month and month never match (such as 30 2, February 30)") from e
     return text
+
+
+def _fields(text: str) -> list[str]:
+    # cron separates fields with blanks and tabs only (not every Unicode space)
+    return [f for f in re.split(r"[ \t]+", text) if f]
 
 
 def _number(token: str, field_index: int) -> int:
@@ -384,29 +389,30 @@ def sh_split_and(command: str, *, where: str) -> list[tuple[str, ...]]:
 
 
 def cron_escape(command: str) -> str:
-    """Escape `%` for cron, which would otherwise turn it into a newline and standard input."""
-    if "\\%" in command:
-        raise UsageError(f"command {command!r} has a backslash right before '%', which cron "
-                         "cannot be told to keep")
-    return command.replace("%", "\\%")
+    """Escape a /bin/sh command for a crontab line.
+
+    Vixie cron and its descendants (Debian's cron, cronie) read `\\%` as `%`, `\\\\` as `\\`,
+    and an unescaped `%` as the end of the command (the rest becomes standard input). So every
+    backslash is doubled and every `%` escaped.
+    """
+    return command.replace("\\", "\\\\").replace("%", "\\%")
 
 
 def cron_unescape(command: str, *, where: str) -> str:
-    """What cron hands to /bin/sh for a crontab command (Vixie cron's `%` handling)."""
+    """What cron hands to /bin/sh for a crontab command (do_command.c's translation)."""
     out: list[str] = []
     escaped = False
     for c in command:
         if escaped:
-            if c == "%":
-                out[-1] = "%"
-            else:
-                out.append(c)
             escaped = False
-            continue
-        if c == "%":
+            if c in "%\\":
+                out[-1] = c  # the pair becomes the character; the backslash goes
+                continue
+        elif c == "\\":
+            escaped = True
+        elif c == "%":
             raise FormatError(f"{where}: unescaped '%' (cron would make the rest standard input)")
         out.append(c)
-        escaped = c == "\\"
     return "".join(out)
 
 
@@ -431,14 +437,14 @@ def _blocks(lines: Sequence[str]) -> list[_Block]:
     found: list[_Block] = []
     open_owner, open_at = None, -1
     for i, raw in enumerate(lines):
-        line = raw.strip()
+        line = raw.strip(" \t")
         if line.startswith(BEGIN):
             if open_owner is not None:
                 raise FormatError(f"crontab line {i + 1}: a standby block starts inside the "
                                   f"block {open_owner!r} opened on line {open_at + 1}")
-            open_owner, open_at = line[len(BEGIN):].strip(), i
+            open_owner, open_at = line[len(BEGIN):].strip(" \t"), i
         elif line.startswith(END):
-            owner = line[len(END):].strip()
+            owner = line[len(END):].strip(" \t")
             if owner != open_owner:
                 raise FormatError(f"crontab line {i + 1}: end of standby block {owner!r} "
                                   "without its BEGIN line",
@@ -458,13 +464,14 @@ def _parse_entries(owner: str, lines: Sequence[str], first_line: int) -> Schedul
     name = "custom"
     for k, raw in enumerate(lines):
         where = f"crontab line {first_line + k + 1}"
-        line = raw.strip()
+        line = raw.strip(" \t")
         if line.startswith("# entry:"):
-            name = line[len("# entry:"):].strip()
+            name = line[len("# entry:"):].strip(" \t")
             continue
         if not line or line.startswith("#"):
             continue
-        m = re.match(r"(@\S+|\S+\s+\S+\s+\S+\s+\S+\s+\S+)\s+(\S.*)\Z", line)
+        m = re.match(r"(@[^ \t]+|(?:[^ \t]+[ \t]+){4}[^ \t]+)[ \t]+([^ \t].*)\Z", line,
+                     re.DOTALL)
         if not m:
             raise FormatError(f"{where}: not a cron line: {line!r}")
         try:
@@ -477,9 +484,19 @@ def _parse_entries(owner: str, lines: Sequence[str], first_line: int) -> Schedul
     return Schedule(owner, tuple(entries))
 
 
+def _lines(text: str, *, keepends: bool = False) -> list[str]:
+    """Split as cron does: at newlines only (str.splitlines also splits at \\x1e, \\u2028...)."""
+    parts = text.split("\n")
+    if parts and parts[-1] == "":
+        parts.pop()
+    elif keepends and parts:
+        return [p + "\n" for p in parts[:-1]] + [parts[-1]]
+    return [p + "\n" for p in parts] if keepends else parts
+
+
 def crontab_schedules(text: str) -> list[Schedule]:
     """Every standby block in a crontab, in order."""
-    lines = text.splitlines()
+    lines = _lines(text)
     return [_parse_entries(b.owner, lines[b.start + 1:b.end], b.start + 1)
             for b in _blocks(lines)]
 
@@ -490,8 +507,8 @@ def crontab_schedule(text: str, owner: str) -> Schedule | None:
 
 def crontab_install(text: str, schedule: Schedule) -> str:
     """`text` with `schedule`'s block replaced in place, or appended if it has none."""
-    lines = text.splitlines(keepends=True)
-    block = render_block(schedule).splitlines(keepends=True)
+    lines = _lines(text, keepends=True)
+    block = _lines(render_block(schedule), keepends=True)
     for b in _blocks([ln.rstrip("\n") for ln in lines]):
         if b.owner == schedule.owner:
             return "".join(lines[:b.start] + block + lines[b.end + 1:])
@@ -502,7 +519,7 @@ def crontab_install(text: str, schedule: Schedule) -> str:
 
 def crontab_remove(text: str, owner: str) -> str:
     """`text` without `owner`'s block (unchanged if there is none)."""
-    lines = text.splitlines(keepends=True)
+    lines = _lines(text, keepends=True)
     for b in _blocks([ln.rstrip("\n") for ln in lines]):
         if b.owner == owner:
             return "".join(lines[:b.start] + lines[b.end + 1:])
@@ -557,13 +574,15 @@ def _compress(values: Sequence[object], names: Sequence[str] | None = None) -> s
 
 
 def systemd_quote(word: str, *, first: bool = False) -> str:
-    """One ExecStart= word: `%` and `$` doubled (specifiers, variables), C escapes quoted. A
-    first word starting with one of systemd's prefixes (`-`, `@`, `+`, `:`, `!`) is quoted so
-    that it is read as a path, not as a prefix."""
+    """One ExecStart= word: `%` and `$` doubled (specifiers, variables), C escapes quoted
+    (control characters as `\\xNN`). A first word starting with one of systemd's prefixes
+    (`-`, `@`, `+`, `:`, `!`) is quoted so that it is read as a path, not as a prefix."""
     text = word.replace("%", "%%").replace("$", "$$")
     if re.fullmatch(r"[A-Za-z0-9_/.,:+=-]+", text) and not (first and text[0] in "-+:!@"):
         return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    quoted = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", quoted)
+    return f'"{quoted}"'
 
 
 def _exec_line(argv: Sequence[str]) -> str:
@@ -585,10 +604,11 @@ def render_units(schedule: Schedule) -> dict[str, str]:
     """File name -> text of a `.service` and a `.timer` per entry. The `then` command is a
     second `ExecStart=` of the oneshot service: systemd runs it only if the first succeeded."""
     files: dict[str, str] = {}
-    for stem, e in zip(unit_stems(schedule), schedule.entries):
+    for position, (stem, e) in enumerate(zip(unit_stems(schedule), schedule.entries)):
         calendar = cron_to_oncalendar(e.cron)
+        header = {**e.as_dict(), "position": position}
         head = (f"{BEGIN}{schedule.owner}\n"
-                f"# standby-entry: {json.dumps(e.as_dict(), sort_keys=True)}\n"
+                f"# standby-entry: {json.dumps(header, sort_keys=True)}\n"
                 f"[Unit]\nDescription=standby {schedule.owner}: {e.name} (cron {e.cron})\n")
         execs = "".join(f"ExecStart={_exec_line(argv)}\n" for argv in (e.argv, e.then) if argv)
         files[f"{stem}.service"] = head + f"\n[Service]\nType=oneshot\n{execs}"
@@ -601,34 +621,32 @@ def render_units(schedule: Schedule) -> dict[str, str]:
 
 
 def units_schedules(files: Mapping[str, str]) -> list[Schedule]:
-    """The schedules recorded in standby's unit files (their `# standby-entry:` lines)."""
-    by_owner: dict[str, list[ScheduleEntry]] = {}
-    for name in sorted(files, key=_unit_order):
-        if not name.endswith(".timer"):
-            continue
-        owner, entry = _unit_header(name, files[name])
-        if owner is not None and entry is not None:
-            by_owner.setdefault(owner, []).append(entry)
-    return [Schedule(o, tuple(es)) for o, es in by_owner.items()]
+    """The schedules recorded in standby's timer units (their `# standby-entry:` lines), in
+    the order they were installed."""
+    by_owner: dict[str, list[tuple[int, ScheduleEntry]]] = {}
+    for name in sorted(files):
+        if name.endswith(".timer"):
+            found = _unit_header(name, files[name])
+            if found is not None:
+                owner, position, entry = found
+                by_owner.setdefault(owner, []).append((position, entry))
+    return [Schedule(o, tuple(e for _, e in sorted(es, key=lambda pe: pe[0])))
+            for o, es in sorted(by_owner.items())]
 
 
-def _unit_order(name: str) -> tuple[str, int]:
-    m = re.fullmatch(r"(.*?)(?:-(\d+))?\.(service|timer)", name)
-    return (m.group(1), int(m.group(2) or 1)) if m else (name, 0)
-
-
-def _unit_header(name: str, text: str) -> tuple[str | None, ScheduleEntry | None]:
-    lines = text.splitlines()
+def _unit_header(name: str, text: str) -> tuple[str, int, ScheduleEntry] | None:
+    lines = _lines(text)
     if not lines or not lines[0].startswith(BEGIN):
-        return None, None
-    owner = lines[0][len(BEGIN):].strip()
+        return None
+    owner = lines[0][len(BEGIN):].strip(" \t")
     for line in lines[1:3]:
         if line.startswith("# standby-entry: "):
             try:
-                return owner, ScheduleEntry.from_dict(json.loads(line[len("# standby-entry: "):]))
-            except (ValueError, KeyError, TypeError, UsageError) as e:
+                d = json.loads(line[len("# standby-entry: "):])
+                return owner, int(d.get("position", 0)), ScheduleEntry.from_dict(d)
+            except (ValueError, KeyError, TypeError, AttributeError, UsageError) as e:
                 raise FormatError(f"unit {name}: unreadable standby-entry line: {e}") from e
-    return owner, None
+    return None
 
 
 def owned_units(files: Mapping[str, str], owner: str) -> list[str]:

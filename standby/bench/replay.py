@@ -1,0 +1,217 @@
+"""`standby bench replay --ops N`: the replay engines and the machine's ceiling, side by side.
+
+1. A log of N ops with loadgen's default mix: from a running primary (loadgen through the store
+   service) when N is small, else written directly by the redo writer with the same mix
+   (`bench.synth`).
+2. The fast engine replays it from empty into a fresh store: `ops_per_s`, peak RSS.
+3. The naive engine replays a prefix (at least 50k ops, or all) into another fresh store:
+   `naive_ops_per_s`; the fast engine replays the same prefix into a third store and the two
+   digests are compared (`digest_equal`; with a primary, its digest too).
+4. The ceiling, measured now on this machine: LOAD DATA rows/s into the same schema and
+   small-file creates/s on the blob volume, combined for the rows and files per op this mix
+   needs (`ceiling_ops_per_s`, `ratio_to_ceiling`).
+Everything is created under a temporary work folder and removed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from standby import settings as settings_mod
+from standby.errors import StandbyError
+from standby.bench import synth
+from standby.replay import engine
+from standby.replay.player import Selection
+from standby.settings import MariaDBSettings, Settings, StoreSettings, VolumeSettings, Volumes
+from standby.store import control
+from standby.store.digest import digest_settings
+from standby.store.service import ensure_schema, mariadb_for
+
+PRIMARY_MAX_OPS = 20_000
+NAIVE_MIN_OPS = 50_000
+
+
+def make_store(root: Path, *, groups: int = 100, buffer_pool: str = "1G") -> Settings:
+    """A fresh store folder with a config tuned for bulk work; returns its settings."""
+    root.mkdir(parents=True)
+    for n in settings_mod.VOLUME_NAMES:
+        (root / n).mkdir()
+    s = Settings(server_id=str(uuid.uuid4()), state_dir=root / "state",
+                 volumes=Volumes(**{n: VolumeSettings(path=root / n)
+                                    for n in settings_mod.VOLUME_NAMES}),
+                 mariadb=MariaDBSettings(buffer_pool=buffer_pool, log_file_size="512M"),
+                 store=StoreSettings(mailbox_groups=groups))
+    cfg = root / "standby.toml"
+    cfg.write_text(settings_mod.to_toml(s))
+    loaded = settings_mod.load(cfg)
+    assert loaded is not None
+    return loaded
+
+
+def _rss_mb() -> tuple[float, float]:
+    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return me, kids
+
+
+def ceiling(s: Settings, *, rows: int = 200_000, files: int = 20_000,
+            file_size: int = 8192) -> dict[str, float]:
+    """LOAD DATA rows/s into mail_item and file creates/s on the blob volume, measured now."""
+    from standby.replay.bulk import BulkWriter
+    from standby.replay.model import Changes, MailboxModel
+
+    db = mariadb_for(s)
+    db.start()
+    try:
+        ensure_schema(s, db)
+        conn = db.connect()
+        # Rows shaped like delivered messages, spread over mailboxes as the mix spreads them.
+        sample: list[list[Any]] = []
+        rng = random.Random(7)
+        mm = MailboxModel(1, exists=False, hwm=0, item_ckpt=0, account_id=None,
+                          deleted_before=False, source=None,  # type: ignore[arg-type]
+                          fields_for=lambda i: None)  # type: ignore[arg-type,return-value]
+        base = mm._new_row()
+        for i in range(rows):
+            r = list(base)
+            m = 1 + i % 200
+            r[0], r[1], r[2], r[4] = m, 1000 + i, 5, 2
+            r[6] = r[7] = 1000 + i
+            r[8], r[9], r[10] = 1_700_000_000 + i, rng.randint(2000, 60000), "1"
+            r[11] = "%044x" % rng.getrandbits(176)
+            r[12], r[13] = 1, 0
+            r[16] = f"sender{i % 977}@example.com"
+            r[17] = f"user{m:05d}@example.com"
+            r[18] = "A subject line of ordinary length for message %d" % i
+            r[21] = r[23] = 2 + i // 200
+            r[22] = 1_700_000_000 + i
+            sample.append(r)
+        by_mbox: dict[int, Changes] = {}
+        for r in sample:
+            by_mbox.setdefault(r[0], Changes(r[0])).rows.append(r)
+        w = BulkWriter(conn, s.store.mailbox_groups)
+        t0 = time.perf_counter()
+        w.write(list(by_mbox.values()))
+        load_rate = rows / (time.perf_counter() - t0)
+        conn.close()
+    finally:
+        db.stop()
+    d = s.volumes.blob.path / "ceiling"
+    payload = os.urandom(file_size)
+    t0 = time.perf_counter()
+    for i in range(files):
+        sub = d / str(i % 256)
+        if i < 256:
+            sub.mkdir(parents=True)
+        fd = os.open(sub / f"{i}.msg", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, payload)
+        os.close(fd)
+    file_rate = files / (time.perf_counter() - t0)
+    shutil.rmtree(d)
+    return {"load_data_rows_per_s": round(load_rate), "file_creates_per_s": round(file_rate)}
+
+
+def _replay(s: Settings, log_dir: Path, *, naive: bool, limit: int | None) -> Any:
+    opts = engine.ReplayOptions(selection=Selection(), log_dir=log_dir, naive=naive,
+                                limit=limit, threads=os.cpu_count() or 2)
+    return engine.run(s, opts)
+
+
+def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int = 500,
+        naive_ops: int = NAIVE_MIN_OPS, keep: bool = False,
+        say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix="standby-bench-replay-", dir=workdir))
+    out: dict[str, Any] = {"ops": ops}
+    try:
+        primary_digest = None
+        if ops <= PRIMARY_MAX_OPS:
+            say(f"primary: loadgen until {ops} redo ops")
+            ps = make_store(base / "primary")
+            control.start(ps)
+            from standby.store import loadgen
+
+            loadgen.run(ps.store_socket, accounts=min(accounts, 50), ops=ops, seed=seed,
+                        workers=4)
+            control.stop(ps)
+            primary_digest = digest_settings(ps).total
+            log_dir = ps.volumes.redolog.path
+            out["source"] = "primary"
+        else:
+            say(f"writing a synthetic log of {ops} ops")
+            log_dir = base / "log"
+            t0 = time.perf_counter()
+            r = synth.write_log(log_dir, ops=ops, accounts=accounts, seed=seed)
+            out["source"] = "synthetic"
+            out["log_write_seconds"] = round(time.perf_counter() - t0, 1)
+        out["log_bytes"] = sum(p.stat().st_size for p in log_dir.rglob("*.log"))
+        out["log_files"] = len(list(log_dir.rglob("*.log")))
+
+        say("fast engine, whole log")
+        fs = make_store(base / "fast")
+        rss0 = _rss_mb()
+        res = _replay(fs, log_dir, naive=False, limit=None)
+        me, kids = _rss_mb()
+        out["ops_applied"] = res.ops_applied
+        out["ops_per_s"] = round(res.ops_applied / res.seconds)
+        out["seconds"] = round(res.seconds, 2)
+        out["fast_summary"] = {k: v for k, v in res.as_dict().items()
+                               if k in ("db", "blob", "index", "worker_seconds",
+                                        "messages_parsed", "errors")}
+        workers = os.cpu_count() or 2
+        out["peak_rss_mb"] = round(me + kids * workers)
+        out["peak_rss_main_mb"] = round(me)
+        out["peak_rss_worker_mb"] = round(kids)
+        out["rss_before_mb"] = round(rss0[0])
+        if primary_digest is not None:
+            out["digest_equal_primary"] = digest_settings(fs).total == primary_digest
+        rows_per_op = res.rows_loaded / max(res.ops_applied, 1)
+        files_per_op = res.blob.get("written", 0) / max(res.ops_applied, 1)
+        if not keep:
+            shutil.rmtree(base / "fast", ignore_errors=True)
+
+        n_naive = min(max(naive_ops, NAIVE_MIN_OPS), res.ops_applied)
+        say(f"naive engine, first {n_naive} ops")
+        ns = make_store(base / "naive")
+        nres = _replay(ns, log_dir, naive=True, limit=n_naive)
+        out["naive_ops"] = nres.ops_applied
+        out["naive_ops_per_s"] = round(nres.ops_applied / nres.seconds)
+        say(f"fast engine, first {n_naive} ops")
+        fps = make_store(base / "fast-prefix")
+        _replay(fps, log_dir, naive=False, limit=n_naive)
+        d_naive = digest_settings(ns).total
+        d_fast = digest_settings(fps).total
+        out["digest_equal"] = d_naive == d_fast and out.get("digest_equal_primary", True)
+        out["speedup"] = round(out["ops_per_s"] / max(out["naive_ops_per_s"], 1), 1)
+
+        say("ceiling")
+        cs = make_store(base / "ceiling")
+        c = ceiling(cs)
+        out.update(c)
+        cost = rows_per_op / c["load_data_rows_per_s"] + files_per_op / c["file_creates_per_s"]
+        out["rows_per_op"] = round(rows_per_op, 3)
+        out["files_per_op"] = round(files_per_op, 3)
+        out["ceiling_ops_per_s"] = round(1 / cost) if cost else None
+        out["ratio_to_ceiling"] = round(out["ops_per_s"] / out["ceiling_ops_per_s"], 3) \
+            if out["ceiling_ops_per_s"] else None
+        return out
+    finally:
+        for st in (base / n for n in ("primary", "fast", "naive", "fast-prefix", "ceiling")):
+            cfg = st / "standby.toml"
+            if cfg.exists():
+                try:
+                    s = settings_mod.load(cfg)
+                    if s is not None:
+                        control.stop(s, timeout=30)
+                except StandbyError as e:
+                    say(f"clean-up of {st}: {e}")
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
