@@ -25,9 +25,9 @@ HOUR = 3_600_000
 DAY = 86_400_000
 
 
-def ms(*args: int) -> int:
+def ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
     """Epoch ms of a GMT date-time."""
-    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)  # type: ignore[misc]
+    return int(datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp() * 1000)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from standby import _process
 from standby._process import Command
@@ -66,7 +66,7 @@ def crons(draw: st.DrawFn) -> str:
         raise
 
 
-words = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\0"),
+words = st.text(st.characters(codec="utf-8", exclude_characters="\n\r\0"),
                 max_size=12)
 argvs = st.tuples(words.filter(bool), st.lists(words, max_size=4)).map(
     lambda t: (t[0], *t[1]))
@@ -76,7 +76,7 @@ entries = st.builds(ScheduleEntry, names, crons(), argvs, st.just(()) | argvs)
 schedules = st.builds(Schedule, owners, st.lists(entries, max_size=4).map(tuple))
 # A user's crontab: any lines that are not standby markers.
 foreign_lines = st.lists(
-    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\0"),
+    st.text(st.characters(codec="utf-8", exclude_characters="\n\r\0"),
             max_size=30).filter(lambda s: not s.strip().startswith(("# BEGIN standby",
                                                                      "# END standby"))),
     max_size=6)
@@ -487,7 +487,7 @@ runner = CliRunner()
 FOREIGN = "MAILTO=ops@example.com\n# nightly home backup\n5 4 * * * /usr/bin/backup-home\n"
 
 
-def cli(*args: str) -> object:
+def cli(*args: str) -> Result:
     return runner.invoke(cli_main.app, list(args))
 
 
@@ -497,32 +497,33 @@ def test_cli_install_show_save_remove(cfg: Path, tmp_path: Path) -> None:
     prog = tmp_path / "bin" / "standby"
     r = cli("--config", str(cfg), "schedule", "install", "--crontab-file", str(ct), "--dry-run",
             "--then", "standby ship", "--program", str(prog))
-    assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
+    assert r.exit_code == 0, r.output
     assert ct.read_text() == FOREIGN  # a dry run writes nothing
-    out = r.output  # type: ignore[attr-defined]
+    out = r.output
     assert out.startswith(FOREIGN)
     assert f"0 * * * * {prog} --config {cfg} snapshot set && {prog} --config {cfg} ship\n" in out
 
     r = cli("--config", str(cfg), "schedule", "install", "--crontab-file", str(ct),
             "--program", str(prog), "--set-cron", "5 * * * *")
-    assert r.exit_code == 0 and "installed schedule 'snapshot'" in r.output  # type: ignore[attr-defined]
+    assert r.exit_code == 0 and "installed schedule 'snapshot'" in r.output
     assert ct.read_text().startswith(FOREIGN)
 
     r = cli("schedule", "show", "--crontab-file", str(ct), "--json")
-    (shown,) = json.loads(r.output)  # type: ignore[attr-defined]
+    (shown,) = json.loads(r.output)
     assert shown["owner"] == "snapshot"
     assert [(e["name"], e["cron"]) for e in shown["entries"]] == [
         ("set", "5 * * * *"), ("redolog", "15,30,45 * * * *"), ("prune", "40 3 * * *")]
     assert shown["entries"][0]["argv"] == [str(prog), "--config", str(cfg), "snapshot", "set"]
     assert "next_run" in shown["entries"][0]
     r = cli("schedule", "show", "--crontab-file", str(ct))
-    assert "set      5 * * * *" in r.output  # type: ignore[attr-defined]
+    assert "set      5 * * * *" in r.output
 
     saved = tmp_path / "saved.cron"
-    assert cli("schedule", "save", str(saved), "--crontab-file", str(ct)).exit_code == 0  # type: ignore[attr-defined]
+    assert cli("schedule", "save", str(saved), "--crontab-file", str(ct)).exit_code == 0
     r = cli("schedule", "remove", "--crontab-file", str(ct))
-    assert r.exit_code == 0 and ct.read_text() == FOREIGN  # type: ignore[attr-defined]
-    assert cli("schedule", "install", "--from", str(saved), "--crontab-file", str(ct)).exit_code == 0  # type: ignore[attr-defined]
+    assert r.exit_code == 0 and ct.read_text() == FOREIGN
+    r = cli("schedule", "install", "--from", str(saved), "--crontab-file", str(ct))
+    assert r.exit_code == 0, r.output
     assert sched.crontab_schedules(ct.read_text()) == sched.crontab_schedules(saved.read_text())
     assert ct.read_text().startswith(FOREIGN)
 
@@ -533,7 +534,7 @@ def test_cli_default_replaces_a_custom_schedule(cfg: Path, tmp_path: Path) -> No
         "--program", "/p/standby", "--prune-cron", "0 5 * * *")
     r = cli("--config", str(cfg), "schedule", "default", "--crontab-file", str(ct),
             "--program", "/p/standby")
-    assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
+    assert r.exit_code == 0, r.output
     (s,) = sched.crontab_schedules(ct.read_text())
     assert s.named("prune")[0].cron == "40 3 * * *"
 
@@ -544,15 +545,15 @@ def test_cli_systemd(cfg: Path, tmp_path: Path) -> None:
     (units / "foreign.service").write_text("[Service]\n")
     r = cli("--config", str(cfg), "schedule", "install", "--systemd", "--unit-dir", str(units),
             "--program", "/p/standby", "--dry-run", "--enable")
-    assert "# --- would write" in r.output and "would run systemctl daemon-reload" in r.output  # type: ignore[attr-defined]
+    assert "# --- would write" in r.output and "would run systemctl daemon-reload" in r.output
     assert sorted(p.name for p in units.iterdir()) == ["foreign.service"]
     r = cli("--config", str(cfg), "schedule", "install", "--systemd", "--unit-dir", str(units),
             "--program", "/p/standby")
-    assert r.exit_code == 0 and "next: systemctl daemon-reload" in r.output  # type: ignore[attr-defined]
+    assert r.exit_code == 0 and "next: systemctl daemon-reload" in r.output
     assert len(list(units.glob("standby-snapshot-*.timer"))) == 3
     r = cli("schedule", "show", "--systemd", "--unit-dir", str(units), "--json")
-    assert [e["name"] for e in json.loads(r.output)[0]["entries"]] == ["set", "redolog", "prune"]  # type: ignore[attr-defined]
-    assert cli("schedule", "remove", "--systemd", "--unit-dir", str(units)).exit_code == 0  # type: ignore[attr-defined]
+    assert [e["name"] for e in json.loads(r.output)[0]["entries"]] == ["set", "redolog", "prune"]
+    assert cli("schedule", "remove", "--systemd", "--unit-dir", str(units)).exit_code == 0
     assert sorted(p.name for p in units.iterdir()) == ["foreign.service"]
 
 
@@ -593,13 +594,13 @@ def test_real_crontab_install_and_remove(cfg: Path) -> None:
         store.write(previous + "# pytest foreign line\n7 7 7 7 * /bin/true\n")
         r = cli("--config", str(cfg), "schedule", "install", "--owner", owner,
                 "--program", "/bin/true")
-        assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
+        assert r.exit_code == 0, r.output
         text = _process.run(Command.of("crontab", "-l")).text
         assert "7 7 7 7 * /bin/true\n" in text
         assert sched.crontab_schedule(text, owner) is not None
         r = cli("schedule", "show", "--owner", owner, "--json")
-        assert json.loads(r.output)[0]["owner"] == owner  # type: ignore[attr-defined]
-        assert cli("schedule", "remove", "--owner", owner).exit_code == 0  # type: ignore[attr-defined]
+        assert json.loads(r.output)[0]["owner"] == owner
+        assert cli("schedule", "remove", "--owner", owner).exit_code == 0
         assert store.read() == previous + "# pytest foreign line\n7 7 7 7 * /bin/true\n"
     finally:
         if had:

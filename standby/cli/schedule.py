@@ -15,7 +15,7 @@ import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,22 +31,22 @@ app = typer.Typer(help="Cron lines or systemd timers for sets, redolog snapshots
 DEFAULT_OWNER = "snapshot"
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 
-CrontabFileOpt = Annotated[Optional[Path], typer.Option(
+CrontabFileOpt = Annotated[Path | None, typer.Option(
     "--crontab-file", help="Work on this file instead of the user's crontab.")]
 SystemdOpt = Annotated[bool, typer.Option(
     "--systemd", help="systemd .service/.timer units instead of cron lines.")]
 UnitDirOpt = Annotated[Path, typer.Option(
     "--unit-dir", help="Where --systemd reads and writes units.")]
-OwnerOpt = Annotated[Optional[str], typer.Option(
+OwnerOpt = Annotated[str | None, typer.Option(
     "--owner", help=f"Name of the block (# BEGIN standby OWNER); default {DEFAULT_OWNER!r}. "
     "Give each config on one host its own.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print what would be written.")]
 EnableOpt = Annotated[bool, typer.Option(
     "--enable", help="With --systemd: run systemctl to stop, reload and start the timers.")]
-ThenOpt = Annotated[Optional[str], typer.Option(
+ThenOpt = Annotated[str | None, typer.Option(
     "--then", help="Command to run after each successful snapshot (e.g. 'standby ship'); "
     "a leading 'standby' gets this executable and config.")]
-ProgramOpt = Annotated[Optional[Path], typer.Option(
+ProgramOpt = Annotated[Path | None, typer.Option(
     "--program", help="The standby executable cron should run (default: this one).")]
 
 
@@ -171,14 +171,14 @@ def show(
 @app.command()
 def install(
     ctx: typer.Context,
-    set_cron: Annotated[Optional[str], typer.Option(
+    set_cron: Annotated[str | None, typer.Option(
         "--set-cron", help="When to take sets (default '0 * * * *').")] = None,
-    redolog_cron: Annotated[Optional[str], typer.Option(
+    redolog_cron: Annotated[str | None, typer.Option(
         "--redolog-cron", help="When to take redolog snapshots (default '15,30,45 * * * *').")]
     = None,
-    prune_cron: Annotated[Optional[str], typer.Option(
+    prune_cron: Annotated[str | None, typer.Option(
         "--prune-cron", help="When to prune (default '40 3 * * *').")] = None,
-    from_file: Annotated[Optional[Path], typer.Option(
+    from_file: Annotated[Path | None, typer.Option(
         "--from", help="Install the block saved in this file by `standby schedule save`.")]
     = None,
     then: ThenOpt = None,
@@ -250,7 +250,7 @@ def remove(
 
 @app.command()
 def save(
-    path: Annotated[Optional[Path], typer.Argument(
+    path: Annotated[Path | None, typer.Argument(
         help="File to write (default: standard output).")] = None,
     owner: OwnerOpt = None,
     crontab_file: CrontabFileOpt = None,

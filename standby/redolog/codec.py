@@ -10,6 +10,7 @@ most 32 MiB. A UTF array is an int32 count (-1 = null) followed by the strings.
 
 from __future__ import annotations
 
+import mmap
 import struct
 
 I8 = struct.Struct(">b")
@@ -162,10 +163,38 @@ def r_i32_array(buf: bytes, pos: int) -> tuple[tuple[int, ...], int]:
     return vals, pos + 4 * n
 
 
+class SpanMap(mmap.mmap):
+    """A mapped log whose blobs decode as `BlobSpan`s (their place) instead of copies."""
+
+
+class BlobSpan:
+    """Where a blob lies in the log being read: its length, and its bytes on demand while the
+    file is still mapped. Readers that only route blobs (the fast replay engine) use these to
+    avoid copying gigabytes of message bodies."""
+
+    __slots__ = ("buf", "offset", "length")
+
+    def __init__(self, buf: SpanMap, offset: int, length: int) -> None:
+        self.buf, self.offset, self.length = buf, offset, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __bytes__(self) -> bytes:
+        return bytes(self.buf[self.offset:self.offset + self.length])
+
+    def __eq__(self, other: object) -> bool:
+        return bytes(self) == (bytes(other) if isinstance(other, BlobSpan | bytes) else other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def r_bytes(buf: bytes, pos: int, n: int) -> tuple[bytes, int]:
     if n < 0:
         raise DecodeError(f"negative data length {n} at offset {pos}")
     end = pos + n
     if end > len(buf):
         raise Truncated(f"need {n} bytes at offset {pos}, have {len(buf) - pos}")
+    if buf.__class__ is SpanMap:
+        return BlobSpan(buf, pos, n), end  # type: ignore[arg-type,return-value]
     return bytes(buf[pos:end]), end

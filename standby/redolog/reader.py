@@ -24,7 +24,7 @@ from pathlib import Path
 
 from standby.redolog import header as fileheader
 from standby.redolog import ops as _ops  # noqa: F401  (registers the op classes)
-from standby.redolog.codec import DecodeError, Truncated
+from standby.redolog.codec import DecodeError, SpanMap, Truncated
 from standby.redolog.header import HEADER_SIZE, FileHeader
 from standby.redolog.record import MARKER, NewerVersion, Record, UnknownOpcode, decode_at
 
@@ -80,8 +80,11 @@ class Scan:
         self.close()
 
 
-def scan(path: str | os.PathLike[str], *, size: int | None = None) -> Scan:
-    """Open `path` for reading records up to its size now (or `size`)."""
+def scan(path: str | os.PathLike[str], *, size: int | None = None, spans: bool = False) -> Scan:
+    """Open `path` for reading records up to its size now (or `size`).
+
+    With `spans`, blobs decode as `codec.BlobSpan`s (valid while the scan is open) instead of
+    copies of their bytes."""
     p = Path(path)
     try:
         fd = os.open(p, os.O_RDONLY)
@@ -95,7 +98,8 @@ def scan(path: str | os.PathLike[str], *, size: int | None = None) -> Scan:
         if n < HEADER_SIZE:
             head = os.pread(fd, HEADER_SIZE, 0)
             fileheader.decode(head, path=str(p))  # raises FormatError: too short
-        buf: bytes | mmap.mmap = mmap.mmap(fd, n, prot=mmap.PROT_READ) if n else b""
+        kind = SpanMap if spans else mmap.mmap
+        buf: bytes | mmap.mmap = kind(fd, n, prot=mmap.PROT_READ) if n else b""
     finally:
         os.close(fd)
     hdr = fileheader.decode(buf[:HEADER_SIZE], path=str(p))

@@ -99,7 +99,7 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
             ref = (file_index[str(path)], rec.offset + rec.length - n, n)
             sibs[op.path] = (ref, set(op.mailbox_ids or ()))
 
-    player = Player(sel, on_incoming=remember)
+    player = Player(sel, on_incoming=remember, spans=True)
     pool = _Pool(cfg, workers)
     t0 = time.perf_counter()
     pending_stats: list[ChunkStats] = []
@@ -137,7 +137,12 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
                         if not entry[1]:
                             del sibs[op.path or ""]
                 vals = vals[:data_at] + (None,) + vals[data_at + 1:]
-            elif data_at >= 0 and not isinstance(op, CreateContact | ModifyContact):
+            elif isinstance(op, CreateContact | ModifyContact):
+                ln = len(op.data)
+                if ln:
+                    ref = (file_index[str(path)], rec.offset + rec.length - ln, ln)
+                vals = vals[:data_at] + (b"",) + vals[data_at + 1:]
+            elif data_at >= 0:
                 vals = vals[:data_at] + (None,) + vals[data_at + 1:]
             res.by_op[op.NAME] += 1
             m = rec.mailbox_id

@@ -126,8 +126,10 @@ class Player:
     """Turns a sequence of log files into the committed ops to run, in commit order."""
 
     def __init__(self, sel: Selection,
-                 on_incoming: Callable[[Record, Path], None] | None = None) -> None:
+                 on_incoming: Callable[[Record, Path], None] | None = None,
+                 *, spans: bool = False) -> None:
         sel.check()
+        self.spans = spans
         self.sel = sel
         self.on_incoming = on_incoming
         self.stats = PlayStats()
@@ -159,7 +161,7 @@ class Player:
         """Yield (op record, file it was read from) for each selected committed op."""
         self.stats.files += 1
         pending, pfile = self.pending, self._pending_file
-        with scan(path) as sc:
+        with scan(path, spans=self.spans) as sc:
             for rec in sc:
                 self.stats.records += 1
                 op = rec.op

@@ -180,6 +180,12 @@ class Worker:
         self.touched: set[int] = set()
 
     # -- helpers ----------------------------------------------------------------------------
+    def _op(self, code: int, vals: tuple[Any, ...], ref: tuple[int, int, int] | None) -> Op:
+        op = make_op(code, vals)
+        if ref is not None and isinstance(op, CreateContact | ModifyContact):
+            object.__setattr__(op, "data", self.blobs.read(ref))  # contact blobs are small
+        return op
+
     def _fields(self, ref: tuple[int, int, int] | None, msg_size: int | None,
                 stats: ChunkStats) -> MessageFields:
         if ref is None:
@@ -203,8 +209,8 @@ class Worker:
         all_changes = []
         work = []
         for m in sorted(boxes):
-            ops = [(make_op(code, vals), change, ts, ref) for code, change, ts, vals, ref
-                   in boxes[m]]
+            ops = [(self._op(code, vals, ref), change, ts, ref)
+                   for code, change, ts, vals, ref in boxes[m]]
             stats.ops += len(ops)
             self.touched.add(m)
             ch, blobs_wanted = self._fold(m, ops, states.get(m), m in deleted, stats)
