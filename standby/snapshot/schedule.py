@@ -513,7 +513,7 @@ def crontab_install(text: str, schedule: Schedule) -> str:
         if b.owner == schedule.owner:
             return "".join(lines[:b.start] + block + lines[b.end + 1:])
     if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"  # cron ignores a last line without a newline; ours must not join it
+        pass  # cron ignores a last line without a newline; ours must not join it
     return "".join(lines + block)
 
 

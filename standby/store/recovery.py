@@ -27,7 +27,7 @@ import pymysql
 
 from standby import log as slog
 from standby.redolog import files
-from standby.redolog.ops import AbortTxn, CommitTxn, StoreIncomingBlob
+from standby.redolog.ops import AbortTxn, CommitTxn, CreateMessage, StoreIncomingBlob
 from standby.redolog.header import HEADER_SIZE
 from standby.redolog.reader import Problem, scan
 from standby.redolog.record import Record
@@ -42,6 +42,7 @@ class RecoveryReport:
     problems: list[Problem] = field(default_factory=list)
     redone: int = 0
     aborted: int = 0
+    incomplete: int = 0  # redone without all their content (a LINK blob nowhere to be found)
     db_applied: int = 0
     index_applied: int = 0
     blobs_written: int = 0
@@ -114,6 +115,22 @@ def _set_aside_headerless(redolog_dir: Path) -> str | None:
     return f"set aside {files.CURRENT} of {size} bytes (shorter than a header) as {aside.name}"
 
 
+def _linked_content(rec: Record, source: IncomingBlobs, blobs: Any) -> bytes | None:
+    """The bytes of a LINK delivery being redone: from its StoreIncomingBlob in this log or the
+    staged incoming file; failing both, the blob this very op wrote to the mailbox before the
+    crash. (Its StoreIncomingBlob may be in an archived log by now and the staged file gone,
+    while the database lost the commit: InnoDB flushes its log only once a second.)"""
+    op = rec.op
+    assert isinstance(op, CreateMessage)
+    data = source.linked(op, rec.mailbox_id)
+    if data is not None:
+        return data
+    own = blobs.path(rec.mailbox_id, op.msg_id, rec.change_id)
+    if op.digest and blobs.matches(own, op.digest):
+        return bytes(blobs.read(own))
+    return None
+
+
 def recover(redolog_dir: Path, *, writer: RedoLogWriter, effects: Effects, conn: Any,
             lookback_ms: int) -> RecoveryReport:
     """Run crash recovery and leave `writer` open for normal logging."""
@@ -150,14 +167,21 @@ def recover(redolog_dir: Path, *, writer: RedoLogWriter, effects: Effects, conn:
                 writer.log_commit(rec)
                 report.redone += 1
                 continue
+            content = None
+            if isinstance(rec.op, CreateMessage) and rec.op.data is None:
+                content = _linked_content(rec, source, effects.blobs)
             try:
-                out = effects.apply(conn, rec)
+                out = effects.apply(conn, rec, content=content)
             except pymysql.err.Error as e:
                 log.error("recovery_op_failed", op=rec.op.NAME, mailbox=rec.mailbox_id,
                           change=rec.change_id, error=str(e))
                 writer.log_abort(rec)
                 report.aborted += 1
                 continue
+            if out.error:
+                log.error("recovery_op_incomplete", op=rec.op.NAME, mailbox=rec.mailbox_id,
+                          change=rec.change_id, error=out.error)
+                report.incomplete += 1
             touched.add(rec.mailbox_id)
             report.redone += 1
             report.db_applied += out.db == "applied"
