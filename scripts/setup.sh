@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(python3-venv python3-dev mariadb-server mariadb-client zfs-fuse btrfs-progs zstd util-linux)
+packages=(python3-venv python3-dev mariadb-server mariadb-client zfs-fuse btrfs-progs zstd util-linux
+          cron systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

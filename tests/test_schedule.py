@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
@@ -30,6 +30,7 @@ from standby.snapshot.schedule import (
     UnitDir,
     UserCrontab,
 )
+from tests.services import REQUIRED
 
 # ---------------------------------------------------------------------------------------------
 # Strategies
@@ -66,8 +67,9 @@ def crons(draw: st.DrawFn) -> str:
         raise
 
 
-words = st.text(st.characters(codec="utf-8", exclude_characters="\n\r\0"),
-                max_size=12)
+# Any character a line can hold, with the ones cron and /bin/sh treat specially drawn often.
+words = st.text(st.characters(codec="utf-8", exclude_characters="\n\r\0")
+                | st.sampled_from(list("\\%'\" $&|;#*~=")), max_size=12)
 argvs = st.tuples(words.filter(bool), st.lists(words, max_size=4)).map(
     lambda t: (t[0], *t[1]))
 names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,10}", fullmatch=True)
@@ -88,6 +90,7 @@ foreign_lines = st.lists(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(schedules)
+@example(Schedule("o", (ScheduleEntry("e", "* * * * *", ("x", "a\\\\b", "\\%", "\\\\%")),)))
 def test_block_round_trip(s: Schedule) -> None:
     assert sched.crontab_schedules(sched.render_block(s)) == [s]
 
@@ -153,6 +156,7 @@ def vixie_translate(cmd: str) -> tuple[str, str | None]:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(words, max_size=5), st.lists(words, max_size=3))
+@example(["a\\\\b", "\\%", "\\\\%", "%%", "\\"], ["it's", "$HOME"])
 def test_cron_then_sh_run_exactly_the_argv(first: list[str], second: list[str]) -> None:
     printf = ("printf", "%s\\0")
     # printf repeats its format for every argument, and runs it once without any: end both
@@ -374,7 +378,8 @@ def test_unit_dir_install_and_remove_touch_only_ours(tmp_path: Path) -> None:
 
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
-needs_systemd_analyze = pytest.mark.skipif(SYSTEMD_ANALYZE is None,
+# In CI (STANDBY_REQUIRE_SERVICES=1) a missing tool fails these tests instead of skipping them.
+needs_systemd_analyze = pytest.mark.skipif(SYSTEMD_ANALYZE is None and not REQUIRED,
                                            reason="systemd-analyze is not installed")
 _ELAPSE = re.compile(r"(?:Next elapse|Iter\. #\d+): \w{3} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC")
 
@@ -383,10 +388,11 @@ _ELAPSE = re.compile(r"(?:Next elapse|Iter\. #\d+): \w{3} (\d{4}-\d\d-\d\d \d\d:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_oncalendar_fires_when_cron_does(data: st.DataObject) -> None:
-    # One day field stays '*': then cron (and croniter) need both day fields to match, as
-    # OnCalendar does. Days of month stop at 28 so every expression fires within a year.
+    # One day field starts with '*' ('*' or '*/n'): then cron needs both day fields to match,
+    # as OnCalendar does. Days of month stop at 28 so every expression fires within a year.
     fields = [data.draw(field_values(i, hi=28 if i == 2 else None)) for i in range(5)]
-    fields[data.draw(st.sampled_from([2, 4]))] = "*"
+    starred = data.draw(st.sampled_from([2, 4]))
+    fields[starred] = data.draw(st.just("*") | st.integers(1, 7).map(lambda n: f"*/{n}"))
     try:
         expr = sched.validate_cron(" ".join(fields))
     except UsageError:
@@ -583,7 +589,7 @@ def test_cli_exit_codes_through_the_edge(cfg: Path, tmp_path: Path,
 # The real crontab
 
 
-@pytest.mark.skipif(shutil.which("crontab") is None,
+@pytest.mark.skipif(shutil.which("crontab") is None and not REQUIRED,
                     reason="cron is not installed: only the crontab command building is tested")
 def test_real_crontab_install_and_remove(cfg: Path) -> None:
     store = UserCrontab()
@@ -608,3 +614,27 @@ def test_real_crontab_install_and_remove(cfg: Path) -> None:
         else:
             _process.run(Command.of("crontab", "-r"), check=False)
     assert store.read() == previous
+
+
+def test_the_program_is_this_standby(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from standby.cli import schedule as cli_schedule
+
+    exe = tmp_path / "bin" / "standby"
+    exe.parent.mkdir()
+    exe.write_text("#!/bin/sh\n")
+    monkeypatch.setattr("sys.argv", [str(exe), "schedule", "install"])
+    assert cli_schedule._program(None) == str(exe)
+    # Under another launcher (pytest, python -m): the script beside the interpreter.
+    monkeypatch.setattr("sys.argv", ["pytest"])
+    monkeypatch.setattr("sys.executable", str(tmp_path / "bin" / "python"))
+    assert cli_schedule._program(None) == str(exe)
+    assert cli_schedule._program(Path("rel/standby")) == str(Path("rel/standby").absolute())
+
+
+def test_next_run_follows_cron_day_rules() -> None:
+    start = datetime(2024, 1, 1, 0, 0, tzinfo=UTC)  # a Monday
+    # `*/10` counts as starred: cron needs both days to match (the 11th of March is a Monday).
+    assert sched.next_run("0 0 */10 * 1", start) == datetime(2024, 3, 11, tzinfo=UTC)
+    # Neither starred: either day matches (Monday the 8th).
+    assert sched.next_run("0 0 10 * 1", start) == datetime(2024, 1, 8, tzinfo=UTC)
+    assert sched.next_run("@daily", start) == datetime(2024, 1, 2, tzinfo=UTC)

@@ -95,12 +95,16 @@ def execute(plan: Plan, fx: Effects) -> Outcome:
                 fx.run_hook("pre", step.argv, timeout_s=step.timeout_s, env=env)
         first_start: int | None = None
         for step in plan.snapshot_steps:
+            # The position is read before waiting for the group's slot (a position read
+            # earlier is still a valid lower bound), so a slow store answer does not push the
+            # snapshot off its schedule. A frozen store answers it at freeze time instead.
+            pos = None if step.freeze_store else fx.redo.position()
             if first_start is not None:
                 delay = first_start + int(step.at_s * 1000) - fx.clock_ms()
                 if delay > 0:
                     fx.sleep(delay / 1000)
                     waited_ms += delay
-            got, spent = _take(plan, step, fx, log)
+            got, spent = _take(plan, step, fx, pos, log)
             backend_ms += spent
             taken.extend(got)
             if first_start is None:
@@ -128,23 +132,24 @@ def execute(plan: Plan, fx: Effects) -> Outcome:
     return outcome
 
 
-def _take(plan: Plan, step: SnapshotStep, fx: Effects, log: Any) -> tuple[list[_Taken], int]:
-    """One group: hold what must be held, read the position, call the backend."""
+def _take(plan: Plan, step: SnapshotStep, fx: Effects, pos: RedoPoint | None,
+          log: Any) -> tuple[list[_Taken], int]:
+    """One group: freeze the store or take the position read before, hold MariaDB, call the
+    backend. Nothing here calls the store while MariaDB is held: the store's rollover flushes
+    MariaDB under its writer lock, so a store call under BLOCK_COMMIT could wait on us."""
     be = fx.backends[step.backend]
     vols = [fx.volumes[n] for n in step.volumes]
     labels = {"server-id": plan.server_id, "set-id": plan.id, "kind": plan.kind}
     spent = 0
     with ExitStack() as stack:
-        pos: RedoPoint | None = None
         if step.freeze_store:
             pos = stack.enter_context(fx.redo.frozen(fx.freeze_timeout_s))
+        assert pos is not None
         held = None
         if step.db_hold and fx.db is not None:
             held = stack.enter_context(fx.db.held(
                 block_commit=step.db_hold.startswith("quiesce"),
                 clean=step.db_hold.endswith("clean"), clean_timeout_s=fx.db_clean_timeout_s))
-        if pos is None:
-            pos = fx.redo.position()
         for attempt in range(1, COPY_ATTEMPTS + 1):
             started = fx.clock_ms()
             snaps = be.create(vols, plan.name, labels=labels)

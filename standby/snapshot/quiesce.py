@@ -10,9 +10,12 @@ Three things, on one connection, undone in reverse in every case:
    `FLUSH ENGINE LOGS` does. Without this a crash-consistent snapshot could lack transactions
    whose CommitTxn is already in the redo log *before* the recorded position;
 3. *clean* (the `dir` backend, which copies files while mariadbd runs): set
-   `innodb_max_dirty_pages_pct=0` and wait (bounded) until there are no dirty pages, the log is
-   flushed and checkpointed; afterwards `changed()` tells whether InnoDB wrote anything during
-   the copy (its LSN or checkpoint moved), in which case the copy must be taken again.
+   `innodb_max_dirty_pages_pct=0` and wait (bounded) until there are no dirty pages, the whole
+   log is flushed, and the state holds still for a moment. The checkpoint need not reach the
+   end of the log (an idle 10.11 server keeps a small checkpoint age for good): crash recovery
+   on the copy skips records its pages already carry. What matters is that nothing is written
+   while the files are copied, so afterwards `changed()` tells whether InnoDB's LSN,
+   checkpoint or dirty pages moved during the copy, in which case it must be taken again.
 """
 
 from __future__ import annotations
@@ -28,8 +31,7 @@ import pymysql
 from standby import log as slog
 from standby.errors import ServiceError
 
-# After a checkpoint InnoDB's log holds only the checkpoint record itself (16 bytes in 10.11).
-CLEAN_CHECKPOINT_AGE = 64
+SETTLE_S = 0.1  # the clean state must hold this long before a copy starts
 _STATUS = ("Innodb_buffer_pool_pages_dirty", "Innodb_checkpoint_age", "Innodb_lsn_current",
            "Innodb_lsn_flushed", "Innodb_lsn_last_checkpoint")
 
@@ -44,8 +46,11 @@ class InnoState:
 
     @property
     def clean(self) -> bool:
-        return (self.dirty == 0 and self.lsn == self.flushed
-                and self.checkpoint_age <= CLEAN_CHECKPOINT_AGE)
+        return self.dirty == 0 and self.lsn == self.flushed
+
+    def same(self, other: InnoState) -> bool:
+        return (self.lsn, self.checkpoint, self.dirty) == (other.lsn, other.checkpoint,
+                                                           other.dirty)
 
 
 class Held:
@@ -58,9 +63,7 @@ class Held:
     def changed(self) -> bool:
         if self.before is None:
             return False
-        now = _inno(self._cur)
-        return (now.lsn, now.checkpoint, now.dirty) != (self.before.lsn, self.before.checkpoint,
-                                                       self.before.dirty)
+        return not _inno(self._cur).same(self.before)
 
 
 def _inno(cur: Any) -> InnoState:
@@ -132,13 +135,23 @@ class Database:
     def _wait_clean(self, cur: Any, timeout_s: float) -> InnoState:
         deadline = self._monotonic() + timeout_s
         st = _inno(cur)
-        while not st.clean:
-            if self._monotonic() >= deadline:
+        settled_at: float | None = None
+        while True:
+            now = self._monotonic()
+            if st.clean:
+                settled_at = settled_at if settled_at is not None else now
+                if now - settled_at >= SETTLE_S:
+                    return st
+            else:
+                settled_at = None
+            if now >= deadline:
                 raise ServiceError(
                     f"InnoDB did not become clean within {timeout_s} s (dirty pages "
                     f"{st.dirty}, checkpoint age {st.checkpoint_age}); the dir backend cannot "
                     "copy the db volume safely", hint="raise snapshot.db_clean_timeout_s, or "
                     "snapshot the db volume with zfs/btrfs/lvm/ebs")
             self._sleep(0.05)
-            st = _inno(cur)
-        return st
+            nxt = _inno(cur)
+            if not nxt.same(st):
+                settled_at = None
+            st = nxt

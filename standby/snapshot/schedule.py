@@ -95,7 +95,8 @@ def validate_cron(expr: str) -> str:
             if step is not None and stop is None and start != "*":
                 raise bad(f"{where}: a step needs * or a range before it",
                           hint=f"write {start}-{_RANGES[i][1]}/{step}")
-            if stop is not None and _number(start, i) > _number(stop, i):
+            low, high = _number(start, i), (_number(stop, i) if stop is not None else None)
+            if low is not None and high is not None and low > high:
                 raise bad(f"{where}: the range {start}-{stop} runs backwards")
         probe = ["*"] * 5
         probe[i] = f
@@ -107,7 +108,7 @@ def validate_cron(expr: str) -> str:
                 "is not a valid value"
             raise bad(f"{where}: {why}") from e
     try:
-        croniter(text, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+        _croniter(text, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
     except (CroniterError, ValueError) as e:
         raise bad("day-of-month and month never match (such as 30 2, February 30)") from e
     return text
@@ -118,19 +119,26 @@ def _fields(text: str) -> list[str]:
     return [f for f in re.split(r"[ \t]+", text) if f]
 
 
-def _number(token: str, field_index: int) -> int:
+def _number(token: str, field_index: int) -> int | None:
     if token.isdigit():
         return int(token)
     names = _NAMES.get(field_index)
     if names and token in names:
         return names.index(token) + (1 if field_index == 3 else 0)
-    return -1  # unknown names are left to croniter, which names the field
+    return None  # an unknown name: croniter reports it, naming the field
 
 
 def next_run(cron: str, after: datetime) -> datetime:
     """The first time after `after` (an aware datetime, in cron's time zone) that `cron` fires."""
+    return _croniter(cron, after).get_next(datetime)  # type: ignore[no-any-return]
+
+
+def _croniter(cron: str, start: datetime) -> croniter:
+    # Vixie cron matches day-of-month OR day-of-week only when neither field starts with `*`
+    # (`*/10` counts as starred); croniter would use OR for `*/10` too unless told.
     expr = ALIASES.get(cron, cron)
-    return croniter(expr, after).get_next(datetime)  # type: ignore[no-any-return]
+    dom, dow = _fields(expr)[2], _fields(expr)[4]
+    return croniter(expr, start, day_or=not (dom.startswith("*") or dow.startswith("*")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +175,7 @@ class ScheduleEntry:
                                  "line break or NUL, which a crontab line cannot hold")
 
     def command(self) -> str:
-        """The /bin/sh command line (before cron's `%` escaping)."""
+        """The /bin/sh command line (before `cron_escape`)."""
         cmd = sh_join(self.argv)
         return f"{cmd} && {sh_join(self.then)}" if self.then else cmd
 
@@ -513,7 +521,7 @@ def crontab_install(text: str, schedule: Schedule) -> str:
         if b.owner == schedule.owner:
             return "".join(lines[:b.start] + block + lines[b.end + 1:])
     if lines and not lines[-1].endswith("\n"):
-        pass  # cron ignores a last line without a newline; ours must not join it
+        lines[-1] += "\n"  # crontab needs a newline at the end of every line; ours must not join
     return "".join(lines + block)
 
 
@@ -541,8 +549,9 @@ def cron_to_oncalendar(cron: str) -> str:
     restricted (neither starts with `*`), cron fires when *either* matches, while OnCalendar
     needs both. Such an expression must be split into two entries.
     """
-    expr = ALIASES.get(validate_cron(cron), validate_cron(cron))
-    fields = expr.split()
+    valid = validate_cron(cron)
+    expr = ALIASES.get(valid, valid)
+    fields = _fields(expr)
     if not fields[2].startswith("*") and not fields[4].startswith("*"):
         raise UsageError(
             f"cron expression {cron!r} cannot be a systemd timer: cron runs it when the "

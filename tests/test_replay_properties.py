@@ -1,0 +1,377 @@
+"""Replay correctness against the real store, as Hypothesis properties over random workloads.
+
+Each example runs a real primary (private MariaDB, store service) under loadgen with a random
+seed, 3-8 accounts, 100-400 actions, 1-3 concurrent clients and small rollover sizes (so the log
+spans several files), stops it, and takes its digest as the truth. Then:
+
+- (a) `zmplayredo` from empty with the fast and with the naive engine gives the primary's digest;
+- (b) a standby assembled from DB, blob and index copies taken at three moments while the load
+  runs (each a consistent copy of one volume: store frozen, MariaDB quiesced for the db volume),
+  plus the full redo log, replayed `--fromTime <first copy>` gives the primary's digest;
+- (c) replaying twice changes nothing the second time, and a replay SIGKILLed at a random moment
+  (with its worker processes, sometimes with its MariaDB) leaves the `replay.incomplete` marker,
+  `standby store start` refuses while it is there, and running the replay again gives the
+  primary's digest;
+- (e) `--toTime`, `--toSeq` and `--mailboxId` give exactly the state of the ops they select,
+  checked against the naive engine replaying, from empty, a log holding exactly the transactions
+  Zimbra's rules select (`replay_util.committed_txns`, written without `standby.replay`); the
+  `--toTime` cut is the commit time of a random op, which must be included, and no blob of an
+  excluded message may be written.
+(d), fast engine = naive engine, is part of (a) and (b) here and of `test_replay_logs.py`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from standby import timefmt
+from standby.redolog.ops import CreateContact, CreateMessage, ModifyContact, StoreIncomingBlob
+from standby.store.blobs import BlobStore
+from standby.store.loadgen import run as loadgen
+from standby.store.service import mariadb_for
+from tests.replay_util import (
+    ALL_FORMATS,
+    MS_FORMATS,
+    Lab,
+    applied_ops,
+    committed_txns,
+    digest,
+    expected_store,
+    kill_group,
+    log_files,
+    property_settings,
+    run_primary,
+    spawn_zmplayredo,
+    standby_cli,
+    zimbra_time,
+    zmplayredo,
+)
+
+pytestmark = pytest.mark.services
+
+workloads = st.fixed_dictionaries({
+    "seed": st.integers(0, 2**20),
+    "accounts": st.integers(3, 8),
+    "ops": st.integers(100, 400),
+    "workers": st.integers(1, 3),
+    "rollover_kb": st.sampled_from([24, 48, 96]),
+})
+
+
+def _assert_same(got: Any, want: Any, what: str) -> None:
+    if got.total == want.total:
+        return
+    g = {m.mailbox_id: m for m in got.mailboxes}
+    w = {m.mailbox_id: m for m in want.mailboxes}
+    diff = {m: (g[m].as_dict() if m in g else None, w[m].as_dict() if m in w else None)
+            for m in sorted(set(g) | set(w))
+            if m not in g or m not in w or g[m].digest != w[m].digest}
+    raise AssertionError(f"{what}: digests differ; per mailbox (got, want): {diff}")
+
+
+# --------------------------------------------------------------------------------------------
+# (a) from empty, both engines
+
+
+@property_settings(4)
+@given(w=workloads)
+def test_replay_from_empty_gives_primary_digest(make_store, w: dict[str, int]) -> None:
+    with Lab(make_store) as lab:
+        p = run_primary(lab, **w)
+        assert len(log_files(p.redolog)) > 2, "the workload should span several log files"
+        for engine in ("fast", "naive"):
+            t = lab.store(f"standby-{engine}")
+            args = ["--json", "--log-dir", p.redolog] + (["--naive"] if engine == "naive" else [])
+            r = zmplayredo(t.cfg, *args).assert_ok()
+            s = r.summary
+            assert s["engine"] == engine
+            assert s["errors"] == 0 and s["player"]["uncommitted"] == 0, s
+            assert not (t.settings.state_dir / "replay.incomplete").exists()
+            _assert_same(digest(t), p.digest, f"{engine} replay from empty")
+
+
+# --------------------------------------------------------------------------------------------
+# (b) staggered snapshots + --fromTime
+
+
+def _copy_db_quiesced(h: Any, dest: Path) -> int:
+    """A consistent copy of a running MariaDB's volume (BACKUP STAGE BLOCK_COMMIT, dirty pages
+    flushed, checkpoint age 0); returns the time just before the copy."""
+    conn = mariadb_for(h.settings).connect(autocommit=True)
+    try:
+        cur = conn.cursor()
+        cur.execute("BACKUP STAGE START")
+        cur.execute("BACKUP STAGE BLOCK_COMMIT")
+        cur.execute("SELECT @@GLOBAL.innodb_max_dirty_pages_pct")
+        (old_pct,) = cur.fetchone()
+        cur.execute("SET GLOBAL innodb_max_dirty_pages_pct = 0")
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN"
+                            " ('Innodb_buffer_pool_pages_dirty', 'Innodb_checkpoint_age')")
+                status = {k: int(v) for k, v in cur.fetchall()}
+                # A checkpoint logs its own FILE_CHECKPOINT record (16 bytes), so the age of a
+                # quiet server right after one is 16, not 0.
+                if (status.get("Innodb_buffer_pool_pages_dirty") == 0
+                        and status.get("Innodb_checkpoint_age", 1 << 30) <= 16):
+                    break
+                assert time.monotonic() < deadline, f"MariaDB did not quiesce: {status}"
+                time.sleep(0.02)
+            at = timefmt.now_ms()
+            shutil.copytree(h.settings.volumes.db.path, dest)
+        finally:
+            cur.execute(f"SET GLOBAL innodb_max_dirty_pages_pct = {float(old_pct)}")
+            cur.execute("BACKUP STAGE END")
+    finally:
+        conn.close()
+    return at
+
+
+def _snapshot(h: Any, volume: str, dest: Path) -> int:
+    """Freeze the store (new changes wait, in-flight ones finish), copy one volume, thaw."""
+    with h.client() as c:  # a dedicated connection: the freeze belongs to it
+        c.call("freeze", timeout_s=120)
+        try:
+            if volume == "db":
+                return _copy_db_quiesced(h, dest)
+            at = timefmt.now_ms()
+            shutil.copytree(getattr(h.settings.volumes, volume).path, dest)
+            return at
+        finally:
+            c.call("thaw")
+
+
+@property_settings(3)
+@given(w=workloads, gaps=st.lists(st.floats(0.4, 1.0), min_size=3, max_size=3),
+       fmt=st.sampled_from(ALL_FORMATS))
+def test_staggered_snapshots_plus_log_from_time_give_primary_digest(
+        make_store, w: dict[str, int], gaps: list[float], fmt: str) -> None:
+    with Lab(make_store) as lab:
+        p = lab.store("primary", sections={"redolog": {"rollover_size_kb": w["rollover_kb"]}})
+        p.start()
+        snaps = p.root / "snaps"
+        load: dict[str, Any] = {}
+
+        def drive() -> None:
+            load["res"] = loadgen(p.settings.store_socket, accounts=w["accounts"],
+                                  ops=w["ops"], seed=w["seed"], workers=w["workers"],
+                                  rate=w["ops"] / 4.0)
+
+        th = threading.Thread(target=drive, daemon=True)
+        th.start()
+        taken: dict[str, int] = {}
+        for volume, gap in zip(("db", "blob", "index"), gaps):
+            time.sleep(gap)
+            taken[volume] = _snapshot(p, volume, snaps / volume)
+        th.join(300)
+        assert not th.is_alive() and load["res"].errors == 0, load
+        p.stop()
+        want = digest(p)
+        assert taken["db"] < taken["blob"] < taken["index"]
+        from_time = zimbra_time(taken["db"], fmt)
+        for engine in ("fast", "naive"):
+            t = lab.store(f"standby-{engine}")
+            vols = t.settings.volumes
+            for volume in ("db", "blob", "index"):
+                shutil.copytree(snaps / volume, getattr(vols, volume).path, dirs_exist_ok=True)
+            shutil.copytree(p.settings.volumes.redolog.path, vols.redolog.path,
+                            dirs_exist_ok=True)
+            args = ["--json", "--fromTime", from_time] + (["--naive"] if engine == "naive"
+                                                          else [])
+            s = zmplayredo(t.cfg, *args).assert_ok().summary
+            assert s["errors"] == 0, s
+            assert s["player"]["filtered_time"] > 0, "the snapshot should make --fromTime skip ops"
+            _assert_same(digest(t), want, f"{engine} replay --fromTime {from_time!r} onto "
+                         f"snapshots taken at {taken}")
+
+
+# --------------------------------------------------------------------------------------------
+# (c) twice, and killed mid-way
+
+
+@pytest.mark.slow
+def test_replay_twice_and_killed_replays_converge(make_store) -> None:
+    killed_mid_way: list[bool] = []
+
+    @property_settings(4)
+    @given(w=workloads, engine=st.sampled_from(["fast", "naive"]),
+           batch=st.sampled_from([20, 60, 50_000]), kills=st.integers(1, 2),
+           fractions=st.lists(st.floats(0.0, 0.9), min_size=2, max_size=2),
+           kill_db=st.booleans())
+    def prop(w: dict[str, int], engine: str, batch: int, kills: int, fractions: list[float],
+             kill_db: bool) -> None:
+        with Lab(make_store) as lab:
+            p = run_primary(lab, **w)
+            eng = ["--naive"] if engine == "naive" else ["--batch-ops", str(batch)]
+            base = ["--json", "--log-dir", str(p.redolog), *eng]
+
+            # Twice: the second run finds every op applied on every volume.
+            a = lab.store("twice")
+            first = zmplayredo(a.cfg, *base).assert_ok().summary
+            second = zmplayredo(a.cfg, *base).assert_ok().summary
+            assert second["ops_read"] == first["ops_read"]
+            assert "applied" not in second["db"], second["db"]
+            assert "applied" not in second["index"], second["index"]
+            assert "written" not in second["blob"], second["blob"]
+            assert second["garbage_removed"] == 0
+            _assert_same(digest(a), p.digest, "replayed twice")
+
+            # Killed at a random moment after it marked the volumes, then run again.
+            b = lab.store("killed")
+            marker = b.settings.state_dir / "replay.incomplete"
+            for k in range(kills):
+                proc = spawn_zmplayredo(b.cfg, *base)
+                deadline = time.monotonic() + 60
+                while not marker.exists() and proc.poll() is None:
+                    assert time.monotonic() < deadline, "the replay never wrote its marker"
+                    time.sleep(0.002)
+                time.sleep(fractions[k] * first["seconds"])
+                finished = proc.poll() is not None
+                members = kill_group(proc)
+                if finished:
+                    break  # it ended before the kill: nothing interrupted
+                killed_mid_way.append(True)
+                if engine == "fast":
+                    assert len(members) >= 2, f"expected the replay and its workers: {members}"
+                if kill_db:
+                    mariadb_for(b.settings).kill()
+                assert marker.exists(), "a killed replay must leave its marker"
+                refused = standby_cli(b.cfg, "store", "start")
+                assert refused.rc == 5, refused.describe()
+                assert "replay" in refused.err and "interrupted" in refused.err, refused.describe()
+                refused.assert_no_traceback()
+            zmplayredo(b.cfg, *base).assert_ok()
+            assert not marker.exists()
+            _assert_same(digest(b), p.digest, f"replay killed {kills}x ({engine}) then re-run")
+
+    prop()
+    assert killed_mid_way, "no example actually interrupted a replay"
+
+
+def test_store_starts_after_an_interrupted_replay_is_completed(make_store) -> None:
+    """The marker blocks `store start` only until a replay completes."""
+    with Lab(make_store) as lab:
+        p = run_primary(lab, seed=11, accounts=3, ops=120, workers=2, rollover_kb=48)
+        t = lab.store("standby")
+        marker = t.settings.state_dir / "replay.incomplete"
+        proc = spawn_zmplayredo(t.cfg, "--log-dir", p.redolog, "--batch-ops", "10")
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.002)
+        kill_group(proc)
+        assert standby_cli(t.cfg, "store", "start").rc == 5
+        zmplayredo(t.cfg, "--log-dir", p.redolog).assert_ok()
+        want = digest(t)
+        standby_cli(t.cfg, "store", "start").assert_ok()
+        standby_cli(t.cfg, "store", "stop").assert_ok()
+        _assert_same(want, p.digest, "completed replay")
+
+
+# --------------------------------------------------------------------------------------------
+# (e) selections give exactly the state of the ops selected
+
+
+@property_settings(3)
+@given(w=workloads, cut=st.floats(0.05, 0.95), fmt=st.sampled_from(MS_FORMATS),
+       seq_cut=st.floats(0.0, 1.0), box_pick=st.integers(0, 100))
+def test_selective_replays_give_exactly_the_selected_ops(
+        make_store, w: dict[str, int], cut: float, fmt: str, seq_cut: float,
+        box_pick: int) -> None:
+    with Lab(make_store) as lab:
+        p = run_primary(lab, **w)
+        logs = log_files(p.redolog)
+        everything = committed_txns(logs).txns
+        ops = applied_ops(everything)
+
+        # --toTime: the commit time of a random op; that op is included (commit <= toTime).
+        pivot = ops[int(cut * (len(ops) - 1))]
+        to_ms = pivot.commit.tstamp
+        picked = [t for t in everything if t.commit.tstamp <= to_ms]
+        excluded = [t for t in everything if t.commit.tstamp > to_ms]
+        assert pivot in picked and excluded
+        _, want = expected_store(lab, "expect-totime", picked)
+        for engine in ("fast", "naive"):
+            t = lab.store(f"totime-{engine}")
+            args = ["--json", "--log-dir", p.redolog, "--toTime", zimbra_time(to_ms, fmt)]
+            s = zmplayredo(t.cfg, *args, *(["--naive"] if engine == "naive" else [])
+                           ).assert_ok().summary
+            assert s["ops_read"] == len(picked), (s["ops_read"], len(picked))
+            got = digest(t)
+            _assert_same(got, want, f"{engine} --toTime {zimbra_time(to_ms, fmt)}")
+            _check_boundary(t, pivot, picked)
+            _check_no_blob_outside(t, s, picked, excluded)
+
+        # --toSeq: files whose sequence is at most N; transactions committed in later files
+        # (including ones re-logged across the rollover) stay uncommitted.
+        seqs = [lf.seq for lf in logs]
+        n = seqs[min(len(seqs) - 1, int(seq_cut * len(seqs)))]
+        selected = committed_txns([lf for lf in logs if lf.seq <= n])
+        _, want = expected_store(lab, "expect-toseq", selected.txns)
+        t = lab.store("toseq")
+        s = zmplayredo(t.cfg, "--json", "--log-dir", p.redolog, "--toSeq", str(n)).assert_ok()\
+            .summary
+        assert s["player"]["files"] == len([x for x in seqs if x <= n])
+        assert s["player"]["uncommitted"] == len(selected.uncommitted)
+        _assert_same(digest(t), want, f"--toSeq {n}")
+
+        # --mailboxId: that mailbox's ops and the StoreIncomingBlobs (mailbox -1) naming it.
+        boxes = sorted(md.mailbox_id for md in p.digest.mailboxes)
+        m = boxes[box_pick % len(boxes)]
+        mine = [x for x in everything if x.start.mailbox_id == m or (
+            isinstance(x.op, StoreIncomingBlob) and m in (x.op.mailbox_ids or ()))]
+        _, want = expected_store(lab, "expect-mbox", mine)
+        for engine in ("fast", "naive"):
+            t = lab.store(f"mbox-{engine}")
+            zmplayredo(t.cfg, "--json", "--log-dir", p.redolog, "--mailboxId", str(m),
+                       *(["--naive"] if engine == "naive" else [])).assert_ok()
+            got = digest(t)
+            _assert_same(got, want, f"{engine} --mailboxId {m}")
+            assert [md.mailbox_id for md in got.mailboxes] == [m]
+            assert got.mailboxes[0].digest == next(md.digest for md in p.digest.mailboxes
+                                                   if md.mailbox_id == m)
+
+
+def _check_boundary(t: Any, pivot: Any, picked: list[Any]) -> None:
+    """Per mailbox, the index has applied exactly up to the last selected change number; so the
+    op committed exactly at --toTime ran and none committed after it did."""
+    from standby.store.index import IndexStore
+
+    last: dict[int, int] = {}
+    for x in applied_ops(picked):
+        last[x.start.mailbox_id] = max(last.get(x.start.mailbox_id, 0), x.start.change_id)
+    assert last[pivot.start.mailbox_id] >= pivot.start.change_id
+    index = IndexStore(Path(t.settings.volumes.index.path))
+    try:
+        for m, change in sorted(last.items()):
+            with index.use(m, create=False) as idx:
+                assert idx is not None, f"mailbox {m} has no index"
+                assert idx.hwm == change, f"mailbox {m}: index at change {idx.hwm}, want {change}"
+    finally:
+        index.close()
+
+
+def _check_no_blob_outside(t: Any, summary: dict[str, Any], picked: list[Any],
+                           excluded: list[Any]) -> None:
+    """No blob of a message or contact whose op was not selected is on the blob volume, and the
+    replay wrote no more blobs than the selected ops carry."""
+    blobs = BlobStore(t.settings.volumes.blob.path)
+    for x in excluded:
+        op = x.op
+        if isinstance(op, CreateMessage):
+            path = blobs.path(x.start.mailbox_id, op.msg_id, x.start.change_id)
+            assert not path.exists(), f"blob of excluded message written: {path}"
+    carrying = sum(1 for x in picked if isinstance(x.op, CreateMessage) or (
+        isinstance(x.op, CreateContact | ModifyContact) and x.op.data))
+    assert summary["blob"].get("written", 0) <= carrying, (summary["blob"], carrying)
+    incoming = Path(t.settings.volumes.blob.path) / "incoming"
+    assert not incoming.exists() or not any(incoming.iterdir())
