@@ -20,10 +20,24 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _configured = False
 
 
+class _Stderr:
+    """Whatever `sys.stderr` is when a line is written (not when logging was configured), so
+    redirected or captured stderr (tests, CliRunner) never leaves a logger on a closed file."""
+
+    def write(self, s: str) -> int:
+        return sys.stderr.write(s)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
     """Configure structlog for this process. Later calls reconfigure (tests, subcommands)."""
     global _configured
-    stream = stream or sys.stderr
+    stream = stream or _Stderr()
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
     if fmt not in ("console", "json"):

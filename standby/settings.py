@@ -390,8 +390,12 @@ def check_volumes(s: Settings, *, writable: bool = True) -> None:
             raise VolumeError(f"volume {name}: {p} is not writable by this user")
 
 
-def to_toml(s: Settings) -> str:
-    """Render settings as TOML (for `store init` and `config show`)."""
+SECRET_KEYS = frozenset({"manifest_key"})
+
+
+def to_toml(s: Settings, *, include_secrets: bool = False) -> str:
+    """Render settings as TOML (for `store init` and `config show`); secrets are left out
+    unless asked for."""
     lines: list[str] = []
 
     def emit_table(prefix: str, obj: Any) -> None:
@@ -404,7 +408,7 @@ def to_toml(s: Settings) -> str:
         if prefix and scalars:
             lines.append(f"\n[{prefix}]")
         for k, v in scalars:
-            if v is None:
+            if v is None or (k in SECRET_KEYS and not include_secrets):
                 continue
             lines.append(f"{k} = {_toml_value(v)}")
         for k, v in tables:

@@ -76,7 +76,13 @@ def parse_detail(text: str, *, option: str = "time") -> ParsedTime:
         except ValueError as e:
             raise UsageError(f"{option}: {text!r} is not a valid date-time ({e})") from e
         # A naive datetime's timestamp() is interpreted in local time, as Zimbra does.
-        return ParsedTime(int(dt.timestamp()) * 1000 + ms, name)
+        secs = int(dt.timestamp())
+        if datetime.fromtimestamp(secs) != dt:
+            # Non-lenient, as Zimbra's SimpleDateFormat: a wall-clock time skipped by a
+            # daylight-saving change does not exist here.
+            raise UsageError(f"{option}: {text!r} does not exist in the local time zone "
+                             "(it falls in a daylight-saving gap)")
+        return ParsedTime(secs * 1000 + ms, name)
     raise UsageError(
         f"{option}: cannot parse {text!r} as a date-time",
         hint="use one of: " + ", ".join(f'"{n}"' for n in FORMAT_NAMES),

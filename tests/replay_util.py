@@ -383,6 +383,7 @@ class LogBuilder:
         self.last_id: dict[int, int] = {}
         self.rng = random.Random(seed)
         self.factory = MessageFactory(self.rng, ["a@example.com", "b@example.com"])
+        self.txns: list[Txn] = []  # committed, in commit order
 
     def tick(self, ms: int = 3) -> int:
         self.now += ms
@@ -398,7 +399,10 @@ class LogBuilder:
         return rec
 
     def commit(self, rec: Record) -> Record:
-        self.w.log_commit(rec, tstamp=self.tick())
+        done = Record(CommitTxn(rec.op.OPCODE), self.tick(), rec.txn_time, rec.txn_counter,
+                      rec.mailbox_id)
+        self.w.log(done, sync=False)
+        self.txns.append(Txn(rec, done, -1))
         if rec.mailbox_id != MAILBOX_ALL:
             self.change[rec.mailbox_id] = max(self.change.get(rec.mailbox_id, 0), rec.change_id)
         return rec

@@ -80,7 +80,13 @@ class ZfsFuse:
         return name, img
 
     def destroy_pool(self, name: str, img: Path) -> None:
-        _run("zpool", "destroy", "-f", name, check=False)
+        # zfs-fuse answers "pool is busy" for a moment after use: retry before giving up.
+        for _ in range(40):
+            if _run("zpool", "destroy", "-f", name, check=False).returncode == 0:
+                break
+            if _run("zpool", "list", name, check=False).returncode != 0:
+                break
+            time.sleep(0.25)
         img.unlink(missing_ok=True)
 
     def stop(self) -> None:

@@ -28,15 +28,15 @@ from standby.redolog import files
 from standby.redolog.ops import StoreIncomingBlob
 from standby.replay import naive
 from standby.replay.player import Player, Selection, select_files
-from standby.store import control
 from standby.store import blobs as blobmod
+from standby.store import control
 from standby.store.blobs import BlobStore
 from standby.store.digest import digest_settings, store_digest
 from standby.store.effects import Effects
 from standby.store.index import IndexStore
 from standby.store.loadgen import run as loadgen
 from standby.store.schema import group_of
-from standby.store.service import ensure_schema, mariadb_for
+from standby.store.service import ensure_schema, mariadb_for, volumes_locked
 
 ROUNDS = 20
 SEED = int(os.environ.get("STANDBY_CRASH_SEED", "20240611"))
@@ -189,10 +189,19 @@ def _kill(handle: Any) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() and
-                                              b") Z" not in _stat(p) for p in pids):
+    # Gone means what `store start` checks: no live service pid and no lock on the volumes.
+    deadline = time.monotonic() + 60
+    while control.service_pid(s) is not None or volumes_locked(s):
+        assert time.monotonic() < deadline, "killed processes linger: " + "; ".join(
+            f"{p}: {_stat(p)[:60]!r} wchan={_wchan(p)}" for p in pids)
         time.sleep(0.01)
+
+
+def _wchan(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return "-"
 
 
 def _stat(pid: int) -> bytes:
@@ -200,6 +209,14 @@ def _stat(pid: int) -> bytes:
         return Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return b") Z"
+
+
+def _drive(socket: Path, seed: int, stop: threading.Event, failures: list[BaseException]) -> None:
+    """Load until `stop`; errors are expected while the store is being killed under it."""
+    try:
+        loadgen(socket, accounts=ACCOUNTS, ops=10**9, seed=seed, workers=3, stop=stop)
+    except Exception as e:  # noqa: BLE001 - the store is being killed under it
+        failures.append(e)
 
 
 def test_sigkill_at_random_moments_keeps_every_logged_op(make_store) -> None:
@@ -223,14 +240,8 @@ def test_sigkill_at_random_moments_keeps_every_logged_op(make_store) -> None:
             stop = threading.Event()
             failures: list[BaseException] = []
 
-            def drive(seed: int = rnd) -> None:
-                try:
-                    loadgen(s.store_socket, accounts=ACCOUNTS, ops=10**9, seed=SEED + seed,
-                            workers=3, stop=stop)
-                except Exception as e:  # noqa: BLE001 - the store is being killed under it
-                    failures.append(e)
-
-            t = threading.Thread(target=drive, name=f"load-{rnd}", daemon=True)
+            t = threading.Thread(target=_drive, args=(s.store_socket, SEED + rnd, stop, failures),
+                                 name=f"load-{rnd}", daemon=True)
             t.start()
             at_rollover = rnd % 4 == 3
             _wait_for_traffic(red, rng.randint(5_000, 150_000), timeout=30)

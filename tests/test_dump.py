@@ -125,7 +125,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def zmredodump(*args: str | Path, tz: str = "UTC") -> subprocess.CompletedProcess[bytes]:
     env = dict(os.environ, TZ=tz)
     return subprocess.run([str(BIN / "zmredodump"), *map(str, args)], capture_output=True,
-                          env=env, timeout=120)
+                          check=False, env=env, timeout=120)
 
 
 def _norm(text: str, root: Path) -> str:
@@ -182,7 +182,7 @@ def test_golden_shapes(logs: Path) -> None:
 
 def _prefixless(text: str) -> str:
     return re.sub(r"^\[[0-9a-f]{8} - [0-9a-f]{8}: \d+ bytes; tstamp: [^\]]*\] ", "", text,
-                  flags=re.M)
+                  flags=re.MULTILINE)
 
 
 def test_no_offset_drops_only_the_bracket_prefix(logs: Path) -> None:
@@ -320,11 +320,17 @@ def test_since_until_select_records_by_time(logs: Path) -> None:
 
 def test_in_process_cli_runner(logs: Path) -> None:
     """The same command through typer's CliRunner and `standby redolog dump`."""
+    import structlog
     from typer.testing import CliRunner
 
     from standby.cli.main import app
 
-    res = CliRunner().invoke(app, ["redolog", "dump", "-q", str(logs / "redo.log")])
+    saved = structlog.get_config()
+    try:
+        res = CliRunner().invoke(app, ["redolog", "dump", "-q", str(logs / "redo.log")])
+    finally:
+        # The root command configured logging onto CliRunner's stream, closed by now.
+        structlog.configure(**saved)
     assert res.exit_code == 0, res.output
     assert res.output.strip() == f"VERIFYING: {(logs / 'redo.log').resolve()}"
 

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from standby import timefmt
@@ -277,6 +277,8 @@ def test_writer_sequences_read_back_across_rollovers(actions: list[tuple], soft:
             w.abandon()
 
         want = _expected_files(actions, soft, hard)
+        event(f"rollovers: {min(len(want) - 1, 3)}{'+' if len(want) > 4 else ''}")
+        event(f"checkpoints: {min(sum(r.op.OPCODE == 1 for f in want for r in f), 2)}")
         archives = files.list_archive(d / files.ARCHIVE_DIR)
         assert [a.seq for a in archives] == list(range(len(want) - 1))
         assert w.rollovers == len(want) - 1

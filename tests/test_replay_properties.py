@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from standby import timefmt
@@ -45,6 +45,7 @@ from tests.replay_util import (
     committed_txns,
     digest,
     expected_store,
+    group_members,
     kill_group,
     log_files,
     property_settings,
@@ -103,8 +104,14 @@ def test_replay_from_empty_gives_primary_digest(make_store, w: dict[str, int]) -
 
 
 def _copy_db_quiesced(h: Any, dest: Path) -> int:
-    """A consistent copy of a running MariaDB's volume (BACKUP STAGE BLOCK_COMMIT, dirty pages
-    flushed, checkpoint age 0); returns the time just before the copy."""
+    """A consistent copy of a running MariaDB's volume: commits blocked (BACKUP STAGE
+    BLOCK_COMMIT), every dirty page flushed and the redo log at rest; returns the time just
+    before the copy.
+
+    "At rest" is `Innodb_checkpoint_age` no longer moving rather than 0: MariaDB 10.11 logs
+    records after its last checkpoint (its own FILE_CHECKPOINT, 16 bytes, and others) and, with
+    no dirty page left, takes no further checkpoint, so the age can stay at a few dozen bytes.
+    Nothing is written while it stays still, which is what a file copy needs."""
     conn = mariadb_for(h.settings).connect(autocommit=True)
     try:
         cur = conn.cursor()
@@ -115,17 +122,19 @@ def _copy_db_quiesced(h: Any, dest: Path) -> int:
         cur.execute("SET GLOBAL innodb_max_dirty_pages_pct = 0")
         try:
             deadline = time.monotonic() + 30
+            seen: list[tuple[int, int]] = []
             while True:
                 cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN"
-                            " ('Innodb_buffer_pool_pages_dirty', 'Innodb_checkpoint_age')")
-                status = {k: int(v) for k, v in cur.fetchall()}
-                # A checkpoint logs its own FILE_CHECKPOINT record (16 bytes), so the age of a
-                # quiet server right after one is 16, not 0.
-                if (status.get("Innodb_buffer_pool_pages_dirty") == 0
-                        and status.get("Innodb_checkpoint_age", 1 << 30) <= 16):
+                            " ('Innodb_buffer_pool_pages_dirty', 'Innodb_checkpoint_age',"
+                            " 'Innodb_lsn_current')")
+                st = {k: int(v) for k, v in cur.fetchall()}
+                seen.append((st.get("Innodb_buffer_pool_pages_dirty", -1),
+                             st.get("Innodb_checkpoint_age", -1)))
+                last = seen[-4:]
+                if len(last) == 4 and all(x == (0, last[0][1]) for x in last):
                     break
-                assert time.monotonic() < deadline, f"MariaDB did not quiesce: {status}"
-                time.sleep(0.02)
+                assert time.monotonic() < deadline, f"MariaDB did not quiesce: {seen[-5:]}"
+                time.sleep(0.05)
             at = timefmt.now_ms()
             shutil.copytree(h.settings.volumes.db.path, dest)
         finally:
@@ -150,11 +159,20 @@ def _snapshot(h: Any, volume: str, dest: Path) -> int:
             c.call("thaw")
 
 
-@property_settings(3)
+GUIDE_ORDER = ("db", "blob", "index")
+
+
+@property_settings(2)
+@example(w={"seed": 5, "accounts": 5, "ops": 300, "workers": 3, "rollover_kb": 48},
+         gaps=[0.5, 0.8, 0.6], fmt="yyyy/MM/dd HH:mm:ss:SSS", order=GUIDE_ORDER)
 @given(w=workloads, gaps=st.lists(st.floats(0.4, 1.0), min_size=3, max_size=3),
-       fmt=st.sampled_from(ALL_FORMATS))
+       fmt=st.sampled_from(ALL_FORMATS), order=st.permutations(GUIDE_ORDER))
 def test_staggered_snapshots_plus_log_from_time_give_primary_digest(
-        make_store, w: dict[str, int], gaps: list[float], fmt: str) -> None:
+        make_store, w: dict[str, int], gaps: list[float], fmt: str,
+        order: tuple[str, ...]) -> None:
+    """The guide's order (db, blob, index) first; then random orders, because replay is
+    idempotent per volume: a volume copied later must simply skip more."""
+    event(f"order {'/'.join(order)}")
     with Lab(make_store) as lab:
         p = lab.store("primary", sections={"redolog": {"rollover_size_kb": w["rollover_kb"]}})
         p.start()
@@ -169,15 +187,16 @@ def test_staggered_snapshots_plus_log_from_time_give_primary_digest(
         th = threading.Thread(target=drive, daemon=True)
         th.start()
         taken: dict[str, int] = {}
-        for volume, gap in zip(("db", "blob", "index"), gaps):
+        for volume, gap in zip(order, gaps):
             time.sleep(gap)
             taken[volume] = _snapshot(p, volume, snaps / volume)
         th.join(300)
         assert not th.is_alive() and load["res"].errors == 0, load
         p.stop()
         want = digest(p)
-        assert taken["db"] < taken["blob"] < taken["index"]
-        from_time = zimbra_time(taken["db"], fmt)
+        total = len(committed_txns(log_files(p.settings.volumes.redolog.path)).txns)
+        assert [taken[v] for v in order] == sorted(taken.values())
+        from_time = zimbra_time(min(taken.values()), fmt)
         for engine in ("fast", "naive"):
             t = lab.store(f"standby-{engine}")
             vols = t.settings.volumes
@@ -189,7 +208,7 @@ def test_staggered_snapshots_plus_log_from_time_give_primary_digest(
                                                           else [])
             s = zmplayredo(t.cfg, *args).assert_ok().summary
             assert s["errors"] == 0, s
-            assert s["player"]["filtered_time"] > 0, "the snapshot should make --fromTime skip ops"
+            assert s["ops_read"] < total, "--fromTime should leave out the ops before the copies"
             _assert_same(digest(t), want, f"{engine} replay --fromTime {from_time!r} onto "
                          f"snapshots taken at {taken}")
 
@@ -214,15 +233,19 @@ def test_replay_twice_and_killed_replays_converge(make_store) -> None:
             eng = ["--naive"] if engine == "naive" else ["--batch-ops", str(batch)]
             base = ["--json", "--log-dir", str(p.redolog), *eng]
 
-            # Twice: the second run finds every op applied on every volume.
+            # Twice: the second run finds every op applied on the database and the index.
+            # (The naive engine writes the blob of every CreateMessage whose file is missing,
+            # including messages deleted later, and its garbage pass removes them again; the
+            # fast engine writes only blobs that survive the run.)
             a = lab.store("twice")
             first = zmplayredo(a.cfg, *base).assert_ok().summary
             second = zmplayredo(a.cfg, *base).assert_ok().summary
             assert second["ops_read"] == first["ops_read"]
             assert "applied" not in second["db"], second["db"]
             assert "applied" not in second["index"], second["index"]
-            assert "written" not in second["blob"], second["blob"]
-            assert second["garbage_removed"] == 0
+            if engine == "fast":
+                assert "written" not in second["blob"], second["blob"]
+                assert second["garbage_removed"] == 0
             _assert_same(digest(a), p.digest, "replayed twice")
 
             # Killed at a random moment after it marked the volumes, then run again.
@@ -231,7 +254,10 @@ def test_replay_twice_and_killed_replays_converge(make_store) -> None:
             for k in range(kills):
                 proc = spawn_zmplayredo(b.cfg, *base)
                 deadline = time.monotonic() + 60
-                while not marker.exists() and proc.poll() is None:
+                # Once the volumes are marked (and, for the fast engine, its workers run).
+                need = 2 if engine == "fast" else 1
+                while proc.poll() is None and not (
+                        marker.exists() and len(group_members(proc.pid)) >= need):
                     assert time.monotonic() < deadline, "the replay never wrote its marker"
                     time.sleep(0.002)
                 time.sleep(fractions[k] * first["seconds"])
@@ -239,9 +265,7 @@ def test_replay_twice_and_killed_replays_converge(make_store) -> None:
                 members = kill_group(proc)
                 if finished:
                     break  # it ended before the kill: nothing interrupted
-                killed_mid_way.append(True)
-                if engine == "fast":
-                    assert len(members) >= 2, f"expected the replay and its workers: {members}"
+                killed_mid_way.append(len(members))
                 if kill_db:
                     mariadb_for(b.settings).kill()
                 assert marker.exists(), "a killed replay must leave its marker"
@@ -265,10 +289,13 @@ def test_store_starts_after_an_interrupted_replay_is_completed(make_store) -> No
         marker = t.settings.state_dir / "replay.incomplete"
         proc = spawn_zmplayredo(t.cfg, "--log-dir", p.redolog, "--batch-ops", "10")
         deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert time.monotonic() < deadline and proc.poll() is None
+        while not (marker.exists() and len(group_members(proc.pid)) >= 2):
+            assert time.monotonic() < deadline and proc.poll() is None, "finished too soon"
             time.sleep(0.002)
-        kill_group(proc)
+        time.sleep(0.05)
+        members = kill_group(proc)
+        assert len(members) >= 2, f"the replay and its worker processes: {members}"
+        assert marker.exists()
         assert standby_cli(t.cfg, "store", "start").rc == 5
         zmplayredo(t.cfg, "--log-dir", p.redolog).assert_ok()
         want = digest(t)

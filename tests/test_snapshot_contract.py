@@ -30,7 +30,15 @@ from standby.store import control
 from standby.store.loadgen import run as loadgen
 from tests import services
 from tests.services import BtrfsLoop, MotoServer, ZfsFuse, require
-from tests.test_snapshot_support import KEY, VOLS, Site, load, site_config, zfs_volumes
+from tests.test_snapshot_support import (
+    KEY,
+    VOLS,
+    Site,
+    destroy_pool,
+    load,
+    site_config,
+    zfs_volumes,
+)
 
 IDENTITY = {"zfs": ("guid", "createtxg"), "btrfs": ("uuid", "generation"),
             "ebs": ("snapshot_id", "volume_id"), "dir": ("uuid", "files")}
@@ -71,7 +79,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         if kind == "zfs":
             z: ZfsFuse = request.getfixturevalue("zfs")
             pool, img, vols = zfs_volumes(z, root)
-            cleanup.append(lambda: z.destroy_pool(pool, img))
+            cleanup.append(lambda: destroy_pool(pool, img))
             cfg = site_config(root, vols)
             s = load(cfg)
             bes: dict[str, SnapshotBackend] = {"zfs": ZfsBackend(use_lzc=False)}

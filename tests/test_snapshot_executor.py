@@ -3,6 +3,7 @@ hook order), real processes for hooks, and prune against a test double of the pl
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -12,13 +13,17 @@ from typing import Any
 
 import pytest
 
+from standby import settings as settings_mod
 from standby.errors import ServiceError, StandbyError, UsageError
 from standby.snapshot import hooks
+from standby.snapshot import prune as prune_mod
 from standby.snapshot._base import Snapshot, Volume
 from standby.snapshot.catalog import Catalog
 from standby.snapshot.execute import TIME_MARGIN_MS, Effects, execute
 from standby.snapshot.manifest import RedoPoint
 from standby.snapshot.plan import HookStep, ManifestStep, Plan, SnapshotStep, plan
+from standby.snapshot.retention import RetentionPolicy
+from tests.services import write_config
 
 KEY = b"unit-test-key-0123456789"
 VOLS = ("db", "blob", "index", "redolog")
@@ -265,14 +270,10 @@ def test_a_hanging_hook_is_killed_with_its_children(tmp_path: Path) -> None:
 
 
 def test_prune_calls_the_planner_and_removes_what_it_says(tmp_path: Path) -> None:
-    from standby import settings as settings_mod
-    from standby.snapshot import prune as prune_mod
-    from tests.services import write_config
 
     p, fx, be, clock = setup(tmp_path, hooks_on=False)
     first = execute(p, fx).manifest
     clock.t += 3_600_000
-    p2, *_ = setup(tmp_path, hooks_on=False)
     p2 = plan("set", server_id="srv", prefix="standby", volumes=fx.volumes,
               backend_of={v: "fake" for v in VOLS}, backends={"fake": be}, catalog=fx.catalog,
               now_ms=clock.t, atomic=False, stagger_s=0, quiesce_db=True, db_running=False)
@@ -282,14 +283,13 @@ def test_prune_calls_the_planner_and_removes_what_it_says(tmp_path: Path) -> Non
                        sections={"snapshot": {"manifest_key": KEY.decode()}})
     s = settings_mod.load(cfg)
     assert s is not None
-    import dataclasses
-
     s = dataclasses.replace(s, state_dir=tmp_path)
     seen: list[Any] = []
 
     class PlanDouble:
         def __init__(self, keep: dict[str, tuple[str, ...]], prune: tuple[str, ...]) -> None:
-            self.keep, self.prune, self.held = keep, prune, {}
+            self.keep, self.prune = keep, prune
+            self.held: dict[str, str] = {}
 
     def planner(items: Sequence[Any], policy: Any, now_ms: int) -> PlanDouble:
         seen.extend(items)
@@ -305,12 +305,6 @@ def test_prune_calls_the_planner_and_removes_what_it_says(tmp_path: Path) -> Non
 
 
 def test_prune_with_the_real_planner_holds_the_parent_of_an_unshipped_set(tmp_path: Path) -> None:
-    import dataclasses
-
-    from standby import settings as settings_mod
-    from standby.snapshot import prune as prune_mod
-    from standby.snapshot.retention import RetentionPolicy
-    from tests.services import write_config
 
     _p, fx, be, clock = setup(tmp_path, hooks_on=False)
     ids = []
@@ -338,3 +332,15 @@ def test_prune_with_the_real_planner_holds_the_parent_of_an_unshipped_set(tmp_pa
 
 def test_errors_are_standby_errors() -> None:
     assert issubclass(hooks.HookFailed, StandbyError) and hooks.HookFailed("x").exit_code == 7
+
+
+def test_a_copy_that_outlasts_the_freeze_is_refused(tmp_path: Path) -> None:
+    _p, fx, be, clock = setup(tmp_path, kind="redolog", hooks_on=False)
+    be.copies = True
+    fx.freeze_timeout_s = 0.001  # the fake copy takes 5 ms
+    p = plan("redolog", server_id="srv", prefix="standby", volumes=fx.volumes,
+             backend_of={v: "fake" for v in VOLS}, backends={"fake": be}, catalog=fx.catalog,
+             now_ms=clock.t, atomic=False, stagger_s=1, quiesce_db=True, db_running=False)
+    with pytest.raises(ServiceError, match="longer than the store may stay frozen"):
+        execute(p, fx)
+    assert be.live == {} and fx.catalog.paths() == []

@@ -78,6 +78,22 @@ def zfs_volumes(z: services.ZfsFuse, root: Path, *, extra_child: bool = True,
     return pool, img, vols
 
 
+def destroy_pool(pool: str, img: Path) -> None:
+    """`zpool destroy`, retried: zfs-fuse calls a pool busy for a moment after the last process
+    that used it (a MariaDB on it) has exited."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        res = services._run("zpool", "destroy", "-f", pool, check=False)
+        if res.returncode == 0 or b"no such pool" in res.stderr:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"cannot destroy pool {pool}: {res.stderr.decode().strip()}")
+        time.sleep(0.25)
+    img.unlink(missing_ok=True)
+
+
 @dataclass
 class Site:
     kind: str

@@ -36,6 +36,7 @@ from tests.test_snapshot_support import (
     LoggedOp,
     assert_replay_start,
     committed_ops,
+    destroy_pool,
     load,
     site_config,
     zfs_volumes,
@@ -99,7 +100,7 @@ def live(zfs: ZfsFuse, tmp_path_factory: pytest.TempPathFactory,
                 control.kill(lv.settings)
             for c in reversed(lv.clones):
                 services._run("zfs", "destroy", "-r", c, check=False)
-        zfs.destroy_pool(pool, img)
+        destroy_pool(pool, img)
 
 
 def _clone(lv: Live, snapshot_ref: str, tag: str) -> Path:

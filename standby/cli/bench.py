@@ -43,3 +43,71 @@ def replay(
     else:
         for k, v in out.items():
             common.emit(f"{k:24s} {v}")
+
+
+@app.command("snapshot")
+def snapshot(
+    stagger: Annotated[float, typer.Option(help="Stagger of the staggered set, seconds.")] = 1.0,
+    redologs: Annotated[int, typer.Option(help="Redolog snapshots to time.")] = 10,
+    workdir: Annotated[Path | None, typer.Option(
+        help="Where to create the pool file and the store (default: the system temp folder).")]
+    = None,
+    keep: Annotated[bool, typer.Option(help="Keep the work folder (the pool is destroyed).")]
+    = False,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON on the last line.")] = False,
+) -> None:
+    """Wall time and skew of a staggered and an atomic set on ZFS, and per-snapshot overhead."""
+    import sys
+
+    from standby.bench import snapshot as bench_snapshot
+
+    def say(msg: str) -> None:
+        sys.stderr.write(f"bench snapshot: {msg}\n")
+        sys.stderr.flush()
+
+    out = bench_snapshot.run(stagger_s=stagger, redologs=redologs, workdir=workdir, keep=keep,
+                             say=say)
+    if json_out:
+        common.emit_json(out)
+    else:
+        for k, v in out.items():
+            common.emit(f"{k:36s} {v}")
+
+
+@app.command("store")
+def store(
+    accounts: Annotated[int, typer.Option(help="Accounts the load is spread over.")] = 20,
+    actions: Annotated[int, typer.Option(help="Loadgen actions against the primary.")] = 3000,
+    workers: Annotated[int, typer.Option(help="Concurrent loadgen clients.")] = 8,
+    reader_records: Annotated[int, typer.Option(
+        help="Records in the log the reader decodes.")] = 500_000,
+    repeats: Annotated[int, typer.Option(help="Timed decoding passes (best is reported).")]
+    = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the workload.")] = 1,
+    workdir: Annotated[Path | None, typer.Option(
+        help="Where to create the temporary store (default: the system temp folder).")] = None,
+    keep: Annotated[bool, typer.Option(help="Keep the work folder for inspection.")] = False,
+    profile: Annotated[bool, typer.Option(
+        help="Also profile one decoding pass (cProfile, top functions by own time).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON on the last line.")] = False,
+) -> None:
+    """The primary's sustained throughput under loadgen, and the redo reader's decode rate."""
+    import sys
+
+    from standby.bench import store as bench_store
+
+    def say(msg: str) -> None:
+        sys.stderr.write(f"bench store: {msg}\n")
+        sys.stderr.flush()
+
+    out = bench_store.run(accounts=accounts, actions=actions, workers=workers,
+                          reader_records=reader_records, repeats=repeats, seed=seed,
+                          workdir=workdir, keep=keep, profile=profile, say=say)
+    prof = out.pop("reader_profile", None)
+    if prof:
+        sys.stderr.write(prof)
+    if json_out:
+        common.emit_json(out)
+    else:
+        for k, v in out.items():
+            common.emit(f"{k:32s} {v}")

@@ -585,7 +585,7 @@ class CreateMessage(Op):
             pos += 4
         else:
             ck, cv, pos = _r_custom(buf, pos)
-        body_type = buf[pos]
+        body_type = r_i8(buf, pos)[0]  # a signed byte, as Java's readByte
         pos += 1
         data = None
         if body_type == BODY_INLINE:

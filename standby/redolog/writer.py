@@ -271,8 +271,7 @@ class RedoLogWriter:
         if self._header.first_op_tstamp == 0:
             self._header = self._header.with_(first_op_tstamp=tstamp)
             os.pwrite(self._fd, self._header.encode(), 0)
-        if tstamp > self._last_tstamp:
-            self._last_tstamp = tstamp
+        self._last_tstamp = max(self._last_tstamp, tstamp)
 
     def _wait_synced(self, target: int) -> None:
         deadline = time.monotonic() + 10.0

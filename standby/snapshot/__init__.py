@@ -8,5 +8,7 @@
 - `hooks`: pre/post hooks with a timeout;
 - `manifest`, `catalog`: signed manifests and the catalog of them in the state directory;
 - `plan`, `execute`: a set or redolog snapshot as a list of frozen steps, then running them;
-- `prune`: retention applied (the decision is `retention.plan_retention`).
+- `sets`: the library entry points the CLI calls (take, list, verify);
+- `prune`: retention applied (the decision is `retention.plan_retention`, written beside it);
+- `_fs`: which file system a path is on.
 """

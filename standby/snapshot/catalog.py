@@ -56,6 +56,9 @@ class Catalog:
         self.root = state_dir / "catalog" / server_id
         self.server_id = server_id
         self.key = key
+        # Verified manifests by path, valid while the file's (mtime_ns, size) is unchanged:
+        # planning asks for the newest snapshot of each volume, and each read verifies an HMAC.
+        self._cache: dict[Path, tuple[tuple[int, int], Manifest]] = {}
 
     # -- manifests --------------------------------------------------------------------------
     def path_for(self, kind: str, manifest_id: str) -> Path:
@@ -80,14 +83,27 @@ class Catalog:
 
     def manifests(self, kind: str | None = None) -> list[Manifest]:
         """Every manifest (verified), oldest first."""
-        ms = [mf.read(p, self.key) for p in self.paths(kind)]
+        ms = [self._read(p) for p in self.paths(kind)]
         return sorted(ms, key=lambda m: (m.taken_at_ms, m.id))
+
+    def _read(self, path: Path) -> Manifest:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return mf.read(path, self.key)  # raises NotFound
+        stamp = (st.st_mtime_ns, st.st_size)
+        hit = self._cache.get(path)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        m = mf.read(path, self.key)
+        self._cache[path] = (stamp, m)
+        return m
 
     def get(self, manifest_id: str) -> Manifest:
         for kind in _DIRS:
             p = self.path_for(kind, manifest_id)
             if p.exists():
-                return mf.read(p, self.key)
+                return self._read(p)
         raise NotFound(f"no manifest {manifest_id!r} in {self.root}",
                        hint="`standby snapshot list` shows what there is")
 

@@ -12,6 +12,9 @@ Its identity is the snapshot id, with the volume id and the start time AWS recor
 time of an EBS snapshot is the API call; `settle` then waits (optionally, with a time limit)
 until the snapshots are `completed` so a set is only reported when it can be restored.
 
+An EBS snapshot is taken at the block level and does not see what is still in this host's page
+cache, so each volume's file system is synced (`sync -f <path>`) right before the call.
+
 The client comes in as an argument: only the composition root (`factory.ec2_client`) makes one.
 `ClientError` and `BotoCoreError` never leave this module; they become `StandbyError`s.
 """
@@ -21,8 +24,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from standby import _process
 from standby.errors import NotFound, ServiceError, UsageError, VolumeError
 from standby.snapshot._base import Snapshot, Volume
 
@@ -52,6 +57,12 @@ def translated(what: str) -> Iterator[None]:
                                 "credentials") from e
 
 
+def sync_fs(path: Path) -> None:
+    """Write this file system's dirty pages to the device (syncfs through `sync -f`)."""
+    if path.exists():
+        _process.run(_process.Command.of("sync", "-f", path))
+
+
 def _tags(labels: Mapping[str, str], name: str) -> list[dict[str, str]]:
     tags = [{"Key": "Name", "Value": name}]
     tags += [{"Key": TAG_PREFIX + k, "Value": v} for k, v in sorted(labels.items())]
@@ -66,8 +77,10 @@ class EbsBackend:
 
     def __init__(self, client: Any, *, wait: bool = True, wait_timeout_s: float = 3600.0,
                  poll_s: float = 5.0, sleep: Callable[[float], None] = time.sleep,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 sync: Callable[[Path], None] = sync_fs) -> None:
         self.client = client
+        self._sync = sync
         self.wait = wait
         self.wait_timeout_s = wait_timeout_s
         self.poll_s = poll_s
@@ -122,6 +135,8 @@ class EbsBackend:
 
     def create(self, volumes: Sequence[Volume], name: str, *,
                labels: Mapping[str, str]) -> list[Snapshot]:
+        for v in volumes:
+            self._sync(v.path)
         if len(volumes) == 1:
             return [self._create_one(volumes[0], name, labels)]
         return self._create_many(volumes, name, labels)

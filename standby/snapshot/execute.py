@@ -155,6 +155,14 @@ def _take(plan: Plan, step: SnapshotStep, fx: Effects, pos: RedoPoint | None,
             snaps = be.create(vols, plan.name, labels=labels)
             taken_at = fx.clock_ms()
             spent += taken_at - started
+            if step.freeze_store and taken_at - pos.at_ms >= fx.freeze_timeout_s * 1000:
+                # The store thaws itself after the freeze timeout: the copy may be torn.
+                for s in snaps:
+                    be.destroy(s)
+                raise ServiceError(f"copying {', '.join(step.volumes)} took longer than the "
+                                   f"store may stay frozen ({fx.freeze_timeout_s:g} s)",
+                                   hint="raise snapshot.freeze_timeout_s, or use a backend "
+                                        "that snapshots instead of copying")
             if held is None or not held.changed():
                 break
             log.warning("db_changed_during_copy", attempt=attempt)

@@ -33,7 +33,7 @@ from standby.errors import (
 )
 from standby.redolog import files
 from standby.redolog import header as fileheader
-from standby.settings import Settings, VolumeSettings, Volumes
+from standby.settings import Settings, Volumes, VolumeSettings
 from standby.store.client import StoreClient
 from standby.store.service import ensure_schema, mariadb_for, volumes_locked
 

@@ -46,6 +46,13 @@ class MariaDB:
     def error_log(self) -> Path:
         return self.run_dir / (self.socket.stem + ".err")
 
+    @property
+    def tmpdir(self) -> Path:
+        """A private temporary directory. Not the shared /tmp: a mariadbd starting up deletes
+        every `#sql*` file in its tmpdir, including those of other servers still using them
+        (seen as "Could not remove temporary table" failures of mariadb-install-db)."""
+        return self.run_dir / (self.socket.stem + ".tmp")
+
     # -- commands ---------------------------------------------------------------------------
     def install_command(self) -> _process.Command:
         return _process.Command.of(
@@ -56,6 +63,7 @@ class MariaDB:
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
             "--skip-name-resolve",
+            f"--tmpdir={self.tmpdir}",
             timeout=300,
         )
 
@@ -68,6 +76,7 @@ class MariaDB:
             f"--socket={self.socket}",
             f"--pid-file={self.pid_file}",
             f"--log-error={self.error_log}",
+            f"--tmpdir={self.tmpdir}",
             "--skip-networking",
             "--skip-name-resolve",
             "--user=root",
@@ -96,6 +105,7 @@ class MariaDB:
     def install(self) -> None:
         log = slog.get("standby.store.mariadb", datadir=str(self.datadir))
         self.datadir.mkdir(parents=True, exist_ok=True)
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
         log.info("mariadb_install")
         _process.run(self.install_command())
 
@@ -119,6 +129,7 @@ class MariaDB:
         if not self.installed():
             self.install()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.tmpdir.mkdir(exist_ok=True)
         for stale in (self.socket, self.pid_file):
             stale.unlink(missing_ok=True)
         pid = _process.daemon(self.server_command(), log_path=self.run_dir / "mariadbd.out")
@@ -146,8 +157,11 @@ class MariaDB:
             other = int(stamp.read_text().strip())
         except (FileNotFoundError, ValueError):
             other = 0
-        if other and other != os.getpid() and _process.alive(other) and \
-                "mariadbd" in _cmdline(other):
+        # Only a live mariadbd that runs on *this* directory counts: a snapshot or copy of the
+        # volume carries the primary's stamp, which must not block a server on the copy.
+        cmdline = _cmdline(other) if other and other != os.getpid() else ""
+        if "mariadbd" in cmdline and f"--datadir={self.datadir}" in cmdline and \
+                _process.alive(other):
             raise StateConflict(f"the data directory {self.datadir} is in use by mariadbd "
                                 f"pid {other}", hint="stop the store that uses it first")
 

@@ -27,8 +27,8 @@ import pymysql
 
 from standby import log as slog
 from standby.redolog import files
-from standby.redolog.ops import AbortTxn, CommitTxn, CreateMessage, StoreIncomingBlob
 from standby.redolog.header import HEADER_SIZE
+from standby.redolog.ops import AbortTxn, CommitTxn, CreateMessage, StoreIncomingBlob
 from standby.redolog.reader import Problem, scan
 from standby.redolog.record import Record
 from standby.redolog.writer import RedoLogWriter, recover_tmp_files
@@ -82,8 +82,7 @@ def plan(redolog_dir: Path, *, lookback_ms: int) -> RecoveryPlan | None:
         last_tstamp = 0
         for i, rec in enumerate(sc):
             op = rec.op
-            if rec.tstamp > last_tstamp:
-                last_tstamp = rec.tstamp
+            last_tstamp = max(last_tstamp, rec.tstamp)
             if op.is_start_marker:
                 pending[rec.txn] = rec
                 order[rec.txn] = i
