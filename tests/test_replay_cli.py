@@ -150,16 +150,10 @@ def test_running_store_is_refused(make_store, primary_log: Path) -> None:
     with t.client() as c:
         c.call("create_account", email="someone@example.com")
     before = digest(t)
-    for args in (["--log-dir", str(primary_log)], ["--log-dir", str(primary_log), "--naive"],
-                 ["--log-dir", str(primary_log), "--dry-run"]):
-        r = zmplayredo(t.cfg, *args)
-        if "--dry-run" in args:
-            continue  # a dry run reads logs only; see test_dry_run_*
-        _check_refused(r, 5, "Stop mailboxd before running zmplayredo")
+    for args in (["--log-dir", str(primary_log)], ["--log-dir", str(primary_log), "--naive"]):
+        _check_refused(zmplayredo(t.cfg, *args), 5, "Stop mailboxd before running zmplayredo")
     assert not (t.settings.state_dir / "replay.incomplete").exists()
     assert digest(t).total == before.total
-    t.stop(service_only=True)  # MariaDB alone up (as for an offline restore) is allowed
-    zmplayredo(t.cfg, "--log-dir", primary_log).assert_ok()
 
 
 def _expected_counts(log: Path, keep: Any = lambda t: True) -> Counter[str]:

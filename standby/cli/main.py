@@ -11,6 +11,7 @@ from standby import __version__
 from standby import log as slog
 from standby.cli import common
 from standby.cli.bench import app as bench_app
+from standby.cli.drill import drill_command
 from standby.cli.redolog import app as redolog_app
 from standby.cli.replay import replay_command
 from standby.cli.schedule import app as schedule_app
@@ -55,6 +56,7 @@ app.add_typer(store_app, name="store")
 app.add_typer(redolog_app, name="redolog")
 app.add_typer(bench_app, name="bench")
 app.command("replay")(replay_command)
+app.command("drill")(drill_command)
 app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(schedule_app, name="schedule")
 

@@ -140,7 +140,7 @@ def replay_command(
 
 def _from_set(s: settings_mod.Settings, set_id: str, sel: Selection) -> Selection:
     """Start at a snapshot set's recorded replay start (its manifest), unless --fromTime."""
-    from standby.snapshot import replay_start  # the snapshot catalog knows the manifests
+    from standby.snapshot.sets import replay_start  # the catalog knows the manifests
 
     start_ms, from_seq = replay_start(s, set_id)
     return Selection(from_time=sel.from_time if sel.from_time is not None else start_ms,

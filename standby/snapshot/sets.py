@@ -89,3 +89,26 @@ def listing(s: Settings) -> list[dict[str, Any]]:
 
 def verify(path: Path, s: Settings) -> Manifest:
     return manifest.read(path, manifest.require_key(s.snapshot.manifest_key))
+
+
+def replay_start(s: Settings, set_id: str) -> tuple[int, int]:
+    """(from_time_ms, from_seq) where a replay onto set `set_id` (or "latest") must start.
+
+    Every transaction active at the set's recorded position has its change record in the file
+    of that sequence (a rollover re-logs active transactions), so reading from that file with
+    the recorded time is exact; the replay's per-volume idempotency absorbs any op before it.
+    """
+    from standby.errors import NotFound
+
+    cat = catalog_for(s)
+    sets = [m for m in cat.manifests("set") if m.status == "complete"]
+    if set_id == "latest":
+        if not sets:
+            raise NotFound("there is no complete snapshot set in the catalog",
+                           hint="`standby snapshot list` shows what there is")
+        m = max(sets, key=lambda x: x.taken_at_ms)
+    else:
+        m = cat.get(set_id)
+        if m.kind != "set" or m.status != "complete":
+            raise NotFound(f"{set_id} is not a complete snapshot set ({m.kind}, {m.status})")
+    return m.replay.from_time_ms, m.replay.seq

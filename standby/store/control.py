@@ -9,7 +9,10 @@ background, and waits until the service answers. `stop` stops the service, then 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import secrets
 import sys
 import time
 import uuid
@@ -39,7 +42,7 @@ from standby.store.service import ensure_schema, mariadb_for, volumes_locked
 
 
 def init(directory: Path, *, server_id: str | None = None, mailbox_groups: int = 100,
-         force: bool = False) -> Path:
+         force: bool = False, manifest_key: str | None = None) -> Path:
     """Create a store folder with embedded defaults; return the config path."""
     directory = directory.resolve()
     cfg = directory / "standby.toml"
@@ -56,18 +59,21 @@ def init(directory: Path, *, server_id: str | None = None, mailbox_groups: int =
                            for n in settings_mod.VOLUME_NAMES}),
     )
     s = _with_groups(s, mailbox_groups)
+    s = dataclasses.replace(s, snapshot=dataclasses.replace(
+        s.snapshot, manifest_key=manifest_key or secrets.token_hex(32)))
     text = ("# standby configuration, written by `standby store init`.\n"
-            "# Paths are relative to this file. See README.md for every key.\n\n"
-            + settings_mod.to_toml(s))
+            "# Paths are relative to this file. See README.md for every key.\n"
+            "# It holds the manifest signing key: keep it private (mode 0600).\n\n"
+            + settings_mod.to_toml(s, include_secrets=True))
     tmp = cfg.with_suffix(".toml.tmp")
-    tmp.write_text(text)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     tmp.replace(cfg)
     return cfg
 
 
 def _with_groups(s: Settings, groups: int) -> Settings:
-    import dataclasses
-
     return dataclasses.replace(s, store=dataclasses.replace(s.store, mailbox_groups=groups))
 
 

@@ -1,0 +1,222 @@
+"""`standby drill`: the main job on embedded defaults, a failover rehearsed end to end.
+
+1. A primary store is built in a work folder (the four volumes as folders, the `dir` snapshot
+   backend, a private MariaDB) and mail traffic is driven at it.
+2. On a time-compressed cadence (a set every `set_every_s`, a redolog snapshot every
+   `redolog_every_s`), snapshots are taken and copied to a standby site folder, each copy marked
+   shipped in the catalog. (The copy stands in for shipping over the network.)
+3. At a random moment the primary is killed (SIGKILL, the store service and its MariaDB).
+4. Failover: the standby's volumes are restored from the newest shipped set and the newest
+   shipped redolog snapshot, and the redo log is replayed from the set's recorded start.
+5. Proof: the standby's digest must equal the digest of a store built by replaying, from empty,
+   everything the shipped redolog snapshot holds — the primary as of the last shipped position.
+It reports RPO (kill time minus the last shipped redo position's time), RTO (kill to a standby
+ready to start), the replay rate, and how many committed ops the primary had that never shipped.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from standby import settings as settings_mod
+from standby import timefmt
+from standby.errors import StandbyError
+from standby.redolog.ops import StoreIncomingBlob
+from standby.replay import engine
+from standby.replay.player import Player, Selection, select_files
+from standby.settings import Settings
+from standby.snapshot import sets
+from standby.snapshot.manifest import Manifest
+from standby.store import control, loadgen
+from standby.store.digest import digest_settings
+
+VOLUMES = settings_mod.VOLUME_NAMES
+
+
+@dataclass
+class DrillReport:
+    workdir: str = ""
+    accounts: int = 0
+    load_actions: int = 0
+    sets: int = 0
+    redolog_snapshots: int = 0
+    killed_at: str = ""
+    last_shipped: str = ""
+    rpo_s: float = 0.0
+    rto_s: float = 0.0
+    restore_s: float = 0.0
+    replay_s: float = 0.0
+    replay_ops: int = 0
+    replay_ops_per_s: float = 0.0
+    ops_never_shipped: int = 0
+    standby_digest: str = ""
+    reference_digest: str = ""
+    equal: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _copy_snapshot(m: Manifest, site: Path) -> Path:
+    """Copy a dir-backend snapshot (every volume of it) into the site; return its folder."""
+    dest = site / m.id
+    tmp = site / f".{m.id}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for rec in m.snapshots:
+        shutil.copytree(rec.path, tmp / rec.volume, symlinks=True)
+    tmp.rename(dest)
+    return dest
+
+
+def _committed_ops(log_dir: Path) -> int:
+    logs, _ = select_files(log_dir, Selection())
+    player = Player(Selection())
+    return sum(1 for rec, _ in player.play(logs) if not isinstance(rec.op, StoreIncomingBlob))
+
+
+def _restore(standby: Settings, set_copy: Path, redo_copy: Path) -> None:
+    for vol in VOLUMES:
+        target = getattr(standby.volumes, vol).path
+        src = (redo_copy if vol == "redolog" else set_copy) / vol
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(src, target, symlinks=True)
+        for junk in (".standby-snapshot", ".standby-store.lock"):
+            (target / junk).unlink(missing_ok=True)
+        (target / "data" / "standby-owner.pid").unlink(missing_ok=True)
+
+
+def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = None,
+        workers: int = 4, set_every_s: float = 10.0, redolog_every_s: float = 3.0,
+        kill_window_s: tuple[float, float] = (25.0, 40.0), groups: int = 100,
+        keep: bool = False, say: Callable[[str], None] = lambda m: None) -> DrillReport:
+    seed = seed if seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    base = Path(tempfile.mkdtemp(prefix="standby-drill-", dir=workdir))
+    rep = DrillReport(workdir=str(base), accounts=accounts)
+    rep.notes.append(f"seed {seed}")
+    primary_cfg = control.init(base / "primary", mailbox_groups=groups)
+    p = settings_mod.load(primary_cfg)
+    assert p is not None
+    standby_cfg = control.init(base / "standby", server_id=p.server_id, mailbox_groups=groups,
+                               manifest_key=p.snapshot.manifest_key)
+    sb = settings_mod.load(standby_cfg)
+    assert sb is not None
+    site = base / "site"
+    site.mkdir()
+    reference = None
+    try:
+        say(f"primary: starting in {base / 'primary'}")
+        control.start(p)
+        stop = threading.Event()
+        result: dict[str, Any] = {}
+
+        def load() -> None:
+            try:
+                result["load"] = loadgen.run(p.store_socket, accounts=accounts, ops=0,
+                                             seed=seed, workers=workers, duration_s=3600,
+                                             stop=stop)
+            except StandbyError as e:  # the kill cuts it off; that is the point
+                result["error"] = str(e)
+
+        t_load = threading.Thread(target=load, name="drill-load", daemon=True)
+        t_load.start()
+        kill_after = rng.uniform(*kill_window_s)
+        t0 = time.monotonic()
+        next_set = t0 + 2.0
+        next_redo = next_set + redolog_every_s
+        shipped_set: Manifest | None = None
+        shipped_set_copy: Path | None = None
+        shipped_redo: Manifest | None = None
+        shipped_redo_copy: Path | None = None
+        say(f"primary: load running; the primary will be killed after {kill_after:.1f} s")
+        while time.monotonic() - t0 < kill_after:
+            now = time.monotonic()
+            if now >= next_set:
+                out = sets.take("set", p, stagger_s=0.5)
+                m = out.manifest  # type: ignore[union-attr]
+                copy = _copy_snapshot(m, site)
+                cat = sets.catalog_for(p)
+                for rec in m.snapshots:
+                    cat.mark_shipped(m.id, rec.volume)
+                shipped_set, shipped_set_copy = m, copy
+                shipped_redo, shipped_redo_copy = m, copy
+                rep.sets += 1
+                say(f"set {m.id}: skew {m.skew_ms} ms, shipped")
+                next_set = now + set_every_s
+                next_redo = now + redolog_every_s
+            elif now >= next_redo and shipped_set is not None:
+                out = sets.take("redolog", p)
+                m = out.manifest  # type: ignore[union-attr]
+                copy = _copy_snapshot(m, site)
+                sets.catalog_for(p).mark_shipped(m.id, "redolog")
+                shipped_redo, shipped_redo_copy = m, copy
+                rep.redolog_snapshots += 1
+                say(f"redolog snapshot {m.id}: shipped")
+                next_redo = now + redolog_every_s
+            time.sleep(0.05)
+        killed_ms = timefmt.now_ms()
+        control.kill(p)
+        t_kill = time.monotonic()
+        stop.set()
+        t_load.join(60)
+        rep.killed_at = timefmt.iso_utc(killed_ms)
+        if "load" in result:
+            rep.load_actions = result["load"].actions
+        say("primary: killed")
+        if shipped_set is None or shipped_redo is None:
+            raise StandbyError("no snapshot set was shipped before the primary died",
+                               hint="lengthen the kill window")
+        assert shipped_set_copy is not None and shipped_redo_copy is not None
+        last = shipped_redo.snapshot("redolog")
+        assert last is not None
+        rep.last_shipped = timefmt.iso_utc(last.taken_at_ms)
+        rep.rpo_s = round((killed_ms - last.taken_at_ms) / 1000, 3)
+
+        say(f"standby: restoring set {shipped_set.id} and redolog snapshot {shipped_redo.id}")
+        t = time.monotonic()
+        _restore(sb, shipped_set_copy, shipped_redo_copy)
+        rep.restore_s = round(time.monotonic() - t, 3)
+        start = shipped_set.replay
+        sel = Selection(from_time=start.from_time_ms, from_seq=start.seq)
+        say(f"standby: replaying from {timefmt.echo(start.from_time_ms)} (seq {start.seq})")
+        res = engine.run(sb, engine.ReplayOptions(selection=sel))
+        rep.replay_s = round(res.seconds, 3)
+        rep.replay_ops = res.ops_applied
+        rep.replay_ops_per_s = round(res.ops_applied / res.seconds) if res.seconds else 0
+        rep.rto_s = round(time.monotonic() - t_kill, 3)
+        if res.errors:
+            rep.notes.append(f"replay errors: {res.errors[:3]}")
+
+        say("proof: replaying the shipped log from empty into a reference store")
+        ref_cfg = control.init(base / "reference", server_id=p.server_id, mailbox_groups=groups,
+                               manifest_key=p.snapshot.manifest_key)
+        reference = settings_mod.load(ref_cfg)
+        assert reference is not None
+        engine.run(reference, engine.ReplayOptions(
+            selection=Selection(), log_dir=shipped_redo_copy / "redolog"))
+        rep.reference_digest = digest_settings(reference).total
+        rep.standby_digest = digest_settings(sb).total
+        rep.equal = rep.reference_digest == rep.standby_digest
+        rep.ops_never_shipped = max(0, _committed_ops(p.volumes.redolog.path) -
+                                    _committed_ops(shipped_redo_copy / "redolog"))
+        return rep
+    finally:
+        for s in (p, sb, reference):
+            if s is not None:
+                try:
+                    control.stop(s, timeout=30)
+                except StandbyError as e:
+                    say(f"clean-up: {e}")
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
+
