@@ -399,7 +399,8 @@ def to_toml(s: Settings, *, include_secrets: bool = False) -> str:
     lines: list[str] = []
 
     def emit_table(prefix: str, obj: Any) -> None:
-        scalars, tables = [], []
+        scalars: list[tuple[str, Any]] = []
+        tables: list[tuple[str, Any]] = []
         for f in dataclasses.fields(obj):
             if f.name in _NOT_KEYS:
                 continue

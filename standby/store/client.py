@@ -56,14 +56,14 @@ class StoreClient:
         err = reply.get("error") or {}
         cls = getattr(errors, err.get("type", ""), None)
         msg = err.get("message", "unknown error")
-        if isinstance(cls, type) and issubclass(cls, StandbyError):
-            try:
-                raise cls(msg)
-            except TypeError:
-                pass
-        e = StandbyError(msg)
-        e.exit_code = int(err.get("exit_code", 1))
-        raise e
+        exc: StandbyError
+        try:
+            exc = cls(msg) if isinstance(cls, type) and issubclass(cls, StandbyError) \
+                else StandbyError(msg)
+        except TypeError:  # an error class with a different constructor (CommandFailed)
+            exc = StandbyError(msg)
+        exc.exit_code = int(err.get("exit_code", exc.exit_code))
+        raise exc
 
     # Conveniences for binary payloads.
     def deliver(self, raw: bytes, recipients: list[str], **kw: Any) -> Any:

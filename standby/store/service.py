@@ -148,7 +148,15 @@ def _redo_position(store: Store) -> dict[str, Any]:
 
 def dispatch(store: Store, method: str, p: dict[str, Any]) -> Any:
     """Map one request to the Mailbox API. Unknown methods and bad params are UsageErrors."""
-    m = p.get("mailbox_id")
+    needs_mailbox = {"create_folder", "rename_folder", "empty_folder", "create_tag", "rename_tag",
+                     "set_tags", "alter_tag", "move", "delete", "create_contact",
+                     "modify_contact", "index_item", "items", "read_message", "search", "tags"}
+    if method in needs_mailbox and p.get("mailbox_id") is None:
+        raise UsageError(f"{method} needs mailbox_id")
+    try:
+        m = int(p.get("mailbox_id") or 0)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"{method}: mailbox_id must be an integer") from e
     table: dict[str, Callable[[], Any]] = {
         "ping": lambda: {"pid": os.getpid(), "position": store.writer.position.__dict__},
         "redo_position": lambda: _redo_position(store),
@@ -194,11 +202,6 @@ def dispatch(store: Store, method: str, p: dict[str, Any]) -> Any:
     fn = table.get(method)
     if fn is None:
         raise UsageError(f"unknown method {method!r}")
-    if m is None and method in {"create_folder", "rename_folder", "empty_folder", "create_tag",
-                                "rename_tag", "set_tags", "alter_tag", "move", "delete",
-                                "create_contact", "modify_contact", "index_item", "items",
-                                "read_message", "search", "tags"}:
-        raise UsageError(f"{method} needs mailbox_id")
     try:
         return fn()
     except KeyError as e:
