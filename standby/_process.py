@@ -201,7 +201,7 @@ def alive(pid: int) -> bool:
         with open(f"/proc/{pid}/stat", "rb") as f:
             state = f.read().rsplit(b")", 1)[1].split()[0]
         return state != b"Z"
-    except (FileNotFoundError, IndexError):
+    except (OSError, IndexError):  # it exited between the two looks
         return False
 
 
