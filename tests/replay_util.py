@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, Phase, settings
 
@@ -98,20 +99,23 @@ class Run:
         assert "Traceback" not in self.out + self.err, self.describe()
 
 
-def _env() -> dict[str, str]:
+def _env(tz: str = "UTC") -> dict[str, str]:
     env = dict(os.environ)
-    env["TZ"] = "UTC"
+    env["TZ"] = tz
     return env
 
 
-def run_cli(argv: list[str], *, timeout: float = 300) -> Run:
-    cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=_env(),
-                        stdin=subprocess.DEVNULL)
+def run_cli(argv: list[str], *, timeout: float = 300, tz: str = "UTC") -> Run:
+    cp = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout,
+                        env=_env(tz), stdin=subprocess.DEVNULL)
     return Run(argv, cp.returncode, cp.stdout, cp.stderr)
 
 
-def zmplayredo(cfg: Path, *args: str | os.PathLike[str], timeout: float = 300) -> Run:
-    return run_cli([str(ZMPLAYREDO), "--config", str(cfg), *map(str, args)], timeout=timeout)
+def zmplayredo(cfg: Path, *args: str | os.PathLike[str], timeout: float = 300,
+               tz: str = "UTC") -> Run:
+    """zmplayredo as a user runs it; `tz` is the local zone its times are read in."""
+    return run_cli([str(ZMPLAYREDO), "--config", str(cfg), *map(str, args)], timeout=timeout,
+                   tz=tz)
 
 
 def standby_cli(cfg: Path, *args: str, timeout: float = 300) -> Run:
@@ -177,7 +181,7 @@ class Lab:
         self.handles.append(h)
         return h
 
-    def __enter__(self) -> Lab:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -248,10 +252,10 @@ ALL_FORMATS = tuple(_STRFTIME)
 MS_FORMATS = tuple(f for f in ALL_FORMATS if "SSS" in f)
 
 
-def zimbra_time(ms: int, fmt: str) -> str:
-    """`ms` in local time (the tests run with TZ=UTC) in Zimbra format `fmt`; formats without
-    milliseconds round down to the second."""
-    dt = datetime.fromtimestamp(ms // 1000)
+def zimbra_time(ms: int, fmt: str, tz: str = "UTC") -> str:
+    """`ms` as local time in zone `tz` (the commands run with TZ=UTC unless told otherwise) in
+    Zimbra format `fmt`; formats without milliseconds round down to the second."""
+    dt = datetime.fromtimestamp(ms // 1000, ZoneInfo(tz))
     return dt.strftime(_STRFTIME[fmt]).replace("{ms}", f"{ms % 1000:03d}")
 
 
@@ -278,6 +282,11 @@ def log_files(redolog_dir: Path) -> list[LogPath]:
     if cur.exists() and cur.stat().st_size >= fileheader.HEADER_SIZE:
         out.append(LogPath(fileheader.decode(cur.read_bytes()[:512]).sequence, cur))
     return out
+
+
+def first_op_tstamp(path: Path) -> int:
+    with open(path, "rb") as f:
+        return fileheader.decode(f.read(fileheader.HEADER_SIZE)).first_op_tstamp
 
 
 @dataclass
@@ -389,17 +398,25 @@ class LogBuilder:
         self.now += ms
         return self.now
 
-    def begin(self, mailbox: int, op: Op, *, change: int | None = None) -> Record:
+    def _at(self, at: int | None) -> int:
+        if at is None:
+            return self.tick()
+        assert at >= self.now, "the clock of a log only moves forward"
+        self.now = at
+        return at
+
+    def begin(self, mailbox: int, op: Op, *, change: int | None = None,
+              at: int | None = None) -> Record:
         """Log a change record (its change number: the mailbox's next, unless given)."""
         if change is None and mailbox != MAILBOX_ALL:
             change = self.change.get(mailbox, 0) + 1
         t, c = self.txn.next()
-        rec = Record(op, self.tick(), t, c, mailbox, change if change is not None else -1)
+        rec = Record(op, self._at(at), t, c, mailbox, change if change is not None else -1)
         self.w.log(rec, sync=False)
         return rec
 
-    def commit(self, rec: Record) -> Record:
-        done = Record(CommitTxn(rec.op.OPCODE), self.tick(), rec.txn_time, rec.txn_counter,
+    def commit(self, rec: Record, *, at: int | None = None) -> Record:
+        done = Record(CommitTxn(rec.op.OPCODE), self._at(at), rec.txn_time, rec.txn_counter,
                       rec.mailbox_id)
         self.w.log(done, sync=False)
         self.txns.append(Txn(rec, done, -1))

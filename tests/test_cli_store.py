@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -181,10 +182,18 @@ def test_mailbox_groups_changed_after_creation_exits_3(make_store) -> None:  # t
     assert "store.mailbox_groups is 8 but the database was created with 4" in error_line(r)
 
 
-def test_bench_store_smoke(tmp_path: Path, mariadb_available: None) -> None:
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A work folder with a short path (a Unix socket path is at most 107 bytes)."""
+    d = Path(tempfile.mkdtemp(prefix="sbt-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_bench_store_smoke(short_dir: Path, mariadb_available: None) -> None:
     """`standby bench store --json`: figures on the last line, its temporary folder removed."""
     r = run("bench", "store", "--actions", "60", "--accounts", "4", "--workers", "2",
-            "--reader-records", "2000", "--repeats", "1", "--workdir", tmp_path, "--json")
+            "--reader-records", "2000", "--repeats", "1", "--workdir", short_dir, "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.splitlines()[-1])
     assert out["primary_actions"] == 60 and out["primary_errors"] == 0
@@ -192,4 +201,12 @@ def test_bench_store_smoke(tmp_path: Path, mariadb_available: None) -> None:
     assert out["primary_latency_ms_p50"] <= out["primary_latency_ms_p99"]
     assert out["reader_records"] >= 2000 and out["reader_records_per_s"] > 0
     assert out["reader_mb_per_s"] > 0
-    assert list(tmp_path.iterdir()) == [], "the bench leaves nothing behind"
+    assert list(short_dir.iterdir()) == [], "the bench leaves nothing behind"
+
+
+def test_socket_path_too_long_exits_3(tmp_path: Path, mariadb_available: None) -> None:
+    deep = tmp_path / ("d" * 90)
+    cfg = write_config(deep)
+    r = run("--config", cfg, "store", "start")
+    assert r.returncode == 3, r.stderr
+    assert "a Unix socket allows" in error_line(r) and "mariadb.sock" in error_line(r)

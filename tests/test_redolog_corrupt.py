@@ -6,6 +6,7 @@ files with errors), in the naive replay, and when a store starts on such a redo 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -171,6 +173,14 @@ def test_zero_length_and_newer_header(pristine: Path, tmp_path: Path) -> None:
 PROBLEM_KINDS = {"bad-record", "unknown-opcode", "newer-version", "torn-tail"}
 
 
+@functools.cache
+def _pristine_bytes() -> bytes:
+    with tempfile.TemporaryDirectory() as d:
+        build_logs(Path(d))
+        (p,) = (Path(d) / files.ARCHIVE_DIR).glob("*-seq0.log")
+        return p.read_bytes()
+
+
 @st.composite
 def _mutation(draw: st.DrawFn, size: int) -> list[tuple]:
     muts = []
@@ -192,15 +202,7 @@ def _mutation(draw: st.DrawFn, size: int) -> list[tuple]:
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_fuzzed_damage_never_raises(data: st.DataObject) -> None:
-    global _PRISTINE_BYTES
-    if "_PRISTINE_BYTES" not in globals():
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as d:
-            build_logs(Path(d))
-            (p,) = (Path(d) / files.ARCHIVE_DIR).glob("*-seq0.log")
-            _PRISTINE_BYTES = p.read_bytes()
-    good = _PRISTINE_BYTES
+    good = _pristine_bytes()
     buf = bytearray(good)
     first_damage = len(buf)
     for m in data.draw(_mutation(len(good))):
@@ -230,8 +232,6 @@ def test_fuzzed_damage_never_raises(data: st.DataObject) -> None:
         again = scan_bytes(damaged[:HEADER_SIZE] + damaged[r.offset:r.offset + r.length])
         assert list(again) == [r]
     # zmredodump's text and JSON renderings of the same bytes never raise either.
-    import tempfile
-
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "x.log"
         p.write_bytes(damaged)

@@ -342,3 +342,37 @@ def test_writer_model_sees_checkpoints_and_relogs() -> None:
         assert (ck.op, ck.tstamp, ck.txn, ck.mailbox_id) == (o.Checkpoint(((7, 1),)), 0, (0, 0), 0)
         with scan(Path(tmp) / files.CURRENT) as sc:
             assert list(sc) == want[1]
+
+
+def test_adopted_records_are_relogged_by_a_rollover() -> None:
+    """Crash recovery adopts the change records it will redo; a rollover before their Commit
+    (the reopened file is already over its size) re-logs them into the new redo.log."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        cfg = WriterConfig(fsync_interval_ms=0, rollover_min_age_ms=0, rollover_size=600,
+                           rollover_hard_max=10**6)
+        a = RedoLogWriter(d, server_id="s", clock=_Clock(0), fsync=lambda fd: None,
+                          config=WriterConfig(fsync_interval_ms=0, rollover_min_age_ms=0))
+        a.open()
+        pending = [Record(o.CreateTag(300 + i, "x" * 200), 10 + i, 7, i + 1, 5, i + 2)
+                   for i in range(3)]
+        for r in pending:
+            a.log(r, sync=True)
+        a.abandon()  # as a crash: three change records, no Commit
+
+        b = RedoLogWriter(d, server_id="s", clock=_Clock(100), fsync=lambda fd: None,
+                          config=cfg)
+        b.open()
+        with scan(d / files.CURRENT) as sc:
+            on_disk = list(sc)
+        raw = (d / files.CURRENT).read_bytes()
+        b.adopt_active([(r.txn, raw[r.offset:r.offset + r.length]) for r in on_disk])
+        b.log_commit(pending[0], tstamp=50)  # over 600 bytes: rolls over after this record
+        b.close()
+        (arch,) = files.list_archive(d / files.ARCHIVE_DIR)
+        with scan(arch.path) as sc:
+            old = list(sc)
+        assert [r.op.NAME for r in old] == ["CreateTag"] * 3 + ["CommitTxn", "Checkpoint"]
+        assert old[-1].op == o.Checkpoint(((7, 2), (7, 3)))
+        with scan(d / files.CURRENT) as sc:
+            assert list(sc) == pending[1:]

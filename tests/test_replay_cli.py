@@ -75,9 +75,13 @@ def _bad_inputs(log: Path, work: Path) -> list[tuple[str, list[str], int, str]]:
     files = [lf.path for lf in log_files(log)]
     newer_last = work / "newer-last"
     newer_mid = work / "newer-mid"
+    not_a_log = work / "bad-magic"
     if not newer_last.exists():
         _newer_copy(log, newer_last, which=-1)
         _newer_copy(log, newer_mid, which=1)
+        shutil.copytree(log, not_a_log)
+        with open(log_files(not_a_log)[1].path, "r+b") as f:
+            f.write(b"NOT_A_LOG")
     mid_file = log_files(newer_mid)[1].path
     return [
         ("unparseable fromTime", ["--log-dir", str(log), "--fromTime", "yesterday"], 2,
@@ -95,6 +99,13 @@ def _bad_inputs(log: Path, work: Path) -> list[tuple[str, list[str], int, str]]:
         ("missing file after existing ones (Zimbra's space-separated form)",
          ["--logfiles", *map(str, files[:2]), str(log / "archive" / "nope.log")], 9,
          "does not exist"),
+        ("zero threads", ["--log-dir", str(log), "--threads", "0"], 2, "at least 1"),
+        ("zero queue capacity", ["--log-dir", str(log), "--queueCapacity", "0"], 2,
+         "at least 1"),
+        ("mailbox id 0", ["--log-dir", str(log), "--mailboxId", "0"], 2, "positive"),
+        ("missing log directory", ["--log-dir", str(work / "no-such-dir")], 9,
+         "does not exist"),
+        ("not a redo log", ["--log-dir", str(not_a_log)], 6, "not a Zimbra redo log"),
         ("newer version, last file", ["--log-dir", str(newer_last)], 6, "newer"),
         ("newer version, middle file", ["--log-dir", str(newer_mid)], 6, "newer"),
         ("newer version via --logfiles", ["--logfiles", str(mid_file)], 6, "newer"),
@@ -156,6 +167,19 @@ def test_running_store_is_refused(make_store, primary_log: Path) -> None:
     assert digest(t).total == before.total
 
 
+def test_logfiles_in_zimbras_form_equal_to_seq(make_store, primary_log: Path) -> None:
+    """`--logfiles a b c` (space-separated, as Zimbra takes it) replays exactly those files:
+    the same state as `--toSeq` of the last of them."""
+    with Lab(make_store) as lab:
+        logs = log_files(primary_log)
+        upto = logs[len(logs) // 2]
+        chosen = [str(lf.path) for lf in logs if lf.seq <= upto.seq]
+        a, b = lab.store("logfiles"), lab.store("toseq")
+        zmplayredo(a.cfg, "--logfiles", *chosen).assert_ok()
+        zmplayredo(b.cfg, "--log-dir", primary_log, "--toSeq", str(upto.seq)).assert_ok()
+        assert digest(a).total == digest(b).total
+
+
 def _expected_counts(log: Path, keep: Any = lambda t: True) -> Counter[str]:
     return Counter(t.op.NAME for t in applied_ops(committed_txns(log_files(log)).txns)
                    if keep(t))
@@ -180,6 +204,11 @@ def test_dry_run_changes_nothing_and_counts_the_ops(make_store, primary_log: Pat
             text = zmplayredo(t.cfg, "--dry-run", "--log-dir", primary_log, *extra)
             assert f"would replay {sum(want.values())} ops" in text.assert_ok().out
             _untouched_empty(t)
+            if extra:  # the same instant written in another local zone selects the same ops
+                zoned = ["--toTime", zimbra_time(cut, "yyyy/MM/dd HH:mm:ss.SSS", "Asia/Kolkata")]
+                other = zmplayredo(t.cfg, "--dry-run", "--json", "--log-dir", primary_log,
+                                   *zoned, tz="Asia/Kolkata").assert_ok().summary
+                assert other["by_op"] == plan["by_op"]
             done = zmplayredo(t.cfg, "--json", "--log-dir", primary_log, *extra).assert_ok()
             assert done.summary["by_op"] == plan["by_op"]
             assert done.summary["ops_applied"] == plan["ops"]

@@ -216,6 +216,17 @@ class RedoLogWriter:
                 oldest = ts if oldest is None else min(oldest, ts)
             return Position(self._header.sequence, self._size), list(self._active), oldest
 
+    def adopt_active(self, records: list[tuple[tuple[int, int], bytes]]) -> None:
+        """Treat change records already in redo.log as active transactions, as (txn, bytes).
+
+        Crash recovery redoes them and logs their Commit; if a rollover comes first (the file
+        is over its size), they are re-logged into the new file like any active transaction,
+        so a crash during recovery still finds them in redo.log, the only file it scans.
+        """
+        with self._lock:
+            for txn, raw in records:
+                self._active[txn] = raw
+
     # -- logging ----------------------------------------------------------------------------
     def log(self, rec: Record, *, sync: bool) -> None:
         """Append one record; if `sync`, return only once it is on disk (group commit)."""

@@ -59,17 +59,30 @@ class _Pool:
         self.busy = [False] * n
 
     def send(self, i: int, msg: tuple[Any, ...]) -> None:
-        self.conns[i].send(msg)
+        try:
+            self.conns[i].send(msg)
+        except OSError as e:  # BrokenPipeError: the worker is gone
+            raise self._died(i) from e
         self.busy[i] = True
 
     def wait(self, i: int) -> Any:
         if not self.busy[i]:
             return None
-        kind, payload = self.conns[i].recv()
+        try:
+            kind, payload = self.conns[i].recv()
+        except (EOFError, OSError) as e:  # killed (OOM killer, operator): no reply will come
+            raise self._died(i) from e
         self.busy[i] = False
         if kind != "ok":
             raise ServiceError(f"replay worker {i} failed: {payload}")
         return payload
+
+    def _died(self, i: int) -> ServiceError:
+        p = self.procs[i]
+        p.join(timeout=5)
+        return ServiceError(f"replay worker {i} (pid {p.pid}) died with exit code {p.exitcode}",
+                            hint="the volumes stay marked as being replayed; run the replay "
+                            "again (it is idempotent)")
 
     def close(self) -> None:
         for c in self.conns:

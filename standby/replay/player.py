@@ -14,7 +14,9 @@ StoreIncomingBlob whose recipient list holds it.
 
 Beyond Zimbra: every committed StoreIncomingBlob is handed to `on_incoming`, whatever the
 filters, so a LINK delivery inside the range can find its blob when the blob was stored just
-before `fromTime`.
+before `fromTime`; for the same reason the last file skipped for ending before `fromTime` is
+still read when a later file is (a rollover can fall inside a shared delivery), though none of
+its ops is selected.
 """
 
 from __future__ import annotations
@@ -73,15 +75,16 @@ def select_files(redolog_dir: Path | None, sel: Selection,
             raise NotFound(f"redo log directory {redolog_dir} does not exist")
         lo = sel.from_seq if sel.from_seq is not None else -(2 ** 63)
         hi = sel.to_seq if sel.to_seq is not None else 2 ** 63
-        for lf in files.list_archive(redolog_dir / files.ARCHIVE_DIR):
-            if lo <= lf.seq <= hi:
-                chosen.append(LogFile(lf.path, lf.seq, _read_header(lf.path)))
+        for af in files.list_archive(redolog_dir / files.ARCHIVE_DIR):
+            if lo <= af.seq <= hi:
+                chosen.append(LogFile(af.path, af.seq, _read_header(af.path)))
         current = redolog_dir / files.CURRENT
         if current.exists() and os.path.getsize(current) >= fileheader.HEADER_SIZE:
             h = _read_header(current)
             if h is not None and lo <= h.sequence <= hi:
                 chosen.append(LogFile(current, h.sequence, h))
     out = []
+    before: LogFile | None = None  # the latest file skipped for ending before fromTime
     for lf in chosen:
         h = lf.header
         if h is not None and sel.to_time is not None and h.first_op_tstamp > sel.to_time:
@@ -90,7 +93,17 @@ def select_files(redolog_dir: Path | None, sel: Selection,
         if (h is not None and sel.from_time is not None and not h.open
                 and 0 < h.last_op_tstamp < sel.from_time):
             notes.append(f"{lf.path.name}: has no operation in the requested time range")
+            before = lf
             continue
+        if before is not None:
+            # A shared delivery's StoreIncomingBlob may sit in the file before a rollover and
+            # its LINK CreateMessages after fromTime: read that one file too, for its blobs.
+            # Every op in it precedes fromTime, so the player selects none of them.
+            notes[notes.index(f"{before.path.name}: has no operation in the requested time "
+                              "range")] = (f"{before.path.name}: ops before fromTime; read only"
+                                           " for shared-delivery blobs")
+            out.append(before)
+            before = None
         out.append(lf)
     return out, notes
 

@@ -394,7 +394,10 @@ def serve(cfg: WorkerConfig, conn: Connection) -> None:
         conn.send(("error", f"worker failed to start: {e}"))
         return
     while True:
-        msg = conn.recv()
+        try:
+            msg = conn.recv()
+        except EOFError:  # the main process is gone: nothing more will come
+            return
         try:
             if msg[0] == "chunk":
                 conn.send(("ok", w.process(msg[1], msg[2])))

@@ -22,8 +22,10 @@ import pymysql.cursors
 
 from standby import _process
 from standby import log as slog
-from standby.errors import ServiceError, StateConflict
+from standby.errors import ConfigError, ServiceError, StateConflict
 from standby.settings import MariaDBSettings
+
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,11 @@ class MariaDB:
         if self.running():
             raise StateConflict(f"a MariaDB server is already running for {self.datadir} "
                                 f"(pid {self.pid()})", hint="stop it first with `standby store stop`")
+        if len(os.fsencode(self.socket)) > SOCKET_PATH_MAX:
+            raise ConfigError(f"the MariaDB socket path {self.socket} is "
+                              f"{len(os.fsencode(self.socket))} bytes, longer than the "
+                              f"{SOCKET_PATH_MAX} a Unix socket allows",
+                              hint="set mariadb.socket, or use a shorter state_dir")
         self._check_datadir_free()
         if not self.installed():
             self.install()
@@ -193,7 +200,9 @@ class MariaDB:
             lines = self.error_log.read_text(errors="replace").strip().splitlines()
         except FileNotFoundError:
             return "no error log"
-        errs = [ln for ln in lines if "ERROR" in ln] or lines
+        # The last error that says why, not the "Aborting" that always follows it.
+        errs = ([ln for ln in lines if "ERROR" in ln and "Aborting" not in ln]
+                or [ln for ln in lines if "ERROR" in ln] or lines)
         return errs[-1] if errs else "empty error log"
 
     # -- connections ------------------------------------------------------------------------

@@ -152,6 +152,10 @@ def recover(redolog_dir: Path, *, writer: RedoLogWriter, effects: Effects, conn:
         report.truncated_bytes = p.size - p.good_end
         log.warning("redolog_tail_truncated", bytes=report.truncated_bytes, at=p.good_end)
     writer.open(truncate_to=p.good_end, last_op_tstamp=p.last_tstamp)
+    # The ops to redo are active until their Commit: a rollover on the way re-logs them.
+    with open(redolog_dir / files.CURRENT, "rb") as f:
+        writer.adopt_active([(rec.txn, os.pread(f.fileno(), rec.length, rec.offset))
+                             for rec in p.ops])
 
     source = IncomingBlobs(effects.blobs)
     for sib in p.incoming:
@@ -178,8 +182,10 @@ def recover(redolog_dir: Path, *, writer: RedoLogWriter, effects: Effects, conn:
                 report.aborted += 1
                 continue
             if out.error:
-                log.error("recovery_op_incomplete", op=rec.op.NAME, mailbox=rec.mailbox_id,
-                          change=rec.change_id, error=out.error)
+                # Harmless when a later op being redone deletes the item (its blob went with
+                # it before the crash); the digest of a replay tells.
+                log.warning("recovery_op_incomplete", op=rec.op.NAME, mailbox=rec.mailbox_id,
+                            change=rec.change_id, error=out.error)
                 report.incomplete += 1
             touched.add(rec.mailbox_id)
             report.redone += 1
