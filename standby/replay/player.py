@@ -84,7 +84,7 @@ def select_files(redolog_dir: Path | None, sel: Selection,
             if h is not None and lo <= h.sequence <= hi:
                 chosen.append(LogFile(current, h.sequence, h))
     out = []
-    before: LogFile | None = None  # the latest file skipped for ending before fromTime
+    before: tuple[LogFile, int] | None = None  # last file skipped for ending before fromTime
     for lf in chosen:
         h = lf.header
         if h is not None and sel.to_time is not None and h.first_op_tstamp > sel.to_time:
@@ -92,17 +92,16 @@ def select_files(redolog_dir: Path | None, sel: Selection,
             continue
         if (h is not None and sel.from_time is not None and not h.open
                 and 0 < h.last_op_tstamp < sel.from_time):
+            before = (lf, len(notes))
             notes.append(f"{lf.path.name}: has no operation in the requested time range")
-            before = lf
             continue
         if before is not None:
             # A shared delivery's StoreIncomingBlob may sit in the file before a rollover and
             # its LINK CreateMessages after fromTime: read that one file too, for its blobs.
             # Every op in it precedes fromTime, so the player selects none of them.
-            notes[notes.index(f"{before.path.name}: has no operation in the requested time "
-                              "range")] = (f"{before.path.name}: ops before fromTime; read only"
-                                           " for shared-delivery blobs")
-            out.append(before)
+            prev, note = before
+            notes[note] = f"{prev.path.name}: ops before fromTime, read for shared-delivery blobs"
+            out.append(prev)
             before = None
         out.append(lf)
     return out, notes
