@@ -29,9 +29,12 @@ def drill_command(
     json_out: Annotated[bool, typer.Option("--json", help="JSON report on the last line.")]
     = False,
 ) -> None:
-    """Build a primary, load it, snapshot and ship on a compressed cadence, kill it, fail over
-    to the standby, replay, and prove the standby equals the primary as of the last shipped
-    redo position. Exit 8 if it does not."""
+    """Rehearse a failover: load a primary, snapshot and ship, kill it, restore, replay, prove.
+
+    A primary store is loaded while sets and redolog snapshots are taken and copied to a standby
+    site on a compressed cadence; the primary is killed at a random moment; the standby is
+    restored from the newest shipped set, replayed, and compared with the primary as of the last
+    shipped redo position. Exit 8 if they differ."""
     from standby import drill
 
     if not 0 < kill_min <= kill_max:

@@ -51,7 +51,7 @@ class _Pool:
         self.procs = []
         for _ in range(n):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=serve, args=(cfg, child), daemon=True)
+            p = ctx.Process(target=serve, args=(cfg, child, os.getpid()), daemon=True)
             p.start()
             child.close()
             self.conns.append(parent)

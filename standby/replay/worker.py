@@ -386,8 +386,25 @@ class Worker:
         return removed
 
 
-def serve(cfg: WorkerConfig, conn: Connection) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this worker when the main process dies (Linux), so a killed
+    replay leaves no worker writing behind it."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
+
+
+def serve(cfg: WorkerConfig, conn: Connection, parent: int = 0) -> None:
     """Worker process main loop: ("chunk", files, boxes) -> ChunkStats; ("finish",) -> int."""
+    if parent:
+        _die_with_parent(parent)
     try:
         w = Worker(cfg)
     except BaseException as e:  # report start-up failures to the parent instead of dying mute
