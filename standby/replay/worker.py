@@ -119,16 +119,23 @@ class ChunkStats:
     seconds: Counter[str] = field(default_factory=Counter)
 
 
+# Ops that change an index (every other op only raises its change number).
+_INDEXED = frozenset({*fx._INDEX_HANDLERS, CreateMessage, CreateContact, ModifyContact,
+                      IndexItem, DeleteMailbox})
+
+
 class _Deferred:
     """A MailboxIndex whose document inserts wait until the end of the chunk."""
 
-    def __init__(self, idx: MailboxIndex) -> None:
+    def __init__(self, idx: MailboxIndex, *, fresh: bool = False) -> None:
         self.idx = idx
         self.db = idx.db
+        self.fresh = fresh  # created in this chunk: no document existed before it
         self.pending: dict[int, tuple[Doc | None, Any]] = {}
 
     def put(self, doc: Doc, lazy: Any = None) -> None:
-        self.db.execute("DELETE FROM docs WHERE rowid = ?", (doc.item_id,))
+        if not self.fresh:
+            self.db.execute("DELETE FROM docs WHERE rowid = ?", (doc.item_id,))
         self.db.execute("INSERT OR REPLACE INTO items (id, type, folder_id, mod_content)"
                         " VALUES (?, ?, ?, ?)",
                         (doc.item_id, doc.type, doc.folder_id, doc.mod_content))
@@ -288,27 +295,31 @@ class Worker:
                 continue
             else:
                 data = self.blobs.read(src, size)
-            if os.path.exists(path):
+            if not self._write_new(path, data):
                 if self.blobstore.matches(path, digest or blob_digest(data)):
                     stats.blob["present"] += 1
                     continue
                 self.blobstore.write(path, data)
-            else:
-                self._write_new(path, data)
             stats.blob["written"] += 1
 
-    def _write_new(self, path: Path, data: bytes) -> None:
-        # New files are written in place: an interrupted replay leaves the replay marker set,
-        # and the next run rewrites any blob whose content does not match its digest.
+    def _write_new(self, path: Path, data: bytes) -> bool:
+        """Create the blob if there is none; False if a file is already there.
+
+        New files are written in place: an interrupted replay leaves the replay marker set,
+        and the next run rewrites any blob whose content does not match its digest."""
         self.blobstore._mkdir(path.parent)
         stored = self.blobstore.encode(data)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
         try:
             view = memoryview(stored)
             while view:
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
+        return True
 
     # -- index ------------------------------------------------------------------------------
     def _index(self, m: int, ops: list[tuple[Op, int, int, Any]], stats: ChunkStats) -> None:
@@ -321,7 +332,7 @@ class Worker:
         dummy = ChunkStats()
         with self.index.use(m, create=True) as idx:
             assert idx is not None
-            d = _Deferred(idx)
+            d = _Deferred(idx, fresh=not exists)
             idx.begin()
             try:
                 started = exists
@@ -335,8 +346,8 @@ class Worker:
                     if change <= hwm:
                         stats.index["skipped"] += 1
                         continue
-                    rec = Record(op, ts, 0, 0, m, change)
-                    self._index_op(d, rec, op, ref)
+                    if type(op) in _INDEXED:
+                        self._index_op(d, Record(op, ts, 0, 0, m, change), op, ref)
                     hwm = change
                     stats.index["applied"] += 1
                 d.flush(lambda key: self._fields(key[0], key[1], dummy))
