@@ -68,7 +68,7 @@ def replay_command(
     = False,
     batch_ops: Annotated[int, typer.Option(
         "--batch-ops", help="Ops folded and applied together per batch (fast engine).")]
-    = 50_000,
+    = 100_000,
     log_dir: Annotated[Optional[Path], typer.Option(
         "--log-dir", help="Redo log directory (default: the configured redolog volume).")]
     = None,

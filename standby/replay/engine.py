@@ -41,7 +41,7 @@ class ReplayOptions:
     log_dir: Path | None = None  # default: the target's redolog volume
     naive: bool = False
     threads: int = 50
-    batch_ops: int = 50_000
+    batch_ops: int = 100_000
     stop_on_error: bool = False
     limit: int | None = None
 

@@ -94,7 +94,7 @@ class _Pool:
 
 
 def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: int = 0,
-           chunk_ops: int = 50_000, limit: int | None = None,
+           chunk_ops: int = 100_000, limit: int | None = None,
            stop_on_error: bool = False,
            progress: Callable[[int], None] | None = None) -> ReplayResult:
     log = slog.get("standby.replay.fast")

@@ -54,13 +54,15 @@ def index_dir(root: Path, mailbox_id: int) -> Path:
 class MailboxIndex:
     """One mailbox's index. Not thread-safe: callers hold the mailbox's lock."""
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
+    def __init__(self, path: Path, *, create: bool = True, cache_kb: int | None = None) -> None:
         self.path = path
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        if cache_kb is not None:  # many open indexes: keep each one's page cache small
+            self.db.execute(f"PRAGMA cache_size=-{int(cache_kb)}")
         for ddl in _SCHEMA:
             self.db.execute(ddl)
 
@@ -166,8 +168,9 @@ class MailboxIndex:
 class IndexStore:
     """All mailbox indexes on one volume, with a bounded cache of open databases."""
 
-    def __init__(self, root: Path, *, cache_size: int = 256) -> None:
+    def __init__(self, root: Path, *, cache_size: int = 256, cache_kb: int | None = None) -> None:
         self.root = root
+        self.cache_kb = cache_kb
         self._open: OrderedDict[int, MailboxIndex] = OrderedDict()
         self._lock = threading.Lock()
         self._users: dict[int, int] = {}
@@ -191,7 +194,7 @@ class IndexStore:
             if not create and not p.exists():
                 yield None
                 return
-            fresh = MailboxIndex(p)
+            fresh = MailboxIndex(p, cache_kb=self.cache_kb)
             with self._lock:
                 idx = self._open.get(mailbox_id)
                 if idx is None:
