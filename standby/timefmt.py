@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from standby.errors import UsageError
 
@@ -96,7 +96,7 @@ def echo(epoch_ms: int) -> str:
 
 def gmt_stamp(epoch_ms: int) -> str:
     """`yyyyMMdd.HHmmss.SSS` in GMT (labels, redo archive names)."""
-    dt = datetime.fromtimestamp(epoch_ms // 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(epoch_ms // 1000, tz=UTC)
     return dt.strftime("%Y%m%d.%H%M%S") + f".{epoch_ms % 1000:03d}"
 
 
@@ -110,7 +110,7 @@ def parse_gmt_stamp(stamp: str) -> int:
         raise UsageError(f"{stamp!r} is not a yyyyMMdd.HHmmss.SSS stamp")
     y, mo, d, h, mi, s, ms = (int(x) for x in m.groups())
     try:
-        dt = datetime(y, mo, d, h, mi, s, tzinfo=timezone.utc)
+        dt = datetime(y, mo, d, h, mi, s, tzinfo=UTC)
     except ValueError as e:
         raise UsageError(f"{stamp!r} is not a valid date-time ({e})") from e
     return int(dt.timestamp()) * 1000 + ms
@@ -126,7 +126,7 @@ def verify_stamp(epoch_ms: int) -> str:
 
 def iso_utc(epoch_ms: int) -> str:
     """ISO 8601 in UTC with milliseconds, for JSON output."""
-    dt = datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 

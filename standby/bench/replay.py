@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from standby import settings as settings_mod
-from standby.errors import StandbyError
 from standby.bench import synth
+from standby.errors import StandbyError
 from standby.replay import engine
 from standby.replay.player import Selection
-from standby.settings import MariaDBSettings, Settings, StoreSettings, VolumeSettings, Volumes
+from standby.settings import MariaDBSettings, Settings, StoreSettings, Volumes, VolumeSettings
 from standby.store import control
 from standby.store.digest import digest_settings
 from standby.store.service import ensure_schema, mariadb_for
@@ -149,7 +149,7 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
             say(f"writing a synthetic log of {ops} ops")
             log_dir = base / "log"
             t0 = time.perf_counter()
-            r = synth.write_log(log_dir, ops=ops, accounts=accounts, seed=seed)
+            synth.write_log(log_dir, ops=ops, accounts=accounts, seed=seed)
             out["source"] = "synthetic"
             out["log_write_seconds"] = round(time.perf_counter() - t0, 1)
         out["log_bytes"] = sum(p.stat().st_size for p in log_dir.rglob("*.log"))

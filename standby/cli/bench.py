@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,7 +21,7 @@ def replay(
     = 50_000,
     accounts: Annotated[int, typer.Option(help="Accounts in the synthetic log.")] = 500,
     seed: Annotated[int, typer.Option(help="Seed of the workload.")] = 1,
-    workdir: Annotated[Optional[Path], typer.Option(
+    workdir: Annotated[Path | None, typer.Option(
         help="Where to create the temporary stores (default: the system temp folder).")]
     = None,
     keep: Annotated[bool, typer.Option(help="Keep the stores for inspection.")] = False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +13,7 @@ from standby.cli import common
 
 def drill_command(
     accounts: Annotated[int, typer.Option(help="Accounts the load generator uses.")] = 20,
-    seed: Annotated[Optional[int], typer.Option(help="Seed (default: random, printed).")]
+    seed: Annotated[int | None, typer.Option(help="Seed (default: random, printed).")]
     = None,
     workers: Annotated[int, typer.Option(help="Concurrent load clients.")] = 4,
     set_every: Annotated[float, typer.Option(help="Seconds between snapshot sets.")] = 10.0,
@@ -23,7 +23,7 @@ def drill_command(
     = 25.0,
     kill_max: Annotated[float, typer.Option(help="Latest kill, seconds after start.")] = 40.0,
     mailbox_groups: Annotated[int, typer.Option(help="mboxgroupN databases.")] = 100,
-    workdir: Annotated[Optional[Path], typer.Option(
+    workdir: Annotated[Path | None, typer.Option(
         help="Where to build the primary, the site and the standby (default: temp).")] = None,
     keep: Annotated[bool, typer.Option(help="Keep the work folder for inspection.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="JSON report on the last line.")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,12 +17,12 @@ def dump_command(
     paths: list[str],
     quiet: bool,
     no_offset: bool,
-    m: Optional[str],
+    m: str | None,
     show_blob: bool,
     json_out: bool,
-    parquet: Optional[Path],
-    since: Optional[str] = None,
-    until: Optional[str] = None,
+    parquet: Path | None,
+    since: str | None = None,
+    until: str | None = None,
 ) -> int:
     from standby import timefmt
 
@@ -42,16 +42,16 @@ def dump(
                                         help="File names and errors only.")] = False,
     no_offset: Annotated[bool, typer.Option("--no-offset",
                                             help="Hide offsets and sizes.")] = False,
-    m: Annotated[Optional[str], typer.Option(
+    m: Annotated[str | None, typer.Option(
         "--m", help="Only these mailbox ids (comma or space separated).")] = None,
     show_blob: Annotated[bool, typer.Option("--show-blob", help="Print blobs.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    parquet: Annotated[Optional[Path], typer.Option(
+    parquet: Annotated[Path | None, typer.Option(
         "--parquet", help="Also write one row per record to this Parquet file.")] = None,
-    since: Annotated[Optional[str], typer.Option(
+    since: Annotated[str | None, typer.Option(
         "--since", help="Only records at or after this time (Zimbra time formats, local).")]
     = None,
-    until: Annotated[Optional[str], typer.Option(
+    until: Annotated[str | None, typer.Option(
         "--until", help="Only records at or before this time.")] = None,
 ) -> None:
     """Print each record of redo log files (zmredodump). Exit 1 if any record failed to parse."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,7 +28,7 @@ from standby.replay import engine
 from standby.replay.player import Selection
 
 
-def _settings(ctx: typer.Context, config: Optional[Path]) -> settings_mod.Settings:
+def _settings(ctx: typer.Context, config: Path | None) -> settings_mod.Settings:
     if config is not None:
         common.ctx_obj(ctx).config = config
     return common.settings(ctx)
@@ -36,18 +36,18 @@ def _settings(ctx: typer.Context, config: Optional[Path]) -> settings_mod.Settin
 
 def replay_command(
     ctx: typer.Context,
-    from_time: Annotated[Optional[str], typer.Option(
+    from_time: Annotated[str | None, typer.Option(
         "--fromTime", help='Replay ops whose change record is at or after this local time, '
         'e.g. "2021/10/17 08:00:00:000".')] = None,
-    to_time: Annotated[Optional[str], typer.Option(
+    to_time: Annotated[str | None, typer.Option(
         "--toTime", help="Replay ops committed at or before this local time.")] = None,
-    from_seq: Annotated[Optional[int], typer.Option(
+    from_seq: Annotated[int | None, typer.Option(
         "--fromSeq", help="First log sequence to read (inclusive).")] = None,
-    to_seq: Annotated[Optional[int], typer.Option(
+    to_seq: Annotated[int | None, typer.Option(
         "--toSeq", help="Last log sequence to read (inclusive).")] = None,
-    mailbox_id: Annotated[Optional[int], typer.Option(
+    mailbox_id: Annotated[int | None, typer.Option(
         "--mailboxId", help="Replay only this mailbox (and ops of all mailboxes).")] = None,
-    logfiles: Annotated[Optional[list[Path]], typer.Option(
+    logfiles: Annotated[list[Path] | None, typer.Option(
         "--logfiles", help="Exactly these log files, in this order (repeatable).")] = None,
     threads: Annotated[int, typer.Option(
         "--threads", help="Upper bound on worker processes (Zimbra's default 50).")] = 50,
@@ -56,7 +56,7 @@ def replay_command(
     stop_on_error: Annotated[bool, typer.Option(
         "--stopOnError", help="Stop at the first op that fails (default: log and go on).")]
     = False,
-    set_id: Annotated[Optional[str], typer.Option(
+    set_id: Annotated[str | None, typer.Option(
         "--set", help="Start at this snapshot set's recorded redo position (ID or 'latest').")]
     = None,
     dry_run: Annotated[bool, typer.Option(
@@ -69,10 +69,10 @@ def replay_command(
     batch_ops: Annotated[int, typer.Option(
         "--batch-ops", help="Ops folded and applied together per batch (fast engine).")]
     = 100_000,
-    log_dir: Annotated[Optional[Path], typer.Option(
+    log_dir: Annotated[Path | None, typer.Option(
         "--log-dir", help="Redo log directory (default: the configured redolog volume).")]
     = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Config file.")]
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config file.")]
     = None,
 ) -> None:
     """Replay redo logs onto the store's volumes (zmplayredo)."""

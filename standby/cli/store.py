@@ -4,7 +4,7 @@ loadgen and digest."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,7 +18,7 @@ app = typer.Typer(help="The reference mailbox store that writes the four volumes
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder to hold the store and its config.")],
-    server_id: Annotated[Optional[str], typer.Option(help="Server id (default: a new UUID).")]
+    server_id: Annotated[str | None, typer.Option(help="Server id (default: a new UUID).")]
     = None,
     mailbox_groups: Annotated[int, typer.Option(
         help="Number of mboxgroupN databases (Zimbra's default is 100).")] = 100,
@@ -78,7 +78,7 @@ def loadgen(
     accounts: Annotated[int, typer.Option(help="Accounts to create or reuse.")] = 20,
     ops: Annotated[int, typer.Option(help="Actions to perform.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same requests.")] = 1,
-    rate: Annotated[Optional[float], typer.Option(help="Actions per second (default: as fast "
+    rate: Annotated[float | None, typer.Option(help="Actions per second (default: as fast "
                                                        "as the store allows).")] = None,
     workers: Annotated[int, typer.Option(help="Concurrent clients.")] = 4,
     domain: Annotated[str, typer.Option(help="Domain of the generated accounts.")]

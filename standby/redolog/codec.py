@@ -172,7 +172,7 @@ class BlobSpan:
     file is still mapped. Readers that only route blobs (the fast replay engine) use these to
     avoid copying gigabytes of message bodies."""
 
-    __slots__ = ("buf", "offset", "length")
+    __slots__ = ("buf", "length", "offset")
 
     def __init__(self, buf: SpanMap, offset: int, length: int) -> None:
         self.buf, self.offset, self.length = buf, offset, length

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from standby import timefmt
-from standby.errors import FormatError, NotFound, StandbyError, UsageError
+from standby.errors import FormatError, NotFound, UsageError
 from standby.redolog import files
 from standby.redolog.header import FileHeader
 from standby.redolog.ops import StoreIncomingBlob
@@ -350,10 +350,7 @@ def write_parquet(rows: list[dict[str, Any]], out_path: Path) -> int:
 def run(args: list[str], opts: DumpOptions, out: IO[str], *, parquet: Path | None = None) -> int:
     """CLI entry: dump, optionally write Parquet; return the exit code."""
     sink: list[dict[str, Any]] | None = [] if parquet is not None else None
-    try:
-        res = dump(args, opts, out, sink)
-    except StandbyError:
-        raise
+    res = dump(args, opts, out, sink)
     if parquet is not None and sink is not None:
         write_parquet(sink, parquet)
     return res.exit_code

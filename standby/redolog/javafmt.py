@@ -48,8 +48,7 @@ def hashmap_order(keys: list[str], *, capacity: int = 16) -> list[str]:
 
 def bdecode(s: str) -> object:
     """Decode Zimbra's BEncoding (string lengths count UTF-16 units, like Java)."""
-    val, pos = _bdec(s, 0)
-    return val
+    return _bdec(s, 0)[0]
 
 
 def _bdec(s: str, pos: int) -> tuple[object, int]:

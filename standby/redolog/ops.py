@@ -209,7 +209,7 @@ class AbortTxn(_ControlOp):
 @register
 class Rollover(Op):
     OPCODE, NAME = 6, "Rollover"
-    __slots__ = ("seq", "filename")
+    __slots__ = ("filename", "seq")
 
     def __init__(self, seq: int, filename: str | None) -> None:
         self.seq, self.filename = seq, filename
@@ -275,8 +275,20 @@ class DeleteMailbox(Op):
 @register
 class CreateFolder(Op):
     OPCODE, NAME = 58, "CreateFolder"
-    __slots__ = ("name", "parent_id", "attrs", "view", "flags", "color", "url", "folder_id",
-                 "uuid", "date", "custom_key", "custom_value")
+    __slots__ = (
+        "attrs",
+        "color",
+        "custom_key",
+        "custom_value",
+        "date",
+        "flags",
+        "folder_id",
+        "name",
+        "parent_id",
+        "url",
+        "uuid",
+        "view",
+    )
 
     def __init__(self, name: str, parent_id: int, attrs: int = 0, view: int = TYPE_UNKNOWN,
                  flags: int = 0, color: int = 0, url: str = "", folder_id: int = -1,
@@ -348,7 +360,7 @@ class RenameFolder(Op):
     """Rename and/or move a folder: `parent_id` is the (new) parent."""
 
     OPCODE, NAME = 59, "RenameFolder"
-    __slots__ = ("folder_id", "parent_id", "name")
+    __slots__ = ("folder_id", "name", "parent_id")
 
     def __init__(self, folder_id: int, parent_id: int, name: str) -> None:
         self.folder_id, self.parent_id, self.name = folder_id, parent_id, name
@@ -394,7 +406,7 @@ class EmptyFolder(Op):
 @register
 class CreateTag(Op):
     OPCODE, NAME = 14, "CreateTag"
-    __slots__ = ("tag_id", "name", "color")
+    __slots__ = ("color", "name", "tag_id")
 
     def __init__(self, tag_id: int, name: str, color: int = 0) -> None:
         self.tag_id, self.name, self.color = tag_id, name, color
@@ -421,7 +433,7 @@ class CreateTag(Op):
 @register
 class RenameTag(Op):
     OPCODE, NAME = 15, "RenameTag"
-    __slots__ = ("tag_id", "name")
+    __slots__ = ("name", "tag_id")
 
     def __init__(self, tag_id: int, name: str) -> None:
         self.tag_id, self.name = tag_id, name
@@ -449,7 +461,7 @@ class StoreIncomingBlob(Op):
     """A blob delivered to several mailboxes, logged once (header mailbox -1)."""
 
     OPCODE, NAME = 26, "StoreIncomingBlob"
-    __slots__ = ("mailbox_ids", "digest", "path", "msg_size", "data")
+    __slots__ = ("data", "digest", "mailbox_ids", "msg_size", "path")
 
     def __init__(self, mailbox_ids: tuple[int, ...] | None, digest: str | None,
                  path: str | None, msg_size: int, data: bytes) -> None:
@@ -506,10 +518,28 @@ class StoreIncomingBlob(Op):
 @register
 class CreateMessage(Op):
     OPCODE, NAME = 27, "CreateMessage"
-    __slots__ = ("rcpt", "rcv_date", "shared", "digest", "msg_size", "msg_id", "folder_id",
-                 "conv_id", "conv_first_msg_id", "merged_conv_ids", "cal_item_id", "part_stat",
-                 "flags", "no_ical", "tags", "path", "custom_key", "custom_value", "body_type",
-                 "data")
+    __slots__ = (
+        "body_type",
+        "cal_item_id",
+        "conv_first_msg_id",
+        "conv_id",
+        "custom_key",
+        "custom_value",
+        "data",
+        "digest",
+        "flags",
+        "folder_id",
+        "merged_conv_ids",
+        "msg_id",
+        "msg_size",
+        "no_ical",
+        "part_stat",
+        "path",
+        "rcpt",
+        "rcv_date",
+        "shared",
+        "tags",
+    )
 
     def __init__(self, rcpt: str, rcv_date: int, shared: bool, digest: str, msg_size: int,
                  msg_id: int, folder_id: int, conv_id: int = -1, conv_first_msg_id: int = -1,
@@ -690,7 +720,7 @@ def _r_ids(buf: bytes, pos: int, first: int) -> tuple[tuple[int, ...], int]:
 @register
 class SetItemTags(Op):
     OPCODE, NAME = 19, "SetItemTags"
-    __slots__ = ("type", "flags", "tags", "constraint", "ids")
+    __slots__ = ("constraint", "flags", "ids", "tags", "type")
 
     def __init__(self, type: int, flags: int, tags: tuple[str, ...] | None,
                  ids: tuple[int, ...], constraint: str | None = None) -> None:
@@ -731,7 +761,7 @@ class AlterItemTag(Op):
     """Set or clear one flag (by its `\\Name`) or one tag (by name) on items."""
 
     OPCODE, NAME = 18, "AlterItemTag"
-    __slots__ = ("type", "tag", "tagged", "constraint", "ids")
+    __slots__ = ("constraint", "ids", "tag", "tagged", "type")
 
     def __init__(self, type: int, tag: str, tagged: bool, ids: tuple[int, ...],
                  constraint: str | None = None) -> None:
@@ -778,7 +808,7 @@ def _legacy_flag_name(tag_id: int) -> str:
 @register
 class MoveItem(Op):
     OPCODE, NAME = 20, "MoveItem"
-    __slots__ = ("type", "dest_id", "constraint", "ids", "uidnext")
+    __slots__ = ("constraint", "dest_id", "ids", "type", "uidnext")
 
     def __init__(self, type: int, dest_id: int, ids: tuple[int, ...],
                  constraint: str | None = None, uidnext: int = -1) -> None:
@@ -817,7 +847,7 @@ class MoveItem(Op):
 @register
 class DeleteItem(Op):
     OPCODE, NAME = 21, "DeleteItem"
-    __slots__ = ("type", "constraint", "ids")
+    __slots__ = ("constraint", "ids", "type")
 
     def __init__(self, type: int, ids: tuple[int, ...], constraint: str | None = None) -> None:
         self.type, self.ids, self.constraint = type, tuple(ids), constraint
@@ -865,7 +895,7 @@ def _r_attrs(buf: bytes, pos: int) -> tuple[tuple[tuple[str, str], ...], int]:
 @register
 class CreateContact(Op):
     OPCODE, NAME = 30, "CreateContact"
-    __slots__ = ("contact_id", "folder_id", "tags", "attrs", "data")
+    __slots__ = ("attrs", "contact_id", "data", "folder_id", "tags")
 
     def __init__(self, contact_id: int, folder_id: int, attrs: tuple[tuple[str, str], ...],
                  tags: tuple[str, ...] | None = None, data: bytes = b"") -> None:
@@ -919,7 +949,7 @@ class CreateContact(Op):
 @register
 class ModifyContact(Op):
     OPCODE, NAME = 31, "ModifyContact"
-    __slots__ = ("contact_id", "attrs", "data")
+    __slots__ = ("attrs", "contact_id", "data")
 
     def __init__(self, contact_id: int, attrs: tuple[tuple[str, str], ...],
                  data: bytes = b"") -> None:
@@ -962,7 +992,7 @@ class ModifyContact(Op):
 @register
 class IndexItem(Op):
     OPCODE, NAME = 17, "IndexItem"
-    __slots__ = ("item_id", "type", "delete_first")
+    __slots__ = ("delete_first", "item_id", "type")
 
     def __init__(self, item_id: int, type: int, delete_first: bool = False) -> None:
         self.item_id, self.type, self.delete_first = item_id, type, delete_first

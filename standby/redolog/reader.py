@@ -150,7 +150,7 @@ def _iterate(sc: Scan, buf: bytes | mmap.mmap, pos: int, end: int) -> Iterator[R
         yield rec
 
 
-from struct import error as struct_error  # noqa: E402
+from struct import error as struct_error
 
 
 def read_all(path: str | os.PathLike[str]) -> tuple[FileHeader, list[Record], list[Problem]]:

@@ -87,7 +87,7 @@ def _all_slots(cls: type) -> tuple[str, ...]:
     for klass in reversed(cls.__mro__):
         names.extend(klass.__dict__.get("__slots__", ()))
     out = tuple(names)
-    setattr(cls, "_slot_names", out)
+    setattr(cls, "_slot_names", out)  # noqa: B010 - a class attribute mypy cannot see
     return out
 
 
@@ -103,8 +103,18 @@ def register(cls: type[Op]) -> type[Op]:
 class Record:
     """A decoded record: header fields, the op, and where it was found (offset, length)."""
 
-    __slots__ = ("op", "tstamp", "change_id", "change_constraint", "txn_time", "txn_counter",
-                 "mailbox_id", "version", "offset", "length")
+    __slots__ = (
+        "change_constraint",
+        "change_id",
+        "length",
+        "mailbox_id",
+        "offset",
+        "op",
+        "tstamp",
+        "txn_counter",
+        "txn_time",
+        "version",
+    )
 
     def __init__(self, op: Op, tstamp: int, txn_time: int, txn_counter: int, mailbox_id: int,
                  change_id: int = -1, change_constraint: int = 0,

@@ -186,7 +186,8 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
         res.blob.update(st.blob)
         res.index.update(st.index)
         res.errors.extend(st.errors)
-        res.phase_seconds.update(st.seconds)
+        for phase, secs in st.seconds.items():
+            res.phase_seconds[phase] += secs
         res.parsed += st.parsed
         res.rows_loaded += st.rows_loaded
     res.seconds = time.perf_counter() - t0

@@ -252,8 +252,7 @@ class MailboxModel:
             self._put(r)
 
     def _bump(self, item_id: int) -> None:
-        if item_id > self.item_ckpt:
-            self.item_ckpt = item_id
+        self.item_ckpt = max(self.item_ckpt, item_id)
 
     def _touch(self, ids: Iterable[int], change: int, tstamp: int) -> None:
         date = tstamp // 1000

@@ -33,7 +33,7 @@ def replay(logs: list[LogFile], sel: Selection, *, conn: Any, effects: Effects,
     def remember(rec: Record, path: Path) -> None:
         op = rec.op
         assert isinstance(op, StoreIncomingBlob)
-        source.remember(op, lambda data=op.data: data)
+        source.remember_bytes(op)
 
     player = Player(sel, on_incoming=remember)
     saved, effects.source = effects.source, source

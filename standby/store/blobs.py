@@ -155,16 +155,7 @@ class BlobStore:
 
     def mailbox_ids(self) -> list[int]:
         """Mailboxes that have a directory on this volume."""
-        out: list[int] = []
-        if not self.root.is_dir():
-            return out
-        for top in os.scandir(self.root):
-            if not top.is_dir() or not top.name.isdigit():
-                continue
-            for mb in os.scandir(top.path):
-                if mb.is_dir() and mb.name.isdigit():
-                    out.append(int(mb.name))
-        return sorted(out)
+        return sorted(m for m, _ in mailbox_dirs(self.root))
 
     def clear_incoming(self) -> int:
         d = self.root / INCOMING
@@ -176,6 +167,19 @@ class BlobStore:
                 os.unlink(e.path)
                 n += 1
         return n
+
+
+def mailbox_dirs(root: Path) -> Iterator[tuple[int, Path]]:
+    """(mailbox id, folder) of every `<(mbox >> 12) & 255>/<mbox>` folder under a volume root
+    (the layout the blob and index volumes share)."""
+    if not root.is_dir():
+        return
+    for top in os.scandir(root):
+        if not top.is_dir() or not top.name.isdigit():
+            continue
+        for mb in os.scandir(top.path):
+            if mb.is_dir() and mb.name.isdigit():
+                yield int(mb.name), Path(mb.path)
 
 
 def parse_blob_name(name: str) -> tuple[int, int] | None:

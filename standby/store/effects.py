@@ -116,6 +116,11 @@ class IncomingBlobs:
         if op.path:
             self._known[op.path] = (loader, set(op.mailbox_ids or ()))
 
+    def remember_bytes(self, op: StoreIncomingBlob) -> None:
+        """`remember` with the blob bytes already in hand (the op was decoded with them)."""
+        data: bytes = op.data
+        self.remember(op, lambda: data)
+
     def linked(self, op: CreateMessage, mailbox_id: int | None = None) -> bytes | None:
         if op.path is None:
             return None
@@ -153,7 +158,7 @@ class Outcome:
 class _Content:
     """Lazily parsed message bytes and fields, shared by the three volumes for one op."""
 
-    __slots__ = ("data", "_fields")
+    __slots__ = ("_fields", "data")
 
     def __init__(self, data: bytes | None) -> None:
         self.data = data

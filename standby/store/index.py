@@ -14,7 +14,6 @@ number is above `hwm`, in the same SQLite transaction that raises `hwm`: exact i
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import threading
@@ -235,17 +234,11 @@ class IndexStore:
         shutil.rmtree(index_dir(self.root, mailbox_id).parent, ignore_errors=True)
 
     def mailbox_ids(self) -> list[int]:
-        out: list[int] = []
-        if not self.root.is_dir():
-            return out
-        for top in os.scandir(self.root):
-            if not top.is_dir() or not top.name.isdigit():
-                continue
-            for mb in os.scandir(top.path):
-                if mb.is_dir() and mb.name.isdigit() and \
-                        (Path(mb.path) / "index" / "index.sqlite").exists():
-                    out.append(int(mb.name))
-        return sorted(out)
+        """Mailboxes that have an index on this volume."""
+        from standby.store.blobs import mailbox_dirs
+
+        return sorted(m for m, d in mailbox_dirs(self.root)
+                      if (d / "index" / "index.sqlite").exists())
 
     def close(self) -> None:
         with self._lock:

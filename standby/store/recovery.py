@@ -161,7 +161,7 @@ def recover(redolog_dir: Path, *, writer: RedoLogWriter, effects: Effects, conn:
     for sib in p.incoming:
         op = sib.op
         assert isinstance(op, StoreIncomingBlob)
-        source.remember(op, lambda data=op.data: data)
+        source.remember_bytes(op)
     saved_source, effects.source = effects.source, source
     touched: set[int] = set()
     try:
