@@ -43,7 +43,15 @@ def _field(v: Any) -> str:
 
 
 def tsv(rows: Iterable[Sequence[Any]]) -> str:
-    return "".join("\t".join(map(_field, r)) + "\n" for r in rows)
+    """Rows in LOAD DATA's default text format (tab, newline, backslash escapes, \\N)."""
+    out = []
+    for r in rows:
+        # The common types inline (ints and plain strings); the rest through `_field`.
+        out.append("\t".join([
+            v.translate(_ESC) if type(v) is str else
+            str(v) if type(v) is int else _field(v) for v in r]))
+    out.append("")
+    return "\n".join(out)
 
 
 def _chunks(ids: Sequence[int], n: int = 1000) -> Iterable[Sequence[int]]:
