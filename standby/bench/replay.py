@@ -103,15 +103,15 @@ def ceiling(s: Settings, *, rows: int = 200_000, files: int = 20_000,
         for r in sample:
             by_group.setdefault(group_of(r[0], s.store.mailbox_groups), []).append(r)
         shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-        files = []
+        prepared = []
         for g, rs in sorted(by_group.items()):
             f = shm / f"standby-ceiling-{os.getpid()}-{g}.tsv"
             f.write_text(tsv(rs), encoding="utf-8")
-            files.append((g, f))
+            prepared.append((g, f))
         cur = conn.cursor()
         t0 = time.perf_counter()
         try:
-            for g, f in files:
+            for g, f in prepared:
                 cur.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE mboxgroup{g}.mail_item"
                             " CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY"
                             f" '\\\\' LINES TERMINATED BY '\\n' ({', '.join(MAIL_ITEM_COLUMNS)})",
@@ -119,7 +119,7 @@ def ceiling(s: Settings, *, rows: int = 200_000, files: int = 20_000,
             conn.commit()
             load_rate = rows / (time.perf_counter() - t0)
         finally:
-            for _g, f in files:
+            for _g, f in prepared:
                 f.unlink(missing_ok=True)
         conn.close()
     finally:
