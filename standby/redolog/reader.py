@@ -16,6 +16,7 @@ Header problems (short file, bad magic, newer version) raise FormatError/Unsuppo
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from collections.abc import Iterator
@@ -100,6 +101,12 @@ def scan(path: str | os.PathLike[str], *, size: int | None = None, spans: bool =
             fileheader.decode(head, path=str(p))  # raises FormatError: too short
         kind = SpanMap if spans else mmap.mmap
         buf: bytes | mmap.mmap = kind(fd, n, prot=mmap.PROT_READ) if n else b""
+        if isinstance(buf, mmap.mmap):
+            # Records are read front to back: ask for aggressive read-ahead, so a log that is
+            # not in the page cache streams from disk instead of faulting in page by page.
+            with contextlib.suppress(OSError, AttributeError):
+                buf.madvise(mmap.MADV_SEQUENTIAL)
+                buf.madvise(mmap.MADV_WILLNEED)
     finally:
         os.close(fd)
     hdr = fileheader.decode(buf[:HEADER_SIZE], path=str(p))
