@@ -1051,12 +1051,6 @@ def op_name(opcode: int) -> str:
     return OP_NAMES.get(opcode, f"Unknown({opcode})")
 
 
-def is_delete_op(op: Op) -> bool:
-    """Zimbra's RedoableOp.isDeleteOp (used by restore's --skipDeletes)."""
-    return isinstance(op, DeleteItem | DeleteMailbox | EmptyFolder) or (
-        isinstance(op, MoveItem) and op.dest_id == 3)
-
-
 ALL_OPS = (Checkpoint, CommitTxn, AbortTxn, Rollover, CreateMailbox, DeleteMailbox, CreateFolder,
            RenameFolder, EmptyFolder, CreateTag, RenameTag, StoreIncomingBlob, CreateMessage,
            SetItemTags, AlterItemTag, MoveItem, DeleteItem, CreateContact, ModifyContact,

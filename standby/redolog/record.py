@@ -20,7 +20,6 @@ reader builds hundreds of thousands of them a second; treat them as immutable.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from standby.redolog.codec import DecodeError, Out, Truncated
@@ -94,7 +93,6 @@ def _all_slots(cls: type) -> tuple[str, ...]:
 
 
 REGISTRY: dict[int, type[Op]] = {}
-NAMES: dict[int, str] = {}
 
 
 def register(cls: type[Op]) -> type[Op]:
@@ -217,5 +215,3 @@ def decode_at(buf: bytes, pos: int) -> tuple[Record, int]:
     return Record(op, tstamp, ttime, tcount, mbox, change_id, constraint, version, pos,
                   end - pos), end
 
-
-Decoder = Callable[[bytes, int], tuple[Record, int]]

@@ -37,6 +37,7 @@ from standby.redolog import header as fileheader
 from standby.redolog.header import HEADER_SIZE, FileHeader
 from standby.redolog.ops import AbortTxn, Checkpoint, CommitTxn
 from standby.redolog.record import MAILBOX_UNKNOWN, Record
+from standby.settings import RedologSettings
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,13 @@ class WriterConfig:
     delete_on_rollover: bool = False
 
     @classmethod
-    def from_settings(cls, r: object) -> WriterConfig:
+    def from_settings(cls, r: RedologSettings) -> WriterConfig:
         return cls(
-            fsync_interval_ms=r.fsync_interval_ms,  # type: ignore[attr-defined]
-            rollover_size=r.rollover_size_kb * 1024,  # type: ignore[attr-defined]
-            rollover_min_age_ms=r.rollover_min_age_s * 1000,  # type: ignore[attr-defined]
-            rollover_hard_max=r.rollover_hard_max_kb * 1024,  # type: ignore[attr-defined]
-            delete_on_rollover=r.delete_on_rollover,  # type: ignore[attr-defined]
+            fsync_interval_ms=r.fsync_interval_ms,
+            rollover_size=r.rollover_size_kb * 1024,
+            rollover_min_age_ms=r.rollover_min_age_s * 1000,
+            rollover_hard_max=r.rollover_hard_max_kb * 1024,
+            delete_on_rollover=r.delete_on_rollover,
         )
 
 
@@ -247,9 +248,6 @@ class RedoLogWriter:
             self._maybe_rollover()
         if sync and self.cfg.fsync_interval_ms > 0:
             self._wait_synced(target)
-
-    def log_change(self, rec: Record) -> None:
-        self.log(rec, sync=True)
 
     def log_commit(self, change: Record, *, tstamp: int | None = None) -> None:
         """CommitTxn for `change`'s transaction, written without fsync."""

@@ -98,18 +98,6 @@ class MailboxIndex:
                         " VALUES (?, ?, ?, ?)",
                         (doc.item_id, doc.type, doc.folder_id, doc.mod_content))
 
-    def put_many(self, docs: Iterable[Doc]) -> None:
-        rows = list(docs)
-        if not rows:
-            return
-        self.db.executemany("DELETE FROM docs WHERE rowid = ?", [(d.item_id,) for d in rows])
-        self.db.executemany("INSERT INTO docs (rowid, subject, sender, recipients, body)"
-                            " VALUES (?, ?, ?, ?, ?)",
-                            [(d.item_id, d.subject, d.sender, d.recipients, d.body) for d in rows])
-        self.db.executemany("INSERT OR REPLACE INTO items (id, type, folder_id, mod_content)"
-                            " VALUES (?, ?, ?, ?)",
-                            [(d.item_id, d.type, d.folder_id, d.mod_content) for d in rows])
-
     def remove(self, ids: Iterable[int]) -> None:
         rows = [(i,) for i in ids]
         self.db.executemany("DELETE FROM docs WHERE rowid = ?", rows)
@@ -118,9 +106,6 @@ class MailboxIndex:
     def move(self, ids: Iterable[int], folder_id: int) -> None:
         self.db.executemany("UPDATE items SET folder_id = ? WHERE id = ?",
                             [(folder_id, i) for i in ids])
-
-    def has(self, item_id: int) -> bool:
-        return self.db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is not None
 
     # -- folders ----------------------------------------------------------------------------
     def put_folder(self, folder_id: int, parent_id: int) -> None:
