@@ -10,6 +10,11 @@
 4. The ceiling, measured now on this machine: LOAD DATA rows/s into the same schema and
    small-file creates/s on the blob volume, combined for the rows and files per op this mix
    needs (`ceiling_ops_per_s`, `ratio_to_ceiling`).
+5. Where the CPU went: CPU seconds of the main process, the workers and mariadbd during the
+   fast run (`cpu_seconds`), and the cost of the full-text work alone — MIME parsing and an FTS5
+   insert per message, timed on messages of this log (`index_cost_us`). `cpu_bound_ops_per_s`
+   is the rate the cores would allow if they did nothing but that index work and mariadbd's
+   measured share: an upper bound for any engine that indexes inline on this machine.
 Everything is created under a temporary work folder and removed at the end.
 """
 
@@ -139,6 +144,66 @@ def ceiling(s: Settings, *, rows: int = 200_000, files: int = 20_000,
     return {"load_data_rows_per_s": round(load_rate), "file_creates_per_s": round(file_rate)}
 
 
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rusage_cpu_s(who: int) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
+def index_cost(log_dir: Path, *, messages: int = 2000, batch: int = 75) -> dict[str, float]:
+    """Microseconds per message of MIME parsing and of an FTS5 insert, on this log's messages.
+
+    The documents go into one fresh mailbox index in transactions of `batch` (about what a
+    mailbox gets per chunk of the fast engine), so this is a lower bound of the real cost:
+    larger indexes merge more."""
+    from standby.redolog.ops import CreateMessage
+    from standby.replay.player import Player, select_files
+    from standby.store.index import MailboxIndex
+    from standby.store.mime import message_fields
+
+    raws: list[bytes] = []
+    logs, _ = select_files(log_dir, Selection())
+    for rec, _p in Player(Selection()).play(logs):
+        op = rec.op
+        if isinstance(op, CreateMessage) and op.data and len(op.data) == op.msg_size:
+            raws.append(bytes(op.data))
+            if len(raws) >= messages:
+                break
+    if not raws:
+        return {}
+    t0 = time.perf_counter()
+    fields = [message_fields(r) for r in raws]
+    mime_s = time.perf_counter() - t0
+    d = Path(tempfile.mkdtemp(prefix="standby-index-cost-"))
+    try:
+        idx = MailboxIndex(d / "index.sqlite")
+        t0 = time.perf_counter()
+        for i in range(0, len(fields), batch):
+            # As a worker writes a chunk: the items rows, then the documents in one statement.
+            idx.begin()
+            part = list(enumerate(fields[i:i + batch], start=i + 1000))
+            idx.db.executemany("INSERT INTO items (id, type, folder_id, mod_content) VALUES"
+                               " (?, 5, 2, ?)", [(j, j) for j, _f in part])
+            idx.db.executemany("INSERT INTO docs (rowid, subject, sender, recipients, body)"
+                               " VALUES (?, ?, ?, ?, ?)",
+                               [(j, f.subject, f.sender, f.recipients, f.text) for j, f in part])
+            idx.commit()
+        fts_s = time.perf_counter() - t0
+        idx.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return {"mime_parse": round(mime_s / len(raws) * 1e6, 1),
+            "fts_insert": round(fts_s / len(raws) * 1e6, 1), "messages": len(raws)}
+
+
 def _replay(s: Settings, log_dir: Path, *, naive: bool, limit: int | None) -> Any:
     opts = engine.ReplayOptions(selection=Selection(), log_dir=log_dir, naive=naive,
                                 limit=limit, threads=os.cpu_count() or 2)
@@ -176,8 +241,16 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
 
         say("fast engine, whole log")
         fs = make_store(base / "fast")
+        fdb = mariadb_for(fs)
+        db_pid = fdb.start()  # started here, so its CPU time can be read before it stops
         rss0 = _rss_mb()
+        cpu0 = (_rusage_cpu_s(resource.RUSAGE_SELF), _rusage_cpu_s(resource.RUSAGE_CHILDREN),
+                _proc_cpu_s(db_pid))
         res = _replay(fs, log_dir, naive=False, limit=None)
+        cpu = {"main": _rusage_cpu_s(resource.RUSAGE_SELF) - cpu0[0],
+               "workers": _rusage_cpu_s(resource.RUSAGE_CHILDREN) - cpu0[1],
+               "mariadbd": _proc_cpu_s(db_pid) - cpu0[2]}
+        fdb.stop()
         me, kids = _rss_mb()
         out["ops_applied"] = res.ops_applied
         out["ops_per_s"] = round(res.ops_applied / res.seconds)
@@ -192,6 +265,19 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
         out["rss_before_mb"] = round(rss0[0])
         if primary_digest is not None:
             out["digest_equal_primary"] = digest_settings(fs).total == primary_digest
+        cores = os.cpu_count() or 2
+        out["cpu_seconds"] = {k: round(v, 1) for k, v in cpu.items()}
+        out["cpu_busy_ratio"] = round(sum(cpu.values()) / (res.seconds * cores), 2)
+        say("index cost per message")
+        icost = index_cost(log_dir)
+        if icost:
+            n = max(res.ops_applied, 1)
+            index_us = (res.parsed / n * icost["mime_parse"] + res.documents / n *
+                        icost["fts_insert"])
+            db_us = cpu["mariadbd"] / n * 1e6
+            out["index_cost_us"] = icost
+            out["documents_per_op"] = round(res.documents / n, 3)
+            out["cpu_bound_ops_per_s"] = round(cores * 1e6 / (index_us + db_us))
         rows_per_op = res.rows_loaded / max(res.ops_applied, 1)
         files_per_op = res.blob.get("written", 0) / max(res.ops_applied, 1)
         if not keep:

@@ -175,10 +175,12 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
             st = pool.wait(i)
             if st is not None:
                 pending_stats.append(st)
+        t_finish = time.perf_counter()
         for i in range(workers):
             pool.send(i, ("finish",))
         for i in range(workers):
             res.garbage_removed += int(pool.wait(i) or 0)
+        res.phase_seconds["finish"] += time.perf_counter() - t_finish
     finally:
         pool.close()
     for st in pending_stats:
@@ -189,6 +191,7 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
         for phase, secs in st.seconds.items():
             res.phase_seconds[phase] += secs
         res.parsed += st.parsed
+        res.documents += st.documents
         res.rows_loaded += st.rows_loaded
     res.seconds = time.perf_counter() - t0
     res.player = player.stats.as_dict()

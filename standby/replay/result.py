@@ -24,6 +24,7 @@ class ReplayResult:
     notes: list[str] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     parsed: int = 0
+    documents: int = 0
     rows_loaded: int = 0
 
     def tally(self, op_name: str, db: str, blob: str, index: str) -> None:
@@ -48,5 +49,6 @@ class ReplayResult:
             "player": self.player, "notes": self.notes,
             "worker_seconds": {k: round(v, 2) for k, v in self.phase_seconds.items()},
             "messages_parsed": self.parsed,
+            "documents_indexed": self.documents,
             "rows_loaded": self.rows_loaded,
         }

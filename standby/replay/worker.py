@@ -16,6 +16,7 @@ or document needs them. Blob bytes are read from the log files by (file, offset,
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import threading
@@ -41,10 +42,14 @@ from standby.redolog.record import REGISTRY, Op, Record, _all_slots
 from standby.replay.bulk import BulkWriter, DbRowSource
 from standby.replay.model import MailboxModel, contact_digest, referenced_ids
 from standby.store import effects as fx
-from standby.store.blobs import BlobStore
+from standby.store.blobs import BlobStore, blob_relpath
 from standby.store.blobs import digest as blob_digest
 from standby.store.index import Doc, IndexStore, MailboxIndex
 from standby.store.mime import MessageFields, message_fields
+
+# copy_file_range errors that mean "not between these two files": fall back to read + write.
+_NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP,
+                             errno.EBADF})
 
 # An op as the main process sends it: (opcode, change, tstamp, slot values, blob ref or None);
 # a ref is (file index, offset, length) of the message bytes inside a log file.
@@ -91,15 +96,18 @@ class _Blobs:
     def set_files(self, files: list[str]) -> None:
         self.files = files
 
-    def read(self, ref: tuple[int, int, int], msg_size: int | None = None) -> bytes:
-        fi, off, n = ref
+    def fd(self, fi: int) -> int:
         fd = self.fds.get(fi)
         if fd is None:
             with self.lock:  # blob writers read from several threads
                 fd = self.fds.get(fi)
                 if fd is None:
                     fd = self.fds[fi] = os.open(self.files[fi], os.O_RDONLY)
-        data = os.pread(fd, n, off)
+        return fd
+
+    def read(self, ref: tuple[int, int, int], msg_size: int | None = None) -> bytes:
+        fi, off, n = ref
+        data = os.pread(self.fd(fi), n, off)
         if len(data) != n:
             raise OSError(f"{self.files[fi]}: short read of a blob at offset {off}")
         if msg_size is not None and n != msg_size and data[:2] == b"\x1f\x8b":
@@ -121,6 +129,7 @@ class ChunkStats:
     errors: list[str] = field(default_factory=list)
     rows_loaded: int = 0
     parsed: int = 0
+    documents: int = 0  # full-text documents inserted
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
@@ -190,7 +199,9 @@ class Worker:
         self.blobs = _Blobs()
         self.fields: dict[tuple[int, int, int], MessageFields] = {}
         self.touched: set[int] = set()
-        self.pool = ThreadPoolExecutor(max_workers=5, thread_name_prefix="replay-io")
+        self._made: set[str] = set()  # blob folders known to exist
+        self._kernel_copy = hasattr(os, "copy_file_range")
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="replay-io")
 
     # -- helpers ----------------------------------------------------------------------------
     def _op(self, code: int, vals: tuple[Any, ...], ref: tuple[int, int, int] | None) -> Op:
@@ -302,40 +313,100 @@ class Worker:
 
     # -- blobs ------------------------------------------------------------------------------
     def _blobs(self, m: int, wanted: list[tuple[int, int, Any, Any, Any]]) -> Counter[str]:
-        """Write one mailbox's surviving blobs (runs in the pool; returns its counts)."""
+        """Write one mailbox's surviving blobs (runs in the pool; returns its counts).
+
+        Paths are built as strings (this runs once per surviving message). A body stored
+        plainly in the log is copied file to file inside the kernel (`copy_file_range`), so its
+        bytes never pass through this process; gzipped bodies and compressed stores go
+        through `_write_new`."""
         counts: Counter[str] = Counter()
+        root = self.cfg.blob_root
+        plain = not self.cfg.compress_blobs
+        threshold = self.cfg.compression_threshold
         for item_id, change, src, digest, size in wanted:
-            path = self.blobstore.path(m, item_id, change)
-            if isinstance(src, bytes):
-                data = src
-            elif src is None:
+            path = f"{root}/{blob_relpath(m, item_id, change)}"
+            d = path.rpartition("/")[0]
+            if d not in self._made:
+                os.makedirs(d, exist_ok=True)
+                self._made.add(d)
+            if src is None:
                 counts["missing-source"] += 1
                 continue
+            if isinstance(src, bytes):
+                created = self._write_new(path, src)
+            elif (plain or src[2] <= threshold) and (size is None or src[2] == size):
+                created = self._copy_new(path, src)
             else:
-                data = self.blobs.read(src, size)
-            if not self._write_new(path, data):
-                if self.blobstore.matches(path, digest or blob_digest(data)):
+                created = self._write_new(path, self.blobs.read(src, size))
+            if not created:
+                data = src if isinstance(src, bytes) else self.blobs.read(src, size)
+                if self.blobstore.matches(Path(path), digest or blob_digest(data)):
                     counts["present"] += 1
                     continue
-                self.blobstore.write(path, data)
+                self.blobstore.write(Path(path), data)
             counts["written"] += 1
         return counts
 
-    def _write_new(self, path: Path, data: bytes) -> bool:
+    def _create(self, path: str) -> int | None:
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return None
+
+    def _copy_new(self, path: str, ref: tuple[int, int, int]) -> bool:
+        """Create the blob from its bytes in a log file; False if a file is already there."""
+        fd = self._create(path)
+        if fd is None:
+            return False
+        try:
+            if self._kernel_copy:
+                try:
+                    self._copy_range(fd, ref)
+                    return True
+                except OSError as e:
+                    if e.errno not in _NO_KERNEL_COPY:
+                        raise
+                    self._kernel_copy = False  # e.g. log and blob volumes on different file
+                    os.ftruncate(fd, 0)        # systems: copy through this process instead
+            data = self.blobs.read(ref)
+            view = memoryview(data)
+            pos = 0
+            while view:
+                n = os.pwrite(fd, view, pos)
+                view, pos = view[n:], pos + n
+        except BaseException:
+            _discard(path)
+            raise
+        finally:
+            os.close(fd)
+        return True
+
+    def _copy_range(self, fd: int, ref: tuple[int, int, int]) -> None:
+        src = self.blobs.fd(ref[0])
+        off, left = ref[1], ref[2]
+        while left:
+            n = os.copy_file_range(src, fd, left, off)
+            if n == 0:
+                raise OSError(f"{self.blobs.files[ref[0]]}: short read of a blob at offset "
+                              f"{off}")
+            off += n
+            left -= n
+
+    def _write_new(self, path: str, data: bytes) -> bool:
         """Create the blob if there is none; False if a file is already there.
 
         New files are written in place: an interrupted replay leaves the replay marker set,
         and the next run rewrites any blob whose content does not match its digest."""
-        self.blobstore._mkdir(path.parent)
-        stored = self.blobstore.encode(data)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
+        fd = self._create(path)
+        if fd is None:
             return False
         try:
-            view = memoryview(stored)
+            view = memoryview(self.blobstore.encode(data))
             while view:
                 view = view[os.write(fd, view):]
+        except BaseException:
+            _discard(path)
+            raise
         finally:
             os.close(fd)
         return True
@@ -369,13 +440,14 @@ class Worker:
                         self._index_op(d, Record(op, ts, 0, 0, m, change), op, ref)
                     hwm = change
                     stats.index["applied"] += 1
-                d.flush(lambda key: self._fields(key[0], key[1], dummy))
+                docs = d.flush(lambda key: self._fields(key[0], key[1], dummy))
                 idx.set_hwm(hwm)
                 idx.commit()
             except BaseException:
                 idx.rollback()
                 raise
         stats.parsed += dummy.parsed
+        stats.documents += docs
 
     def _index_op(self, d: _Deferred, rec: Record, op: Op, ref: Any) -> None:
         if isinstance(op, CreateMessage):
@@ -406,6 +478,14 @@ class Worker:
         self.index.close()
         self.conn.close()
         return removed
+
+
+def _discard(path: str) -> None:
+    """Remove a blob this worker created but could not finish (no half-written files)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _die_with_parent(parent: int) -> None:

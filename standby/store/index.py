@@ -32,6 +32,7 @@ _SCHEMA = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS docs USING fts5(subject, sender, recipients, body,"
     " tokenize = 'unicode61')",
 )
+AUTOMERGE = 8
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,14 @@ class MailboxIndex:
         self.db.execute("PRAGMA synchronous=NORMAL")
         if cache_kb is not None:  # many open indexes: keep each one's page cache small
             self.db.execute(f"PRAGMA cache_size=-{int(cache_kb)}")
+        fresh = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'docs'").fetchone() \
+            is None
         for ddl in _SCHEMA:
             self.db.execute(ddl)
+        if fresh:
+            # Merge segments 8 at a time, not FTS5's default 4 (Lucene, Zimbra's index, merges
+            # 10): about a fifth less work per document inserted, a few more segments to read.
+            self.db.execute(f"INSERT INTO docs (docs, rank) VALUES ('automerge', {AUTOMERGE})")
 
     def close(self) -> None:
         self.db.close()
