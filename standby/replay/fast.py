@@ -179,7 +179,10 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
         for i in range(workers):
             pool.send(i, ("finish",))
         for i in range(workers):
-            res.garbage_removed += int(pool.wait(i) or 0)
+            removed, secs = pool.wait(i)
+            res.garbage_removed += removed
+            for phase, v in secs.items():
+                res.phase_seconds[phase] += v
         res.phase_seconds["finish"] += time.perf_counter() - t_finish
     finally:
         pool.close()

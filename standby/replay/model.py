@@ -98,6 +98,8 @@ class Changes:
     delete_tags: list[int] = field(default_factory=list)
     tags: list[list[Any]] = field(default_factory=list)
     tombstones: list[tuple[Any, ...]] = field(default_factory=list)
+    # (id, mod_content) of blob files of pre-existing rows this run deleted or replaced
+    blob_garbage: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -128,6 +130,7 @@ class MailboxModel:
         self.deleted_at = 0
         self.rows: dict[int, list[Any] | None] = {}
         self.pre: set[int] = set()  # ids present in the database before the run
+        self.pre_blob: dict[int, int] = {}  # pre-existing id with a blob -> its mod_content
         self.dirty: set[int] = set()
         self.tagged: dict[int, set[int]] = {}
         self.tags: dict[int, list[Any]] | None = None
@@ -148,6 +151,8 @@ class MailboxModel:
                 continue  # the model's version wins
             self.rows[iid] = r
             self.pre.add(iid)
+            if r[DIGEST] is not None:
+                self.pre_blob[iid] = r[MOD_CONTENT]
             new.append(iid)
         if new:
             for tag_id, item_id in self.source.tagged(self.m, new):
@@ -322,6 +327,9 @@ class MailboxModel:
             if i in self.pre:
                 ch.delete_items.append(i)
                 ch.delete_tagged_for.append(i)
+                mc = self.pre_blob.get(i)
+                if mc is not None and (r is None or r[DIGEST] is None or r[MOD_CONTENT] != mc):
+                    ch.blob_garbage.append((i, mc))
             if r is not None:
                 if r[TYPE] == TYPE_MESSAGE and r[C["sender"]] is _PENDING:
                     self._fill_message(r)

@@ -258,6 +258,9 @@ class Worker:
             stats.seconds["blobs"] += secs
         _r, secs = db_job.result()
         stats.seconds["db_write"] += secs
+        t2 = tm()
+        stats.blob["deleted"] += self._drop_garbage(all_changes)
+        stats.seconds["blob_garbage"] += tm() - t2
         stats.rows_loaded = self.writer.rows_loaded - before
         stats.seconds["chunk"] += tm() - t0
         return stats
@@ -346,6 +349,22 @@ class Worker:
                 self.blobstore.write(Path(path), data)
             counts["written"] += 1
         return counts
+
+    def _drop_garbage(self, changes: list[Any]) -> int:
+        """Remove the blob files of rows the chunk deleted or replaced, now that the database
+        no longer refers to them (so no committed row ever points at a missing blob). Most
+        were written a few chunks ago and are not on disk yet, which makes this cheap; what
+        is left over (blobs of rows the database had removed before the run) is found by the
+        garbage pass at the end."""
+        root, n = self.cfg.blob_root, 0
+        for ch in changes:
+            for item_id, mc in ch.blob_garbage:
+                try:
+                    os.unlink(f"{root}/{blob_relpath(ch.mailbox_id, item_id, mc)}")
+                    n += 1
+                except FileNotFoundError:
+                    pass
+        return n
 
     def _create(self, path: str) -> int | None:
         try:
@@ -471,13 +490,17 @@ class Worker:
                 handler(self.effects, d, rec, op, fx._Content(None))
 
     # -- end --------------------------------------------------------------------------------
-    def finish(self) -> int:
+    def finish(self) -> tuple[int, dict[str, float]]:
+        """Garbage pass and closing; returns (blobs removed, seconds per step)."""
+        tm = time.perf_counter
+        t0 = tm()
         self.pool.shutdown()
         removed = self.effects.collect_garbage(self.conn, self.touched)
+        t1 = tm()
         self.blobs.close()
         self.index.close()
         self.conn.close()
-        return removed
+        return removed, {"finish_garbage": t1 - t0, "finish_close": tm() - t1}
 
 
 def _discard(path: str) -> None:
@@ -504,7 +527,8 @@ def _die_with_parent(parent: int) -> None:
 
 
 def serve(cfg: WorkerConfig, conn: Connection, parent: int = 0) -> None:
-    """Worker process main loop: ("chunk", files, boxes) -> ChunkStats; ("finish",) -> int."""
+    """Worker process main loop: ("chunk", files, boxes) -> ChunkStats; ("finish",) ->
+    (blobs removed, seconds per step)."""
     if parent:
         _die_with_parent(parent)
     try:

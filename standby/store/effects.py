@@ -22,6 +22,7 @@ left at zero because they are derivable.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -598,24 +599,49 @@ class Effects:
 
     # -- garbage ----------------------------------------------------------------------------
     def collect_garbage(self, conn: Any, mailbox_ids: list[int] | set[int]) -> int:
-        """Remove blob files no database row refers to, for these mailboxes. Returns count."""
+        """Remove blob files no database row refers to, for these mailboxes. Returns count.
+
+        The wanted file names come from one statement per mboxgroup table (a list per
+        mailbox, built by the server), and each blob folder is compared with them as a set:
+        this pass runs over every mailbox a replay touched."""
         removed = 0
         cur = conn.cursor()
-        for m in sorted(mailbox_ids):
-            cur.execute("SELECT 1 FROM zimbra.mailbox WHERE id = %s", (m,))
-            if cur.fetchone() is None:
+        cur.execute("SET SESSION group_concat_max_len = 1073741824")
+        ids = sorted(mailbox_ids)
+        live: set[int] = set()
+        wanted: dict[int, set[str]] = {}
+        for part in (ids[i:i + 1000] for i in range(0, len(ids), 1000)):
+            q = ",".join(["%s"] * len(part))
+            cur.execute(f"SELECT id FROM zimbra.mailbox WHERE id IN ({q})", part)
+            live.update(r[0] for r in cur.fetchall())
+        by_group: dict[int, list[int]] = {}
+        for m in ids:
+            if m in live:
+                by_group.setdefault(group_of(m, self.groups), []).append(m)
+        for g, ms in sorted(by_group.items()):
+            for part in (ms[i:i + 1000] for i in range(0, len(ms), 1000)):
+                q = ",".join(["%s"] * len(part))
+                cur.execute("SELECT mailbox_id, GROUP_CONCAT(CONCAT(id, '-', mod_content,"
+                            f" '.msg') SEPARATOR '/') FROM mboxgroup{g}.mail_item WHERE"
+                            f" mailbox_id IN ({q}) AND blob_digest IS NOT NULL"
+                            " GROUP BY mailbox_id", part)
+                for m, names in cur.fetchall():
+                    wanted[m] = set(names.split("/")) if names else set()
+        conn.commit()
+        for m in ids:
+            if m not in live:
                 if self.blobs.mailbox_dir(m).exists():
                     self.blobs.remove_mailbox(m)
                     removed += 1
                 continue
-            cur.execute(f"SELECT id, mod_content FROM {self._t(m, 'mail_item')} WHERE"
-                        " mailbox_id = %s AND blob_digest IS NOT NULL", (m,))
-            wanted = {f"{i}-{mc}.msg" for i, mc in cur.fetchall()}
-            for p in list(self.blobs.mailbox_blobs(m)):
-                if p.name not in wanted:
-                    self.blobs.delete(p)
-                    removed += 1
-        conn.commit()
+            keep = wanted.get(m, set())
+            for folder, names in self.blobs.mailbox_blob_names(m):
+                for name in names - keep:
+                    try:
+                        os.unlink(f"{folder}/{name}")
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
         return removed
 
 
