@@ -34,7 +34,7 @@ from typing import Any
 from standby import settings as settings_mod
 from standby.bench import synth
 from standby.errors import StandbyError
-from standby.replay import engine
+from standby.replay import DEFAULT_CHUNK_OPS, engine
 from standby.replay.player import Selection
 from standby.settings import MariaDBSettings, Settings, StoreSettings, Volumes, VolumeSettings
 from standby.store import control
@@ -204,17 +204,19 @@ def index_cost(log_dir: Path, *, messages: int = 2000, batch: int = 75) -> dict[
             "fts_insert": round(fts_s / len(raws) * 1e6, 1), "messages": len(raws)}
 
 
-def _replay(s: Settings, log_dir: Path, *, naive: bool, limit: int | None) -> Any:
+def _replay(s: Settings, log_dir: Path, *, naive: bool, limit: int | None,
+            batch_ops: int = DEFAULT_CHUNK_OPS) -> Any:
     opts = engine.ReplayOptions(selection=Selection(), log_dir=log_dir, naive=naive,
-                                limit=limit, threads=os.cpu_count() or 2)
+                                limit=limit, threads=os.cpu_count() or 2, batch_ops=batch_ops)
     return engine.run(s, opts)
 
 
 def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int = 500,
         naive_ops: int = NAIVE_MIN_OPS, keep: bool = False,
+        batch_ops: int = DEFAULT_CHUNK_OPS,
         say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="standby-bench-replay-", dir=workdir))
-    out: dict[str, Any] = {"ops": ops}
+    out: dict[str, Any] = {"ops": ops, "batch_ops": batch_ops}
     try:
         primary_digest = None
         if ops <= PRIMARY_MAX_OPS:
@@ -246,7 +248,7 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
         rss0 = _rss_mb()
         cpu0 = (_rusage_cpu_s(resource.RUSAGE_SELF), _rusage_cpu_s(resource.RUSAGE_CHILDREN),
                 _proc_cpu_s(db_pid))
-        res = _replay(fs, log_dir, naive=False, limit=None)
+        res = _replay(fs, log_dir, naive=False, limit=None, batch_ops=batch_ops)
         cpu = {"main": _rusage_cpu_s(resource.RUSAGE_SELF) - cpu0[0],
                "workers": _rusage_cpu_s(resource.RUSAGE_CHILDREN) - cpu0[1],
                "mariadbd": _proc_cpu_s(db_pid) - cpu0[2]}
@@ -292,7 +294,7 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
         out["naive_ops_per_s"] = round(nres.ops_applied / nres.seconds)
         say(f"fast engine, first {n_naive} ops")
         fps = make_store(base / "fast-prefix")
-        _replay(fps, log_dir, naive=False, limit=n_naive)
+        _replay(fps, log_dir, naive=False, limit=n_naive, batch_ops=batch_ops)
         d_naive = digest_settings(ns).total
         d_fast = digest_settings(fps).total
         out["digest_equal"] = d_naive == d_fast and out.get("digest_equal_primary", True)

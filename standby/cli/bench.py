@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from standby.cli import common
+from standby.errors import UsageError
+from standby.replay import DEFAULT_CHUNK_OPS
 
 app = typer.Typer(help="Benchmarks: print measured figures; JSON on the last line with --json.",
                   no_args_is_help=True)
@@ -25,6 +27,9 @@ def replay(
         help="Where to create the temporary stores (default: the system temp folder).")]
     = None,
     keep: Annotated[bool, typer.Option(help="Keep the stores for inspection.")] = False,
+    batch_ops: Annotated[int, typer.Option(
+        help="The fast engine's batch (see `standby replay --help`); memory grows with it.")]
+    = DEFAULT_CHUNK_OPS,
     json_out: Annotated[bool, typer.Option("--json", help="JSON on the last line.")] = False,
 ) -> None:
     """Replay N ops from empty with the fast and naive engines, and measure the ceiling."""
@@ -36,8 +41,10 @@ def replay(
         sys.stderr.write(f"bench replay: {msg}\n")
         sys.stderr.flush()
 
+    if ops < 1 or batch_ops < 1:
+        raise UsageError("--ops and --batch-ops must be at least 1")
     out = bench_replay.run(ops=ops, workdir=workdir, seed=seed, accounts=accounts,
-                           naive_ops=naive_ops, keep=keep, say=say)
+                           naive_ops=naive_ops, keep=keep, batch_ops=batch_ops, say=say)
     if json_out:
         common.emit_json(out)
     else:

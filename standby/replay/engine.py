@@ -25,7 +25,7 @@ from standby import settings as settings_mod
 from standby import timefmt
 from standby.errors import StateConflict
 from standby.redolog.ops import StoreIncomingBlob
-from standby.replay import fast, naive
+from standby.replay import DEFAULT_CHUNK_OPS, fast, naive
 from standby.replay.player import LogFile, Player, Selection, select_files
 from standby.replay.result import ReplayResult
 from standby.replay.worker import WorkerConfig
@@ -41,7 +41,7 @@ class ReplayOptions:
     log_dir: Path | None = None  # default: the target's redolog volume
     naive: bool = False
     threads: int = 50
-    batch_ops: int = 100_000
+    batch_ops: int = DEFAULT_CHUNK_OPS
     stop_on_error: bool = False
     limit: int | None = None
 

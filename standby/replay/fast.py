@@ -26,6 +26,7 @@ from standby import log as slog
 from standby.errors import ServiceError
 from standby.redolog.ops import CreateContact, CreateMessage, ModifyContact, StoreIncomingBlob
 from standby.redolog.record import REGISTRY, Record, _all_slots
+from standby.replay import DEFAULT_CHUNK_OPS
 from standby.replay.player import LogFile, Player, Selection
 from standby.replay.result import ReplayResult
 from standby.replay.worker import ChunkStats, OpTuple, WorkerConfig, serve
@@ -94,7 +95,7 @@ class _Pool:
 
 
 def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: int = 0,
-           chunk_ops: int = 100_000, limit: int | None = None,
+           chunk_ops: int = DEFAULT_CHUNK_OPS, limit: int | None = None,
            stop_on_error: bool = False,
            progress: Callable[[int], None] | None = None) -> ReplayResult:
     log = slog.get("standby.replay.fast")

@@ -366,39 +366,41 @@ class Worker:
                     pass
         return n
 
-    def _create(self, path: str) -> int | None:
-        try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return None
+    @staticmethod
+    def _create(path: str, fill: Any) -> bool:
+        """Create the blob at `path` and let `fill(fd)` write it; False if a file is already
+        there. A blob that cannot be finished is removed (no half-written files).
 
-    def _copy_new(self, path: str, ref: tuple[int, int, int]) -> bool:
-        """Create the blob from its bytes in a log file; False if a file is already there."""
-        fd = self._create(path)
-        if fd is None:
+        New files are written in place: an interrupted replay leaves the replay marker set,
+        and the next run rewrites any blob whose content does not match its digest."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
             return False
         try:
-            if self._kernel_copy:
-                try:
-                    self._copy_range(fd, ref)
-                    return True
-                except OSError as e:
-                    if e.errno not in _NO_KERNEL_COPY:
-                        raise
-                    self._kernel_copy = False  # e.g. log and blob volumes on different file
-                    os.ftruncate(fd, 0)        # systems: copy through this process instead
-            data = self.blobs.read(ref)
-            view = memoryview(data)
-            pos = 0
-            while view:
-                n = os.pwrite(fd, view, pos)
-                view, pos = view[n:], pos + n
+            fill(fd)
         except BaseException:
             _discard(path)
             raise
         finally:
             os.close(fd)
         return True
+
+    def _copy_new(self, path: str, ref: tuple[int, int, int]) -> bool:
+        """Create the blob from its bytes in a log file; False if a file is already there."""
+        def fill(fd: int) -> None:
+            if self._kernel_copy:
+                try:
+                    self._copy_range(fd, ref)
+                    return
+                except OSError as e:
+                    if e.errno not in _NO_KERNEL_COPY:
+                        raise
+                    self._kernel_copy = False  # e.g. log and blob volumes on different file
+                    os.ftruncate(fd, 0)        # systems: copy through this process instead
+            _write_all(fd, self.blobs.read(ref))
+
+        return self._create(path, fill)
 
     def _copy_range(self, fd: int, ref: tuple[int, int, int]) -> None:
         src = self.blobs.fd(ref[0])
@@ -412,23 +414,8 @@ class Worker:
             left -= n
 
     def _write_new(self, path: str, data: bytes) -> bool:
-        """Create the blob if there is none; False if a file is already there.
-
-        New files are written in place: an interrupted replay leaves the replay marker set,
-        and the next run rewrites any blob whose content does not match its digest."""
-        fd = self._create(path)
-        if fd is None:
-            return False
-        try:
-            view = memoryview(self.blobstore.encode(data))
-            while view:
-                view = view[os.write(fd, view):]
-        except BaseException:
-            _discard(path)
-            raise
-        finally:
-            os.close(fd)
-        return True
+        """Create the blob from bytes in hand; False if a file is already there."""
+        return self._create(path, lambda fd: _write_all(fd, self.blobstore.encode(data)))
 
     # -- index ------------------------------------------------------------------------------
     def _index(self, m: int, ops: list[tuple[Op, int, int, Any]], stats: ChunkStats) -> None:
@@ -501,6 +488,13 @@ class Worker:
         self.index.close()
         self.conn.close()
         return removed, {"finish_garbage": t1 - t0, "finish_close": tm() - t1}
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view, pos = memoryview(data), 0
+    while view:
+        n = os.pwrite(fd, view, pos)
+        view, pos = view[n:], pos + n
 
 
 def _discard(path: str) -> None:
