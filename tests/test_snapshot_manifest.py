@@ -64,6 +64,15 @@ def test_any_changed_byte_is_refused(pos: int, byte: int) -> None:
     assert "/cat/sets/x.json" in str(ei.value)
 
 
+def test_a_number_changed_into_infinity_is_refused() -> None:
+    """One changed byte can turn a number into one too large for a float (found by the
+    property above): refused as a changed manifest, not a crash."""
+    assert b"1700000004000" in _RAW
+    bad = _RAW.replace(b"1700000004000", b"17e0000004000", 1)
+    with pytest.raises(IntegrityError, match="does not match its signature"):
+        mf.verify_bytes(bad, KEY, where="/cat/sets/x.json")
+
+
 def test_reformatted_but_equal_json_is_refused() -> None:
     pretty = json.dumps(json.loads(_RAW), indent=2, sort_keys=True).encode() + b"\n"
     with pytest.raises(IntegrityError, match="byte-for-byte"):

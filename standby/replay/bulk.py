@@ -63,9 +63,10 @@ def _chunks(ids: Sequence[int], n: int = 1000) -> Iterable[Sequence[int]]:
 class DbRowSource:
     """`model.RowSource` over a pymysql connection.
 
-    Whole mail_item rows come back as one JSON array per statement (`JSON_ARRAYAGG` of a
-    `JSON_ARRAY` per row), decoded by the C JSON parser: a replay reloads every row its ops
-    touch, and pymysql's column-by-column decoding in Python costs several times more."""
+    Rows asked for by id come back as one JSON array per statement of at most 1,000 ids
+    (`JSON_ARRAYAGG` of a `JSON_ARRAY` per row), decoded by the C JSON parser: a replay reloads
+    every row its ops touch, and pymysql's column-by-column decoding in Python costs several
+    times more."""
 
     def __init__(self, conn: Any, groups: int) -> None:
         self.conn = conn
@@ -94,12 +95,16 @@ class DbRowSource:
             out += self._item_rows(m, f"id IN ({','.join(['%s'] * len(part))})", part)
         return out
 
+    # A folder's items can be any number of rows, more than one JSON value may hold
+    # (max_allowed_packet): these come back row by row.
     def items_in_folders(self, m: int, folder_ids: list[int]) -> list[list[Any]]:
-        return self._item_rows(m, f"folder_id IN ({','.join(['%s'] * len(folder_ids))})",
-                               folder_ids)
+        q = ",".join(["%s"] * len(folder_ids))
+        return self._rows(f"SELECT {_ITEM_COLS} FROM {self._t(m, 'mail_item')} WHERE"
+                          f" mailbox_id = %s AND folder_id IN ({q})", (m, *folder_ids))
 
     def folders(self, m: int) -> list[list[Any]]:
-        return self._item_rows(m, "type = 1", ())
+        return self._rows(f"SELECT {_ITEM_COLS} FROM {self._t(m, 'mail_item')} WHERE"
+                          " mailbox_id = %s AND type = 1", (m,))
 
     def tagged(self, m: int, item_ids: Iterable[int]) -> list[tuple[int, int]]:
         out: list[tuple[int, int]] = []

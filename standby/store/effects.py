@@ -601,12 +601,12 @@ class Effects:
     def collect_garbage(self, conn: Any, mailbox_ids: list[int] | set[int]) -> int:
         """Remove blob files no database row refers to, for these mailboxes. Returns count.
 
-        The wanted file names come from one statement per mboxgroup table (a list per
-        mailbox, built by the server), and each blob folder is compared with them as a set:
-        this pass runs over every mailbox a replay touched."""
+        The wanted file names come from one statement per mboxgroup table (row by row, so a
+        list is never cut short by a length limit: a short list would delete live blobs), and
+        each blob folder is compared with them as a set: this pass runs over every mailbox a
+        replay touched."""
         removed = 0
         cur = conn.cursor()
-        cur.execute("SET SESSION group_concat_max_len = 1073741824")
         ids = sorted(mailbox_ids)
         live: set[int] = set()
         wanted: dict[int, set[str]] = {}
@@ -621,12 +621,10 @@ class Effects:
         for g, ms in sorted(by_group.items()):
             for part in (ms[i:i + 1000] for i in range(0, len(ms), 1000)):
                 q = ",".join(["%s"] * len(part))
-                cur.execute("SELECT mailbox_id, GROUP_CONCAT(CONCAT(id, '-', mod_content,"
-                            f" '.msg') SEPARATOR '/') FROM mboxgroup{g}.mail_item WHERE"
-                            f" mailbox_id IN ({q}) AND blob_digest IS NOT NULL"
-                            " GROUP BY mailbox_id", part)
-                for m, names in cur.fetchall():
-                    wanted[m] = set(names.split("/")) if names else set()
+                cur.execute(f"SELECT mailbox_id, id, mod_content FROM mboxgroup{g}.mail_item"
+                            f" WHERE mailbox_id IN ({q}) AND blob_digest IS NOT NULL", part)
+                for m, i, mc in cur.fetchall():
+                    wanted.setdefault(m, set()).add(f"{i}-{mc}.msg")
         conn.commit()
         for m in ids:
             if m not in live:
