@@ -161,9 +161,9 @@ def _rusage_cpu_s(who: int) -> float:
 def index_cost(log_dir: Path, *, messages: int = 2000, batch: int = 75) -> dict[str, float]:
     """Microseconds per message of MIME parsing and of an FTS5 insert, on this log's messages.
 
-    The documents go into one fresh mailbox index in transactions of `batch` (about what a
-    mailbox gets per chunk of the fast engine), so this is a lower bound of the real cost:
-    larger indexes merge more."""
+    The documents go into one fresh mailbox index in transactions of `batch` (pass what a
+    mailbox gets per chunk of the fast engine, as the engine's inserts are batched that way).
+    A fresh index merges less than a grown one, so this is a low estimate of the real cost."""
     from standby.redolog.ops import CreateMessage
     from standby.replay.player import Player, select_files
     from standby.store.index import MailboxIndex
@@ -225,7 +225,8 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
             control.start(ps)
             from standby.store import loadgen
 
-            loadgen.run(ps.store_socket, accounts=min(accounts, 50), ops=ops, seed=seed,
+            accounts = min(accounts, 50)
+            loadgen.run(ps.store_socket, accounts=accounts, ops=ops, seed=seed,
                         workers=4)
             control.stop(ps)
             primary_digest = digest_settings(ps).total
@@ -271,8 +272,11 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
         out["cpu_seconds"] = {k: round(v, 1) for k, v in cpu.items()}
         out["cpu_busy_ratio"] = round(sum(cpu.values()) / (res.seconds * cores), 2)
         say("index cost per message")
-        icost = index_cost(log_dir)
+        chunks = -(-res.ops_applied // batch_ops)
+        per_mailbox = res.documents / max(1, accounts * chunks)  # documents per transaction
+        icost = index_cost(log_dir, batch=max(1, round(per_mailbox)))
         if icost:
+            icost["batch"] = max(1, round(per_mailbox))
             n = max(res.ops_applied, 1)
             index_us = (res.parsed / n * icost["mime_parse"] + res.documents / n *
                         icost["fts_insert"])

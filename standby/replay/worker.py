@@ -352,10 +352,10 @@ class Worker:
 
     def _drop_garbage(self, changes: list[Any]) -> int:
         """Remove the blob files of rows the chunk deleted or replaced, now that the database
-        no longer refers to them (so no committed row ever points at a missing blob). Most
-        were written a few chunks ago and are not on disk yet, which makes this cheap; what
-        is left over (blobs of rows the database had removed before the run) is found by the
-        garbage pass at the end."""
+        no longer refers to them (so no committed row ever points at a missing blob). Done
+        here rather than at the end, so it overlaps other work; what is left over (blobs of
+        rows the database had removed before the run) is found by the garbage pass at the
+        end."""
         root, n = self.cfg.blob_root, 0
         for ch in changes:
             for item_id, mc in ch.blob_garbage:
