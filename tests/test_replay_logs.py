@@ -78,6 +78,17 @@ def _index_ids(t: Any, m: int, table: str) -> set[int]:
         index.close()
 
 
+def _log_builder(lab: Lab, name: str, *, seed: int,
+                 mailboxes: tuple[int, ...] = ()) -> tuple[Path, LogBuilder]:
+    """A crafted log in a new folder, with these mailboxes created first."""
+    logdir = lab.store("log").root / name
+    logdir.mkdir()
+    b = LogBuilder(logdir, seed=seed)
+    for m in mailboxes:
+        b.create_mailbox(m)
+    return logdir, b
+
+
 def _folder(b: LogBuilder, m: int, name: str) -> CreateFolder:
     fid = b.new_id(m)
     return CreateFolder(name, 1, 0, TYPE_MESSAGE, 0, 0, "", fid,
@@ -86,12 +97,7 @@ def _folder(b: LogBuilder, m: int, name: str) -> CreateFolder:
 
 def test_crafted_log_uncommitted_aborted_relogged_corrupt_torn(make_store) -> None:
     with Lab(make_store) as lab:
-        holder = lab.store("log")
-        logdir = holder.root / "crafted"
-        logdir.mkdir()
-        b = LogBuilder(logdir, seed=3)
-        for m in (1, 2, 3):
-            b.create_mailbox(m)
+        logdir, b = _log_builder(lab, "crafted", seed=3, mailboxes=(1, 2, 3))
         for m in (1, 2, 3):
             for _ in range(3):
                 b.op(m, b.message(m))  # items 257..259
@@ -172,10 +178,7 @@ def test_from_time_inside_a_shared_delivery_split_by_a_rollover(make_store) -> N
     messages after fromTime need its bytes. Regression: the file was skipped by its header and
     the messages were created without their blob ("no blob source", exit 1)."""
     with Lab(make_store) as lab:
-        holder = lab.store("log")
-        logdir = holder.root / "split"
-        logdir.mkdir()
-        b = LogBuilder(logdir, seed=4)
+        logdir, b = _log_builder(lab, "split", seed=4)
         for m in (1, 2, 3):
             b.create_mailbox(m)
             b.op(m, b.message(m))
@@ -218,10 +221,7 @@ def test_time_bounds_test_change_time_and_commit_time_inclusively(make_store) ->
         T+20 commit A                 T+50 commit B
     """
     with Lab(make_store) as lab:
-        holder = lab.store("log")
-        logdir = holder.root / "overlap"
-        logdir.mkdir()
-        b = LogBuilder(logdir, seed=6)
+        logdir, b = _log_builder(lab, "overlap", seed=6)
         for m in (1, 2, 3):
             b.create_mailbox(m)
             b.op(m, b.message(m))
@@ -269,12 +269,7 @@ def test_deleted_mailbox_stays_deleted(make_store) -> None:
     back, and the fast engine (DeleteMailbox in a later batch than the mailbox's content) agrees
     with the naive one, on a first replay and on a second."""
     with Lab(make_store) as lab:
-        holder = lab.store("log")
-        logdir = holder.root / "deleted"
-        logdir.mkdir()
-        b = LogBuilder(logdir, seed=9)
-        for m in (1, 2):
-            b.create_mailbox(m)
+        logdir, b = _log_builder(lab, "deleted", seed=9, mailboxes=(1, 2))
         for _ in range(4):
             for m in (1, 2):
                 b.op(m, b.message(m))

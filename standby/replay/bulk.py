@@ -82,17 +82,17 @@ class DbRowSource:
         cur.execute(sql, args)
         return [list(r) for r in cur.fetchall()]
 
-    def _item_rows(self, m: int, where: str, args: Sequence[Any]) -> list[list[Any]]:
-        cur = self.conn.cursor()
-        cur.execute(f"SELECT JSON_ARRAYAGG(JSON_ARRAY({_ITEM_COLS})) FROM"
-                    f" {self._t(m, 'mail_item')} WHERE mailbox_id = %s AND {where}", (m, *args))
-        row = cur.fetchone()
-        return json.loads(row[0]) if row and row[0] else []
-
     def items(self, m: int, ids: Iterable[int]) -> list[list[Any]]:
         out: list[list[Any]] = []
+        cur = self.conn.cursor()
         for part in _chunks(sorted(set(ids))):
-            out += self._item_rows(m, f"id IN ({','.join(['%s'] * len(part))})", part)
+            q = ",".join(["%s"] * len(part))
+            cur.execute(f"SELECT JSON_ARRAYAGG(JSON_ARRAY({_ITEM_COLS})) FROM"
+                        f" {self._t(m, 'mail_item')} WHERE mailbox_id = %s AND id IN ({q})",
+                        (m, *part))
+            row = cur.fetchone()
+            if row and row[0]:
+                out += json.loads(row[0])
         return out
 
     # A folder's items can be any number of rows, more than one JSON value may hold

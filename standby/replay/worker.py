@@ -199,7 +199,6 @@ class Worker:
         self.blobs = _Blobs()
         self.fields: dict[tuple[int, int, int], MessageFields] = {}
         self.touched: set[int] = set()
-        self._made: set[str] = set()  # blob folders known to exist
         self._kernel_copy = hasattr(os, "copy_file_range")
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="replay-io")
 
@@ -246,8 +245,8 @@ class Worker:
         # waits on MariaDB), blobs in a small pool (file creation mostly waits in the kernel),
         # the index here. Threads release the GIL while they wait, so the waits overlap.
         before = self.writer.rows_loaded
-        db_job = self.pool.submit(self._timed, "db_write", self.writer.write, all_changes)
-        blob_jobs = [self.pool.submit(self._timed, "blobs", self._blobs, m, wanted)
+        db_job = self.pool.submit(self._timed, self.writer.write, all_changes)
+        blob_jobs = [self.pool.submit(self._timed, self._blobs, m, wanted)
                      for m, _ops, wanted in work if wanted]
         for m, ops, _ in work:
             self._index(m, ops, stats)
@@ -266,7 +265,7 @@ class Worker:
         return stats
 
     @staticmethod
-    def _timed(_name: str, fn: Any, *args: Any) -> tuple[Any, float]:
+    def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
         t = time.perf_counter()
         out = fn(*args)
         return out, time.perf_counter() - t
@@ -328,10 +327,7 @@ class Worker:
         threshold = self.cfg.compression_threshold
         for item_id, change, src, digest, size in wanted:
             path = f"{root}/{blob_relpath(m, item_id, change)}"
-            d = path.rpartition("/")[0]
-            if d not in self._made:
-                os.makedirs(d, exist_ok=True)
-                self._made.add(d)
+            self.blobstore.ensure_dir(path.rpartition("/")[0])
             if src is None:
                 counts["missing-source"] += 1
                 continue

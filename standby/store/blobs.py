@@ -60,11 +60,12 @@ class BlobStore:
         return self.root / INCOMING / name
 
     # -- writing ----------------------------------------------------------------------------
-    def _mkdir(self, d: Path) -> None:
+    def ensure_dir(self, d: str | Path) -> None:
+        """Create a blob folder once per process (remembered; safe from several threads)."""
         key = str(d)
         if key in self._dirs:
             return
-        d.mkdir(parents=True, exist_ok=True)
+        os.makedirs(key, exist_ok=True)
         with self._dirs_lock:
             self._dirs.add(key)
 
@@ -76,7 +77,7 @@ class BlobStore:
 
     def write(self, path: Path, data: bytes) -> None:
         """Write `data` at `path` atomically (temporary name, then rename)."""
-        self._mkdir(path.parent)
+        self.ensure_dir(path.parent)
         with self._dirs_lock:
             self._tmp_counter += 1
             n = self._tmp_counter
@@ -118,7 +119,7 @@ class BlobStore:
     def link_or_copy(self, src: Path, dst: Path) -> None:
         """Place `src`'s stored bytes at `dst` (a hard link where possible, as Zimbra links
         an incoming blob into each recipient's mailbox)."""
-        self._mkdir(dst.parent)
+        self.ensure_dir(dst.parent)
         tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link.tmp")
         tmp.unlink(missing_ok=True)
         try:
@@ -142,20 +143,14 @@ class BlobStore:
 
     # -- listing ----------------------------------------------------------------------------
     def mailbox_blobs(self, mailbox_id: int) -> Iterator[Path]:
-        """Every blob file of a mailbox (temporary files excluded)."""
-        msg = self.mailbox_dir(mailbox_id) / "msg"
-        if not msg.is_dir():
-            return
-        for bucket in sorted(os.scandir(msg), key=lambda e: e.name):
-            if not bucket.is_dir():
-                continue
-            for e in sorted(os.scandir(bucket.path), key=lambda e: e.name):
-                if e.name.endswith(".msg") and not e.name.startswith("."):
-                    yield Path(e.path)
+        """Every blob file of a mailbox (temporary files excluded), in name order."""
+        for folder, names in sorted(self.mailbox_blob_names(mailbox_id)):
+            for n in sorted(names):
+                yield Path(folder) / n
 
     def mailbox_blob_names(self, mailbox_id: int) -> Iterator[tuple[str, set[str]]]:
-        """(folder, names of its blob files) for each blob folder of a mailbox; the fast form
-        of `mailbox_blobs` for set comparisons (temporary files excluded)."""
+        """(folder, names of its blob files) for each blob folder of a mailbox, unordered
+        (temporary files excluded)."""
         msg = f"{self.mailbox_dir(mailbox_id)}/msg"
         try:
             buckets = [e.path for e in os.scandir(msg) if e.is_dir()]

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from standby.store.blobs import mailbox_dirs
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, type INTEGER NOT NULL,"
@@ -227,8 +229,6 @@ class IndexStore:
 
     def mailbox_ids(self) -> list[int]:
         """Mailboxes that have an index on this volume."""
-        from standby.store.blobs import mailbox_dirs
-
         return sorted(m for m, d in mailbox_dirs(self.root)
                       if (d / "index" / "index.sqlite").exists())
 

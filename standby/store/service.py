@@ -146,12 +146,15 @@ def _redo_position(store: Store) -> dict[str, Any]:
             "oldest_active_tstamp": oldest}
 
 
+_NEEDS_MAILBOX = frozenset({
+    "create_folder", "rename_folder", "empty_folder", "create_tag", "rename_tag", "set_tags",
+    "alter_tag", "move", "delete", "create_contact", "modify_contact", "index_item", "items",
+    "read_message", "search", "tags"})
+
+
 def dispatch(store: Store, method: str, p: dict[str, Any]) -> Any:
     """Map one request to the Mailbox API. Unknown methods and bad params are UsageErrors."""
-    needs_mailbox = {"create_folder", "rename_folder", "empty_folder", "create_tag", "rename_tag",
-                     "set_tags", "alter_tag", "move", "delete", "create_contact",
-                     "modify_contact", "index_item", "items", "read_message", "search", "tags"}
-    if method in needs_mailbox and p.get("mailbox_id") is None:
+    if method in _NEEDS_MAILBOX and p.get("mailbox_id") is None:
         raise UsageError(f"{method} needs mailbox_id")
     try:
         m = int(p.get("mailbox_id") or 0)
