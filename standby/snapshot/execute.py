@@ -168,6 +168,7 @@ def _take(plan: Plan, step: SnapshotStep, fx: Effects, pos: RedoPoint | None,
             log.warning("db_changed_during_copy", attempt=attempt)
             for s in snaps:
                 be.destroy(s)
+            held.resettle()
         else:
             raise ServiceError(f"InnoDB kept writing while the db volume was copied "
                                f"({COPY_ATTEMPTS} attempts)",

@@ -56,14 +56,23 @@ class InnoState:
 class Held:
     """What `Database.held` yields: the InnoDB state when held, and a change check."""
 
-    def __init__(self, cur: Any, before: InnoState | None) -> None:
+    def __init__(self, cur: Any, before: InnoState | None,
+                 settle: Callable[[], InnoState] | None = None) -> None:
         self._cur = cur
         self.before = before
+        self._settle = settle
 
     def changed(self) -> bool:
         if self.before is None:
             return False
         return not _inno(self._cur).same(self.before)
+
+    def resettle(self) -> None:
+        """Before copying again: wait until InnoDB is clean and still once more, and compare
+        the next copy with that state (LSN and checkpoint only grow, so comparing with the
+        first one would call every later copy changed)."""
+        if self.before is not None and self._settle is not None:
+            self.before = self._settle()
 
 
 def _inno(cur: Any) -> InnoState:
@@ -120,7 +129,7 @@ class Database:
                 raise ServiceError(f"MariaDB refused to quiesce: {e.args[-1] if e.args else e}",
                                    hint="the store's MariaDB must be 10.4 or later (BACKUP "
                                         "STAGE) and reachable") from e
-            yield Held(cur, before)
+            yield Held(cur, before, lambda: self._wait_clean(cur, clean_timeout_s))
         finally:
             try:
                 if old_pct is not None:
