@@ -73,7 +73,7 @@ def _copy_snapshot(m: Manifest, site: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for rec in m.snapshots:
-        shutil.copytree(rec.path, tmp / rec.volume, symlinks=True)
+        shutil.copytree(rec.ref, tmp / rec.volume, symlinks=True)  # the copy, not the volume
     tmp.rename(dest)
     return dest
 
