@@ -107,7 +107,7 @@ def test_catalog_writes_atomically_lists_and_tracks_shipped(tmp_path: Path) -> N
     cat = LocalCatalog(tmp_path, "srv-1", KEY)
     a = sample("set-20261129.010000.000", t=1_000)
     b = sample("redolog-20261129.011500.000", kind="redolog", t=10_000, volumes=("redolog",))
-    pa, pb = cat.write(a), cat.write(b)
+    pa, pb = Path(cat.write(a)), Path(cat.write(b))
     assert pa == tmp_path / "catalog/srv-1/sets/set-20261129.010000.000.json"
     assert pb.parent.name == "redolog"
     assert not list(pa.parent.glob(".*tmp"))
@@ -122,6 +122,11 @@ def test_catalog_writes_atomically_lists_and_tracks_shipped(tmp_path: Path) -> N
     assert found is not None and found[0].id == a.id
     cat.mark_shipped(a.id, "db", at_ms=5)
     assert cat.shipped() == {f"{a.id}/db": 5}
+    cat.mark_shipped(a.id, "blob", at_ms=6, target="file:///x")
+    assert cat.shipped("file:///x") == {f"{a.id}/blob": 6}
+    assert cat.shipped() == {}  # nothing is at both targets
+    cat.mark_shipped(a.id, "db", at_ms=7, target="file:///x")
+    assert cat.shipped() == {f"{a.id}/db": 7}
     cat.remove(a)
     assert cat.shipped() == {} and [m.id for m in cat.manifests()] == [b.id]
     other = LocalCatalog(tmp_path, "srv-1", b"x" * 20)

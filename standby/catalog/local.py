@@ -2,12 +2,13 @@
 
     <state_dir>/catalog/<server_id>/sets/<set id>.json         signed manifests
     <state_dir>/catalog/<server_id>/redolog/<redolog id>.json
-    <state_dir>/catalog/<server_id>/state.json                 shipped flags (unsigned)
+    <state_dir>/catalog/<server_id>/state.json                 shipped flags per target (unsigned)
     <state_dir>/catalog/<server_id>/.lock                      one snapshot run at a time
 
 Manifests are immutable once written (tmp file + fsync + rename); what changes later — whether a
-snapshot was shipped — lives in `state.json`, which shipping (a later issue) updates through
-`mark_shipped`. Every read of a manifest verifies its signature.
+snapshot was shipped, and to which target (its URL) — lives in `state.json`, which shipping
+updates through `mark_shipped` once a snapshot's manifest is at that target. Every read of a
+manifest verifies its signature.
 
 The same layout rooted anywhere (`LocalCatalog.at(root, …)`) reads a catalog that came from a
 transfer target (a `file://` folder, a mounted share), so `zmplayredo --set` at the standby can
@@ -35,6 +36,7 @@ from standby.catalog.manifest import Manifest
 from standby.settings import Settings
 
 _DIRS = {"set": "sets", "redolog": "redolog"}
+UNNAMED = "-"  # the target of marks made without naming one
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -129,10 +131,11 @@ class LocalCatalog:
     def remove(self, m: Manifest) -> None:
         self.path_for(m.kind, m.id).unlink(missing_ok=True)
         with self._state() as st:
-            for s in m.snapshots:
-                st["shipped"].pop(f"{m.id}/{s.volume}", None)
+            for per in st["targets"].values():
+                for s in m.snapshots:
+                    per.pop(f"{m.id}/{s.volume}", None)
 
-    # -- state: shipped flags ---------------------------------------------------------------
+    # -- state: shipped flags, per target ---------------------------------------------------
     @contextmanager
     def _state(self) -> Iterator[dict[str, Any]]:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -151,21 +154,42 @@ class LocalCatalog:
         except ValueError as e:
             raise FormatError(f"{path} is not valid JSON: {e}",
                               hint="fix or remove it; it only holds shipped flags") from e
-        st.setdefault("shipped", {})
+        targets = st.setdefault("targets", {})
+        # The first layout had one flat map for a single, unnamed target.
+        if st.get("shipped"):
+            targets.setdefault(UNNAMED, {}).update(st["shipped"])
+        st.pop("shipped", None)
         return st
 
-    def shipped(self) -> dict[str, int]:
-        """{"<manifest id>/<volume>": shipped-at ms} for every shipped snapshot."""
-        return dict(self._read_state(self.root / "state.json")["shipped"])
+    def targets(self) -> list[str]:
+        """The targets anything was ever shipped to (their URLs), sorted."""
+        return sorted(self._read_state(self.root / "state.json")["targets"])
+
+    def shipped(self, target: str | None = None) -> dict[str, int]:
+        """{"<manifest id>/<volume>": shipped-at ms} for every snapshot shipped to `target`;
+        without one, for every snapshot shipped to each target anything was shipped to (what
+        local retention may treat as safe), with the latest time."""
+        per = self._read_state(self.root / "state.json")["targets"]
+        if target is not None:
+            return dict(per.get(target, {}))
+        maps = [m for m in per.values()]
+        if not maps:
+            return {}
+        common = set(maps[0]).intersection(*maps[1:])
+        return {k: max(m[k] for m in maps) for k in sorted(common)}
 
     def mark_shipped(self, manifest_id: str, volume: str, *, at_ms: int | None = None,
-                     shipped: bool = True) -> None:
+                     shipped: bool = True, target: str = "") -> None:
+        """Record (or, with `shipped=False`, forget) that a snapshot is at `target`. The mark is
+        a cache of what the target holds: shipping sets it once the snapshot's manifest is
+        there, and the target's own catalog stays the truth."""
         with self._state() as st:
             k = f"{manifest_id}/{volume}"
+            per = st["targets"].setdefault(target or UNNAMED, {})
             if shipped:
-                st["shipped"][k] = at_ms if at_ms is not None else int(time.time() * 1000)
+                per[k] = at_ms if at_ms is not None else int(time.time() * 1000)
             else:
-                st["shipped"].pop(k, None)
+                per.pop(k, None)
 
     # -- one run at a time ------------------------------------------------------------------
     @contextmanager

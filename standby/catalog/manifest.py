@@ -225,15 +225,16 @@ def _mac(key: bytes, body: Mapping[str, Any]) -> str:
     return hmac.new(key, canonical(body), hashlib.sha256).hexdigest()
 
 
-def sign(m: Manifest, key: bytes) -> bytes:
-    """The file bytes of `m`, signed with `key`."""
-    body = {**m.as_dict(), "key_id": key_id(key)}
-    return canonical({**body, "hmac": _mac(key, body)}) + b"\n"
+def sign_document(body: Mapping[str, Any], key: bytes) -> bytes:
+    """The file bytes of any JSON document `body` (a manifest, a shipment record), signed with
+    `key`: canonical JSON carrying `key_id` and `hmac`."""
+    signed = {**body, "key_id": key_id(key)}
+    return canonical({**signed, "hmac": _mac(key, signed)}) + b"\n"
 
 
-def verify_bytes(raw: bytes, key: bytes, *, where: str) -> Manifest:
-    """Check signature and form; return the manifest or raise IntegrityError naming `where`."""
-    what = f"manifest {where}"
+def verify_document(raw: bytes, key: bytes, *, what: str) -> dict[str, Any]:
+    """Check the signature and canonical form of `raw`; return the document (without `hmac`)
+    or raise IntegrityError naming `what`."""
     try:
         obj = json.loads(raw)
     except ValueError as e:
@@ -264,7 +265,18 @@ def verify_bytes(raw: bytes, key: bytes, *, where: str) -> Manifest:
     if raw != canon:
         raise IntegrityError(f"{what} is not byte-for-byte as signed (its form was changed)",
                              hint="restore it, or remove it")
-    return Manifest.from_dict(obj, where=str(where))
+    return body
+
+
+def sign(m: Manifest, key: bytes) -> bytes:
+    """The file bytes of `m`, signed with `key`."""
+    return sign_document(m.as_dict(), key)
+
+
+def verify_bytes(raw: bytes, key: bytes, *, where: str) -> Manifest:
+    """Check signature and form; return the manifest or raise IntegrityError naming `where`."""
+    body = verify_document(raw, key, what=f"manifest {where}")
+    return Manifest.from_dict(body, where=str(where))
 
 
 def read(path: Path, key: bytes) -> Manifest:
