@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from standby.errors import ConfigError, VolumeError
+from standby.errors import ConfigError, UsageError, VolumeError
+from standby.transfer.throttle import parse_rate
 
 VOLUME_NAMES = ("db", "blob", "index", "redolog")
 BACKENDS = ("dir", "zfs", "btrfs", "lvm", "ebs")
@@ -148,6 +149,39 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class TargetSettings:
+    """`[target]`: where `standby ship` sends snapshots, and how (standby/transfer/)."""
+
+    # s3://bucket/prefix, file:///path, zfs://[user@host/]pool/dataset, btrfs://[user@host]/path
+    url: str | None = None
+    # URLs (or URL prefixes) a --target may name; empty: any.
+    allowed: tuple[str, ...] = ()
+    # S3: any S3-compatible endpoint, the region, server-side encryption ("AES256", or "aws:kms"
+    # which kms_key_id implies), the storage class of new objects, Object Lock (prune then
+    # deletes nothing), multipart part size (the first part; later parts grow so that 10,000
+    # hold 5 TiB), parts in flight at once, botocore's attempts per call.
+    endpoint_url: str | None = None
+    region: str | None = None
+    sse: str | None = None
+    kms_key_id: str | None = None
+    storage_class: str | None = None
+    object_lock: bool = False
+    part_size_mb: int = 8
+    concurrency: int = 4
+    retries: int = 5
+    # zstd level of every stored object (-7..22).
+    compression_level: int = 3
+    # AES-256-GCM client-side encryption of every object at the target (64 hex digits or base64
+    # of 32 bytes); a secret. Exactly one source: this key or STANDBY_TARGET_KEY.
+    encryption_key: str | None = None
+    # ssh for zfs:// and btrfs:// targets on another host: a key file and `-o` options.
+    ssh_identity: Path | None = None
+    ssh_options: tuple[str, ...] = ("BatchMode=yes",)
+    # Average rate limit of shipping, as rsync's --bwlimit (KiB/s, or with K, M, G).
+    bwlimit: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     server_id: str
     state_dir: Path
@@ -158,6 +192,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     snapshot: SnapshotSettings = field(default_factory=SnapshotSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    target: TargetSettings = field(default_factory=TargetSettings)
     source: Path | None = None  # the file these settings came from (not a config key)
 
     # Derived locations -------------------------------------------------------------------
@@ -267,21 +302,28 @@ def log_from_env(default_level: str = "info") -> LogSettings:
                        level=env.get("STANDBY_LOG_LEVEL") or default_level)
 
 
+_SECRET_ENV = (("STANDBY_MANIFEST_KEY", "snapshot", "manifest_key", "manifest key"),
+               ("STANDBY_TARGET_KEY", "target", "encryption_key", "target encryption key"))
+
+
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """STANDBY_LOG_FORMAT / STANDBY_LOG_LEVEL override the file; STANDBY_MANIFEST_KEY is the
-    manifest key's other source (a secret comes from exactly one place)."""
+    """STANDBY_LOG_FORMAT / STANDBY_LOG_LEVEL override the file; STANDBY_MANIFEST_KEY and
+    STANDBY_TARGET_KEY are the other sources of the two secrets (a secret comes from exactly
+    one place)."""
     for var, key in (("STANDBY_LOG_FORMAT", "log.format"), ("STANDBY_LOG_LEVEL", "log.level")):
         if env.get(var):
             _set_dotted(raw, key, env[var])
-    secret = env.get("STANDBY_MANIFEST_KEY")
-    if secret:
-        snap = raw.get("snapshot")
-        if isinstance(snap, dict) and snap.get("manifest_key"):
+    for var, section, key, what in _SECRET_ENV:
+        secret = env.get(var)
+        if not secret:
+            continue
+        sec = raw.get(section)
+        if isinstance(sec, dict) and sec.get(key):
             raise ConfigError(
-                "the manifest key is set twice: snapshot.manifest_key in the config file and "
-                "STANDBY_MANIFEST_KEY in the environment",
+                f"the {what} is set twice: {section}.{key} in the config file and {var} in "
+                "the environment",
                 hint="a secret comes from exactly one source; remove one of them")
-        _set_dotted(raw, "snapshot.manifest_key", secret)
+        _set_dotted(raw, f"{section}.{key}", secret)
     return raw
 
 
@@ -385,6 +427,7 @@ def validate(s: Settings) -> None:
     if s.mariadb.flush_log_at_trx_commit not in (0, 1, 2):
         raise ConfigError("mariadb.flush_log_at_trx_commit must be 0, 1 or 2")
     _validate_snapshot(s.snapshot, s.retention)
+    _validate_target(s.target)
 
 
 def _validate_snapshot(sn: SnapshotSettings, rt: RetentionSettings) -> None:
@@ -406,6 +449,28 @@ def _validate_snapshot(sn: SnapshotSettings, rt: RetentionSettings) -> None:
         raise ConfigError("retention.redolog_max_age_s must be more than 0 seconds")
 
 
+def _validate_target(t: TargetSettings) -> None:
+    if t.sse not in (None, "AES256", "aws:kms"):
+        raise ConfigError(f"target.sse: {t.sse!r} is not AES256 or aws:kms")
+    if t.kms_key_id and t.sse == "AES256":
+        raise ConfigError("target.kms_key_id goes with SSE-KMS, and target.sse says AES256",
+                          hint='drop target.sse (kms_key_id implies "aws:kms")')
+    for key, lo, hi in (("part_size_mb", 5, 5120), ("concurrency", 1, 64), ("retries", 1, 20),
+                        ("compression_level", -7, 22)):
+        v = getattr(t, key)
+        if not lo <= v <= hi:
+            raise ConfigError(f"target.{key} must be within {lo}..{hi}, not {v}")
+    if t.bwlimit is not None:
+        try:
+            parse_rate(t.bwlimit, option="target.bwlimit")
+        except UsageError as e:
+            raise ConfigError(e.message, hint=e.hint) from e
+    for opt in t.ssh_options:
+        if not opt or opt.startswith("-") or "=" not in opt:
+            raise ConfigError(f"target.ssh_options: {opt!r} is not an ssh option",
+                              hint='write them as for `ssh -o`, e.g. "StrictHostKeyChecking=yes"')
+
+
 def check_volumes(s: Settings, *, writable: bool = True) -> None:
     """Each volume path must exist, be a directory, and (if `writable`) be writable."""
     for name, vol in s.volumes.items():
@@ -419,7 +484,7 @@ def check_volumes(s: Settings, *, writable: bool = True) -> None:
             raise VolumeError(f"volume {name}: {p} is not writable by this user")
 
 
-SECRET_KEYS = frozenset({"manifest_key"})
+SECRET_KEYS = frozenset({"manifest_key", "encryption_key"})
 
 
 def to_toml(s: Settings, *, include_secrets: bool = False) -> str:

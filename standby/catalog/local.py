@@ -39,7 +39,7 @@ _DIRS = {"set": "sets", "redolog": "redolog"}
 UNNAMED = "-"  # the target of marks made without naming one
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -87,7 +87,7 @@ class LocalCatalog:
 
     def write(self, m: Manifest) -> str:
         path = self.path_for(m.kind, m.id)
-        _write_atomic(path, mf.sign(m, self.key))
+        write_atomic(path, mf.sign(m, self.key))
         return str(path)
 
     def exists(self, kind: str, manifest_id: str) -> bool:
@@ -144,7 +144,7 @@ class LocalCatalog:
             fcntl.flock(lk.fileno(), fcntl.LOCK_EX)
             st = self._read_state(path)
             yield st
-            _write_atomic(path, json.dumps(st, sort_keys=True, indent=1).encode() + b"\n")
+            write_atomic(path, json.dumps(st, sort_keys=True, indent=1).encode() + b"\n")
 
     def _read_state(self, path: Path) -> dict[str, Any]:
         try:

@@ -1,0 +1,90 @@
+"""Targets from settings and URLs: the composition root of shipping.
+
+Only here is an S3 client made (boto3, with botocore's standard retry mode and the configured
+number of attempts: retries are botocore's), and only here are stores, codecs and catalogs put
+together into a `Target`. Callers (the CLI, the drill, the benchmark) may pass a client factory
+instead (tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from standby.catalog.manifest import require_key
+from standby.catalog.target import TargetCatalog
+from standby.errors import ConfigError
+from standby.settings import Settings
+from standby.transfer import codec
+from standby.transfer._base import Target, TargetUrl, parse_url, within
+from standby.transfer.file import DirStore
+from standby.transfer.objects import ObjectTarget
+from standby.transfer.s3 import S3Store, translated
+
+
+def s3_client(s: Settings) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    t = s.target
+    cfg = Config(retries={"mode": "standard", "max_attempts": t.retries},
+                 max_pool_connections=t.concurrency + 4, connect_timeout=10, read_timeout=120,
+                 # Checksums only where S3 requires them: sha256 of every object is ours.
+                 request_checksum_calculation="when_required",
+                 response_checksum_validation="when_required")
+    with translated("creating the S3 client", "-"):
+        return boto3.client("s3", region_name=t.region, endpoint_url=t.endpoint_url,
+                            config=cfg)
+
+
+def encryption_key(s: Settings) -> bytes | None:
+    text = s.target.encryption_key
+    if text is None:
+        return None
+    return codec.parse_key(text, source="target.encryption_key (or STANDBY_TARGET_KEY)")
+
+
+def target_url(url: str | None, s: Settings) -> TargetUrl:
+    """The URL to use (`url`, else `target.url`), parsed and inside `target.allowed`."""
+    text = url or s.target.url
+    if not text:
+        raise ConfigError("no target to ship to or pull from",
+                          hint="pass --target URL, or set target.url in the config file")
+    u = parse_url(text)
+    if not within(u, s.target.allowed):
+        raise ConfigError(f"the target {u} is outside the allowed targets "
+                          f"({', '.join(s.target.allowed)})",
+                          hint="name a target under target.allowed, or extend that list")
+    return u
+
+
+def open_target(url: str | None, s: Settings, *,
+                s3: Callable[[], Any] | None = None) -> Target:
+    """The target `url` names (default `target.url`), put together from the settings."""
+    u = target_url(url, s)
+    key = require_key(s.snapshot.manifest_key)
+    enc = encryption_key(s)
+    level = s.target.compression_level
+
+    def seal(doc: bytes) -> bytes:
+        return codec.encode(doc, level=level, key=enc)[0] if enc is not None else doc
+
+    def unseal(raw: bytes, what: str) -> bytes:
+        if raw[:len(codec.MAGIC)] != codec.MAGIC:
+            return raw  # plain signed JSON: the signature guards it
+        return codec.decode(raw, key=enc, encrypted=True, what=what)
+
+    if u.scheme == "s3":
+        t = s.target
+        store: Any = S3Store((s3 or (lambda: s3_client(s)))(), bucket=u.bucket, prefix=u.path,
+                             server_id=s.server_id, sse=t.sse, kms_key_id=t.kms_key_id,
+                             storage_class=t.storage_class, part_size=t.part_size_mb << 20,
+                             concurrency=t.concurrency)
+    elif u.scheme == "file":
+        store = DirStore(Path(u.path), s.server_id, url=str(u))
+    else:
+        raise ConfigError(f"{u.scheme} targets need the zfs/btrfs stream support, which this "
+                          "build does not have yet", hint="ship to s3:// or file:// for now")
+    catalog = TargetCatalog(store, s.server_id, key, seal=seal, unseal=unseal)
+    return ObjectTarget(u, store, catalog, level=level, enc_key=enc)

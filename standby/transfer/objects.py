@@ -1,0 +1,301 @@
+"""The object targets (s3, file): snapshots as stored objects, through any `ObjectStore`.
+
+Shipping one volume's snapshot writes, under `data/<volume>/<manifest id>/`,
+
+- for a `dir` snapshot: `index.json.zst` (its file index) and `stream.tar.zst` (a tar of what
+  changed since the parent's index, `tarstream`);
+- for a zfs or btrfs snapshot: `stream.zfs.zst` / `stream.btrfs.zst`, the backend's own send
+  stream (`zfs send [-i parent]`, `btrfs send [-p parent]`), read from the command the backend
+  builds;
+
+each through `codec.Encoder` (zstd, optionally AES-256-GCM: the names then end in `.sbx`),
+paced by the throttle, into a `Sink` that resumes an interrupted upload where it can. The
+record returned lists every object with its stored size and sha256.
+
+Reading back (pull) checks as it goes and refuses before anything is applied: a stream's bytes
+are released to the reader only until the last piece, which waits until the whole object hashed
+to its record's sha256 — so a receiver (`zfs recv`, tar extraction) never sees the end of a
+stream that did not check out. `dir` volumes are staged and swapped in only when every object
+of every volume checked out; stream volumes are read and checked in full before the first
+receive.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from standby import log as slog
+from standby.catalog.target import (
+    Shipment,
+    StoredObject,
+    TargetCatalog,
+    data_key,
+)
+from standby.errors import IntegrityError, NotFound, UsageError
+from standby.store.site import LOCK_NAME
+from standby.transfer import codec, tarstream
+from standby.transfer._base import (
+    Landing,
+    ObjectStore,
+    Progress,
+    ResumeImpossible,
+    SendJob,
+    TargetUrl,
+    TransferEffects,
+)
+from standby.transfer.s3 import UploadInterrupted
+
+STREAM_FORMATS = {"dir": "tar", "zfs": "zfs", "btrfs": "btrfs"}
+
+
+class ObjectWriter:
+    """Plain bytes of one object in; encoded, paced, stored; its `StoredObject` at `close`."""
+
+    def __init__(self, store: ObjectStore, key: str, *, level: int, enc_key: bytes | None,
+                 fx: TransferEffects, what: str, total: int | None = None) -> None:
+        self.key = key
+        self.fx = fx
+        self.what = what
+        self.total = total
+        before = fx.resume_get(key) or {}
+        salt_hex = str(before.get("salt") or "")
+
+        def save(st: dict[str, object]) -> None:
+            fx.resume_put(key, {"salt": self.encoder.salt.hex(), "sink": st} if st else {})
+
+        self.sink = store.open_write(key, resume=before.get("sink") or None, save=save)
+        # A continued upload must re-encode exactly as before: same salt. A new one gets its own.
+        salt = bytes.fromhex(salt_hex) if self.sink.stats.resumed and salt_hex else None
+        self.encoder = codec.Encoder(level=level, key=enc_key, salt=salt)
+        fx.stats[key] = self.sink.stats
+
+    def write(self, plain: bytes) -> None:
+        out = self.encoder.write(plain)
+        if out:
+            self.fx.throttle(len(out))
+            self.sink.write(out)
+        self.fx.progress(Progress(self.what, self.encoder.plain_bytes, self.total))
+
+    def close(self) -> StoredObject:
+        out = self.encoder.finish()
+        if out:
+            self.fx.throttle(len(out))
+            self.sink.write(out)
+        self.sink.commit()
+        self.fx.resume_put(self.key, {})
+        return StoredObject(self.key, self.encoder.stored_bytes, self.encoder.sha256,
+                            self.encoder.plain_bytes)
+
+    def abort(self) -> None:
+        self.sink.abort()
+        self.fx.resume_put(self.key, {})
+
+
+class ObjectTarget:
+    """A `Target` whose snapshots are objects in `store` (see the module docstring)."""
+
+    def __init__(self, url: TargetUrl, store: ObjectStore, catalog: TargetCatalog, *,
+                 level: int = 3, enc_key: bytes | None = None,
+                 run_sender: Callable[..., object] | None = None) -> None:
+        self.url = url
+        self.store = store
+        self.catalog = catalog
+        self.level = level
+        self.enc_key = enc_key
+        self.log = slog.get("standby.transfer", target=str(url))
+
+    # -- Target -----------------------------------------------------------------------------
+    def check(self, *, write: bool) -> None:
+        self.store.check(write=write)
+
+    def refuses(self, backend: str) -> str | None:
+        if backend == "dir":
+            return None
+        return (f"{backend} snapshots need their backend's send stream, which this build of "
+                "standby cannot produce yet; ship dir snapshots, or use a zfs/btrfs target")
+
+    def needs_local_parent(self, backend: str) -> bool:
+        return backend != "dir"
+
+    def _ext(self, name: str) -> str:
+        return name + (".sbx" if self.enc_key is not None else "")
+
+    def _encryption(self) -> dict[str, str] | None:
+        if self.enc_key is None:
+            return None
+        return {"alg": "AES-256-GCM", "key_id": codec.key_id(self.enc_key)}
+
+    def send(self, job: SendJob) -> Shipment:
+        for attempt in (1, 2):
+            try:
+                return self._send_once(job)
+            except ResumeImpossible as e:
+                if attempt == 2:
+                    raise
+                self.log.warning("resume_impossible_restarting", error=e.message,
+                                 volume=job.source.volume, set_id=job.source.manifest_id)
+        raise AssertionError("unreachable")
+
+    def _send_once(self, job: SendJob) -> Shipment:
+        src = job.source
+        if src.record.backend != "dir":
+            raise UsageError(self.refuses(src.record.backend) or "")
+        root = Path(src.snapshot.ref)
+        if not root.is_dir():
+            raise NotFound(f"the {src.volume} snapshot {src.snapshot.ref} of {src.manifest_id} "
+                           "is not on this host any more", hint="it was pruned; it cannot be "
+                           "shipped (`standby snapshot list` shows what there is)")
+        parent_index = self._parent_index(job) if job.parent is not None else None
+        index = tarstream.scan(root)
+        send, index = tarstream.diff(index, parent_index)
+        total = sum(e.size for e in send if e.type == "f")
+        what = f"{src.volume} of {src.manifest_id}"
+        stream = self._write(data_key(src.volume, src.manifest_id, self._ext("stream.tar.zst")),
+                             tarstream.tar_chunks(root, send), job.effects, what, total)
+        idx = self._write(data_key(src.volume, src.manifest_id, self._ext("index.json.zst")),
+                          iter([index.to_json()]), job.effects, f"index of {what}", None)
+        return Shipment(
+            server_id=self.catalog.server_id, manifest_id=src.manifest_id, kind=src.kind,
+            volume=src.volume, backend=src.record.backend, name=src.record.name,
+            stream_format="tar", stream_id=str(src.record.identity.get("uuid", "")),
+            taken_at_ms=src.record.taken_at_ms,
+            parent=job.parent.manifest_id if job.parent else None, objects=(stream, idx),
+            compression={"alg": "zstd", "level": self.level}, encryption=self._encryption(),
+            shipped_ms=job.effects.now_ms())
+
+    def _parent_index(self, job: SendJob) -> tarstream.Index:
+        p = job.parent
+        assert p is not None
+        missing = [o.key for o in p.objects if not self.store.exists(o.key)]
+        obj = p.object("index")
+        if missing or obj is None:
+            raise NotFound(
+                f"the {p.volume} snapshot of {p.manifest_id} at {self.url}, the parent of this "
+                f"incremental, is not whole there (missing: {', '.join(missing) or 'its index'})",
+                hint="send a full stream instead: `standby ship --full`")
+        return tarstream.Index.from_json(b"".join(self.plain(p, obj)),
+                                         where=f"{self.url} {obj.key}")
+
+    def _write(self, key: str, chunks: Iterator[bytes], fx: TransferEffects, what: str,
+               total: int | None) -> StoredObject:
+        w = ObjectWriter(self.store, key, level=self.level, enc_key=self.enc_key, fx=fx,
+                         what=what, total=total)
+        try:
+            for chunk in chunks:
+                w.write(chunk)
+            out = w.close()
+        except UploadInterrupted:
+            raise  # the upload stays at the server; the next ship continues it
+        except BaseException:
+            w.abort()
+            raise
+        st = w.sink.stats
+        self.log.info("object_shipped", key=key, stored_bytes=out.size,
+                      plain_bytes=out.plain_bytes, sha256=out.sha256, parts=st.parts_sent,
+                      parts_skipped=st.parts_skipped, resumed=st.resumed)
+        return out
+
+    # -- reading back -----------------------------------------------------------------------
+    def plain(self, r: Shipment, o: StoredObject) -> Iterator[bytes]:
+        """`o`'s plain bytes, checked: the last piece comes only once the stored bytes hashed
+        to the record's sha256 (`IntegrityError` naming the object otherwise)."""
+        what = f"object {self.store.where().rstrip('/')}/{o.key}"
+        dec = codec.Decoder(key=self.enc_key, encrypted=r.encryption is not None, what=what)
+        held = b""
+        for chunk in self.store.read(o.key):
+            out = dec.feed(chunk)
+            if out:
+                if held:
+                    yield held
+                held = out
+        held += dec.finish()
+        if dec.sha256 != o.sha256 or dec.stored_bytes != o.size:
+            raise IntegrityError(f"{what} does not match its record: {dec.stored_bytes} bytes "
+                                 f"with sha256 {dec.sha256[:16]}…, the record says {o.size} "
+                                 f"bytes with sha256 {o.sha256[:16]}…",
+                                 hint="it was changed or damaged at the target; ship that "
+                                      "snapshot again (`standby ship --full`)")
+        if held:
+            yield held
+
+    def check_snapshot(self, r: Shipment, *, deep: bool,
+                       progress: Callable[[Progress], None] = lambda p: None) -> list[str]:
+        sizes = self.catalog.listing().objects
+        problems: list[str] = []
+        for o in r.objects:
+            where = f"{self.store.where().rstrip('/')}/{o.key}"
+            if o.key not in sizes:
+                problems.append(f"{where} is missing")
+            elif sizes[o.key] != o.size:
+                problems.append(f"{where} is {sizes[o.key]} bytes, its record says {o.size}")
+            elif deep:
+                try:
+                    done = 0
+                    for chunk in self.plain(r, o):
+                        done += len(chunk)
+                        progress(Progress(o.key, done, o.plain_bytes))
+                except IntegrityError as e:
+                    problems.append(e.message)
+        return problems
+
+    def stage(self, chain: Sequence[Shipment], landing: Landing, staging: Path,
+              fx: TransferEffects) -> None:
+        if any(r.stream_format != "tar" for r in chain):
+            raise UsageError(f"the {chain[-1].volume} chain holds "
+                             f"{chain[-1].stream_format} streams, which this build cannot "
+                             "receive from an object target")
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        index: tarstream.Index | None = None
+        for i, r in enumerate(chain):
+            obj, idx_obj = r.object("stream"), r.object("index")
+            if obj is None or idx_obj is None:
+                raise IntegrityError(f"the record of the {r.volume} snapshot of {r.manifest_id} "
+                                     "lists no stream or no index")
+            index = tarstream.Index.from_json(b"".join(self.plain(r, idx_obj)),
+                                              where=f"{self.url} {idx_obj.key}")
+            done = [0]
+
+            def counted(chunks: Iterator[bytes], what: str = f"{r.volume} of {r.manifest_id}",
+                        total: int = obj.plain_bytes) -> Iterator[bytes]:
+                for c in chunks:
+                    done[0] += len(c)
+                    fx.progress(Progress(what, done[0], total))
+                    yield c
+
+            tarstream.apply(staging, counted(self.plain(r, obj)), index, incremental=i > 0)
+        assert index is not None
+        problems = tarstream.check_applied(staging, index)
+        if problems:
+            raise IntegrityError(f"the pulled {chain[-1].volume} volume does not match the "
+                                 f"index of {chain[-1].manifest_id}: " + "; ".join(problems[:5]),
+                                 hint="verify the target (`standby verify`)")
+
+    def land(self, chain: Sequence[Shipment], landing: Landing, staging: Path,
+             fx: TransferEffects) -> None:
+        swap_in(staging, landing.volume.path)
+
+    def discard(self, r: Shipment) -> None:
+        for o in r.objects:
+            self.store.delete(o.key)
+
+
+def swap_in(staging: Path, dest: Path) -> None:
+    """Replace what `dest` holds with what `staging` (a folder inside it) holds, keeping the
+    volumes lock file (held while a pull runs)."""
+    for name in os.listdir(dest):
+        p = dest / name
+        if p == staging or name == LOCK_NAME:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    for name in os.listdir(staging):
+        os.replace(staging / name, dest / name)
+    staging.rmdir()
+    os.utime(dest)
