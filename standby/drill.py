@@ -5,21 +5,23 @@
 2. On a time-compressed cadence (a set every `set_every_s`, a redolog snapshot every
    `redolog_every_s`), snapshots are taken and shipped (`Shipping.ship`).
 3. At a random moment the primary is killed (SIGKILL, the store service and its MariaDB).
-4. Failover: the standby's volumes are pulled from the newest shipped set and the newest
-   shipped redolog snapshot (`Shipping.pull`), and the redo log is replayed from the set's
-   recorded start.
+4. Failover, as an operator does it: `standby pull --set ID` brings the newest shipped set and
+   the newest shipped redolog snapshot onto the standby's volumes (`Shipping.pull`), and
+   `zmplayredo --set latest` replays the redo log from the set's recorded start (read from the
+   catalog the pull wrote).
 5. Proof: the standby's digest must equal the digest of a store built by replaying, from empty,
    everything the pulled redolog volume holds — the primary as of the last shipped position.
 
-`Shipping` is the one seam between the drill and how snapshots travel: today `FolderCopy`
-copies each snapshot into a site folder and back (standing in for the network); shipping to a
-real target fills the same two calls.
+`Shipping` is the one seam between the drill and how snapshots travel: `TargetShipping` runs
+`standby ship` to a real target after each snapshot (a `file://` folder in the work folder by
+default, or any target URL) and `standby pull` from it at the standby.
 It reports RPO (kill time minus the last shipped redo position's time), RTO (kill to a standby
 ready to start), the replay rate, and how many committed ops the primary had that never shipped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 import tempfile
@@ -33,8 +35,8 @@ from typing import Any, Protocol
 from standby import settings as settings_mod
 from standby import timefmt
 from standby.catalog import local
-from standby.catalog.local import LocalCatalog
 from standby.catalog.manifest import Manifest
+from standby.catalog.start import replay_start
 from standby.errors import StandbyError
 from standby.redolog.ops import StoreIncomingBlob
 from standby.replay import engine
@@ -42,7 +44,11 @@ from standby.replay.player import Player, Selection, select_files
 from standby.snapshot import sets
 from standby.store import control, loadgen
 from standby.store.digest import digest_site
-from standby.store.site import LOCK_NAME, Site
+from standby.store.site import Site
+from standby.settings import Settings, TargetSettings
+from standby.transfer import factory
+from standby.transfer import pull as pull_mod
+from standby.transfer import ship as ship_mod
 
 VOLUMES = settings_mod.VOLUME_NAMES
 
@@ -85,35 +91,31 @@ class Shipping(Protocol):
         ...
 
 
-class FolderCopy:
-    """`Shipping` into a folder: each dir-backend snapshot copied there (from its snapshot
-    copy, never the live volume), each marked shipped in the primary's catalog."""
+class TargetShipping:
+    """`Shipping` through a real target: `standby ship` on the primary after each snapshot,
+    `standby pull --set ID` at the standby (what an operator runs)."""
 
-    def __init__(self, site: Path, catalog: LocalCatalog) -> None:
-        self.site = site
-        self.catalog = catalog
-        site.mkdir(parents=True, exist_ok=True)
+    def __init__(self, url: str, primary: Settings, standby: Settings) -> None:
+        self.primary = primary
+        self.out = factory.open_target(url, primary)
+        self.into = factory.open_target(url, standby)
 
     def ship(self, m: Manifest) -> None:
-        dest = self.site / m.id
-        tmp = self.site / f".{m.id}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for rec in m.snapshots:
-            shutil.copytree(rec.ref, tmp / rec.volume, symlinks=True)
-        tmp.rename(dest)
-        for rec in m.snapshots:
-            self.catalog.mark_shipped(m.id, rec.volume)
+        res = ship_mod.ship(self.primary, self.out)
+        assert isinstance(res, ship_mod.ShipResult)
+        if m.id not in res.manifests and not self.out.catalog.exists(m.kind, m.id):
+            raise StandbyError(f"{m.kind} {m.id} did not reach {self.out.url}")
 
     def pull(self, set_m: Manifest, redo_m: Manifest, standby: Site) -> None:
-        for vol in VOLUMES:
-            target = getattr(standby.settings.volumes, vol).path
-            src = self.site / (redo_m if vol == "redolog" else set_m).id / vol
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(src, target, symlinks=True)
-            for junk in (".standby-snapshot", LOCK_NAME):
-                (target / junk).unlink(missing_ok=True)
-            (target / "data" / "standby-owner.pid").unlink(missing_ok=True)
+        p = pull_mod.plan(self.into, set_m.id)
+        if p.redo_manifest.id != redo_m.id:
+            raise StandbyError(f"the target's newest redolog snapshot after {set_m.id} is "
+                               f"{p.redo_manifest.id}, not the last one shipped ({redo_m.id})")
+        pull_mod.pull(standby.settings, self.into, p)
+
+
+def _with_target(s: Settings, t: TargetSettings | None) -> Settings:
+    return s if t is None else dataclasses.replace(s, target=t)
 
 
 def _committed_ops(log_dir: Path) -> int:
@@ -126,20 +128,28 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
         workers: int = 4, set_every_s: float = 10.0, redolog_every_s: float = 3.0,
         kill_window_s: tuple[float, float] = (25.0, 40.0), groups: int = 100,
         keep: bool = False, say: Callable[[str], None] = lambda m: None,
+        target: str | None = None, target_settings: TargetSettings | None = None,
         shipping: Shipping | None = None) -> DrillReport:
+    """The drill (see the module docstring). Snapshots go to `target` (default: a `file://`
+    folder in the work folder) with `target_settings` (the `[target]` section of a config
+    file, for an S3 endpoint, an encryption key...), or through `shipping` when given."""
     seed = seed if seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     base = Path(tempfile.mkdtemp(prefix="standby-drill-", dir=workdir))
     rep = DrillReport(workdir=str(base), accounts=accounts)
     rep.notes.append(f"seed {seed}")
     primary_cfg = control.init(base / "primary", mailbox_groups=groups)
-    p = settings_mod.load(primary_cfg)
+    url = target or f"file://{base / 'site'}"
+    if target is None:
+        (base / "site").mkdir()
+    p = _with_target(settings_mod.load(primary_cfg), target_settings)
     # The drill's sets are staggered by half a second: its cadence is compressed.
     p_sets = settings_mod.with_overrides(p, {"snapshot.stagger_s": 0.5})
     standby_cfg = control.init(base / "standby", server_id=p.server_id, mailbox_groups=groups,
                                manifest_key=p.snapshot.manifest_key)
-    sb = settings_mod.load(standby_cfg)
-    shipping = shipping or FolderCopy(base / "site", local.for_settings(p))
+    sb = _with_target(settings_mod.load(standby_cfg), target_settings)
+    rep.notes.append(f"target {url}")
+    shipping = shipping or TargetShipping(url, p, sb)
     reference = None
     try:
         say(f"primary: starting in {base / 'primary'}")
@@ -199,13 +209,18 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
         rep.last_shipped = timefmt.iso_utc(last.taken_at_ms)
         rep.rpo_s = round((killed_ms - last.taken_at_ms) / 1000, 3)
 
-        say(f"standby: pulling set {shipped_set.id} and redolog snapshot {shipped_redo.id}")
+        say(f"standby: standby pull --set {shipped_set.id} (redolog as of {shipped_redo.id})")
         t = time.monotonic()
         shipping.pull(shipped_set, shipped_redo, Site(sb))
         rep.restore_s = round(time.monotonic() - t, 3)
-        start = shipped_set.replay
-        sel = Selection(from_time=start.from_time_ms, from_seq=start.seq)
-        say(f"standby: replaying from {timefmt.echo(start.from_time_ms)} (seq {start.seq})")
+        # What `zmplayredo --set latest` reads at the standby: the catalog the pull wrote.
+        start = replay_start(local.for_settings(sb), "latest")
+        if start.manifest.id != shipped_set.id:
+            raise StandbyError(f"the standby's latest set is {start.manifest.id}, not the "
+                               f"pulled {shipped_set.id}")
+        sel = Selection(from_time=start.from_time_ms, from_seq=start.from_seq)
+        say(f"standby: zmplayredo --set latest replays from {timefmt.echo(start.from_time_ms)} "
+            f"(seq {start.from_seq})")
         standby = Site.open(sb)
         res = engine.run(standby, engine.find_logs(standby, sel), sel)
         rep.replay_s = round(res.seconds, 3)

@@ -9,9 +9,18 @@ from typing import Annotated
 import typer
 
 from standby.cli import common
+from standby.errors import UsageError
 
 
 def drill_command(
+    ctx: typer.Context,
+    target: Annotated[str | None, typer.Option(
+        "--target", help="Ship to this target URL (default: a file:// folder in the work "
+        "folder); its settings come from the target section of --config, if one is given.")]
+    = None,
+    backend: Annotated[str, typer.Option(
+        "--backend", help="Snapshot backend of the primary's and the standby's volumes: dir "
+        "(folders in the work folder).")] = "dir",
     accounts: Annotated[int, typer.Option(help="Accounts the load generator uses.")] = 20,
     seed: Annotated[int | None, typer.Option(help="Seed (default: random, printed).")]
     = None,
@@ -31,14 +40,19 @@ def drill_command(
 ) -> None:
     """Rehearse a failover: load a primary, snapshot and ship, kill it, restore, replay, prove.
 
-    A primary store is loaded while sets and redolog snapshots are taken and copied to a standby
-    site on a compressed cadence; the primary is killed at a random moment; the standby is
-    restored from the newest shipped set, replayed, and compared with the primary as of the last
-    shipped redo position. Exit 8 if they differ."""
+    A primary store is loaded while sets and redolog snapshots are taken and shipped to a target
+    (`standby ship`) on a compressed cadence; the primary is killed at a random moment; the
+    standby pulls the newest shipped set (`standby pull`), replays (`zmplayredo --set latest`),
+    and is compared with the primary as of the last shipped redo position. Exit 8 if they
+    differ."""
     from standby import drill
 
     if not 0 < kill_min <= kill_max:
         raise typer.BadParameter("need 0 < --kill-min <= --kill-max")
+    if backend not in ("dir",):
+        raise UsageError(f"--backend {backend}: the drill builds dir volumes only in this build")
+    # A target other than the default folder may need settings (an S3 endpoint, a key).
+    target_settings = common.settings(ctx).target if common.ctx_obj(ctx).config else None
 
     def say(msg: str) -> None:
         sys.stderr.write(f"drill: {msg}\n")
@@ -47,7 +61,7 @@ def drill_command(
     rep = drill.run(workdir=workdir, accounts=accounts, seed=seed, workers=workers,
                     set_every_s=set_every, redolog_every_s=redolog_every,
                     kill_window_s=(kill_min, kill_max), groups=mailbox_groups, keep=keep,
-                    say=say)
+                    say=say, target=target, target_settings=target_settings)
     d = rep.as_dict()
     if json_out:
         common.emit_json(d)

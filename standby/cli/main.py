@@ -16,7 +16,7 @@ from standby.cli.replay import replay_command
 from standby.cli.schedule import app as schedule_app
 from standby.cli.snapshot import app as snapshot_app
 from standby.cli.store import app as store_app
-from standby.cli.transfer import pull_command, ship_command, verify_command
+from standby.cli.transfer import prune_command, pull_command, ship_command, verify_command
 
 app = typer.Typer(
     name="standby",
@@ -65,6 +65,7 @@ app.add_typer(schedule_app, name="schedule")
 app.command("ship")(ship_command)
 app.command("pull")(pull_command)
 app.command("verify")(verify_command)
+app.command("prune")(prune_command)
 
 
 def main() -> None:

@@ -18,13 +18,14 @@ from typing import Annotated, Any
 import typer
 
 from standby.cli import common
-from standby.errors import IntegrityError
+from standby.errors import IntegrityError, ServiceError
 from standby.transfer import factory
 from standby.transfer._base import Progress
 
 TargetOpt = Annotated[str | None, typer.Option(
     "--target", help="Target URL (default: target.url): s3://bucket/prefix, file:///path, "
-    "zfs://[user@host/]pool/dataset, btrfs://[user@host]/path.")]
+    "zfs://pool/dataset or zfs://user@host/pool/dataset, btrfs:///path or "
+    "btrfs://user@host/path.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON summary on the last line.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
 
@@ -162,3 +163,41 @@ def verify_command(
         raise IntegrityError(f"{len(rep.problems)} problem(s) at {rep.target}",
                              hint="see the problems listed; `standby ship --full` sends "
                                   "damaged snapshots again")
+
+
+def prune_command(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Option(
+        "--target", help="The target whose snapshots to prune (its URL).")],
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Keep the tiers of the retention section at a target too; a snapshot a kept incremental
+    depends on stays (the oldest without dependents goes first)."""
+    from standby.transfer import prune
+
+    s = common.settings(ctx)
+    t = factory.open_target(target, s)
+    res = prune.prune(s, t, dry_run=dry_run)
+    if json_out:
+        common.emit_json(res.as_dict())
+    else:
+        p = res.plan
+        for mid, why in p.keep.items():
+            common.emit(f"keep   {mid}  ({', '.join(why)})")
+        for snap, child in p.parents_kept.items():
+            common.emit(f"keep   {snap}  (the parent of {child})")
+        verb = "would remove" if dry_run or res.note else "removed"
+        for mid in p.remove_manifests:
+            common.emit(f"{verb} {mid}")
+        for vol, mid in p.remove_records:
+            common.emit(f"{verb} {vol} of {mid}")
+        for key in res.unreferenced:
+            common.emit(f"{verb} unreferenced {key}")
+        if res.note:
+            common.emit(f"note: {res.note}")
+        for e in res.errors:
+            common.emit(f"error: {e}")
+    if res.errors:
+        raise ServiceError(f"{len(res.errors)} removal(s) at {res.target} failed",
+                           hint="see the errors above; the next prune tries again")

@@ -110,3 +110,68 @@ def _remove(cat: LocalCatalog, m: Manifest, bes: dict[str, SnapshotBackend], s: 
     if ok:
         cat.remove(m)
     return ok
+
+
+# --------------------------------------------------------------------------------------------
+# Retention where snapshots form chains per volume (a transfer target)
+
+
+@dataclass(frozen=True)
+class ChainPlan:
+    """Retention at a target: manifests to keep and remove, and volume snapshots (records) to
+    remove, in an order in which none is removed while a remaining one depends on it."""
+
+    keep: dict[str, tuple[str, ...]]  # manifest id -> why (the tiers, as `plan_retention`)
+    remove_manifests: tuple[str, ...]
+    remove_records: tuple[tuple[str, str], ...]  # (volume, manifest id)
+    parents_kept: dict[str, str]  # "<manifest id>/<volume>" -> the kept snapshot needing it
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"keep": {k: list(v) for k, v in self.keep.items()},
+                "remove_manifests": list(self.remove_manifests),
+                "remove_records": [f"{m}/{v}" for v, m in self.remove_records],
+                "parents_kept": dict(self.parents_kept)}
+
+
+def plan_chains(items: Sequence[RetentionItem], records: Mapping[tuple[str, str], str | None],
+                policy: RetentionPolicy, now_ms: int, *, age: Mapping[str, int],
+                pending: Sequence[str] = ()) -> ChainPlan:
+    """Keep the manifests `plan_retention` keeps (every item counts as shipped: it is at the
+    target); keep every volume snapshot of a kept manifest, or of one in `pending` (shipping is
+    not done with it), and every parent those depend on, transitively; remove the rest, each
+    only once nothing left depends on it, the oldest such first (`age`: manifest id -> ms).
+
+    Invariant (Hypothesis in tests/test_transfer_retention.py): at every point of removing
+    `remove_records` in order, every remaining record's parent remains; every kept manifest's
+    records remain."""
+    rp = plan_retention(items, policy, now_ms)
+    kept = set(rp.keep) | set(pending)
+    needed = {k for k in records if k[1] in kept}
+    why: dict[str, str] = {}
+    stack = sorted(needed)
+    while stack:
+        vol, mid = stack.pop()
+        parent = records.get((vol, mid))
+        if parent is not None and (vol, parent) in records and (vol, parent) not in needed:
+            needed.add((vol, parent))
+            why[f"{parent}/{vol}"] = f"{mid}/{vol}"
+            stack.append((vol, parent))
+    doomed = {k for k in records if k not in needed}
+    children: dict[tuple[str, str], int] = {k: 0 for k in records}
+    for (vol, _mid), parent in records.items():
+        if parent is not None and (vol, parent) in children:
+            children[(vol, parent)] += 1
+    order: list[tuple[str, str]] = []
+    while doomed:
+        leaves = [k for k in doomed if children[k] == 0]
+        if not leaves:  # a loop of parents (a damaged catalog): nothing in it can be ordered
+            break
+        first = min(leaves, key=lambda k: (age.get(k[1], 0), k[1], k[0]))
+        order.append(first)
+        doomed.discard(first)
+        parent = records.get(first)
+        if parent is not None and (first[0], parent) in children:
+            children[(first[0], parent)] -= 1
+    keep = {k: v for k, v in rp.keep.items()}
+    return ChainPlan(keep=keep, remove_manifests=tuple(i for i in rp.prune),
+                     remove_records=tuple(order), parents_kept=why)

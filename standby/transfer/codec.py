@@ -21,8 +21,9 @@ Invariants (Hypothesis round trips in tests/test_transfer_codec.py):
 - `decode(encode(x)) == x` for any chunking of `x` on either side;
 - the same plain bytes, level, key and salt give the same stored bytes, however the plain bytes
   were chunked (what a resumed upload relies on: it re-encodes and checks each part it skips);
-- any change to stored bytes is caught: by the sha256 (`verify`), by GCM (encrypted), or by zstd
-  and the frame structure; a wrong key is named as such (`ConfigError`), not as damage.
+- any change to stored bytes is caught: by the sha256 and sizes of the record (`verify`, and
+  every read), by GCM and the marked last frame (encrypted), by zstd's checksum where it gets
+  that far; a wrong key is named as such (`ConfigError`), not as damage.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import os
 import struct
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import zstandard
 from cryptography.exceptions import InvalidTag
@@ -113,23 +117,31 @@ class Encoder:
     def write(self, data: bytes) -> bytes:
         """Take plain bytes; return the stored bytes that are ready (possibly none)."""
         self.plain_bytes += len(data)
-        self._pending_plain += data
-        out = bytearray()
-        while len(self._pending_plain) >= FEED:
-            piece = bytes(self._pending_plain[:FEED])
-            del self._pending_plain[:FEED]
-            out += self._after_zstd(self._z.compress(piece))
+        out: list[bytes] = []
+        view = memoryview(data)
+        if self._pending_plain:
+            need = FEED - len(self._pending_plain)
+            self._pending_plain += view[:need]
+            view = view[need:]
+            if len(self._pending_plain) < FEED:
+                return b""
+            out.append(self._after_zstd(self._z.compress(bytes(self._pending_plain))))
+            self._pending_plain.clear()
+        while len(view) >= FEED:
+            out.append(self._after_zstd(self._z.compress(view[:FEED])))
+            view = view[FEED:]
+        self._pending_plain += view
         return self._emit(out)
 
     def finish(self) -> bytes:
         """The last stored bytes; after this `sha256` is the digest of everything returned."""
-        out = bytearray()
+        out: list[bytes] = []
         if self._pending_plain:
-            out += self._after_zstd(self._z.compress(bytes(self._pending_plain)))
+            out.append(self._after_zstd(self._z.compress(bytes(self._pending_plain))))
             self._pending_plain.clear()
-        out += self._after_zstd(self._z.flush())
+        out.append(self._after_zstd(self._z.flush()))
         if self._aead is not None:
-            out += self._seal(bytes(self._pending_z), last=True)
+            out.append(self._seal(bytes(self._pending_z), last=True))
             self._pending_z.clear()
         tail = self._emit(out)
         self.sha256 = self._hash.hexdigest()
@@ -139,12 +151,12 @@ class Encoder:
         if self._aead is None:
             return z
         self._pending_z += z
-        out = bytearray()
+        out: list[bytes] = []
         # Keep at least one byte back: the frame that ends the object is sealed as the last.
         while len(self._pending_z) > FRAME:
-            out += self._seal(bytes(self._pending_z[:FRAME]), last=False)
+            out.append(self._seal(bytes(self._pending_z[:FRAME]), last=False))
             del self._pending_z[:FRAME]
-        return bytes(out)
+        return b"".join(out)
 
     def _seal(self, chunk: bytes, *, last: bool) -> bytes:
         assert self._aead is not None
@@ -152,20 +164,28 @@ class Encoder:
         self._frames += 1
         return struct.pack(">I", len(ct)) + ct
 
-    def _emit(self, out: bytearray) -> bytes:
+    def _emit(self, out: list[bytes]) -> bytes:
         if self._key is not None and not self._header_done:
-            out[:0] = MAGIC + _key_id_bytes(self._key) + self._salt
+            out.insert(0, MAGIC + _key_id_bytes(self._key) + self._salt)
             self._header_done = True
-        b = bytes(out)
+        b = out[0] if len(out) == 1 else b"".join(out)
         self._hash.update(b)
         self.stored_bytes += len(b)
         return b
 
 
 class Decoder:
-    """Stored bytes in, plain bytes out. `what` names the object in errors; `encrypted` says
-    whether the object's record says it is (the stored bytes must agree), None to tell from the
-    stored bytes (catalog objects, whose signature guards them either way)."""
+    """Stored bytes in, plain bytes out, in pieces of at most `OUT` bytes however well they
+    compressed (a sparse database file's zeros inflate a thousandfold). `what` names the object
+    in errors; `encrypted` says whether the object's record says it is (the stored bytes must
+    agree), None to tell from the stored bytes (catalog objects, whose signature guards them
+    either way).
+
+    zstd's streaming reader does not notice a stream cut short; the caller compares
+    `stored_bytes`, `sha256` and `plain_bytes` with the object's record once `plain` is done
+    (an encrypted object's frames do catch it: the last one is marked)."""
+
+    OUT = 1 << 20
 
     def __init__(self, *, key: bytes | None, encrypted: bool | None, what: str) -> None:
         self._key = key
@@ -173,14 +193,18 @@ class Decoder:
         self._what = what
         if encrypted:
             self._need_key()
-        self._z = zstandard.ZstdDecompressor().decompressobj()
-        self._sniff = bytearray()
-        self._buf = bytearray()
+        self._src: Iterator[bytes] = iter(())
+        self._buf = bytearray()  # stored bytes not yet used
+        self._z = bytearray()  # compressed bytes ready for zstd
+        self._zpos = 0
         self._aead: AESGCM | None = None
         self._frames = 0
         self._last_seen = False
+        self._ended = False
+        self._sniffed = False
         self._hash = hashlib.sha256()
         self.stored_bytes = 0
+        self.plain_bytes = 0
 
     @property
     def sha256(self) -> str:
@@ -193,51 +217,94 @@ class Decoder:
                               "STANDBY_TARGET_KEY (one of the two), to the key the primary "
                               "ships with")
 
-    def feed(self, stored: bytes) -> bytes:
-        self._hash.update(stored)
-        self.stored_bytes += len(stored)
-        if self._encrypted is None:
-            self._sniff += stored
-            if len(self._sniff) < len(MAGIC):
-                return b""
-            self._encrypted = self._sniff[:len(MAGIC)] == MAGIC
-            if self._encrypted:
-                self._need_key()
-            stored, self._sniff = bytes(self._sniff), bytearray()
-        if not self._encrypted:
-            if stored[:len(MAGIC)] == MAGIC and self.stored_bytes == len(stored):
-                raise IntegrityError(f"{self._what} is encrypted, and its record says it is not",
-                                     hint="the record or the object was changed")
-            return self._unzstd(stored)
-        self._buf += stored
-        out = bytearray()
-        if self._aead is None:
-            if len(self._buf) < HEADER_BYTES:
-                return b""
-            self._open_header()
-        while len(self._buf) >= 4:
-            (n,) = struct.unpack(">I", self._buf[:4])
-            if len(self._buf) < 4 + n:
-                break
-            ct = bytes(self._buf[4:4 + n])
-            del self._buf[:4 + n]
-            out += self._unzstd(self._open_frame(ct))
-        return bytes(out)
+    def plain(self, stored: Iterable[bytes]) -> Iterator[bytes]:
+        """The plain bytes of `stored` (the whole object's stored bytes, in any chunks)."""
+        self._src = iter(stored)
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            io.BufferedReader(_Pull(self._compressed), FEED), read_size=FEED,
+            read_across_frames=False)
+        try:
+            while out := reader.read(self.OUT):
+                self.plain_bytes += len(out)
+                yield out
+        except zstandard.ZstdError as e:
+            raise IntegrityError(f"{self._what} does not decompress ({e}): it was changed or "
+                                 "damaged", hint="ship that snapshot again") from e
+        if self._compressed(1) or self._z[self._zpos:]:
+            raise IntegrityError(f"{self._what} has bytes after its end")
+        if self._encrypted and not self._last_seen:
+            raise IntegrityError(f"{self._what} is truncated (its encrypted frames do not end "
+                                 "with the last one)", hint="ship that snapshot again")
 
-    def finish(self) -> bytes:
-        """Raise `IntegrityError` unless the object ended where it should."""
-        if self._encrypted is None or self._sniff:
+    def _stored(self) -> bool:
+        """Pull one more stored chunk into `_buf`; False at the end."""
+        for chunk in self._src:
+            if chunk:
+                self._hash.update(chunk)
+                self.stored_bytes += len(chunk)
+                self._buf += chunk
+                return True
+        return False
+
+    def _compressed(self, n: int) -> bytes:
+        """Up to `n` compressed bytes (fewer only at the end)."""
+        while len(self._z) - self._zpos < n and not self._ended:
+            self._fill()
+        out = bytes(self._z[self._zpos:self._zpos + n])
+        self._zpos += len(out)
+        if self._zpos > (1 << 22):
+            del self._z[:self._zpos]
+            self._zpos = 0
+        return out
+
+    def _fill(self) -> None:
+        if not self._sniffed:
+            self._sniff()
+        if not self._encrypted:
+            if self._buf or self._stored():
+                self._z += self._buf
+                self._buf.clear()
+            else:
+                self._ended = True
+            return
+        if self._aead is None:
+            while len(self._buf) < HEADER_BYTES:
+                if not self._stored():
+                    raise IntegrityError(f"{self._what} is truncated (no full header)",
+                                         hint="ship that snapshot again")
+            self._open_header()
+        while True:
+            if len(self._buf) >= 4:
+                (n,) = struct.unpack(">I", self._buf[:4])
+                if len(self._buf) >= 4 + n:
+                    ct = bytes(self._buf[4:4 + n])
+                    del self._buf[:4 + n]
+                    self._z += self._open_frame(ct)
+                    return
+            if not self._stored():
+                if self._buf:
+                    raise IntegrityError(f"{self._what} is truncated (it ends inside a frame)",
+                                         hint="ship that snapshot again")
+                self._ended = True
+                return
+
+    def _sniff(self) -> None:
+        """Tell from the first bytes whether the object is sealed; it must agree with its
+        record."""
+        while len(self._buf) < len(MAGIC) and self._stored():
+            pass
+        if len(self._buf) < len(MAGIC):
             raise IntegrityError(f"{self._what} is truncated (only {self.stored_bytes} bytes)",
                                  hint="ship that snapshot again")
-        if self._encrypted:
-            if self._aead is None or self._buf or not self._last_seen:
-                raise IntegrityError(f"{self._what} is truncated or damaged (its encrypted "
-                                     "frames do not end with the last one)",
-                                     hint="ship that snapshot again")
-        if not self._z.eof:
-            raise IntegrityError(f"{self._what} is truncated (its zstd frame does not end)",
-                                 hint="ship that snapshot again")
-        return b""
+        sealed = self._buf[:len(MAGIC)] == MAGIC
+        if self._encrypted is None:
+            self._encrypted = sealed
+            if sealed:
+                self._need_key()
+        elif sealed and not self._encrypted:
+            raise IntegrityError(f"{self._what} is encrypted, and its record says it is not",
+                                 hint="the record or the object was changed")
+        self._sniffed = True
 
     def _open_header(self) -> None:
         head = bytes(self._buf[:HEADER_BYTES])
@@ -269,19 +336,20 @@ class Decoder:
         raise IntegrityError(f"{self._what} does not decrypt: frame {self._frames} was changed "
                              "or damaged after it was written", hint="ship that snapshot again")
 
-    def _unzstd(self, z: bytes) -> bytes:
-        if not z:
-            return b""
-        if self._z.eof:
-            raise IntegrityError(f"{self._what} has bytes after its end")
-        try:
-            out = self._z.decompress(z)
-        except zstandard.ZstdError as e:
-            raise IntegrityError(f"{self._what} does not decompress ({e}): it was changed or "
-                                 "damaged", hint="ship that snapshot again") from e
-        if self._z.eof and self._z.unused_data:
-            raise IntegrityError(f"{self._what} has bytes after its end")
-        return out
+
+class _Pull(io.RawIOBase):
+    """A readable file over a function that returns up to n bytes (zstd's stream reader)."""
+
+    def __init__(self, pull: Callable[[int], bytes]) -> None:
+        self._pull = pull
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self._pull(len(b))
+        b[:len(data)] = data
+        return len(data)
 
 
 def encode(data: bytes, *, level: int = 3, key: bytes | None = None,
@@ -293,9 +361,8 @@ def encode(data: bytes, *, level: int = 3, key: bytes | None = None,
 
 
 def decode(stored: bytes, *, key: bytes | None, encrypted: bool | None, what: str) -> bytes:
-    dec = Decoder(key=key, encrypted=encrypted, what=what)
-    out = dec.feed(stored)
-    return out + dec.finish()
+    """A small object in one go (a catalog document: its signature catches a short one)."""
+    return b"".join(Decoder(key=key, encrypted=encrypted, what=what).plain([stored]))
 
 
 def sha256(data: bytes) -> str:

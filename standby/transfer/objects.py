@@ -205,14 +205,12 @@ class ObjectTarget:
         what = f"object {self.store.where().rstrip('/')}/{o.key}"
         dec = codec.Decoder(key=self.enc_key, encrypted=r.encryption is not None, what=what)
         held = b""
-        for chunk in self.store.read(o.key):
-            out = dec.feed(chunk)
-            if out:
-                if held:
-                    yield held
-                held = out
-        held += dec.finish()
-        if dec.sha256 != o.sha256 or dec.stored_bytes != o.size:
+        for out in dec.plain(self.store.read(o.key)):
+            if held:
+                yield held
+            held = out
+        if (dec.sha256, dec.stored_bytes, dec.plain_bytes) != (o.sha256, o.size,
+                                                                o.plain_bytes):
             raise IntegrityError(f"{what} does not match its record: {dec.stored_bytes} bytes "
                                  f"with sha256 {dec.sha256[:16]}…, the record says {o.size} "
                                  f"bytes with sha256 {o.sha256[:16]}…",

@@ -6,7 +6,7 @@ A `dir` snapshot is a folder (standby/snapshot/dir.py). Shipping it sends
   (ns) and link target, sorted by path (what the next incremental compares with; kept at the
   target beside the stream, so an incremental needs the parent's index, not the parent's folder,
   which local retention may already have removed);
-- its **stream**: a POSIX (pax) tar of the entries that are new or changed since the parent's
+- its **stream**: a (GNU) tar of the entries that are new or changed since the parent's
   index (all of them for a full stream), every directory included so modes and times follow,
   and, in the index, the paths to remove first: gone since the parent, or of another type now.
 
@@ -134,7 +134,9 @@ def diff(index: Index, parent: Index | None) -> tuple[list[Entry], Index]:
 def _header(root: Path, e: Entry) -> bytes:
     ti = tarfile.TarInfo(e.path)
     ti.mode = e.mode
-    ti.mtime = e.mtime_ns / 1e9
+    # Whole seconds: a pax header per file for the fraction costs more than the file's header
+    # (the index at the target keeps the exact time, which is what incrementals compare).
+    ti.mtime = e.mtime_ns // 1_000_000_000
     st = os.lstat(root / e.path)
     ti.uid, ti.gid = st.st_uid, st.st_gid
     if e.type == "d":
@@ -143,36 +145,42 @@ def _header(root: Path, e: Entry) -> bytes:
         ti.type, ti.linkname = tarfile.SYMTYPE, e.link
     else:
         ti.type, ti.size = tarfile.REGTYPE, e.size
-    return ti.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+    return ti.tobuf(format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape")
 
 
 def tar_chunks(root: Path, entries: Iterable[Entry]) -> Iterator[bytes]:
-    """A pax tar of `entries` of the folder `root`, as chunks of about `CHUNK` bytes. A file
+    """A tar of `entries` of the folder `root`, as chunks of about `CHUNK` bytes. A file
     whose size changed while it was read (not a snapshot, then) is refused."""
-    pending = bytearray()
+    pending: list[bytes] = []
+    size = 0
     for e in entries:
-        pending += _header(root, e)
-        if e.type != "f":
-            continue
-        left = e.size
-        with open(root / e.path, "rb") as f:
-            while left:
-                data = f.read(min(CHUNK, left))
-                if not data:
-                    raise IntegrityError(f"{root / e.path} shrank while it was read: {root} is "
-                                         "not a snapshot", hint="ship snapshots, not volumes")
-                left -= len(data)
-                pending += data
-                if len(pending) >= CHUNK:
-                    yield bytes(pending)
-                    pending.clear()
-        pending += b"\0" * (-e.size % BLOCK)
-        if len(pending) >= CHUNK:
-            yield bytes(pending)
-            pending.clear()
-    pending += b"\0" * (2 * BLOCK)
-    pad = -len(pending) % tarfile.RECORDSIZE
-    yield bytes(pending) + b"\0" * pad
+        pending.append(_header(root, e))
+        size += len(pending[-1])
+        if e.type == "f":
+            left = e.size
+            with open(root / e.path, "rb") as f:
+                while left:
+                    data = f.read(min(CHUNK, left))
+                    if not data:
+                        raise IntegrityError(f"{root / e.path} shrank while it was read: "
+                                             f"{root} is not a snapshot",
+                                             hint="ship snapshots, not volumes")
+                    left -= len(data)
+                    pending.append(data)
+                    size += len(data)
+                    if size >= CHUNK:
+                        yield b"".join(pending)
+                        pending, size = [], 0
+            pad = -e.size % BLOCK
+            if pad:
+                pending.append(b"\0" * pad)
+                size += pad
+        if size >= CHUNK:
+            yield b"".join(pending)
+            pending, size = [], 0
+    size += 2 * BLOCK
+    pending.append(b"\0" * (2 * BLOCK + (-size % tarfile.RECORDSIZE)))
+    yield b"".join(pending)
 
 
 class ChunkReader(io.RawIOBase):
@@ -180,7 +188,7 @@ class ChunkReader(io.RawIOBase):
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._it = iter(chunks)
-        self._buf = b""
+        self._buf = memoryview(b"")
 
     def readable(self) -> bool:
         return True
@@ -188,12 +196,12 @@ class ChunkReader(io.RawIOBase):
     def readinto(self, b: Any) -> int:
         while not self._buf:
             try:
-                self._buf = next(self._it)
+                self._buf = memoryview(next(self._it))
             except StopIteration:
                 return 0
         n = min(len(b), len(self._buf))
         b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
+        self._buf = self._buf[n:]  # a view: no copy of what is left
         return n
 
 
