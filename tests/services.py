@@ -146,8 +146,12 @@ def free_port() -> int:
 
 
 class MotoServer:
-    def __init__(self) -> None:
+    """`moto_server` on a free port; `env` adds to its environment (e.g.
+    INITIAL_NO_AUTH_ACTION_COUNT, after which moto checks every request's credentials)."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
+        self.env = env or {}
         self.proc: subprocess.Popen | None = None
 
     @staticmethod
@@ -164,16 +168,28 @@ class MotoServer:
     def __enter__(self) -> MotoServer:
         exe = Path(sys.executable).with_name("moto_server")
         cmd = [str(exe) if exe.exists() else "moto_server", "-p", str(self.port)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError("moto_server did not start")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env={**os.environ, **self.env})
+        if not wait_port(self.port):
+            self.__exit__()
+            raise RuntimeError("moto_server did not start")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: its state (buckets, uploads) is gone with it."""
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def objects(self) -> int:
+        """How many objects moto holds, over all buckets (from its state dump, which needs no
+        credentials even when moto checks them)."""
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/moto-api/data.json", timeout=10) as r:
+            return len(json.loads(r.read())["s3"]["FakeKey"])
 
     def __exit__(self, *exc: object) -> None:
         if self.proc:
@@ -182,6 +198,115 @@ class MotoServer:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def wait_port(port: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+class CountingProxy:
+    """An HTTP proxy in its own process between a client and an S3 endpoint: it forwards every
+    request and logs each one the server answered (method, path with query, status, body size)
+    to a file, so a test can count what the server received — and kill the proxy (SIGKILL) to
+    cut the client off mid-transfer, as a dead endpoint does, while the server keeps its state.
+    Run by `python -m tests.services proxy PORT UPSTREAM LOG`."""
+
+    def __init__(self, upstream: str, log: Path) -> None:
+        self.upstream = upstream
+        self.log = log
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> CountingProxy:
+        root = Path(__file__).resolve().parents[1]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.services", "proxy", str(self.port), self.upstream,
+             str(self.log)], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_port(self.port):
+            self.kill()
+            raise RuntimeError("the counting proxy did not start")
+        return self
+
+    def kill(self) -> None:
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def requests(self) -> list[tuple[str, str, int, int]]:
+        """(method, path?query, status, request body bytes), in the order answered."""
+        if not self.log.exists():
+            return []
+        out = []
+        for line in self.log.read_text().splitlines():
+            m, path, status, size = line.split(" ")
+            out.append((m, path, int(status), int(size)))
+        return out
+
+    def parts(self) -> list[int]:
+        """Part numbers of every UploadPart the server answered with 200, in order."""
+        import re
+
+        return [int(re.search(r"partNumber=(\d+)", p).group(1))  # type: ignore[union-attr]
+                for m, p, st, _n in self.requests()
+                if m == "PUT" and "partNumber=" in p and st == 200]
+
+
+def _proxy_main(port: int, upstream: str, log_path: str) -> None:
+    import http.client
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlsplit
+
+    up = urlsplit(upstream)
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self) -> None:
+            n = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(n) if n else b""
+            conn = http.client.HTTPConnection(up.hostname, up.port, timeout=120)
+            headers = {k: v for k, v in self.headers.items()
+                       if k.lower() not in ("connection", "expect")}
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            self.send_response(resp.status)
+            head = self.command == "HEAD"
+            for k, v in resp.getheaders():
+                if k.lower() in ("transfer-encoding", "connection") or (
+                        k.lower() == "content-length" and not head):
+                    continue
+                self.send_header(k, v)
+            if not head:
+                self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if not head:
+                self.wfile.write(data)
+            with lock, open(log_path, "a") as f:
+                f.write(f"{self.command} {self.path} {resp.status} {n}\n")
+                f.flush()
+            conn.close()
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
 def write_config(root: Path, *, volumes: dict[str, Path] | None = None, groups: int = 4,
@@ -223,3 +348,10 @@ def _toml(v: object) -> str:
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml(x) for x in v) + "]"
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "proxy":
+        _proxy_main(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    else:
+        sys.exit("usage: python -m tests.services proxy PORT UPSTREAM LOG")
