@@ -170,7 +170,8 @@ class ObjectTarget:
     def _parent_index(self, job: SendJob) -> tarstream.Index:
         p = job.parent
         assert p is not None
-        missing = [o.key for o in p.objects if not self.store.exists(o.key)]
+        there = self.catalog.listing().objects  # the plan's listing: no request per object
+        missing = [o.key for o in p.objects if o.key not in there]
         obj = p.object("index")
         if missing or obj is None:
             raise NotFound(
