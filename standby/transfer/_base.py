@@ -281,6 +281,13 @@ class Target(Protocol):
         (zfs and btrfs streams), False when the target's record of it is enough (`dir`)."""
         ...
 
+    def estimate(self, source: Source,
+                 parent: tuple[Shipment | None, Snapshot | None] | None) -> int | None:
+        """About how many plain bytes sending `source` takes, full (`parent` None) or from
+        the parent (its record here, None when it is only planned, and its local snapshot);
+        None when that cannot be told without sending."""
+        ...
+
     def send(self, job: SendJob) -> Shipment:
         """Send one volume's snapshot (full, or incremental from `job.parent`, which must still
         be whole at the target: `NotFound` offering a full send if it is not) and return its

@@ -38,12 +38,14 @@ from standby.catalog.target import (
 from standby.errors import IntegrityError, NotFound, UsageError
 from standby.store.site import LOCK_NAME
 from standby.transfer import codec, tarstream
+from standby.snapshot._base import Snapshot
 from standby.transfer._base import (
     Landing,
     ObjectStore,
     Progress,
     ResumeImpossible,
     SendJob,
+    Source,
     TargetUrl,
     TransferEffects,
 )
@@ -149,7 +151,7 @@ class ObjectTarget:
             raise NotFound(f"the {src.volume} snapshot {src.snapshot.ref} of {src.manifest_id} "
                            "is not on this host any more", hint="it was pruned; it cannot be "
                            "shipped (`standby snapshot list` shows what there is)")
-        parent_index = self._parent_index(job) if job.parent is not None else None
+        parent_index = self._parent_index(job.parent) if job.parent is not None else None
         index = tarstream.scan(root)
         send, index = tarstream.diff(index, parent_index)
         total = sum(e.size for e in send if e.type == "f")
@@ -167,9 +169,26 @@ class ObjectTarget:
             compression={"alg": "zstd", "level": self.level}, encryption=self._encryption(),
             shipped_ms=job.effects.now_ms())
 
-    def _parent_index(self, job: SendJob) -> tarstream.Index:
-        p = job.parent
-        assert p is not None
+    def estimate(self, source: Source,
+                 parent: tuple[Shipment | None, Snapshot | None] | None) -> int | None:
+        if source.record.backend != "dir":
+            return None
+        if parent is None:
+            b = source.record.identity.get("bytes")
+            return int(b) if isinstance(b, int) else None
+        record, local_parent = parent
+        if not Path(source.snapshot.ref).is_dir():
+            return None
+        if record is not None:
+            base = self._parent_index(record)
+        elif local_parent is not None and Path(local_parent.ref).is_dir():
+            base = tarstream.scan(Path(local_parent.ref))  # a parent this run ships first
+        else:
+            return None
+        send, _ = tarstream.diff(tarstream.scan(Path(source.snapshot.ref)), base)
+        return sum(e.size for e in send if e.type == "f")
+
+    def _parent_index(self, p: Shipment) -> tarstream.Index:
         there = self.catalog.listing().objects  # the plan's listing: no request per object
         missing = [o.key for o in p.objects if o.key not in there]
         obj = p.object("index")

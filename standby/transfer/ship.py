@@ -144,8 +144,10 @@ class Backends:
 
 
 def plan(target: Target, catalog: LocalCatalog, backend: Callable[[str], SnapshotBackend], *,
-         full: bool = False, receiving: bool = False) -> ShipPlan:
-    """What `target` lacks of `catalog`'s complete manifests (see the module docstring)."""
+         full: bool = False, receiving: bool = False, estimate: bool = False) -> ShipPlan:
+    """What `target` lacks of `catalog`'s complete manifests (see the module docstring); with
+    `estimate`, how many bytes each step sends (for `--dry-run`: it reads each snapshot's
+    file list or asks `zfs send -nP`)."""
     listing = target.catalog.listing(fresh=True)
     there: dict[str, list[str]] = {}
     for vol, mid in listing.records:
@@ -172,9 +174,15 @@ def plan(target: Target, catalog: LocalCatalog, backend: Callable[[str], Snapsho
             parent = None if full else _parent(older, rec, by_id, backend,
                                                local_needed=target.needs_local_parent(
                                                    rec.backend))
+            size = None
+            if estimate:
+                src = Source(m.id, m.kind, rec, backend(rec.backend), as_snapshot(rec))
+                prec = by_id[parent].snapshot(rec.volume) if parent in by_id else None
+                size = target.estimate(src, None if parent is None else (
+                    _record_of(target, rec.volume, parent),
+                    as_snapshot(prec) if prec is not None else None))
             todo.append(Step(m.id, m.kind, rec.volume, rec.backend,
-                             "full" if parent is None else "incremental", parent,
-                             _estimate(rec, parent)))
+                             "full" if parent is None else "incremental", parent, size))
             there.setdefault(rec.volume, []).append(m.id)
         complete = all((r.volume, m.id) in listing.records or any(
             s.volume == r.volume for s in todo) for r in m.snapshots)
@@ -202,10 +210,10 @@ def _parent(older: list[str], rec: SnapshotRecord, by_id: Mapping[str, Manifest]
     return None
 
 
-def _estimate(rec: SnapshotRecord, parent: str | None) -> int | None:
-    if rec.backend == "dir" and parent is None:
-        b = rec.identity.get("bytes")
-        return int(b) if isinstance(b, int) else None
+def _record_of(target: Target, volume: str, mid: str) -> Shipment | None:
+    """The target's record of a parent; None when it is only planned in this run."""
+    if (volume, mid) in target.catalog.listing().records:
+        return target.catalog.record(volume, mid)
     return None
 
 
@@ -324,7 +332,7 @@ def ship(s: Settings, target: Target, *, dry_run: bool = False, full: bool = Fal
     target.check(write=not dry_run)
     with state.lock():
         p = plan(target, catalog, be, full=full,
-                 receiving=target.url.scheme in ("zfs", "btrfs"))
+                 receiving=target.url.scheme in ("zfs", "btrfs"), estimate=dry_run)
         if dry_run:
             return p
         return execute(p, target, catalog, be, effects(s, target, state, bwlimit=bwlimit,
