@@ -118,3 +118,32 @@ def store(
     else:
         for k, v in out.items():
             common.emit(f"{k:32s} {v}")
+
+
+@app.command("ship")
+def ship(
+    size_mb: Annotated[int, typer.Option(help="Size of the snapshot set, MiB.")] = 1024,
+    workdir: Annotated[Path | None, typer.Option(
+        help="Where to write the volumes and the snapshot (default: the system temp folder).")]
+    = None,
+    keep: Annotated[bool, typer.Option(help="Keep the work folder for inspection.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON on the last line.")] = False,
+) -> None:
+    """standby ship vs a plain boto3 upload_file of the same bytes (moto_server), and the cost
+    of shipping one small redolog increment."""
+    import sys
+
+    from standby.bench import ship as bench_ship
+
+    def say(msg: str) -> None:
+        sys.stderr.write(f"bench ship: {msg}\n")
+        sys.stderr.flush()
+
+    if size_mb < 1:
+        raise UsageError("--size-mb must be at least 1")
+    out = bench_ship.run(size_mb=size_mb, workdir=workdir, keep=keep, say=say)
+    if json_out:
+        common.emit_json(out)
+    else:
+        for k, v in out.items():
+            common.emit(f"{k:32s} {v}")
