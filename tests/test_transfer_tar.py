@@ -101,3 +101,23 @@ def test_runtime_files_do_not_travel_and_escapes_are_refused(tmp_path: Path) -> 
         tarstream.apply(tmp_path / "dest", [buf.getvalue()], tarstream.Index(()),
                         incremental=False)
     assert not (tmp_path / "evil").exists()
+
+
+@settings(max_examples=300)
+@given(path=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0/"),
+                    min_size=1, max_size=60).map(lambda p: p + "/x"),
+       kind=st.sampled_from(["f", "d", "l"]), mode=st.integers(0, 0o7777),
+       size=st.integers(0, 10**12), mtime=st.integers(0, 10**19), link=st.text(max_size=120),
+       uid=st.integers(0, 70000), gid=st.integers(0, 70000))
+def test_tar_headers_are_what_tarfile_writes(path: str, kind: str, mode: int, size: int,
+                                             mtime: int, link: str, uid: int, gid: int) -> None:
+    import tarfile
+
+    e = tarstream.Entry(path, kind, mode, size if kind == "f" else 0, mtime,
+                        link if kind == "l" else "", uid, gid)
+    ti = tarfile.TarInfo(e.path)
+    ti.mode, ti.mtime, ti.uid, ti.gid, ti.linkname = mode, mtime // 10**9, uid, gid, e.link
+    ti.type = {"f": tarfile.REGTYPE, "d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE}[kind]
+    ti.size = e.size
+    assert tarstream.header(e) == ti.tobuf(format=tarfile.GNU_FORMAT, encoding="utf-8",
+                                           errors="surrogateescape")

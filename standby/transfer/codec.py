@@ -97,7 +97,11 @@ class Encoder:
 
     def __init__(self, *, level: int = 3, key: bytes | None = None,
                  salt: bytes | None = None) -> None:
-        self._z = zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj()
+        # Multi-threaded (one worker per core): zstd compresses while we read the source, and
+        # its output is the same for any number of workers, so a resumed upload re-encodes the
+        # same bytes even on another machine (single-threaded mode would differ).
+        self._z = zstandard.ZstdCompressor(level=level, threads=-1,
+                                           write_checksum=True).compressobj()
         self._key = key
         self._salt = salt if salt is not None else os.urandom(SALT_BYTES)
         self._aead = _frame_cipher(key, self._salt) if key is not None else None

@@ -54,13 +54,16 @@ class Entry:
     size: int
     mtime_ns: int
     link: str = ""
+    uid: int = 0
+    gid: int = 0
 
     def same(self, other: Entry) -> bool:
         return (self.type, self.size, self.mtime_ns, self.mode, self.link) == (
             other.type, other.size, other.mtime_ns, other.mode, other.link)
 
     def as_list(self) -> list[Any]:
-        return [self.path, self.type, self.mode, self.size, self.mtime_ns, self.link]
+        return [self.path, self.type, self.mode, self.size, self.mtime_ns, self.link, self.uid,
+                self.gid]
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,9 @@ class Index:
             d = json.loads(raw)
             if d.get("format") != INDEX_FORMAT:
                 raise FormatError(f"{where} is not a dir snapshot index")
-            return cls(tuple(Entry(str(p), str(t), int(m), int(s), int(mt), str(ln))
-                             for p, t, m, s, mt, ln in d["entries"]),
+            return cls(tuple(Entry(str(p), str(t), int(m), int(s), int(mt), str(ln), int(u),
+                                   int(g))
+                             for p, t, m, s, mt, ln, u, g in d["entries"]),
                        tuple(str(p) for p in d.get("removed", [])))
         except (ValueError, KeyError, TypeError) as e:
             raise FormatError(f"{where} is not a valid dir snapshot index: {e}") from e
@@ -105,14 +109,14 @@ def scan(root: Path) -> Index:
                 continue
             p = os.path.join(dirpath, name)
             st = os.lstat(p)
+            mode, own = stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
             if stat.S_ISLNK(st.st_mode):
-                out.append(Entry(base + name, "l", stat.S_IMODE(st.st_mode), 0, st.st_mtime_ns,
-                                 os.readlink(p)))
+                out.append(Entry(base + name, "l", mode, 0, st.st_mtime_ns, os.readlink(p),
+                                 *own))
             elif stat.S_ISDIR(st.st_mode):
-                out.append(Entry(base + name, "d", stat.S_IMODE(st.st_mode), 0, st.st_mtime_ns))
+                out.append(Entry(base + name, "d", mode, 0, st.st_mtime_ns, "", *own))
             elif stat.S_ISREG(st.st_mode):
-                out.append(Entry(base + name, "f", stat.S_IMODE(st.st_mode), st.st_size,
-                                 st.st_mtime_ns))
+                out.append(Entry(base + name, "f", mode, st.st_size, st.st_mtime_ns, "", *own))
     return Index(tuple(sorted(out, key=lambda e: e.path)))
 
 
@@ -131,21 +135,33 @@ def diff(index: Index, parent: Index | None) -> tuple[list[Entry], Index]:
     return send, Index(index.entries, tuple(removed))
 
 
-def _header(root: Path, e: Entry) -> bytes:
-    ti = tarfile.TarInfo(e.path)
-    ti.mode = e.mode
-    # Whole seconds: a pax header per file for the fraction costs more than the file's header
-    # (the index at the target keeps the exact time, which is what incrementals compare).
-    ti.mtime = e.mtime_ns // 1_000_000_000
-    st = os.lstat(root / e.path)
-    ti.uid, ti.gid = st.st_uid, st.st_gid
-    if e.type == "d":
-        ti.type = tarfile.DIRTYPE
-    elif e.type == "l":
-        ti.type, ti.linkname = tarfile.SYMTYPE, e.link
-    else:
-        ti.type, ti.size = tarfile.REGTYPE, e.size
-    return ti.tobuf(format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape")
+_TYPEFLAG = {"d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE, "f": tarfile.REGTYPE}
+_OCTAL_7, _OCTAL_11 = 8**7, 8**11
+
+
+def header(e: Entry) -> bytes:
+    """The tar header of `e`: GNU format, whole-second mtime (the index keeps the exact time,
+    which is what incrementals compare; a pax header per file for the fraction would cost more
+    than the file's own header). Byte for byte what tarfile writes, built directly in the
+    common case (short names, ordinary numbers) because tarfile spends more time per header
+    than reading a small blob."""
+    name = e.path + ("/" if e.type == "d" else "")
+    raw, link = os.fsencode(name), os.fsencode(e.link)
+    mtime = e.mtime_ns // 1_000_000_000
+    if (len(raw) > 100 or len(link) > 100 or not 0 <= e.size < _OCTAL_11 or
+            not 0 <= mtime < _OCTAL_11 or not (0 <= e.uid < _OCTAL_7 and 0 <= e.gid < _OCTAL_7)):
+        ti = tarfile.TarInfo(e.path)
+        ti.mode, ti.mtime, ti.uid, ti.gid = e.mode, mtime, e.uid, e.gid
+        ti.type, ti.linkname = _TYPEFLAG[e.type], e.link
+        ti.size = e.size if e.type == "f" else 0
+        return ti.tobuf(format=tarfile.GNU_FORMAT, encoding="utf-8",
+                        errors="surrogateescape")
+    size = e.size if e.type == "f" else 0
+    head = b"".join((raw.ljust(100, b"\0"), b"%07o\0" % (e.mode & 0o7777), b"%07o\0" % e.uid,
+                     b"%07o\0" % e.gid, b"%011o\0" % size, b"%011o\0" % mtime, b" " * 8,
+                     _TYPEFLAG[e.type], link.ljust(100, b"\0"), tarfile.GNU_MAGIC)
+                    ).ljust(tarfile.BLOCKSIZE, b"\0")
+    return head[:148] + b"%06o\0" % sum(head) + head[155:]
 
 
 def tar_chunks(root: Path, entries: Iterable[Entry]) -> Iterator[bytes]:
@@ -154,7 +170,7 @@ def tar_chunks(root: Path, entries: Iterable[Entry]) -> Iterator[bytes]:
     pending: list[bytes] = []
     size = 0
     for e in entries:
-        pending.append(_header(root, e))
+        pending.append(header(e))
         size += len(pending[-1])
         if e.type == "f":
             left = e.size
