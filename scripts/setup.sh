@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(python3-venv python3-dev mariadb-server mariadb-client zfs-fuse btrfs-progs zstd util-linux
-          cron systemd)
+          cron systemd openssh-client openssh-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

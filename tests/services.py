@@ -200,6 +200,69 @@ class MotoServer:
                 self.proc.kill()
 
 
+class Sshd:
+    """`sshd` on 127.0.0.1 and a free port, with a throwaway host key and a throwaway client
+    key authorized for root (as a standby site's host is reached), run by the test in the
+    foreground and stopped by its pid. `identity`, `known_hosts` and `port` are what the
+    client needs; `ssh_options` the `-o` options for `target.ssh_options`."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.port = free_port()
+        self.identity = workdir / "client_key"
+        self.known_hosts = workdir / "known_hosts"
+        self.proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        for p in ("sshd", "ssh", "ssh-keygen"):
+            if not have(p):
+                return False, f"{p} not installed (apt-get install openssh-server openssh-client)"
+        if os.geteuid() != 0:
+            return False, "the test logs in as root over ssh"
+        return True, ""
+
+    @property
+    def ssh_options(self) -> list[str]:
+        return ["BatchMode=yes", "StrictHostKeyChecking=yes",
+                f"UserKnownHostsFile={self.known_hosts}", "ConnectTimeout=10"]
+
+    def __enter__(self) -> Sshd:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        host_key = self.dir / "host_key"
+        for key in (host_key, self.identity):
+            _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+        (self.dir / "authorized_keys").write_text(
+            Path(f"{self.identity}.pub").read_text())
+        self.known_hosts.write_text(
+            f"[127.0.0.1]:{self.port} {Path(f'{host_key}.pub').read_text()}")
+        cfg = self.dir / "sshd_config"
+        cfg.write_text("\n".join([
+            f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}",
+            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
+            "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password", "StrictModes no", "UsePAM no",
+            f"PidFile {self.dir / 'sshd.pid'}", "LogLevel ERROR", ""]))
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        with open(self.dir / "sshd.log", "wb") as log:
+            self.proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(cfg)],
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        if not wait_port(self.port):
+            self.__exit__()
+            raise RuntimeError(f"sshd did not start: {(self.dir / 'sshd.log').read_text()}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+
+
 def wait_port(port: int, timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
