@@ -14,7 +14,7 @@ from standby import settings as settings_mod
 from standby.store.site import Site
 from standby.transfer import ship
 from tests.services import MotoServer
-from tests.test_transfer_support import (  # noqa: F401 - aws_env is a fixture
+from tests.test_transfer_support import (
     ENC_KEY,
     Rig,
     aws_env,
@@ -61,22 +61,24 @@ def test_unknown_scheme_and_paths_that_step_outside(tmp_path: Path,
 
 
 def test_a_bucket_that_does_not_exist(tmp_path: Path, request: pytest.FixtureRequest,
-                                      moto: MotoServer, aws_env: None,
+                                      moto: MotoServer,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     r = make_rig("s3", tmp_path, request)
     fill(r)
     r.take("set")
-    before = moto.objects()
+    before = moto.objects(r.s3)
     code, _out, err = cli(["-c", config_of(r.primary), "ship", "--target",
                            "s3://no-such-bucket-here/standby"], capsys)
     assert code == 9 and "'no-such-bucket-here' does not exist" in err and "create it" in err
     code, _out, err = cli(["-c", config_of(r.primary), "pull", "--target",
                            "s3://no-such-bucket-here/standby"], capsys)
-    assert code == 9 and moto.objects() == before
+    assert code == 9 and moto.objects(r.s3) == before
 
 
-def test_wrong_credentials(tmp_path: Path, request: pytest.FixtureRequest, aws_env: None,
+def test_wrong_credentials(tmp_path: Path, request: pytest.FixtureRequest,
+                           monkeypatch: pytest.MonkeyPatch,
                            capsys: pytest.CaptureFixture[str]) -> None:
+    aws_env(monkeypatch)
     # moto checks every request's credentials after its first one (which makes the bucket)
     with MotoServer(env={"INITIAL_NO_AUTH_ACTION_COUNT": "1"}) as strict:
         bucket = "sb-strict"

@@ -19,11 +19,10 @@ from standby.catalog.start import replay_start
 from standby.errors import ConfigError, IntegrityError, NotFound
 from standby.transfer import pull, ship, verify
 from standby.transfer import prune as target_prune
-from tests.test_transfer_support import (  # noqa: F401 - aws_env is a fixture
+from tests.test_transfer_support import (
     ENC_KEY,
     Rig,
     Setup,
-    aws_env,
     fill,
     rig_fixture,
     tree,

@@ -28,9 +28,8 @@ from standby.errors import NotFound, ServiceError
 from standby.transfer import pull, ship, verify
 from standby.transfer.ship import TargetState
 from tests.services import CountingProxy, MotoServer
-from tests.test_transfer_support import (  # noqa: F401 - aws_env is a fixture
+from tests.test_transfer_support import (
     Rig,
-    aws_env,
     fill,
     make_rig,
 )
@@ -71,8 +70,7 @@ def _uploads(r: Rig) -> dict[str, Any]:
 
 
 @pytest.fixture
-def proxied(tmp_path: Path, moto: MotoServer, aws_env: None,
-            request: pytest.FixtureRequest) -> Any:
+def proxied(tmp_path: Path, moto: MotoServer, request: pytest.FixtureRequest) -> Any:
     proxy = CountingProxy(moto.url, tmp_path / "requests.log").start()
     r = make_rig("s3", tmp_path / "rig", request)
     r.with_target(endpoint_url=proxy.url, concurrency=2, part_size_mb=5, retries=1)
@@ -157,7 +155,7 @@ def test_a_part_that_comes_out_different_restarts_the_object(proxied: Any) -> No
 
 
 def test_server_lost_its_state_next_ship_starts_again_cleanly(
-        tmp_path: Path, aws_env: None, request: pytest.FixtureRequest) -> None:
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
     own = MotoServer()
     own.__enter__()
     try:

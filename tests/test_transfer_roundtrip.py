@@ -25,11 +25,13 @@ from standby.store.loadgen import run as loadgen
 from tests.replay_util import digest, standby_cli, zmplayredo
 from tests.services import MotoServer
 from tests.test_snapshot_support import KEY
-from tests.test_transfer_support import ENC_KEY, aws_env, tree  # noqa: F401 - a fixture
+from tests.test_transfer_support import ENC_KEY, aws_env, tree
 
 
 def test_pull_then_zmplayredo_set_latest_is_the_failover(make_store: Any, moto: MotoServer,
-                                                         aws_env: None) -> None:
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    aws_env(monkeypatch)
     bucket = f"sb-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1").create_bucket(
         Bucket=bucket)

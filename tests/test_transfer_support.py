@@ -127,7 +127,7 @@ def make_rig(kind: str, root: Path, request: pytest.FixtureRequest, *,
     extra: dict[str, Any] = {}
     if kind == "s3":
         moto = request.getfixturevalue("moto")
-        request.getfixturevalue("aws_env")
+        aws_env(request.getfixturevalue("monkeypatch"))
         import boto3
 
         bucket = f"sb-{uuid.uuid4().hex[:12]}"
@@ -154,9 +154,9 @@ def make_rig(kind: str, root: Path, request: pytest.FixtureRequest, *,
     return Rig(kind, root, p, sb, url, **extra)
 
 
-@pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Credentials for moto (botocore reads them; standby never does)."""
+    """Credentials for moto in the environment, for this test (botocore reads them; standby
+    never does)."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
