@@ -18,13 +18,14 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 from standby import _process
+from standby import schedule as sched
 from standby._process import Command
 from standby.cli import common
 from standby.cli import main as cli_main
 from standby.errors import FormatError, NotFound, StateConflict, UsageError
-from standby.snapshot import schedule as sched
-from standby.snapshot.schedule import (
+from standby.schedule import (
     CrontabFile,
+    CrontabTarget,
     Schedule,
     ScheduleEntry,
     UnitDir,
@@ -443,10 +444,10 @@ def test_crontab_file_store(tmp_path: Path) -> None:
 def test_apply_refuses_a_crontab_changed_meanwhile(tmp_path: Path) -> None:
     f = CrontabFile(tmp_path / "ct")
     s = Schedule("o", (ScheduleEntry("a", "0 * * * *", ("/bin/true",)),))
-    change = sched.plan_crontab(f, s, "o")
+    plan = CrontabTarget(f).plan_install(s)
     f.write("1 1 * * * /usr/bin/someone-else\n")
     with pytest.raises(StateConflict):
-        sched.apply_crontab(f, change)
+        plan.execute()
 
 
 def test_user_crontab_commands() -> None:
