@@ -3,8 +3,7 @@ take sets hourly, redolog snapshots at :15/:30/:45 and prune nightly.
 
 Thin commands over `standby.schedule`: each builds the target (the user's crontab, a crontab
 file, or a unit directory), plans the change, prints its preview on `--dry-run`, else executes
-it.
-Only `install` and `default` need the configuration: generated commands carry the absolute path
+it. Only `install` and `default` need the configuration: generated commands carry the absolute path
 of this `standby` executable and `--config <absolute path>`, because cron's PATH and working
 directory are not the user's.
 """
