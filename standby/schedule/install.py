@@ -92,7 +92,8 @@ class UnitPlan:
     def preview(self) -> list[str]:
         """The dry run: each file written (with its text), each deleted, each command run."""
         d = self.change.directory
-        lines = [f"# --- would write {os.path.join(d, n)}\n{t}" for n, t in self.change.write.items()]
+        lines = [f"# --- would write {os.path.join(d, n)}\n{t}"
+                 for n, t in self.change.write.items()]
         lines += [f"# --- would delete {os.path.join(d, n)}" for n in self.change.delete]
         before, after = self.change.activation()
         lines += [f"# --- would run {c}" for c in (*before, *after)] if self.activate else []
