@@ -14,8 +14,6 @@ Invariants:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +21,7 @@ from typing import Protocol
 from standby import _process
 from standby._process import Command
 from standby.errors import CommandFailed, CommandNotFound, UsageError, VolumeError
+from standby.fsutil import write_atomic
 from standby.schedule.systemd import UnitChange
 
 
@@ -88,7 +87,7 @@ class CrontabFile:
             raise VolumeError(f"cannot read {self.path}: {e.strerror}") from e
 
     def write(self, text: str) -> None:
-        _atomic_write(self.path, text)
+        write_atomic(self.path, text)
 
     def describe(self) -> str:
         return str(self.path)
@@ -123,31 +122,11 @@ class UnitDir:
             if not name.startswith("standby-") or "/" in name:
                 raise UsageError(f"unit {name!r} is not one of standby's")
         for name, text in change.write.items():
-            _atomic_write(self.path / name, text)
+            write_atomic(self.path / name, text)
         for name in change.delete:
             (self.path / name).unlink(missing_ok=True)
 
     def describe(self) -> str:
         return str(self.path)
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise VolumeError(f"cannot write in {path.parent}: {e.strerror}") from e
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
