@@ -576,3 +576,31 @@ def test_cli_errors_name_what_is_wrong(tmp_path: Path,
     code, _, err = run(["--config", str(tmp_path / "none.toml"), "target", "iam-policy",
                         "--role", "shipper", "--bucket", B], capsys)
     assert code == 2 and "--server-id" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# The READMEs
+
+
+def _fenced(text: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_says_how_to_run_terraform() -> None:
+    guide = (ROOT / "README.md").read_text()
+    (commands,) = [b for b in _fenced(guide, "") if "terraform init" in b]
+    assert [c for c in ("terraform init", "terraform validate", "terraform plan")
+            if c not in commands] == []
+    assert "terraform/README.md" in (ROOT.parent / "README.md").read_text()
+
+
+def test_module_readme_example_uses_real_inputs_and_shows_the_target_section() -> None:
+    readme = (SITE / "README.md").read_text()
+    (usage,) = _fenced(readme, "hcl")
+    call = hcl2.loads(usage)["module"][0]["standby_site"]
+    inputs = set(_named(SITE, "variable"))
+    assert {k for k in call if not k.startswith("__")} - {"source"} <= inputs
+    required = {n for n, b in _named(SITE, "variable").items() if "default" not in b}
+    assert required <= set(call)
+    (toml,) = _fenced(readme, "toml")
+    assert set(tomllib.loads(toml)["target"]) == TARGET_KEYS
