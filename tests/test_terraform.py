@@ -319,15 +319,19 @@ def test_key_is_usable_only_by_the_roles_and_administered_by_the_admins() -> Non
                           "kms:CallerAccount": [
                               "${data.aws_caller_identity.current.account_id}"]}
     uses = _locals(BUCKET)["key_uses"]
+    assert {k: v["principals"] for k, v in uses.items()} == {
+        "WriteThroughS3": "${var.kms_users.write}", "ReadThroughS3": "${var.kms_users.read}",
+        "ReplicateThroughS3": "${var.kms_users.replicate}"}
     assert {k: v["actions"] for k, v in uses.items()} == {
         "WriteThroughS3": ["kms:Decrypt", "kms:GenerateDataKey"],
         "ReadThroughS3": ["kms:Decrypt"],
         "ReplicateThroughS3": ["kms:Encrypt", "kms:GenerateDataKey"]}
     call = _named(SITE, "module")["bucket"]
-    assert _one(call["kms_encrypt_arns"]) == ["${aws_iam_role.shipper.arn}"]
-    assert _norm(_one(call["kms_decrypt_arns"])) == _norm(
+    users = _one(call["kms_users"])
+    assert set(users) == {"write", "read"}
+    assert users["write"] == ["${aws_iam_role.shipper.arn}"]
+    assert _norm(users["read"]) == _norm(
         "concat([aws_iam_role.standby.arn], aws_iam_role.replication[*].arn)")
-    assert _one(call["kms_replicate_arns"]) == []
     # The shipper's role policy asks exactly what the key policy lets the writers do.
     shipper_kms = _hcl_policy(Role.SHIPPER, object_lock=False)["SnapshotKey"]["Action"]
     assert shipper_kms == uses["WriteThroughS3"]["actions"]

@@ -10,6 +10,19 @@ provider "aws" {
   region = coalesce(var.replica_region, var.region)
 }
 
+locals {
+  object_lock = var.object_lock_retention_days == null ? null : {
+    mode           = "GOVERNANCE"
+    retention_days = var.object_lock_retention_days
+  }
+  # Sets older than a quarter are rarely pulled: keep them where a read costs more, storing less.
+  lifecycle_rules = {
+    noncurrent_version_expiration_days = 30
+    transition_days                    = 90
+    transition_storage_class           = "GLACIER_IR"
+  }
+}
+
 module "site" {
   source = "../../modules/standby-site"
 
@@ -19,8 +32,8 @@ module "site" {
   shipper_trusted_arns = var.shipper_trusted_arns
   standby_trusted_arns = var.standby_trusted_arns
   kms_admin_arns       = var.kms_admin_arns
-  object_lock          = var.object_lock
-  lifecycle_rules      = var.lifecycle_rules
+  object_lock          = local.object_lock
+  lifecycle_rules      = local.lifecycle_rules
 
   replication_enabled = var.replica_region != null
   replica = var.replica_region == null ? null : {
@@ -39,11 +52,13 @@ module "replica" {
     aws = aws.replica
   }
 
-  name               = "${var.bucket_name}-replica"
-  kms_admin_arns     = var.kms_admin_arns
-  kms_replicate_arns = [module.site.replication_role_arn]
+  name           = "${var.bucket_name}-replica"
+  kms_admin_arns = var.kms_admin_arns
+  kms_users = {
+    replicate = [module.site.replication_role_arn]
+  }
   # Replicas of locked versions keep their retention only in a bucket that has Object Lock too.
-  object_lock     = var.object_lock
-  lifecycle_rules = var.lifecycle_rules
+  object_lock     = local.object_lock
+  lifecycle_rules = local.lifecycle_rules
   tags            = var.tags
 }

@@ -81,24 +81,15 @@ variable "kms_admin_arns" {
   }
 }
 
-variable "object_lock" {
-  description = "Object Lock mode and default retention days; null for none."
-  type = object({
-    mode           = optional(string, "GOVERNANCE")
-    retention_days = optional(number, 30)
-  })
-  default = null
-}
+variable "object_lock_retention_days" {
+  description = "Days every new version stays locked (Object Lock, GOVERNANCE mode); null for no Object Lock. Chosen once, when the bucket is created."
+  type        = number
+  default     = null
 
-variable "lifecycle_rules" {
-  description = "Lifecycle of the bucket and its replica (see the standby-bucket module)."
-  type = object({
-    abort_incomplete_multipart_upload_days = optional(number, 7)
-    noncurrent_version_expiration_days     = optional(number, 30)
-    transition_days                        = optional(number)
-    transition_storage_class               = optional(string, "GLACIER_IR")
-  })
-  default = {}
+  validation {
+    condition     = var.object_lock_retention_days == null ? true : var.object_lock_retention_days >= 1
+    error_message = "object_lock_retention_days must be null or at least 1."
+  }
 }
 
 variable "tags" {

@@ -20,17 +20,17 @@ locals {
   key_uses = {
     WriteThroughS3 = {
       actions    = ["kms:Decrypt", "kms:GenerateDataKey"]
-      principals = var.kms_encrypt_arns
+      principals = var.kms_users.write
     }
     ReadThroughS3 = {
       actions    = ["kms:Decrypt"]
-      principals = var.kms_decrypt_arns
+      principals = var.kms_users.read
     }
     # S3 replication encrypts each replica with kms:Encrypt; a destination with a bucket key
     # has S3 make that bucket key with kms:GenerateDataKey.
     ReplicateThroughS3 = {
       actions    = ["kms:Encrypt", "kms:GenerateDataKey"]
-      principals = var.kms_replicate_arns
+      principals = var.kms_users.replicate
     }
   }
 }

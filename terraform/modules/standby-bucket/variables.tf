@@ -18,36 +18,18 @@ variable "kms_admin_arns" {
   }
 }
 
-variable "kms_encrypt_arns" {
-  description = "IAM principals (ARNs) that may write objects through S3 with the bucket's key (kms:GenerateDataKey and kms:Decrypt, only via S3)."
-  type        = list(string)
-  default     = []
+variable "kms_users" {
+  description = "IAM principals (ARNs) that may use the key for data, each only through S3 in the bucket's region: write (kms:GenerateDataKey and kms:Decrypt, to upload), read (kms:Decrypt, to download), replicate (kms:Encrypt and kms:GenerateDataKey, S3 replication roles writing replicas into this bucket)."
+  type = object({
+    write     = optional(list(string), [])
+    read      = optional(list(string), [])
+    replicate = optional(list(string), [])
+  })
+  default = {}
 
   validation {
-    condition     = alltrue([for a in var.kms_encrypt_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:", a))])
-    error_message = "Each entry must be an IAM ARN (arn:aws:iam::ACCOUNT:role/NAME)."
-  }
-}
-
-variable "kms_decrypt_arns" {
-  description = "IAM principals (ARNs) that may only read objects through S3 with the bucket's key (kms:Decrypt, only via S3)."
-  type        = list(string)
-  default     = []
-
-  validation {
-    condition     = alltrue([for a in var.kms_decrypt_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:", a))])
-    error_message = "Each entry must be an IAM ARN (arn:aws:iam::ACCOUNT:role/NAME)."
-  }
-}
-
-variable "kms_replicate_arns" {
-  description = "IAM principals (ARNs) of S3 replication roles that write replicas into this bucket (kms:Encrypt and kms:GenerateDataKey, only via S3)."
-  type        = list(string)
-  default     = []
-
-  validation {
-    condition     = alltrue([for a in var.kms_replicate_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:", a))])
-    error_message = "Each entry must be an IAM ARN (arn:aws:iam::ACCOUNT:role/NAME)."
+    condition     = alltrue([for a in concat(var.kms_users.write, var.kms_users.read, var.kms_users.replicate) : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:", a))])
+    error_message = "Each key user must be an IAM ARN (arn:aws:iam::ACCOUNT:role/NAME)."
   }
 }
 

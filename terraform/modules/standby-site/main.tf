@@ -14,12 +14,13 @@ locals {
 module "bucket" {
   source = "../standby-bucket"
 
-  name               = var.bucket_name
-  kms_admin_arns     = var.kms_admin_arns
-  kms_encrypt_arns   = [aws_iam_role.shipper.arn]
-  kms_decrypt_arns   = concat([aws_iam_role.standby.arn], aws_iam_role.replication[*].arn)
-  kms_replicate_arns = []
-  object_lock        = var.object_lock
-  lifecycle_rules    = merge(var.lifecycle_rules, { transition_prefix = local.server_prefix })
-  tags               = var.tags
+  name           = var.bucket_name
+  kms_admin_arns = var.kms_admin_arns
+  kms_users = {
+    write = [aws_iam_role.shipper.arn]
+    read  = concat([aws_iam_role.standby.arn], aws_iam_role.replication[*].arn)
+  }
+  object_lock     = var.object_lock
+  lifecycle_rules = merge(var.lifecycle_rules, { transition_prefix = local.server_prefix })
+  tags            = var.tags
 }

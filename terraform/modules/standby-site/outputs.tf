@@ -34,7 +34,7 @@ output "standby_role_arn" {
 }
 
 output "replication_role_arn" {
-  description = "Role S3 replicates with (null without replication); a replica's key must let it encrypt (standby-bucket kms_replicate_arns)."
+  description = "Role S3 replicates with (null without replication); a replica's key must let it encrypt (standby-bucket kms_users.replicate)."
   value       = one(aws_iam_role.replication[*].arn)
 }
 

@@ -108,7 +108,7 @@ variable "replication_enabled" {
 }
 
 variable "replica" {
-  description = "Where replication_enabled sends the replicas: the destination bucket's ARN, its KMS key's ARN, and the storage class of the replicas. The destination must be versioned, let this module's replication role encrypt with its key (standby-bucket's kms_replicate_arns), and have Object Lock if this bucket has it."
+  description = "Where replication_enabled sends the replicas: the destination bucket's ARN, its KMS key's ARN, and the storage class of the replicas. The destination must be versioned, let this module's replication role encrypt with its key (standby-bucket's kms_users.replicate), and have Object Lock if this bucket has it."
   type = object({
     bucket_arn    = string
     kms_key_arn   = string
