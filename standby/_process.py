@@ -8,6 +8,11 @@ remote commands are quoted with `shlex.join` by whoever builds them. Three ways 
 - `daemon(cmd)`: start it detached in its own session with output to a log file, for the
   long-lived services (a private `mariadbd`, the store service, `zfs-fuse`, `moto_server`).
 
+Two compositions on top: `over_ssh(cmd, remote)` turns a command into the `ssh` command that runs
+it on another host (the only place an ssh argv is built; the remote command is one word made with
+`shlex.join`), and `pipe(sender, receiver)` runs one command into another (`zfs send | zfs recv`)
+and checks both exit codes, naming the one that failed first.
+
 Builders elsewhere return `Command`s; parsers elsewhere take bytes. Keeping the three apart lets
 tests check argv without running anything.
 """
@@ -15,16 +20,19 @@ tests check argv without running anything.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from standby.errors import CommandFailed, CommandNotFound, ServiceError
+from standby.errors import CommandFailed, CommandNotFound, ServiceError, UsageError
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,6 @@ class Command:
         return cls(tuple(os.fspath(a) for a in argv), **kw)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
-        import shlex
-
         return shlex.join(self.argv)
 
 
@@ -79,6 +85,7 @@ _PACKAGE_HINTS = {
     "mkfs.btrfs": "apt-get install btrfs-progs",
     "lvcreate": "apt-get install lvm2",
     "moto_server": "pip install 'moto[server]'",
+    "ssh": "apt-get install openssh-client",
 }
 
 
@@ -181,8 +188,6 @@ def daemon(cmd: Command, *, log_path: Path) -> int:
         )
     # Reap it in the background if it dies while we are still alive, so it does not linger as a
     # zombie that `alive()` would report as running.
-    import threading
-
     threading.Thread(target=proc.wait, daemon=True).start()
     return proc.pid
 
@@ -234,3 +239,189 @@ def kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+# --------------------------------------------------------------------------------------------
+# Remote commands and pipelines
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A host that commands run on over ssh: `user@host`, a port, a key file, `-o` options.
+
+    `BatchMode=yes` by default: from cron there is nobody to type a password or accept a host
+    key, so ssh must fail at once instead of waiting for a prompt."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+    identity: Path | None = None
+    options: tuple[str, ...] = ("BatchMode=yes",)
+    program: str = "ssh"
+
+    def __post_init__(self) -> None:
+        for what, value in (("host", self.host), ("user", self.user)):
+            if value is None:
+                continue
+            # A leading dash would be read as an ssh option (`-oProxyCommand=...`).
+            if not value or value.startswith("-") or "@" in value or any(
+                    c.isspace() or c in "/\\'\"" for c in value):
+                raise UsageError(f"{value!r} is not an ssh {what} name",
+                                 hint="write the target as user@host/path")
+        if self.port is not None and not 0 < self.port < 65536:
+            raise UsageError(f"ssh port {self.port} is out of range", hint="use 1-65535")
+
+    def __str__(self) -> str:
+        who = f"{self.user}@{self.host}" if self.user else self.host
+        return f"{who}:{self.port}" if self.port is not None else who
+
+
+def over_ssh(cmd: Command, remote: Remote) -> Command:
+    """The `ssh` command that runs `cmd` on `remote`.
+
+    The remote command is a single word made with `shlex.join`, so the remote shell sees exactly
+    `cmd.argv`; `cmd.env` becomes an `env K=V ...` prefix (ssh forwards no environment). A
+    working directory cannot be carried over and is refused. The timeout stays with the local
+    ssh process. Pure: runs nothing."""
+    if cmd.cwd is not None:
+        raise ValueError(f"over_ssh: {cmd.argv[0]!r} has a working directory, which ssh cannot "
+                         "carry; use absolute paths")
+    words = cmd.argv
+    if cmd.env:
+        words = ("env", *(f"{k}={v}" for k, v in sorted(cmd.env.items())), *words)
+    argv: list[str] = [remote.program]
+    for opt in remote.options:
+        argv += ["-o", opt]
+    if remote.port is not None:
+        argv += ["-p", str(remote.port)]
+    if remote.identity is not None:
+        argv += ["-i", os.fspath(remote.identity)]
+    if remote.user:
+        argv += ["-l", remote.user]
+    argv += ["--", remote.host, shlex.join(words)]
+    return Command(tuple(argv), timeout=cmd.timeout)
+
+
+def located(cmd: Command, remote: Remote | None) -> Command:
+    """`cmd` as run on `remote` (over ssh), or unchanged to run here when `remote` is None."""
+    return cmd if remote is None else over_ssh(cmd, remote)
+
+
+@dataclass(frozen=True)
+class Piped:
+    """What `pipe` saw: both results (the sender's stdout went to the receiver, so its `stdout`
+    is empty) and the number of bytes that passed, when they went through Python."""
+
+    sender: Result
+    receiver: Result
+    nbytes: int | None
+
+
+def pipe(sender: Command, receiver: Command, *,
+         on_chunk: Callable[[bytes], None] | None = None, chunk_size: int = 1 << 20,
+         timeout: float | None = None) -> Piped:
+    """Run `sender` with its stdout into `receiver`'s stdin (`zfs send | zfs recv`); wait for
+    both and check both exit codes.
+
+    Without `on_chunk` the two are joined by an OS pipe and no byte passes through Python. With
+    it, each chunk read from the sender is written to the receiver and then given to `on_chunk`
+    (to count, hash, show progress, limit the rate); an exception it raises stops both processes
+    and propagates, which is also how a test interrupts a stream mid-way.
+
+    Raises `CommandFailed` for the process that failed first: the receiver when it exited
+    non-zero and the sender only saw the pipe close, otherwise the sender (a receiver reading a
+    truncated stream fails too, but the sender's error is the cause). On any error, and when
+    `timeout` seconds (for the whole pipe) pass, both processes are killed and reaped; a timeout
+    raises `ServiceError`."""
+    with (tempfile.TemporaryFile() as s_err, tempfile.TemporaryFile() as r_err,
+          tempfile.TemporaryFile() as r_out):
+        snd = spawn(sender, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=s_err)
+        procs = [snd]
+        expired = threading.Event()
+        timer: threading.Timer | None = None
+        nbytes: int | None = None
+        assert snd.stdout is not None
+        try:
+            rcv = spawn(receiver, stdin=snd.stdout if on_chunk is None else subprocess.PIPE,
+                        stdout=r_out, stderr=r_err)
+            procs.append(rcv)
+            if timeout is not None:
+                timer = threading.Timer(timeout, _expire, (procs, expired))
+                timer.daemon = True
+                timer.start()
+            if on_chunk is None:
+                # The receiver holds the read end now; ours must go, or the sender would not
+                # see the pipe close when the receiver dies.
+                snd.stdout.close()
+            else:
+                assert rcv.stdin is not None
+                nbytes = _pump(snd.stdout, rcv.stdin, on_chunk, chunk_size)
+            snd.wait()
+            rcv.wait()
+        except BaseException:
+            for p in procs:
+                _kill_reap(p)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            snd.stdout.close()
+        if expired.is_set():
+            raise ServiceError(f"`{sender.argv[0]} | {receiver.argv[0]}` did not finish within "
+                               f"{timeout} s and was stopped")
+        sres = Result(sender.argv, snd.returncode, b"", _contents(s_err))
+        rres = Result(receiver.argv, rcv.returncode, _contents(r_out), _contents(r_err))
+    _check_pipe(sres, rres)
+    return Piped(sres, rres, nbytes)
+
+
+def _pump(src: IO[bytes], dst: IO[bytes], on_chunk: Callable[[bytes], None], size: int) -> int:
+    n = 0
+    try:
+        while chunk := src.read(size):
+            dst.write(chunk)
+            n += len(chunk)
+            on_chunk(chunk)
+    except BrokenPipeError:
+        pass  # the receiver exited early; its exit code says why
+    finally:
+        try:
+            dst.close()
+        except BrokenPipeError:
+            pass
+    return n
+
+
+def _expire(procs: list[subprocess.Popen[bytes]], expired: threading.Event) -> None:
+    expired.set()
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+
+
+def _kill_reap(p: subprocess.Popen[bytes]) -> None:
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+
+
+def _contents(f: IO[bytes]) -> bytes:
+    f.seek(0)
+    return f.read()
+
+
+def _broken_pipe(r: Result) -> bool:
+    return r.returncode == -signal.SIGPIPE or b"Broken pipe" in r.stderr
+
+
+def _check_pipe(sres: Result, rres: Result) -> None:
+    def failed(r: Result) -> CommandFailed:
+        return CommandFailed(r.argv, r.returncode, r.stderr.decode("utf-8", "replace"))
+
+    if rres.returncode != 0 and (sres.returncode == 0 or _broken_pipe(sres)):
+        raise failed(rres)
+    if sres.returncode != 0:
+        e = failed(sres)
+        if rres.returncode != 0:
+            e.add_note(f"{rres.argv[0]!r} then failed too (exit code {rres.returncode})")
+        raise e
