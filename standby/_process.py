@@ -389,6 +389,8 @@ def _pump(src: IO[bytes], dst: IO[bytes], on_chunk: Callable[[bytes], None], siz
             dst.close()
         except BrokenPipeError:
             pass
+        # Unread, the sender would block on a full pipe forever; closed, it sees EPIPE.
+        src.close()
     return n
 
 

@@ -31,13 +31,15 @@ never build a `zfs` or `btrfs` argv themselves. Its invariants (tests/test_snaps
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from standby._process import Command, Remote
-from standby.errors import CommandFailed, StandbyError
+from standby.errors import CommandFailed, ServiceError, StandbyError
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,39 @@ def newest_common(snapshots: Sequence[Snapshot], received: Sequence[Received],
     return None
 
 
+# (text in the tool's error output, error class, message with {target}, hint)
+ErrorTable = Sequence[tuple[str, type[StandbyError], str, str]]
+
+
+def error_text(e: CommandFailed) -> str:
+    """What a failed command said about why, on one line: its error output from the first line
+    that reports an error (zfs wraps one message over two lines; btrfs prints progress lines
+    before it), else its last line."""
+    lines = [ln.strip() for ln in e.stderr.strip().splitlines() if ln.strip()]
+    if not lines:
+        return f"exit code {e.returncode}"
+    first = next((i for i, ln in enumerate(lines) if _REPORTS_ERROR.search(ln)), len(lines) - 1)
+    return " ".join(lines[first:])
+
+
+_REPORTS_ERROR = re.compile(r"\b(?:cannot|error|failed|invalid)\b", re.IGNORECASE)
+
+
+def host_name(remote: Remote | None) -> str:
+    return str(remote) if remote else "this host"
+
+
+def translate_stream_error(e: CommandFailed, target: StreamTarget, table: ErrorTable,
+                           what: str) -> StandbyError:
+    """The first row of `table` whose text the error output contains, as its error; else a
+    `ServiceError` saying that the `what` stream to `target` failed."""
+    said = " ".join(e.stderr.split())  # zfs wraps a message over two lines
+    for needle, kind, message, hint in table:
+        if needle in said:
+            return kind(message.format(target=target) + f": {error_text(e)}", hint=hint)
+    return ServiceError(f"{what} stream to {target} failed: {error_text(e)}")
+
+
 @runtime_checkable
 class StreamingBackend(Protocol):
     """Send snapshots as byte streams and receive them elsewhere (optional beside
@@ -178,6 +213,13 @@ class StreamingBackend(Protocol):
         `rollback` first discards changes made at the target since its newest snapshot (zfs
         `recv -F`; a mounted standby dataset changes as soon as a file is read with atime on);
         btrfs received snapshots are read-only and need none, so it is ignored there."""
+        ...
+
+    def after_receive(self, target: StreamTarget) -> None:
+        """Call after each successful receive at `target`, before reading its files: zfs-fuse
+        keeps serving cached file data of the mounted dataset from before an incremental
+        receive until it is remounted, so zfs remounts a mounted target (`StateConflict` if
+        something holds files open there); btrfs has nothing to do."""
         ...
 
     def stream_id(self, snapshot: Snapshot) -> str:

@@ -48,7 +48,16 @@ from standby.errors import (
     UsageError,
     VolumeError,
 )
-from standby.snapshot._base import Received, Snapshot, StreamTarget, Volume
+from standby.snapshot._base import (
+    ErrorTable,
+    Received,
+    Snapshot,
+    StreamTarget,
+    Volume,
+    host_name,
+    error_text,
+    translate_stream_error,
+)
 
 Runner = Callable[..., _process.Result]
 
@@ -119,6 +128,14 @@ def received_cmd(program: str, dataset: str) -> _process.Command:
     `parse_received`): `zfs get -d 1`, which both generations have (zfs-fuse has no `-t`)."""
     return _process.Command((program, "get", "-Hp", "-d", "1", "-o", "name,property,value",
                              "type," + ",".join(IDENTITY_PROPS), dataset))
+
+
+def unmount_cmd(program: str, dataset: str) -> _process.Command:
+    return _process.Command((program, "unmount", dataset))
+
+
+def mount_cmd(program: str, dataset: str) -> _process.Command:
+    return _process.Command((program, "mount", dataset))
 
 
 def create_parents_cmd(program: str, dataset: str) -> _process.Command:
@@ -384,7 +401,7 @@ class ZfsBackend:
         except CommandFailed as e:
             if _gone(e.stderr):
                 return
-            raise ServiceError(f"cannot destroy ZFS snapshot {snapshot.ref}: {_tail(e)}",
+            raise ServiceError(f"cannot destroy ZFS snapshot {snapshot.ref}: {error_text(e)}",
                                hint="is it held (`zfs holds`) or does a clone depend on it?"
                                ) from e
 
@@ -417,10 +434,30 @@ class ZfsBackend:
                 rollback: bool = False) -> _process.Command:
         ds = _target_dataset(target)
         if resumable and not self.stream_capabilities(target.remote).recv_resumable:
-            raise ServiceError(f"the zfs at {_where(target.remote)} cannot keep a partial "
+            raise ServiceError(f"the zfs at {host_name(target.remote)} cannot keep a partial "
                                "receive (`zfs recv -s`)", hint=NO_RESUME_HINT)
         return _process.located(receive_cmd(self.program, ds, resumable=resumable,
                                             rollback=rollback), target.remote)
+
+    def after_receive(self, target: StreamTarget) -> None:
+        ds = _target_dataset(target)
+        res = self._run(_process.located(get_cmd(self.program, ("mounted",), [ds]),
+                                         target.remote), check=False)
+        if res.returncode != 0 or parse_get(res.text).get(ds, {}).get("mounted") != "yes":
+            return
+        # zfs-fuse does not drop the FUSE caches of a dataset an incremental receive changed:
+        # without a remount its files read as they were before the receive.
+        try:
+            self._run(_process.located(unmount_cmd(self.program, ds), target.remote))
+        except CommandFailed as e:
+            raise StateConflict(f"cannot remount {target} after receiving into it: "
+                                f"{error_text(e)}",
+                                hint="stop what holds files open there and retry") from e
+        try:
+            self._run(_process.located(mount_cmd(self.program, ds), target.remote))
+        except CommandFailed as e:
+            raise ServiceError(f"{target} was unmounted to refresh it but does not mount "
+                               f"again: {error_text(e)}", hint=f"`zfs mount {ds}` there") from e
 
     def stream_id(self, snapshot: Snapshot) -> str:
         guid = snapshot.identity.get("guid")
@@ -436,7 +473,7 @@ class ZfsBackend:
         except CommandFailed as e:
             if "does not exist" in e.stderr:
                 return []
-            raise ServiceError(f"cannot list the snapshots at {target}: {_tail(e)}") from e
+            raise ServiceError(f"cannot list the snapshots at {target}: {error_text(e)}") from e
         return parse_received(res.text, ds)
 
     def prepare_receive(self, target: StreamTarget) -> None:
@@ -447,14 +484,14 @@ class ZfsBackend:
         if res.returncode == 0:
             kind = parse_get(res.text).get(parent, {}).get("type")
             if kind != "filesystem":
-                raise VolumeError(f"{parent} at {_where(target.remote)} is a ZFS {kind}, not a "
+                raise VolumeError(f"{parent} at {host_name(target.remote)} is a ZFS {kind}, not a "
                                   f"file system, so {ds} cannot be received below it")
             return
         try:
             self._run(_process.located(create_parents_cmd(self.program, parent), target.remote))
         except CommandFailed as e:
-            raise VolumeError(f"cannot create ZFS dataset {parent} at {_where(target.remote)}: "
-                              f"{_tail(e)}", hint="does its pool exist there?") from e
+            raise VolumeError(f"cannot create ZFS dataset {parent} at {host_name(target.remote)}: "
+                              f"{error_text(e)}", hint="does its pool exist there?") from e
 
     def estimate(self, snapshot: Snapshot, parent: Snapshot | None = None) -> int | None:
         if self.stream_capabilities().estimate:
@@ -492,7 +529,7 @@ class ZfsBackend:
     def resume_send(self, token: str, *, remote: _process.Remote | None = None
                     ) -> _process.Command:
         if not self.stream_capabilities(remote).send_token:
-            raise ServiceError(f"the zfs at {_where(remote)} cannot resume a stream "
+            raise ServiceError(f"the zfs at {host_name(remote)} cannot resume a stream "
                                "(`zfs send -t`)", hint=NO_RESUME_HINT)
         if not token or any(c.isspace() for c in token):
             raise UsageError(f"{token!r} is not a ZFS receive_resume_token")
@@ -505,12 +542,12 @@ class ZfsBackend:
         try:
             self._run(_process.located(abort_receive_cmd(self.program, ds), target.remote))
         except CommandFailed as e:
-            raise ServiceError(f"cannot discard the partial receive at {target}: {_tail(e)}"
+            raise ServiceError(f"cannot discard the partial receive at {target}: {error_text(e)}"
                                ) from e
         return [f"{target} (partial receive of {snapshot.name})"]
 
     def stream_error(self, error: CommandFailed, target: StreamTarget) -> StandbyError:
-        return stream_error(error, target)
+        return translate_stream_error(error, target, _STREAM_ERRORS, "zfs")
 
     # -- helpers ----------------------------------------------------------------------------
     def _snapshot(self, names: Sequence[str]) -> None:
@@ -539,14 +576,14 @@ class ZfsBackend:
         try:
             return parse_names(self._run(list_tree_cmd(self.program, root)).text)
         except CommandFailed as e:
-            raise ServiceError(f"cannot list ZFS datasets under {root}: {_tail(e)}") from e
+            raise ServiceError(f"cannot list ZFS datasets under {root}: {error_text(e)}") from e
 
     def _destroy_quietly(self, ref: str) -> None:
         try:
             self._run(destroy_cmd(self.program, ref))
         except CommandFailed as e:
             if not _gone(e.stderr):
-                self.log.warning("zfs_destroy_failed", snapshot=ref, error=_tail(e))
+                self.log.warning("zfs_destroy_failed", snapshot=ref, error=error_text(e))
 
 
 def _dataset(v: Volume) -> str:
@@ -573,12 +610,8 @@ def _target_dataset(t: StreamTarget) -> str:
     return ds
 
 
-def _where(remote: _process.Remote | None) -> str:
-    return str(remote) if remote else "this host"
-
-
 # What a failed `zfs send | zfs recv` says, and what it means to a person (first match wins).
-_STREAM_ERRORS: tuple[tuple[str, type[StandbyError], str, str], ...] = (
+_STREAM_ERRORS: ErrorTable = (
     ("does not match incremental source", NotFound,
      "{target}: its newest snapshot is not the incremental's parent",
      ("send incrementally from the newest snapshot both sides hold, or a full stream into a "
@@ -600,21 +633,8 @@ _STREAM_ERRORS: tuple[tuple[str, type[StandbyError], str, str], ...] = (
 )
 
 
-def stream_error(error: CommandFailed, target: StreamTarget) -> StandbyError:
-    """A failed `zfs send` or `zfs recv` (from `_process.pipe`) as an error a person can act on."""
-    for needle, kind, message, hint in _STREAM_ERRORS:
-        if needle in error.stderr:
-            return kind(message.format(target=target) + f": {_tail(error)}", hint=hint)
-    return ServiceError(f"zfs stream to {target} failed: {_tail(error)}")
-
-
 def _gone(stderr: str) -> bool:
     return "does not exist" in stderr or "could not find any snapshots" in stderr
-
-
-def _tail(e: CommandFailed) -> str:
-    lines = [ln for ln in e.stderr.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else f"exit code {e.returncode}"
 
 
 def _translate(e: CommandFailed, names: Sequence[str]) -> StandbyError:
@@ -624,8 +644,8 @@ def _translate(e: CommandFailed, names: Sequence[str]) -> StandbyError:
                              hint="another set with the same name was taken in the same "
                                   "millisecond; retry")
     if "does not exist" in err:
-        return VolumeError(f"ZFS dataset of {', '.join(names)} does not exist: {_tail(e)}")
+        return VolumeError(f"ZFS dataset of {', '.join(names)} does not exist: {error_text(e)}")
     if "too many arguments" in err:
         return ServiceError("this zfs takes one snapshot per call",
                             hint="report this: capability detection should have seen it")
-    return ServiceError(f"zfs snapshot {', '.join(names)} failed: {_tail(e)}")
+    return ServiceError(f"zfs snapshot {', '.join(names)} failed: {error_text(e)}")
