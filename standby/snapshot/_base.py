@@ -156,8 +156,9 @@ def newest_common(snapshots: Sequence[Snapshot], received: Sequence[Received],
     return None
 
 
-# (text in the tool's error output, error class, message with {target}, hint)
-ErrorTable = Sequence[tuple[str, type[StandbyError], str, str]]
+# (side: "send" or "receive", regular expression searched in that side's error output, error
+# class, message with {target}, hint)
+ErrorTable = Sequence[tuple[str, str, type[StandbyError], str, str]]
 
 
 def error_text(e: CommandFailed) -> str:
@@ -180,11 +181,13 @@ def host_name(remote: Remote | None) -> str:
 
 def translate_stream_error(e: CommandFailed, target: StreamTarget, table: ErrorTable,
                            what: str) -> StandbyError:
-    """The first row of `table` whose text the error output contains, as its error; else a
-    `ServiceError` saying that the `what` stream to `target` failed."""
+    """The first row of `table` for the side that failed (the sender when its argv, or the
+    remote command ssh runs, has the word `send`) whose pattern its error output matches, as
+    that row's error; else a `ServiceError` saying that the `what` stream to `target` failed."""
+    side = "send" if any("send" in a.split() for a in e.argv) else "receive"
     said = " ".join(e.stderr.split())  # zfs wraps a message over two lines
-    for needle, kind, message, hint in table:
-        if needle in said:
+    for row_side, pattern, kind, message, hint in table:
+        if row_side == side and re.search(pattern, said):
             return kind(message.format(target=target) + f": {error_text(e)}", hint=hint)
     return ServiceError(f"{what} stream to {target} failed: {error_text(e)}")
 

@@ -364,13 +364,13 @@ NO_RESUME_HINT = ("an interrupted btrfs stream is sent again from its start, aft
 
 # What a failed `btrfs send | btrfs receive` says, and what it means (first match wins).
 _STREAM_ERRORS: ErrorTable = (
-    ("cannot find parent subvolume", NotFound, "{target} does not hold the incremental's parent",
-     "send a full stream first"),
-    ("File exists", StateConflict, "{target} already has a subvolume of that name",
+    ("receive", "cannot find parent subvolume", NotFound,
+     "{target} does not hold the incremental's parent", "send a full stream first"),
+    ("receive", "File exists", StateConflict, "{target} already has a subvolume of that name",
      "if it is an interrupted receive, abort it; otherwise the snapshot is already there"),
-    ("unable to resolve", NotFound, "the snapshot to send is gone",
+    ("send", "unable to resolve|No such file", NotFound, "the snapshot to send is gone",
      "is it pruned? take a new one and send that"),
-    ("is not read-only", UsageError, "only read-only snapshots can be sent",
+    ("send", "is not read-only", UsageError, "only read-only snapshots can be sent",
      "send a snapshot taken by standby, not the live subvolume"),
 )
 

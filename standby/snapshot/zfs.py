@@ -612,23 +612,25 @@ def _target_dataset(t: StreamTarget) -> str:
 
 # What a failed `zfs send | zfs recv` says, and what it means to a person (first match wins).
 _STREAM_ERRORS: ErrorTable = (
-    ("does not match incremental source", NotFound,
+    ("receive", "does not match incremental source", NotFound,
      "{target}: its newest snapshot is not the incremental's parent",
      ("send incrementally from the newest snapshot both sides hold, or a full stream into a "
       "new dataset")),
-    ("destination '", NotFound, "{target} does not hold the incremental's parent",
-     "send a full stream first"),
-    ("has been modified", StateConflict,
+    ("receive", "incremental stream: destination '[^']*' does not exist", NotFound,
+     "{target} does not hold the incremental's parent", "send a full stream first"),
+    ("receive", "has been modified", StateConflict,
      "{target} was changed since its newest snapshot (a read with atime on is enough)",
      "receive with rollback, or set readonly=on on the standby's datasets"),
-    ("destination has snapshots", StateConflict,
+    ("receive", "destination has snapshots", StateConflict,
      "{target} already has snapshots; a full stream cannot replace them",
      "send incrementally from a snapshot it holds"),
-    ("exists", StateConflict, "{target} already exists; a full stream cannot replace it",
+    ("receive", "destination '[^']*' exists", StateConflict,
+     "{target} already exists; a full stream cannot replace it",
      "send incrementally, or receive into a new dataset"),
-    ("dataset does not exist", VolumeError, "the parent dataset of {target} does not exist",
+    ("receive", "dataset does not exist", VolumeError,
+     "the parent dataset of {target} does not exist",
      "prepare the target (its parent dataset) first"),
-    ("could not send", NotFound, "the snapshot to send is gone",
+    ("send", "does not exist", NotFound, "the snapshot to send is gone",
      "is it pruned? take a new one and send that"),
 )
 
