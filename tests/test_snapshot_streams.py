@@ -169,13 +169,6 @@ def test_zfs_estimate_round_trip(size: int, incremental: bool) -> None:
     assert zfs.parse_estimate("") is None
 
 
-@given(st.one_of(st.just("-"), st.text(string.ascii_letters + string.digits + "-",
-                                       min_size=2, max_size=80)))
-def test_zfs_resume_token_round_trip(token: str) -> None:
-    text = f"q/db\treceive_resume_token\t{token}\n"
-    assert zfs.parse_resume_token(text, "q/db") == (None if token == "-" else token)
-
-
 # -- ZFS backend logic against a fake runner ----------------------------------------------------
 
 

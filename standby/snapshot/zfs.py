@@ -214,12 +214,6 @@ def parse_estimate(text: str) -> int | None:
     return None
 
 
-def parse_resume_token(text: str, dataset: str) -> str | None:
-    """`zfs get receive_resume_token` output -> the token, None when there is none (`-`)."""
-    value = parse_get(text).get(dataset, {}).get("receive_resume_token", "-")
-    return None if value in ("-", "") else value
-
-
 def common_ancestor(datasets: Sequence[str]) -> str:
     """The deepest dataset that is, or is an ancestor of, every one of `datasets` (one pool)."""
     if not datasets:
@@ -411,8 +405,7 @@ class ZfsBackend:
         if remote not in self._stream_caps:
             flags = []
             for command in ("send", "receive"):
-                res = self._run(_process.located(usage_cmd(self.program, command), remote),
-                                check=False)
+                res = self._run_at(remote, usage_cmd(self.program, command), check=False)
                 flags.append(parse_usage_flags(res.stderr.decode("utf-8", "replace") + res.text))
             caps = StreamCapabilities.of(*flags)
             self._stream_caps[remote] = caps
@@ -441,20 +434,18 @@ class ZfsBackend:
 
     def after_receive(self, target: StreamTarget) -> None:
         ds = _target_dataset(target)
-        res = self._run(_process.located(get_cmd(self.program, ("mounted",), [ds]),
-                                         target.remote), check=False)
-        if res.returncode != 0 or parse_get(res.text).get(ds, {}).get("mounted") != "yes":
+        if self._prop(ds, "mounted", target.remote) != "yes":
             return
         # zfs-fuse does not drop the FUSE caches of a dataset an incremental receive changed:
         # without a remount its files read as they were before the receive.
         try:
-            self._run(_process.located(unmount_cmd(self.program, ds), target.remote))
+            self._run_at(target.remote, unmount_cmd(self.program, ds))
         except CommandFailed as e:
             raise StateConflict(f"cannot remount {target} after receiving into it: "
                                 f"{error_text(e)}",
                                 hint="stop what holds files open there and retry") from e
         try:
-            self._run(_process.located(mount_cmd(self.program, ds), target.remote))
+            self._run_at(target.remote, mount_cmd(self.program, ds))
         except CommandFailed as e:
             raise ServiceError(f"{target} was unmounted to refresh it but does not mount "
                                f"again: {error_text(e)}", hint=f"`zfs mount {ds}` there") from e
@@ -469,7 +460,7 @@ class ZfsBackend:
     def received(self, target: StreamTarget) -> list[Received]:
         ds = _target_dataset(target)
         try:
-            res = self._run(_process.located(received_cmd(self.program, ds), target.remote))
+            res = self._run_at(target.remote, received_cmd(self.program, ds))
         except CommandFailed as e:
             if "does not exist" in e.stderr:
                 return []
@@ -479,16 +470,14 @@ class ZfsBackend:
     def prepare_receive(self, target: StreamTarget) -> None:
         ds = _target_dataset(target)
         parent = ds.rsplit("/", 1)[0]
-        res = self._run(_process.located(get_cmd(self.program, ("type",), [parent]),
-                                         target.remote), check=False)
-        if res.returncode == 0:
-            kind = parse_get(res.text).get(parent, {}).get("type")
+        kind = self._prop(parent, "type", target.remote)
+        if kind is not None:
             if kind != "filesystem":
-                raise VolumeError(f"{parent} at {host_name(target.remote)} is a ZFS {kind}, not a "
-                                  f"file system, so {ds} cannot be received below it")
+                raise VolumeError(f"{parent} at {host_name(target.remote)} is a ZFS {kind}, "
+                                  f"not a file system, so {ds} cannot be received below it")
             return
         try:
-            self._run(_process.located(create_parents_cmd(self.program, parent), target.remote))
+            self._run_at(target.remote, create_parents_cmd(self.program, parent))
         except CommandFailed as e:
             raise VolumeError(f"cannot create ZFS dataset {parent} at {host_name(target.remote)}: "
                               f"{error_text(e)}", hint="does its pool exist there?") from e
@@ -504,9 +493,7 @@ class ZfsBackend:
                 res.stderr.decode("utf-8", "replace"))
         if parent is not None:
             return None  # zfs-fuse has no `written@` either: only sending would tell
-        res = self._run(get_cmd(self.program, ("referenced",), [snapshot.ref]), check=False)
-        value = parse_get(res.text).get(snapshot.ref, {}).get("referenced", "") \
-            if res.returncode == 0 else ""
+        value = self._prop(snapshot.ref, "referenced", None) or ""
         return int(value) if value.isdigit() else None
 
     def can_resume(self, target: StreamTarget, *, sender: _process.Remote | None = None) -> bool:
@@ -517,14 +504,8 @@ class ZfsBackend:
         ds = _target_dataset(target)
         if not self.stream_capabilities(target.remote).recv_resumable:
             return None  # such a zfs discards an interrupted receive: there is never a token
-        res = self._run(_process.located(get_cmd(self.program, ("receive_resume_token",), [ds]),
-                                         target.remote), check=False)
-        if res.returncode != 0:
-            err = res.stderr.decode("utf-8", "replace")
-            if "does not exist" in err:
-                return None
-            raise ServiceError(f"cannot read the resume token at {target}: {err.strip()}")
-        return parse_resume_token(res.text, ds)
+        token = self._prop(ds, "receive_resume_token", target.remote)
+        return None if token in (None, "-", "") else token
 
     def resume_send(self, token: str, *, remote: _process.Remote | None = None
                     ) -> _process.Command:
@@ -540,7 +521,7 @@ class ZfsBackend:
         if self.resume_token(target) is None:
             return []
         try:
-            self._run(_process.located(abort_receive_cmd(self.program, ds), target.remote))
+            self._run_at(target.remote, abort_receive_cmd(self.program, ds))
         except CommandFailed as e:
             raise ServiceError(f"cannot discard the partial receive at {target}: {error_text(e)}"
                                ) from e
@@ -550,6 +531,21 @@ class ZfsBackend:
         return translate_stream_error(error, target, _STREAM_ERRORS, "zfs")
 
     # -- helpers ----------------------------------------------------------------------------
+    def _run_at(self, remote: _process.Remote | None, cmd: _process.Command, *,
+                check: bool = True) -> _process.Result:
+        return self._run(_process.located(cmd, remote), check=check)
+
+    def _prop(self, name: str, prop: str, remote: _process.Remote | None) -> str | None:
+        """One property of a dataset or snapshot on `remote`; None if it does not exist."""
+        res = self._run_at(remote, get_cmd(self.program, (prop,), [name]), check=False)
+        if res.returncode != 0:
+            err = res.stderr.decode("utf-8", "replace")
+            if "does not exist" in err:
+                return None
+            raise ServiceError(f"cannot read {prop} of ZFS {name} at {host_name(remote)}: "
+                               f"{err.strip()}")
+        return parse_get(res.text).get(name, {}).get(prop)
+
     def _snapshot(self, names: Sequence[str]) -> None:
         try:
             self._run(snapshot_cmd(self.program, names))
