@@ -28,9 +28,13 @@ from standby.errors import (
     VolumeError,
 )
 from standby.snapshot import btrfs, zfs
+from standby.snapshot.dir import DirBackend
+from standby.snapshot.ebs import EbsBackend
+from standby.snapshot.lvm import LvmBackend
 from standby.snapshot._base import (
     Received,
     Snapshot,
+    SnapshotBackend,
     StreamingBackend,
     StreamTarget,
     error_text,
@@ -411,6 +415,15 @@ def test_btrfs_stream_id_and_refusals() -> None:
         be.receive(StreamTarget("relative/db"))
     far = StreamTarget("/r/db", remote=_process.Remote("h"))
     assert shlex.split(be.receive(far).argv[-1]) == ["btrfs", "receive", "/r/db"]
+    with pytest.raises(UsageError, match="is not a snapshot in"):
+        be.destroy_received(t, Received("s1", "/elsewhere/s1", "u-1"))
+
+
+def test_only_zfs_and_btrfs_stream(tmp_path: Path) -> None:
+    assert isinstance(zfs.ZfsBackend(use_lzc=False), StreamingBackend)
+    assert isinstance(btrfs.BtrfsBackend(), StreamingBackend)
+    for other in (DirBackend(tmp_path), LvmBackend(), EbsBackend(None)):
+        assert isinstance(other, SnapshotBackend) and not isinstance(other, StreamingBackend)
 
 
 BTRFS_FAILURES = [

@@ -19,7 +19,14 @@ from pathlib import Path
 import pytest
 
 from standby import _process
-from standby.errors import CommandFailed, NotFound, ServiceError, StateConflict, VolumeError
+from standby.errors import (
+    CommandFailed,
+    NotFound,
+    ServiceError,
+    StateConflict,
+    UsageError,
+    VolumeError,
+)
 from standby.snapshot._base import (
     Snapshot,
     StreamingBackend,
@@ -155,7 +162,15 @@ def test_zfs_send_receive_between_pools(zpool: str, zpool_b: str) -> None:
     assert be.received(fresh) == []
     with pytest.raises(NotFound, match="not the incremental's parent"):
         ship(be, s5, target, s4)
-    assert [r.name for r in be.received(target)] == ["s1", "s2", "s3"]
+    got = be.received(target)
+    assert [r.name for r in got] == ["s1", "s2", "s3"]
+
+    # Retention at the target: the oldest goes, twice is not an error, the rest stay.
+    be.destroy_received(target, got[0])
+    be.destroy_received(target, got[0])
+    assert [r.name for r in be.received(target)] == ["s2", "s3"]
+    with pytest.raises(UsageError, match="is not a snapshot of"):
+        be.destroy_received(fresh, got[1])
 
 
 def test_zfs_fuse_capabilities_are_detected_and_refused(zpool: str, zpool_b: str) -> None:
@@ -290,4 +305,10 @@ def test_btrfs_interrupted_receive_is_found_and_removed(btrfs: Path, btrfs_b: Pa
     assert be.abort_receive(target, s2) == []  # idempotent
     assert be.abort_receive(target, s1) == []  # a complete snapshot is never touched
     ship(be, s2, target, s1)
-    assert [r.stream_id for r in be.received(target)] == [be.stream_id(s1), be.stream_id(s2)]
+    got = be.received(target)
+    assert [r.stream_id for r in got] == [be.stream_id(s1), be.stream_id(s2)]
+
+    be.destroy_received(target, got[0])  # retention at the target
+    be.destroy_received(target, got[0])
+    assert [r.name for r in be.received(target)] == ["s2"]
+    assert not (btrfs_b / "standby" / "s1").exists()

@@ -265,6 +265,11 @@ class StreamingBackend(Protocol):
         `receive(target, resumable=True)`. `ServiceError` where the sending tool cannot."""
         ...
 
+    def destroy_received(self, target: StreamTarget, snapshot: Received) -> None:
+        """Remove a received snapshot from `target` (retention at the target); one already
+        gone is not an error. `UsageError` if `snapshot` is not one of `target`'s."""
+        ...
+
     def stream_error(self, error: CommandFailed, target: StreamTarget) -> StandbyError:
         """What a failed send or receive (as `_process.pipe` raises it) means, as an error a
         person can act on: the incremental's parent missing at `target` (`NotFound`, offering a

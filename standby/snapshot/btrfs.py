@@ -341,6 +341,18 @@ class BtrfsBackend:
                                f"{host_name(target.remote)}: {error_text(e)}") from e
         return [str(path)]
 
+    def destroy_received(self, target: StreamTarget, snapshot: Received) -> None:
+        path = _target_dir(target) / snapshot.name
+        if snapshot.ref != str(path):
+            raise UsageError(f"{snapshot.ref} is not a snapshot in {target}")
+        try:
+            self._run(_process.located(delete_cmd(self.program, path), target.remote))
+        except CommandFailed as e:
+            if "No such file or directory" in e.stderr:
+                return
+            raise ServiceError(f"cannot delete {path} at {host_name(target.remote)}: "
+                               f"{error_text(e)}") from e
+
     def stream_error(self, error: CommandFailed, target: StreamTarget) -> StandbyError:
         return translate_stream_error(error, target, _STREAM_ERRORS, "btrfs")
 

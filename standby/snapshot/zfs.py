@@ -527,6 +527,19 @@ class ZfsBackend:
                                ) from e
         return [f"{target} (partial receive of {snapshot.name})"]
 
+    def destroy_received(self, target: StreamTarget, snapshot: Received) -> None:
+        ds = _target_dataset(target)
+        if snapshot.ref != f"{ds}@{snapshot.name}":
+            raise UsageError(f"{snapshot.ref} is not a snapshot of {target}")
+        try:
+            self._run_at(target.remote, destroy_cmd(self.program, snapshot.ref))
+        except CommandFailed as e:
+            if _gone(e.stderr):
+                return
+            raise ServiceError(f"cannot destroy {snapshot.ref} at {host_name(target.remote)}: "
+                               f"{error_text(e)}",
+                               hint="is it held, or the origin of a clone there?") from e
+
     def stream_error(self, error: CommandFailed, target: StreamTarget) -> StandbyError:
         return translate_stream_error(error, target, _STREAM_ERRORS, "zfs")
 
