@@ -43,8 +43,8 @@ from standby.snapshot._base import (
     Snapshot,
     StreamTarget,
     Volume,
-    host_name,
     error_text,
+    host_name,
     translate_stream_error,
 )
 from standby.snapshot._fs import fs_type

@@ -54,8 +54,8 @@ from standby.snapshot._base import (
     Snapshot,
     StreamTarget,
     Volume,
-    host_name,
     error_text,
+    host_name,
     translate_stream_error,
 )
 
