@@ -32,7 +32,6 @@ never build a `zfs` or `btrfs` argv themselves. Its invariants (tests/test_snaps
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +147,8 @@ class Received:
 def newest_common(snapshots: Sequence[Snapshot], received: Sequence[Received],
                   stream_id: Callable[[Snapshot], str]) -> Snapshot | None:
     """The newest of `snapshots` (oldest first) whose copy the receiving side holds: the parent
-    an incremental send to it can use. None when it holds none of them (a full send is needed)."""
+    an incremental send to it can use. None when it holds none of them (a full send is needed).
+    zfs also needs that copy to be the newest snapshot there (`stream_error` says so if not)."""
     there = {r.stream_id for r in received}
     for s in reversed(snapshots):
         if stream_id(s) in there:
@@ -221,8 +221,8 @@ class StreamingBackend(Protocol):
     def after_receive(self, target: StreamTarget) -> None:
         """Call after each successful receive at `target`, before reading its files: zfs-fuse
         keeps serving cached file data of the mounted dataset from before an incremental
-        receive until it is remounted, so zfs remounts a mounted target (`StateConflict` if
-        something holds files open there); btrfs has nothing to do."""
+        receive until it is remounted, so zfs remounts a mounted target (harmless elsewhere;
+        `StateConflict` if something holds files open there); btrfs has nothing to do."""
         ...
 
     def stream_id(self, snapshot: Snapshot) -> str:

@@ -291,14 +291,14 @@ class BtrfsBackend:
 
     def received(self, target: StreamTarget) -> list[Received]:
         directory = _target_dir(target)
-        fields = self._show_at(target, directory)
-        if fields is None:
+        rel = self._show_at(target, directory)
+        if rel is None:
             return []
         try:
             res = self._run(_process.located(list_cmd(self.program, directory), target.remote))
         except CommandFailed as e:
             raise ServiceError(f"cannot list the subvolumes at {target}: {e.message}") from e
-        return parse_received(res.text, fields, directory)
+        return parse_received(res.text, rel, directory)
 
     def prepare_receive(self, target: StreamTarget) -> None:
         directory = _target_dir(target)

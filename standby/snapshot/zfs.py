@@ -23,7 +23,9 @@ assumed:
   interrupted receive itself (nothing is left at the target), so there a stream restarts from
   its beginning;
 - an exact size needs `send -nP`; zfs-fuse lacks it, and a full stream is then estimated by the
-  snapshot's `referenced` bytes, an incremental not at all.
+  snapshot's `referenced` bytes, an incremental not at all;
+- zfs-fuse keeps serving a mounted dataset's old file data after an incremental receive into
+  it, until it is remounted: `after_receive` remounts.
 
 Build, run, parse apart: `*_cmd` functions build `Command`s, `parse_*` functions read bytes,
 `ZfsBackend` runs them through the injected runner.
