@@ -27,7 +27,9 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -334,64 +336,117 @@ def pipe(sender: Command, receiver: Command, *,
     `timeout` seconds (for the whole pipe) pass, both processes are killed and reaped; a timeout
     raises `ServiceError`."""
     with (tempfile.TemporaryFile() as s_err, tempfile.TemporaryFile() as r_err,
-          tempfile.TemporaryFile() as r_out):
+          tempfile.TemporaryFile() as r_out,
+          _supervised(timeout, f"`{sender.argv[0]} | {receiver.argv[0]}`") as procs):
         snd = spawn(sender, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=s_err)
-        procs = [snd]
-        expired = threading.Event()
-        timer: threading.Timer | None = None
-        nbytes: int | None = None
+        procs.append(snd)
         assert snd.stdout is not None
+        nbytes: int | None = None
         try:
             rcv = spawn(receiver, stdin=snd.stdout if on_chunk is None else subprocess.PIPE,
                         stdout=r_out, stderr=r_err)
             procs.append(rcv)
-            if timeout is not None:
-                timer = threading.Timer(timeout, _expire, (procs, expired))
-                timer.daemon = True
-                timer.start()
-            if on_chunk is None:
-                # The receiver holds the read end now; ours must go, or the sender would not
-                # see the pipe close when the receiver dies.
-                snd.stdout.close()
-            else:
+            if on_chunk is not None:
                 assert rcv.stdin is not None
-                nbytes = _pump(snd.stdout, rcv.stdin, on_chunk, chunk_size)
-            snd.wait()
-            rcv.wait()
-        except BaseException:
-            for p in procs:
-                _kill_reap(p)
-            raise
+                nbytes = _pump(iter(partial(snd.stdout.read, chunk_size), b""), rcv.stdin,
+                               on_chunk)
         finally:
-            if timer is not None:
-                timer.cancel()
+            # The receiver holds the read end (or we stopped reading): ours must go, or the
+            # sender would block on a full pipe instead of seeing it close.
             snd.stdout.close()
-        if expired.is_set():
-            raise ServiceError(f"`{sender.argv[0]} | {receiver.argv[0]}` did not finish within "
-                               f"{timeout} s and was stopped")
+        snd.wait()
+        rcv.wait()
         sres = Result(sender.argv, snd.returncode, b"", _contents(s_err))
         rres = Result(receiver.argv, rcv.returncode, _contents(r_out), _contents(r_err))
     _check_pipe(sres, rres)
     return Piped(sres, rres, nbytes)
 
 
-def _pump(src: IO[bytes], dst: IO[bytes], on_chunk: Callable[[bytes], None], size: int) -> int:
+def read_from(cmd: Command, on_chunk: Callable[[bytes], None], *, chunk_size: int = 1 << 20,
+              timeout: float | None = None) -> Result:
+    """Run `cmd` and give its stdout to `on_chunk`, chunk by chunk (a `zfs send` into an
+    uploader); raise `CommandFailed` if it exits non-zero. An exception from `on_chunk`, or the
+    `timeout` (`ServiceError`), kills it. The returned `stdout` is empty: it went to `on_chunk`."""
+    with (tempfile.TemporaryFile() as err,
+          _supervised(timeout, f"`{cmd.argv[0]}`") as procs):
+        proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        procs.append(proc)
+        assert proc.stdout is not None
+        try:
+            while chunk := proc.stdout.read(chunk_size):
+                on_chunk(chunk)
+        finally:
+            proc.stdout.close()
+        proc.wait()
+        res = Result(cmd.argv, proc.returncode, b"", _contents(err))
+    _check(res)
+    return res
+
+
+def write_into(cmd: Command, chunks: Iterable[bytes], *, timeout: float | None = None) -> Result:
+    """Run `cmd` with `chunks` on its stdin (a download into `zfs recv`), then close it and
+    check the exit code (`CommandFailed`). An exception while producing the chunks, or the
+    `timeout` (`ServiceError`), kills the command, so a receiver never takes a truncated
+    stream for a complete one. A command that exits before reading everything fails with its
+    own error."""
+    with (tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err,
+          _supervised(timeout, f"`{cmd.argv[0]}`") as procs):
+        proc = spawn(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err)
+        procs.append(proc)
+        assert proc.stdin is not None
+        _pump(chunks, proc.stdin)
+        proc.wait()
+        res = Result(cmd.argv, proc.returncode, _contents(out), _contents(err))
+    _check(res)
+    return res
+
+
+@contextmanager
+def _supervised(timeout: float | None, what: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The processes appended to the yielded list are killed and reaped if the block raises,
+    and when `timeout` seconds pass (then `ServiceError`, once the block is left)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    expired = threading.Event()
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, _expire, (procs, expired))
+        timer.daemon = True
+        timer.start()
+    try:
+        yield procs
+    except BaseException:
+        for p in procs:
+            _kill_reap(p)
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if expired.is_set():
+        raise ServiceError(f"{what} did not finish within {timeout} s and was stopped")
+
+
+def _pump(chunks: Iterable[bytes], dst: IO[bytes],
+          on_chunk: Callable[[bytes], None] | None = None) -> int:
+    """Write `chunks` into `dst` and close it; stop early if `dst`'s reader exits."""
     n = 0
     try:
-        while chunk := src.read(size):
+        for chunk in chunks:
             dst.write(chunk)
             n += len(chunk)
-            on_chunk(chunk)
+            if on_chunk is not None:
+                on_chunk(chunk)
     except BrokenPipeError:
-        pass  # the receiver exited early; its exit code says why
-    finally:
-        try:
-            dst.close()
-        except BrokenPipeError:
-            pass
-        # Unread, the sender would block on a full pipe forever; closed, it sees EPIPE.
-        src.close()
+        pass  # the reader exited early; its exit code says why
+    # Closed only here, with every chunk in: on an error `_supervised` kills the reader first,
+    # so that it never sees the end of a truncated stream and takes it for complete.
+    with suppress(BrokenPipeError):
+        dst.close()
     return n
+
+
+def _check(res: Result) -> None:
+    if res.returncode != 0:
+        raise CommandFailed(res.argv, res.returncode, res.stderr.decode("utf-8", "replace"))
 
 
 def _expire(procs: list[subprocess.Popen[bytes]], expired: threading.Event) -> None:
@@ -405,6 +460,9 @@ def _kill_reap(p: subprocess.Popen[bytes]) -> None:
     if p.poll() is None:
         p.kill()
     p.wait()
+    if p.stdin is not None:
+        with suppress(OSError):  # unflushed bytes to a dead reader
+            p.stdin.close()
 
 
 def _contents(f: IO[bytes]) -> bytes:

@@ -11,6 +11,7 @@ import shlex
 import string
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -246,6 +247,56 @@ def test_zfs_fuse_refuses_resume_and_estimates_a_full_stream() -> None:
     assert not any("-nP" in a for a in fake.ran)
 
 
+class Leftover(FakeZfs):
+    """zfs-fuse still discarding an interrupted receive for the first `polls` looks: a
+    half-received new dataset (`full`) or the temporary clone `%<snapshot>` of an increment."""
+
+    def __init__(self, polls: int, *, full: bool) -> None:
+        super().__init__(modern=False)
+        self.polls, self.full = polls, full
+
+    def __call__(self, cmd: _process.Command, check: bool = True) -> _process.Result:
+        a = cmd.argv
+        self.ran.append(a)
+        gone = _process.Result(a, 1, b"", f"cannot open '{a[-1]}': dataset does not "
+                               "exist\n".encode())
+        if a[1] == "get" and "-d" in a:
+            self.polls -= 1
+            if self.full and self.polls >= 0:
+                return _process.Result(a, 0, f"{a[-1]}\ttype\tfilesystem\n".encode(), b"")
+            if self.full:
+                return gone
+            return _process.Result(a, 0, f"{a[-1]}@s1\ttype\tsnapshot\n{a[-1]}@s1\tguid\t9\n"
+                                   .encode(), b"")
+        if a[1] == "get" and a[-1].endswith("/%s2") and not self.full and self.polls >= 0:
+            return _process.Result(a, 0, f"{a[-1]}\ttype\tfilesystem\n".encode(), b"")
+        if a[1] == "get" and "%" in a[-1]:
+            return gone
+        return super().__call__(cmd, check)
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_zfs_fuse_abort_waits_until_the_interrupted_receive_is_discarded(full: bool) -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    fake = Leftover(polls=3, full=full)
+    be = zfs.ZfsBackend(run=fake, use_lzc=False, sleep=sleep, clock=lambda: now[0])
+    assert be.abort_receive(StreamTarget("q/sb/db"), snap("p/db@s2")) == []
+    assert len(slept) == 3 and not any("-A" in a for a in fake.ran)
+
+    stuck = zfs.ZfsBackend(run=Leftover(polls=10**6, full=full), use_lzc=False, sleep=sleep,
+                           clock=lambda: now[0])
+    left = "q/sb/db exists without any snapshot" if full else "q/sb/db/%s2 exists"
+    with pytest.raises(StateConflict, match=f"{left} after 30 s") as ei:
+        stuck.abort_receive(StreamTarget("q/sb/db"), snap("p/db@s2"))
+    assert f"zfs destroy {left.split()[0]}" in (ei.value.hint or "")
+
+
 def test_zfs_remote_target_runs_over_ssh_and_detects_there() -> None:
     fake = FakeZfs(modern=True)
     be = zfs.ZfsBackend(run=fake, use_lzc=False)
@@ -291,6 +342,7 @@ ZFS_FAILURES = [
      "must destroy them to overwrite it\n", StateConflict, "already has snapshots"),
     ("cannot receive new filesystem stream: destination 'q/db' exists\n"
      "must specify -F to overwrite it\n", StateConflict, "already exists"),
+    ("cannot receive incremental stream: dataset is busy\n", StateConflict, "is busy"),
     ("cannot receive new filesystem stream: dataset does not exist\n", VolumeError,
      "parent dataset"),
     ("cannot receive: out of space\n", ServiceError, "zfs stream to q/db failed"),
@@ -560,3 +612,58 @@ def test_pipe_stops_both_when_interrupted_or_too_slow(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 30
     started = [int(p) for p in pids.read_text().split()]
     assert not any(_process.alive(p) for p in started)
+
+
+def eof_marker(path: Path) -> _process.Command:
+    """Reads stdin to its end, then writes how many bytes it got to `path`: a receiver that
+    would take a truncated stream for a complete one if it saw EOF."""
+    return py(f"import sys; n = len(sys.stdin.buffer.read()); open({str(path)!r}, 'w')"
+              ".write(str(n))")
+
+
+def test_read_from_and_write_into_a_command(tmp_path: Path) -> None:
+    got: list[bytes] = []
+    res = _process.read_from(py("import sys; sys.stdout.buffer.write(b'ab' * 100000)"),
+                             got.append, chunk_size=4096)
+    assert b"".join(got) == b"ab" * 100000 and max(map(len, got)) <= 4096
+    assert res.returncode == 0 and res.stdout == b""
+    with pytest.raises(CommandFailed, match="gone"):
+        _process.read_from(py("import sys; sys.stderr.write('gone'); sys.exit(2)"), got.append)
+
+    marker = tmp_path / "n"
+    _process.write_into(eof_marker(marker), (b"x" * 1000 for _ in range(300)))
+    assert marker.read_text() == "300000"
+    with pytest.raises(CommandFailed) as ei:  # a reader that quits early fails as itself
+        _process.write_into(py("import sys; sys.stdin.read(1); sys.exit(5)"),
+                            (b"x" * 65536 for _ in range(1000)))
+    assert ei.value.returncode == 5
+
+
+def test_an_interrupted_stream_never_reaches_its_end(tmp_path: Path) -> None:
+    """Whatever stops a stream early, the receiver is killed before it could see EOF."""
+    def broken() -> Iterator[bytes]:
+        yield b"x" * 65536
+        raise ConnectionError("download failed")
+
+    marker = tmp_path / "n"
+    with pytest.raises(ConnectionError):
+        _process.write_into(eof_marker(marker), broken())
+    with pytest.raises(KeyboardInterrupt):
+        _process.pipe(py("import sys; sys.stdout.buffer.write(b'x' * (4 << 20))"),
+                      eof_marker(marker), on_chunk=cut(1 << 20), chunk_size=1 << 16)
+    time.sleep(0.2)
+    assert not marker.exists()
+    with pytest.raises(KeyboardInterrupt):  # and a sender read by Python is stopped too
+        _process.read_from(py("import sys\nwhile True: sys.stdout.buffer.write(b'x' * 65536)"),
+                           cut(1 << 20), timeout=60)
+
+
+def cut(limit: int) -> Callable[[bytes], None]:
+    seen = [0]
+
+    def on_chunk(chunk: bytes) -> None:
+        seen[0] += len(chunk)
+        if seen[0] >= limit:
+            raise KeyboardInterrupt
+
+    return on_chunk

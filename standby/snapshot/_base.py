@@ -278,7 +278,9 @@ class StreamingBackend(Protocol):
         ...
 
     def abort_receive(self, target: StreamTarget, snapshot: Snapshot) -> list[str]:
-        """Remove what an interrupted receive of `snapshot` left at `target` (zfs `recv -A`;
-        btrfs the half-written, writable subvolume), so that the next send starts cleanly.
-        Idempotent; a complete received snapshot is never touched. Returns what it removed."""
+        """Remove what an interrupted receive of `snapshot` left at `target`, so that the next
+        send starts cleanly: zfs `recv -A` for a resumable receive; on a zfs without resume,
+        wait until zfs has discarded the half-received dataset itself (`StateConflict` if it
+        stays); btrfs deletes the half-written, writable subvolume. Idempotent; a complete
+        received snapshot is never touched. Returns what it removed."""
         ...

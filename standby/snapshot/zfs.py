@@ -20,8 +20,8 @@ assumed:
 
 - resume needs `recv -s`, `recv -A` and `send -t` (OpenZFS 0.7 on); zfs-fuse (pool version 23)
   has none of them: `send [-RDp] [-[iI] snapshot]`, `receive [-vnF]`. It discards an
-  interrupted receive itself (nothing is left at the target), so there a stream restarts from
-  its beginning;
+  interrupted receive itself, a moment after the stream's pipe closes (`abort_receive` waits
+  for that), so there a stream restarts from its beginning;
 - an exact size needs `send -nP`; zfs-fuse lacks it, and a full stream is then estimated by the
   snapshot's `referenced` bytes, an incremental not at all;
 - zfs-fuse keeps serving a mounted dataset's old file data after an incremental receive into
@@ -34,6 +34,7 @@ Build, run, parse apart: `*_cmd` functions build `Command`s, `parse_*` functions
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -293,10 +294,16 @@ class ZfsBackend:
     name = "zfs"
     copies = False
 
+    #: how long `abort_receive` waits for zfs-fuse to discard an interrupted receive
+    discard_wait_s = 30.0
+
     def __init__(self, *, program: str = "zfs", run: Runner = _process.run,
-                 lzc: Any | None = None, use_lzc: bool = True) -> None:
+                 lzc: Any | None = None, use_lzc: bool = True,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.program = program
         self._run = run
+        self._sleep, self._clock = sleep, clock
         self._lzc = lzc if lzc is not None else (_load_lzc() if use_lzc else None)
         self._caps: Capabilities | None = None
         self._stream_caps: dict[_process.Remote | None, StreamCapabilities] = {}
@@ -520,6 +527,9 @@ class ZfsBackend:
 
     def abort_receive(self, target: StreamTarget, snapshot: Snapshot) -> list[str]:
         ds = _target_dataset(target)
+        if not self.stream_capabilities(target.remote).recv_resumable:
+            self._wait_discarded(target, ds, snapshot.name)
+            return []
         if self.resume_token(target) is None:
             return []
         try:
@@ -546,6 +556,37 @@ class ZfsBackend:
         return translate_stream_error(error, target, _STREAM_ERRORS, "zfs")
 
     # -- helpers ----------------------------------------------------------------------------
+    def _wait_discarded(self, target: StreamTarget, ds: str, name: str) -> None:
+        """Wait until zfs has discarded what an interrupted non-resumable receive of snapshot
+        `name` left: zfs-fuse goes on reading the stream after its `zfs recv` was killed and
+        drops the half-received dataset (a full stream) or its temporary clone `ds/%<name>` (an
+        increment) only after the pipe closed, a moment later; a receive retried before then
+        finds the target taken or busy."""
+        deadline = self._clock() + self.discard_wait_s
+        while (left := self._receive_leftover(ds, name, target.remote)) is not None:
+            if self._clock() >= deadline:
+                raise StateConflict(
+                    f"{target}: {left} after {self.discard_wait_s:g} s; an interrupted receive "
+                    "is still being discarded, or it was made by hand",
+                    hint=f"retry later; if it holds nothing you need, `zfs destroy {left}` "
+                         "there")
+            self._sleep(0.1)
+
+    def _receive_leftover(self, ds: str, name: str, remote: _process.Remote | None
+                          ) -> str | None:
+        res = self._run_at(remote, received_cmd(self.program, ds), check=False)
+        if res.returncode != 0:
+            if "does not exist" in res.stderr.decode("utf-8", "replace"):
+                return None
+            raise ServiceError(f"cannot look at ZFS {ds} at {host_name(remote)}: "
+                               f"{res.stderr.decode('utf-8', 'replace').strip()}")
+        if not parse_received(res.text, ds):
+            return f"{ds} exists without any snapshot"
+        for clone in (f"{ds}/%{name}", f"{ds}/%recv"):  # pool version 23; OpenZFS
+            if self._prop(clone, "type", remote) is not None:
+                return f"{clone} exists"
+        return None
+
     def _run_at(self, remote: _process.Remote | None, cmd: _process.Command, *,
                 check: bool = True) -> _process.Result:
         return self._run(_process.located(cmd, remote), check=check)
@@ -638,6 +679,9 @@ _STREAM_ERRORS: ErrorTable = (
     ("receive", "destination '[^']*' exists", StateConflict,
      "{target} already exists; a full stream cannot replace it",
      "send incrementally, or receive into a new dataset"),
+    ("receive", "dataset is busy", StateConflict,
+     "{target} is busy, most likely still discarding an interrupted receive",
+     "abort the receive (that waits until zfs is done with it), then send again"),
     ("receive", "dataset does not exist", VolumeError,
      "the parent dataset of {target} does not exist",
      "prepare the target (its parent dataset) first"),
