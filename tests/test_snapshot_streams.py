@@ -659,6 +659,7 @@ def test_an_interrupted_stream_never_reaches_its_end(tmp_path: Path) -> None:
 
 
 def cut(limit: int) -> Callable[[bytes], None]:
+    """An `on_chunk` that interrupts a stream (as Ctrl-C would) once `limit` bytes passed."""
     seen = [0]
 
     def on_chunk(chunk: bytes) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -37,6 +36,7 @@ from standby.snapshot._base import (
 )
 from standby.snapshot.btrfs import BtrfsBackend
 from standby.snapshot.zfs import StreamCapabilities, ZfsBackend
+from tests.test_snapshot_streams import cut
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -56,21 +56,6 @@ def write_files(root: Path, tag: str, *, big: int = 0) -> None:
     (root / "sub" / "shared.txt").write_text(f"changed by {tag}\n")
     if big:
         (root / f"{tag}.bin").write_bytes(os.urandom(big))
-
-
-class Interrupt(Exception):
-    pass
-
-
-def cut_after(limit: int) -> Callable[[bytes], None]:
-    seen = [0]
-
-    def on_chunk(chunk: bytes) -> None:
-        seen[0] += len(chunk)
-        if seen[0] >= limit:
-            raise Interrupt
-
-    return on_chunk
 
 
 def ship(be: StreamingBackend, snap: Snapshot, target: StreamTarget,
@@ -206,8 +191,8 @@ def test_zfs_interrupted_receive_leaves_nothing_and_restarts(zpool: str, zpool_b
     for parent in (s1, None):  # an increment, then a full stream into a new dataset
         tgt = target if parent else StreamTarget(f"{zpool_b}/standby/blob2")
         before = be.received(tgt)
-        with pytest.raises(Interrupt):
-            _process.pipe(be.send(s2, parent), be.receive(tgt), on_chunk=cut_after(16 << 20),
+        with pytest.raises(KeyboardInterrupt):
+            _process.pipe(be.send(s2, parent), be.receive(tgt), on_chunk=cut(16 << 20),
                           chunk_size=256 << 10)
         assert be.received(tgt) == before  # no half snapshot listed
         assert be.abort_receive(tgt, s2) == []  # zfs-fuse discarded it itself
@@ -329,8 +314,8 @@ def test_btrfs_interrupted_receive_is_found_and_removed(btrfs: Path, btrfs_b: Pa
     be.prepare_receive(target)
     ship(be, s1, target)
 
-    with pytest.raises(Interrupt):
-        _process.pipe(be.send(s2, s1), be.receive(target), on_chunk=cut_after(2 << 20),
+    with pytest.raises(KeyboardInterrupt):
+        _process.pipe(be.send(s2, s1), be.receive(target), on_chunk=cut(2 << 20),
                       chunk_size=256 << 10)
     partial = btrfs_b / "standby" / "s2"
     assert partial.is_dir()  # btrfs leaves the half-written subvolume behind
