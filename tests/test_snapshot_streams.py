@@ -28,10 +28,7 @@ from standby.errors import (
     UsageError,
     VolumeError,
 )
-from standby.snapshot import btrfs, zfs
-from standby.snapshot.dir import DirBackend
-from standby.snapshot.ebs import EbsBackend
-from standby.snapshot.lvm import LvmBackend
+from standby.snapshot import btrfs, zfs, zfs_cli
 from standby.snapshot._base import (
     Received,
     Snapshot,
@@ -41,6 +38,9 @@ from standby.snapshot._base import (
     error_text,
     newest_common,
 )
+from standby.snapshot.dir import DirBackend
+from standby.snapshot.ebs import EbsBackend
+from standby.snapshot.lvm import LvmBackend
 
 name_part = st.text(string.ascii_letters + string.digits + "_-.:", min_size=1, max_size=12)
 datasets = st.lists(name_part, min_size=2, max_size=4).map("/".join)
@@ -92,32 +92,32 @@ def snap(ref: str, **identity: object) -> Snapshot:
 
 
 def test_zfs_stream_commands() -> None:
-    assert zfs.send_cmd("zfs", "p/db@b").argv == ("zfs", "send", "p/db@b")
-    assert zfs.send_cmd("zfs", "p/db@b", "p/db@a").argv == ("zfs", "send", "-i", "p/db@a",
+    assert zfs_cli.send_cmd("zfs", "p/db@b").argv == ("zfs", "send", "p/db@b")
+    assert zfs_cli.send_cmd("zfs", "p/db@b", "p/db@a").argv == ("zfs", "send", "-i", "p/db@a",
                                                             "p/db@b")
-    assert zfs.estimate_cmd("zfs", "p/db@b", "p/db@a").argv == (
+    assert zfs_cli.estimate_cmd("zfs", "p/db@b", "p/db@a").argv == (
         "zfs", "send", "-nP", "-i", "p/db@a", "p/db@b")
-    assert zfs.resume_send_cmd("zfs", "1-ab-cd").argv == ("zfs", "send", "-t", "1-ab-cd")
-    assert zfs.receive_cmd("zfs", "q/sb/db").argv == ("zfs", "recv", "q/sb/db")
-    assert zfs.receive_cmd("zfs", "q/sb/db", resumable=True, rollback=True).argv == (
+    assert zfs_cli.resume_send_cmd("zfs", "1-ab-cd").argv == ("zfs", "send", "-t", "1-ab-cd")
+    assert zfs_cli.receive_cmd("zfs", "q/sb/db").argv == ("zfs", "recv", "q/sb/db")
+    assert zfs_cli.receive_cmd("zfs", "q/sb/db", resumable=True, rollback=True).argv == (
         "zfs", "recv", "-s", "-F", "q/sb/db")
-    assert zfs.abort_receive_cmd("zfs", "q/sb/db").argv == ("zfs", "recv", "-A", "q/sb/db")
-    assert zfs.received_cmd("zfs", "q/sb/db").argv == (
+    assert zfs_cli.abort_receive_cmd("zfs", "q/sb/db").argv == ("zfs", "recv", "-A", "q/sb/db")
+    assert zfs_cli.received_cmd("zfs", "q/sb/db").argv == (
         "zfs", "get", "-Hp", "-d", "1", "-o", "name,property,value",
         "type,guid,createtxg,creation", "q/sb/db")
-    assert zfs.create_parents_cmd("zfs", "q/sb").argv == ("zfs", "create", "-p", "q/sb")
+    assert zfs_cli.create_parents_cmd("zfs", "q/sb").argv == ("zfs", "create", "-p", "q/sb")
 
 
 def test_usage_flags_of_zfs_fuse_and_openzfs() -> None:
-    assert zfs.parse_usage_flags(FUSE_SEND) == frozenset("RDpiI")
-    assert zfs.parse_usage_flags(FUSE_RECV) == frozenset("vnFd")
-    assert {"t", "n", "P", "i", "I", "R", "X"} <= zfs.parse_usage_flags(OPENZFS_SEND)
-    assert {"s", "A", "F", "o", "x", "d", "e"} <= zfs.parse_usage_flags(OPENZFS_RECV)
-    fuse = zfs.StreamCapabilities.of(zfs.parse_usage_flags(FUSE_SEND),
-                                     zfs.parse_usage_flags(FUSE_RECV))
+    assert zfs_cli.parse_usage_flags(FUSE_SEND) == frozenset("RDpiI")
+    assert zfs_cli.parse_usage_flags(FUSE_RECV) == frozenset("vnFd")
+    assert {"t", "n", "P", "i", "I", "R", "X"} <= zfs_cli.parse_usage_flags(OPENZFS_SEND)
+    assert {"s", "A", "F", "o", "x", "d", "e"} <= zfs_cli.parse_usage_flags(OPENZFS_RECV)
+    fuse = zfs.StreamCapabilities.of(zfs_cli.parse_usage_flags(FUSE_SEND),
+                                     zfs_cli.parse_usage_flags(FUSE_RECV))
     assert fuse == zfs.StreamCapabilities(send_token=False, recv_resumable=False, estimate=False)
-    modern = zfs.StreamCapabilities.of(zfs.parse_usage_flags(OPENZFS_SEND),
-                                       zfs.parse_usage_flags(OPENZFS_RECV))
+    modern = zfs.StreamCapabilities.of(zfs_cli.parse_usage_flags(OPENZFS_SEND),
+                                       zfs_cli.parse_usage_flags(OPENZFS_RECV))
     assert modern == zfs.StreamCapabilities(send_token=True, recv_resumable=True, estimate=True)
     # A receive with -s but without -A (no way to discard the partial state) is not resumable.
     assert not zfs.StreamCapabilities.of(frozenset("t"), frozenset("sF")).recv_resumable
@@ -143,7 +143,7 @@ def test_usage_flags_round_trip(parts: list[tuple[str, str]]) -> None:
         want |= set(flags)
     usage = "missing argument\nusage:\n\tsend " + " ".join(words) + " <snapshot>\n\n" + \
         "For the property list, run: zfs set|get\n\t-x not an option of send\n"
-    assert zfs.parse_usage_flags(usage) == frozenset(want)
+    assert zfs_cli.parse_usage_flags(usage) == frozenset(want)
 
 
 guids = st.integers(0, 2**64 - 1).map(str)
@@ -159,7 +159,7 @@ def test_zfs_received_round_trip(ds: str, snaps: list[tuple[str, str, int, int]]
         ref = f"{ds}@{name}"
         lines += [f"{ref}\ttype\tsnapshot", f"{ref}\tguid\t{guid}",
                   f"{ref}\tcreatetxg\t{txg}", f"{ref}\tcreation\t{created}"]
-    got = zfs.parse_received("\n".join(lines) + "\n", ds)
+    got = zfs_cli.parse_received("\n".join(lines) + "\n", ds)
     want = sorted(snaps, key=lambda t: (t[2], t[0]))
     assert [(r.name, r.ref, r.stream_id) for r in got] == [(n, f"{ds}@{n}", g)
                                                            for n, g, _, _ in want]
@@ -170,8 +170,8 @@ def test_zfs_received_round_trip(ds: str, snaps: list[tuple[str, str, int, int]]
 @given(st.integers(0, 2**50), st.booleans())
 def test_zfs_estimate_round_trip(size: int, incremental: bool) -> None:
     first = (f"incremental\ta\tp/db@b\t{size}" if incremental else f"full\tp/db@b\t{size}")
-    assert zfs.parse_estimate(f"{first}\nsize\t{size}\n") == size
-    assert zfs.parse_estimate("") is None
+    assert zfs_cli.parse_estimate(f"{first}\nsize\t{size}\n") == size
+    assert zfs_cli.parse_estimate("") is None
 
 
 # -- ZFS backend logic against a fake runner ----------------------------------------------------

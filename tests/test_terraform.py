@@ -23,6 +23,7 @@ import hcl2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from standby.errors import UsageError
 from standby.transfer.s3_calls import CALLS, Role, Scope, calls_for, policy, server_prefix
 from tests.services import write_config
