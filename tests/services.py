@@ -419,6 +419,20 @@ def _toml(v: object) -> str:
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class IamMotoServer(MotoServer):
+    """`moto_server` that enforces IAM after its first `free_actions` requests.
+
+    moto's INITIAL_NO_AUTH_ACTION_COUNT: the first requests (the bootstrap of an admin user and
+    its key) pass unsigned; every later one must be signed by a known access key and allowed by
+    that user's policies. What moto evaluates of a policy is its Action and Resource elements;
+    conditions it does not understand (StringLike, Bool, ...) count as met.
+    """
+
+    def __init__(self, free_actions: int) -> None:
+        super().__init__(env={"INITIAL_NO_AUTH_ACTION_COUNT": str(free_actions)})
+        self.free_actions = free_actions
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "proxy":
         _proxy_main(int(sys.argv[2]), sys.argv[3], sys.argv[4])

@@ -23,39 +23,20 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from standby.errors import FormatError, NotFound, StateConflict
 from standby.catalog import manifest as mf
 from standby.catalog.manifest import Manifest
+from standby.errors import FormatError, NotFound, StateConflict
+from standby.fsutil import write_atomic
 from standby.settings import Settings
 
 _DIRS = {"set": "sets", "redolog": "redolog"}
 UNNAMED = "-"  # the target of marks made without naming one
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalCatalog:

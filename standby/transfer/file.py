@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from standby.catalog.local import write_atomic
+from standby.fsutil import write_atomic
 from standby.errors import NotFound, ServiceError, VolumeError
 from standby.transfer._base import WriteStats
 

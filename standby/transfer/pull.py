@@ -34,7 +34,7 @@ from standby import settings as settings_mod
 from standby import timefmt
 from standby.catalog import local
 from standby.catalog._base import find_set
-from standby.catalog.local import write_atomic
+from standby.fsutil import write_atomic
 from standby.catalog.manifest import Manifest
 from standby.catalog.target import Shipment
 from standby.errors import NotFound, StateConflict, UsageError

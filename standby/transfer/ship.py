@@ -32,7 +32,8 @@ from typing import Any
 from standby import log as slog
 from standby import timefmt
 from standby.catalog import local
-from standby.catalog.local import LocalCatalog, write_atomic
+from standby.catalog.local import LocalCatalog
+from standby.fsutil import write_atomic
 from standby.catalog.manifest import Manifest, SnapshotRecord
 from standby.catalog.target import Shipment, taken_ms_of
 from standby.errors import FormatError, StateConflict, UsageError
