@@ -32,7 +32,7 @@ from urllib.parse import quote
 from standby.catalog.manifest import SnapshotRecord
 from standby.catalog.target import KeyStore, Shipment, TargetCatalog
 from standby.errors import StandbyError, UsageError
-from standby.snapshot._base import Snapshot, SnapshotBackend, Volume
+from standby.snapshot._base import Snapshot, SnapshotBackend, StreamingBackend, Volume
 
 SCHEMES = ("s3", "file", "zfs", "btrfs")
 
@@ -254,18 +254,27 @@ class TransferEffects:
 
 @dataclass(frozen=True)
 class Landing:
-    """Where a pulled volume goes at the standby: its settings' volume and backend."""
+    """Where a pulled volume goes at the standby: its settings' volume and backend, and for
+    zfs/btrfs volumes that backend (receiving streams, and checking the volume after)."""
 
     volume: Volume
     backend: str  # dir | zfs | btrfs (of the standby's volume)
-    streaming: Any = None  # the standby's StreamingBackend for zfs/btrfs volumes
+    streaming: StreamingBackend | None = None
+    check: Callable[[Volume], None] = lambda v: None
+
+    def backend_check(self, v: Volume) -> None:
+        self.check(v)
 
 
 class Target(Protocol):
     """A place snapshots are shipped to and pulled from (s3, file, zfs, btrfs)."""
 
     url: TargetUrl
-    catalog: TargetCatalog
+
+    @property
+    def catalog(self) -> TargetCatalog:
+        """The target's catalog: manifests, records, the listing."""
+        ...
 
     def check(self, *, write: bool) -> None:
         """Raise a clear `StandbyError` unless the target can be used (reachable, credentials,

@@ -12,14 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from standby import _process
 from standby.catalog.manifest import require_key
 from standby.catalog.target import TargetCatalog
 from standby.errors import ConfigError
 from standby.settings import Settings
-from standby.transfer import codec
+from standby.snapshot import factory as backends_factory
+from standby.snapshot._base import StreamingBackend
+from standby.transfer import codec, hostdir
 from standby.transfer._base import Target, TargetUrl, parse_url, within
 from standby.transfer.file import DirStore
 from standby.transfer.objects import ObjectTarget
+from standby.transfer.receive import ReceiveTarget
 from standby.transfer.s3 import S3Store, translated
 
 
@@ -84,7 +88,26 @@ def open_target(url: str | None, s: Settings, *,
     elif u.scheme == "file":
         store = DirStore(Path(u.path), s.server_id, url=str(u))
     else:
-        raise ConfigError(f"{u.scheme} targets need the zfs/btrfs stream support, which this "
-                          "build does not have yet", hint="ship to s3:// or file:// for now")
+        remote = remote_of(u, s)
+        be = backends_factory.backend(u.scheme, s)
+        assert isinstance(be, StreamingBackend)
+
+        def make_catalog() -> TargetCatalog:
+            folder = hostdir.catalog_folder(u.scheme, u.path, remote)
+            where = f"{u}/{hostdir.CATALOG}/{s.server_id}"
+            kv: Any = (DirStore(Path(folder), s.server_id, url=f"{u}/{hostdir.CATALOG}")
+                       if remote is None else
+                       hostdir.SshDirStore(remote, f"{folder}/{s.server_id}", where=where))
+            return TargetCatalog(kv, s.server_id, key, seal=seal, unseal=unseal)
+
+        return ReceiveTarget(u, be, make_catalog, remote=remote, server_id=s.server_id)
     catalog = TargetCatalog(store, s.server_id, key, seal=seal, unseal=unseal)
     return ObjectTarget(u, store, catalog, level=level, enc_key=enc)
+
+
+def remote_of(u: TargetUrl, s: Settings) -> _process.Remote | None:
+    """The ssh end of a zfs/btrfs target on another host, with `[target]`'s ssh settings."""
+    if u.host is None:
+        return None
+    return _process.Remote(host=u.host, user=u.user, port=u.port,
+                           identity=s.target.ssh_identity, options=s.target.ssh_options)

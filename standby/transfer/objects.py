@@ -23,11 +23,11 @@ receive.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from standby import _process
 from standby import log as slog
 from standby.catalog.target import (
     Shipment,
@@ -36,9 +36,9 @@ from standby.catalog.target import (
     data_key,
 )
 from standby.errors import IntegrityError, NotFound, UsageError
-from standby.store.site import LOCK_NAME
+from standby.errors import CommandFailed
+from standby.snapshot._base import Snapshot, StreamingBackend, StreamTarget
 from standby.transfer import codec, tarstream
-from standby.snapshot._base import Snapshot
 from standby.transfer._base import (
     Landing,
     ObjectStore,
@@ -49,6 +49,7 @@ from standby.transfer._base import (
     TargetUrl,
     TransferEffects,
 )
+from standby.transfer.landing import receive_chain, swap_in
 from standby.transfer.s3 import UploadInterrupted
 
 STREAM_FORMATS = {"dir": "tar", "zfs": "zfs", "btrfs": "btrfs"}
@@ -115,10 +116,10 @@ class ObjectTarget:
         self.store.check(write=write)
 
     def refuses(self, backend: str) -> str | None:
-        if backend == "dir":
+        if backend in STREAM_FORMATS:
             return None
-        return (f"{backend} snapshots need their backend's send stream, which this build of "
-                "standby cannot produce yet; ship dir snapshots, or use a zfs/btrfs target")
+        return (f"{backend} snapshots cannot be streamed (only dir, zfs and btrfs ones can); "
+                "an EBS or LVM volume is replicated by its own means")
 
     def needs_local_parent(self, backend: str) -> bool:
         return backend != "dir"
@@ -144,8 +145,27 @@ class ObjectTarget:
 
     def _send_once(self, job: SendJob) -> Shipment:
         src = job.source
-        if src.record.backend != "dir":
+        fmt = STREAM_FORMATS.get(src.record.backend)
+        if fmt is None:
             raise UsageError(self.refuses(src.record.backend) or "")
+        what = f"{src.volume} of {src.manifest_id}"
+        key = data_key(src.volume, src.manifest_id, self._ext(f"stream.{fmt}.zst"))
+        if fmt == "tar":
+            objects = self._send_tar(job, key, what)
+            stream_id = str(src.record.identity.get("uuid", ""))
+        else:
+            objects = self._send_stream(job, key, what)
+            stream_id = self._streaming(src).stream_id(src.snapshot)
+        return Shipment(
+            server_id=self.catalog.server_id, manifest_id=src.manifest_id, kind=src.kind,
+            volume=src.volume, backend=src.record.backend, name=src.record.name,
+            stream_format=fmt, stream_id=stream_id, taken_at_ms=src.record.taken_at_ms,
+            parent=job.parent.manifest_id if job.parent else None, objects=objects,
+            compression={"alg": "zstd", "level": self.level}, encryption=self._encryption(),
+            shipped_ms=job.effects.now_ms())
+
+    def _send_tar(self, job: SendJob, key: str, what: str) -> tuple[StoredObject, ...]:
+        src = job.source
         root = Path(src.snapshot.ref)
         if not root.is_dir():
             raise NotFound(f"the {src.volume} snapshot {src.snapshot.ref} of {src.manifest_id} "
@@ -155,19 +175,46 @@ class ObjectTarget:
         index = tarstream.scan(root)
         send, index = tarstream.diff(index, parent_index)
         total = sum(e.size for e in send if e.type == "f")
-        what = f"{src.volume} of {src.manifest_id}"
-        stream = self._write(data_key(src.volume, src.manifest_id, self._ext("stream.tar.zst")),
-                             tarstream.tar_chunks(root, send), job.effects, what, total)
+
+        def tar(write: Callable[[bytes], None]) -> None:
+            for chunk in tarstream.tar_chunks(root, send):
+                write(chunk)
+
+        stream = self._write(key, tar, job.effects, what, total)
         idx = self._write(data_key(src.volume, src.manifest_id, self._ext("index.json.zst")),
-                          iter([index.to_json()]), job.effects, f"index of {what}", None)
-        return Shipment(
-            server_id=self.catalog.server_id, manifest_id=src.manifest_id, kind=src.kind,
-            volume=src.volume, backend=src.record.backend, name=src.record.name,
-            stream_format="tar", stream_id=str(src.record.identity.get("uuid", "")),
-            taken_at_ms=src.record.taken_at_ms,
-            parent=job.parent.manifest_id if job.parent else None, objects=(stream, idx),
-            compression={"alg": "zstd", "level": self.level}, encryption=self._encryption(),
-            shipped_ms=job.effects.now_ms())
+                          lambda write: write(index.to_json()), job.effects, f"index of {what}",
+                          None)
+        return stream, idx
+
+    def _streaming(self, src: Source) -> StreamingBackend:
+        be = src.backend
+        if not isinstance(be, StreamingBackend):
+            raise UsageError(f"the {src.record.backend} backend cannot send streams")
+        return be
+
+    def _send_stream(self, job: SendJob, key: str, what: str) -> tuple[StoredObject, ...]:
+        src = job.source
+        be = self._streaming(src)
+        parent = None
+        if job.parent is not None:
+            obj = job.parent.object("stream")
+            if obj is None or obj.key not in self.catalog.listing().objects or \
+                    job.parent_snapshot is None:
+                raise NotFound(
+                    f"the {src.volume} snapshot of {job.parent.manifest_id} at {self.url}, the "
+                    "parent of this incremental, is not whole there",
+                    hint="send a full stream instead: `standby ship --full`")
+            parent = job.parent_snapshot
+        cmd = be.send(src.snapshot, parent)
+        total = be.estimate(src.snapshot, parent)
+
+        def stream(write: Callable[[bytes], None]) -> None:
+            try:
+                _process.read_from(cmd, write)
+            except CommandFailed as e:
+                raise be.stream_error(e, StreamTarget(str(self.url))) from e
+
+        return (self._write(key, stream, job.effects, what, total),)
 
     def estimate(self, source: Source,
                  parent: tuple[Shipment | None, Snapshot | None] | None) -> int | None:
@@ -200,13 +247,12 @@ class ObjectTarget:
         return tarstream.Index.from_json(b"".join(self.plain(p, obj)),
                                          where=f"{self.url} {obj.key}")
 
-    def _write(self, key: str, chunks: Iterator[bytes], fx: TransferEffects, what: str,
-               total: int | None) -> StoredObject:
+    def _write(self, key: str, feed: Callable[[Callable[[bytes], None]], None],
+               fx: TransferEffects, what: str, total: int | None) -> StoredObject:
         w = ObjectWriter(self.store, key, level=self.level, enc_key=self.enc_key, fx=fx,
                          what=what, total=total)
         try:
-            for chunk in chunks:
-                w.write(chunk)
+            feed(w.write)
             out = w.close()
         except UploadInterrupted:
             raise  # the upload stays at the server; the next ship continues it
@@ -265,10 +311,17 @@ class ObjectTarget:
 
     def stage(self, chain: Sequence[Shipment], landing: Landing, staging: Path,
               fx: TransferEffects) -> None:
-        if any(r.stream_format != "tar" for r in chain):
-            raise UsageError(f"the {chain[-1].volume} chain holds "
-                             f"{chain[-1].stream_format} streams, which this build cannot "
-                             "receive from an object target")
+        fmt = chain[-1].stream_format
+        if any(r.stream_format != fmt for r in chain):
+            raise IntegrityError(f"the {chain[-1].volume} chain mixes stream formats")
+        if fmt != "tar":
+            # A stream is received as it is read: read and check every object first.
+            problems = [p for r in chain for p in self.check_snapshot(r, deep=True,
+                                                                        progress=fx.progress)]
+            if problems:
+                raise IntegrityError("; ".join(problems[:5]),
+                                     hint="ship those snapshots again (`standby ship --full`)")
+            return
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
@@ -280,16 +333,7 @@ class ObjectTarget:
                                      "lists no stream or no index")
             index = tarstream.Index.from_json(b"".join(self.plain(r, idx_obj)),
                                               where=f"{self.url} {idx_obj.key}")
-            done = [0]
-
-            def counted(chunks: Iterator[bytes], what: str = f"{r.volume} of {r.manifest_id}",
-                        total: int = obj.plain_bytes) -> Iterator[bytes]:
-                for c in chunks:
-                    done[0] += len(c)
-                    fx.progress(Progress(what, done[0], total))
-                    yield c
-
-            tarstream.apply(staging, counted(self.plain(r, obj)), index, incremental=i > 0)
+            tarstream.apply(staging, self._counted(r, obj, fx), index, incremental=i > 0)
         assert index is not None
         problems = tarstream.check_applied(staging, index)
         if problems:
@@ -297,27 +341,35 @@ class ObjectTarget:
                                  f"index of {chain[-1].manifest_id}: " + "; ".join(problems[:5]),
                                  hint="verify the target (`standby verify`)")
 
+    def _counted(self, r: Shipment, o: StoredObject, fx: TransferEffects) -> Iterator[bytes]:
+        done = 0
+        for c in self.plain(r, o):
+            done += len(c)
+            fx.progress(Progress(f"{r.volume} of {r.manifest_id}", done, o.plain_bytes))
+            yield c
+
     def land(self, chain: Sequence[Shipment], landing: Landing, staging: Path,
              fx: TransferEffects) -> None:
-        swap_in(staging, landing.volume.path)
+        if chain[-1].stream_format == "tar":
+            swap_in(staging, landing.volume.path)
+            return
+        be = landing.streaming
+        if be is None or landing.backend != chain[-1].stream_format:
+            raise UsageError(f"the {chain[-1].volume} snapshots are {chain[-1].stream_format} "
+                             f"streams, and the standby's volume uses {landing.backend}",
+                             hint=f"make volumes.{chain[-1].volume} a "
+                                  f"{chain[-1].stream_format} volume here")
+        def feed(i: int, r: Shipment, receiver: _process.Command) -> None:
+            _process.write_into(receiver, self._counted(r, r.object("stream") or _no_stream(r),
+                                                        fx))
+
+        receive_chain(chain, landing, staging, feed)
 
     def discard(self, r: Shipment) -> None:
         for o in r.objects:
             self.store.delete(o.key)
 
 
-def swap_in(staging: Path, dest: Path) -> None:
-    """Replace what `dest` holds with what `staging` (a folder inside it) holds, keeping the
-    volumes lock file (held while a pull runs)."""
-    for name in os.listdir(dest):
-        p = dest / name
-        if p == staging or name == LOCK_NAME:
-            continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
-    for name in os.listdir(staging):
-        os.replace(staging / name, dest / name)
-    staging.rmdir()
-    os.utime(dest)
+def _no_stream(r: Shipment) -> StoredObject:
+    raise IntegrityError(f"the record of the {r.volume} snapshot of {r.manifest_id} lists no "
+                         "stream")

@@ -7,8 +7,8 @@ since the set: the log is append-only and archived), and for each volume the cha
 from a full stream to the wanted snapshot. The standby's own volumes must be able to take those
 streams (a `dir` stream lands in any folder; zfs and btrfs streams need that backend there).
 
-Executing refuses while a store service or its MariaDB runs on the standby's volumes, and holds
-the volumes lock meanwhile. Then, in two steps, so nothing is applied before everything checked:
+Executing refuses while a store service or its MariaDB runs on the standby's volumes (and while
+another pull runs). Then, in two steps, so nothing is applied before everything checked:
 
 1. stage: every `dir` volume's chain is extracted into `<volume>/.standby-pull/`, each object's
    bytes checked against its record's sha256 as they arrive; every stream volume's objects are
@@ -23,9 +23,11 @@ earlier pull put there, and `<state_dir>/pulled.json` says what the volumes hold
 
 from __future__ import annotations
 
+import fcntl
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +41,8 @@ from standby.catalog.manifest import Manifest
 from standby.catalog.target import Shipment
 from standby.errors import NotFound, StateConflict, UsageError
 from standby.settings import VOLUME_NAMES, Settings
-from standby.snapshot._base import Volume
+from standby.snapshot import factory as backends_factory
+from standby.snapshot._base import SnapshotBackend, StreamingBackend, Volume
 from standby.store.site import Site
 from standby.transfer._base import Landing, Progress, Target, TransferEffects
 
@@ -112,23 +115,29 @@ def plan(target: Target, set_id: str = "latest") -> PullPlan:
 
 
 def _landings(sb: Settings, p: PullPlan,
-              streaming: Callable[[str], Any] | None) -> dict[str, Landing]:
+              backend: Callable[[str], SnapshotBackend]) -> dict[str, Landing]:
     out: dict[str, Landing] = {}
     for vol, vs in sb.volumes.items():
         fmt = p.chains[vol][-1].stream_format
         need = _NEEDS.get(fmt)
-        if need is not None and vs.backend != need:
+        v = Volume(vol, vs.path, vs.dataset)
+        if need is None:
+            out[vol] = Landing(v, vs.backend)
+            continue
+        if vs.backend != need:
             raise UsageError(f"the {vol} snapshot is a {fmt} stream, and the standby's {vol} "
                              f"volume uses the {vs.backend} backend",
                              hint=f"make volumes.{vol} a {fmt} volume at the standby")
-        out[vol] = Landing(Volume(vol, vs.path, vs.dataset), vs.backend,
-                           streaming(vs.backend) if need is not None and streaming else None)
+        be = backend(vs.backend)
+        if not isinstance(be, StreamingBackend):
+            raise UsageError(f"the {vs.backend} backend cannot receive streams")
+        out[vol] = Landing(v, vs.backend, be, be.check)
     return out
 
 
 def pull(sb: Settings, target: Target, p: PullPlan, *,
          progress: Callable[[Progress], None] = lambda x: None,
-         streaming: Callable[[str], Any] | None = None) -> dict[str, Any]:
+         backend: Callable[[str], SnapshotBackend] | None = None) -> dict[str, Any]:
     """Execute `p` onto the volumes of the standby's settings `sb` (see the module docstring)."""
     log = slog.get("standby.transfer.pull", target=p.target, set_id=p.set_manifest.id)
     settings_mod.check_volumes(sb, writable=True)
@@ -137,10 +146,13 @@ def pull(sb: Settings, target: Target, p: PullPlan, *,
     if site.db.running():
         raise StateConflict("Stop MariaDB before running standby pull: it runs on the standby's "
                             "db volume", hint="`standby store stop`")
-    landings = _landings(sb, p, streaming)
+    landings = _landings(sb, p, backend or (lambda name: backends_factory.backend(name, sb)))
     fx = TransferEffects(now_ms=timefmt.now_ms, progress=progress)
     t0 = time.monotonic()
-    with site.exclusive():
+    # Not the volumes lock: it is an open file on the redolog volume, and a zfs receive into
+    # that dataset needs nothing open there. Another pull is kept out by this lock; a store,
+    # by the replay marker while the volumes land.
+    with _pull_lock(sb):
         for vol, chain in p.chains.items():
             target.stage(chain, landings[vol], landings[vol].volume.path / STAGING, fx)
             log.info("volume_staged", volume=vol, snapshots=len(chain))
@@ -152,6 +164,18 @@ def pull(sb: Settings, target: Target, p: PullPlan, *,
     out = {**p.as_dict(), "seconds": round(time.monotonic() - t0, 3)}
     log.info("pulled", seconds=out["seconds"], stored_bytes=p.stored_bytes)
     return out
+
+
+@contextmanager
+def _pull_lock(sb: Settings) -> Iterator[None]:
+    sb.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(sb.state_dir / ".pull.lock", "a+") as lk:
+        try:
+            fcntl.flock(lk.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateConflict("another standby pull is running on these volumes",
+                                hint="wait for it to finish") from None
+        yield
 
 
 def _record(sb: Settings, p: PullPlan) -> None:
