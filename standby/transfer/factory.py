@@ -95,9 +95,13 @@ def open_target(url: str | None, s: Settings, *,
         def make_catalog() -> TargetCatalog:
             folder = hostdir.catalog_folder(u.scheme, u.path, remote)
             where = f"{u}/{hostdir.CATALOG}/{s.server_id}"
-            kv: Any = (DirStore(Path(folder), s.server_id, url=f"{u}/{hostdir.CATALOG}")
-                       if remote is None else
-                       hostdir.SshDirStore(remote, f"{folder}/{s.server_id}", where=where))
+            kv: Any
+            if folder is None:
+                kv = hostdir.Unmounted(u.path, where)
+            elif remote is None:
+                kv = DirStore(Path(folder), s.server_id, url=f"{u}/{hostdir.CATALOG}")
+            else:
+                kv = hostdir.SshDirStore(remote, f"{folder}/{s.server_id}", where=where)
             return TargetCatalog(kv, s.server_id, key, seal=seal, unseal=unseal)
 
         return ReceiveTarget(u, be, make_catalog, remote=remote, server_id=s.server_id)

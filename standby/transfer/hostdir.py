@@ -31,18 +31,44 @@ def parse_mountpoint(text: str) -> str | None:
 
 
 def catalog_folder(kind: str, path: str, remote: _process.Remote | None,
-                   run: Callable[..., _process.Result] = _process.run) -> str:
-    """The folder a zfs or btrfs target keeps its catalog in, on its host."""
+                   run: Callable[..., _process.Result] = _process.run) -> str | None:
+    """The folder a zfs or btrfs target keeps its catalog in, on its host; None when a zfs
+    target's dataset is not mounted there (not made yet, or unmounted)."""
     if kind == "btrfs":
         return f"{path.rstrip('/')}/{CATALOG}"
     res = run(_process.located(mountpoint_cmd(path), remote), check=False)
     mnt = parse_mountpoint(res.text) if res.returncode == 0 else None
-    if mnt is None:
-        where = f"at {remote}" if remote else "here"
-        raise VolumeError(f"the ZFS dataset {path} is not mounted {where}; the target keeps "
+    return None if mnt is None else f"{mnt.rstrip('/')}/{CATALOG}"
+
+
+class Unmounted:
+    """The `KeyStore` of a zfs target whose dataset is not mounted: it holds nothing (what a
+    dry run or a pull sees), and cannot take anything."""
+
+    def __init__(self, dataset: str, where: str) -> None:
+        self.dataset = dataset
+        self._where = where
+
+    def where(self) -> str:
+        return self._where
+
+    def put(self, key: str, data: bytes) -> None:
+        raise VolumeError(f"the ZFS dataset {self.dataset} is not mounted; the target keeps "
                           "its catalog in its mountpoint",
-                          hint=f"create it (`zfs create {path}`) with a mountpoint, or mount it")
-    return f"{mnt.rstrip('/')}/{CATALOG}"
+                          hint=f"mount it, or give it a mountpoint (`zfs set mountpoint=... "
+                               f"{self.dataset}`)")
+
+    def get(self, key: str) -> bytes:
+        raise NotFound(f"{self._where}/{key} does not exist (the dataset is not mounted)")
+
+    def exists(self, key: str) -> bool:
+        return False
+
+    def list(self, prefix: str = "") -> dict[str, int]:
+        return {}
+
+    def delete(self, key: str) -> None:
+        return None
 
 
 def list_cmd(root: str) -> _process.Command:

@@ -4,9 +4,9 @@
   files that never travel (the volumes lock, a snapshot's marker) left as they are;
 - `receive_chain`: a chain of zfs or btrfs streams (full first), fed by the caller (from stored
   objects, or sent from a receiving target's snapshots), received into the standby's volume:
-  for zfs into the volume's dataset, continuing after the newest snapshot of the chain it
-  already holds (a dataset holding none of them is refused, not overwritten), then checked to be
-  mounted where the volume is configured; for btrfs into `.standby-received-<volume>` beside the
+  for zfs into the volume's dataset, continuing from its newest snapshot when that is a link of
+  the chain (a dataset that would have to go back, or that holds none of them, is refused, not
+  overwritten), then checked to be mounted where the volume is configured; for btrfs into `.standby-received-<volume>` beside the
   volume, whose newest snapshot's files are then copied in (reflinked: btrfs shares the blocks).
 
 Every receive after the first rolls the dataset back first (`recv -F`): a replay or a mount
@@ -74,11 +74,15 @@ def receive_chain(chain: Sequence[Shipment], landing: Landing, staging: Path,
     kind, vol = landing.backend, landing.volume
     dest = landing_target(vol, kind)
     be.prepare_receive(dest)
-    have = {x.stream_id for x in be.received(dest)}
+    there = be.received(dest)
+    have = {x.stream_id for x in there}
     start = max((i + 1 for i, r in enumerate(chain) if r.stream_id in have), default=0)
-    if kind == "zfs" and have and start == 0:
-        raise StateConflict(f"the standby's {vol.name} dataset {dest} holds snapshots none of "
-                            "which is in the chain to pull",
+    if kind == "zfs" and there and (start == 0 or start == len(chain) or
+                                    there[-1].stream_id != chain[start - 1].stream_id):
+        # A dataset can only go forward from its newest snapshot: nothing here rolls it back.
+        raise StateConflict(f"the standby's {vol.name} dataset {dest} cannot be brought to "
+                            f"{chain[-1].manifest_id} from what it holds (its newest snapshot "
+                            f"is {there[-1].name})",
                             hint=f"destroy it (`zfs destroy -r {dest.location}`) and pull again")
     for i in range(start, len(chain)):
         try:

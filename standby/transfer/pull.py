@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -32,14 +33,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from standby import log as slog
-from standby import settings as settings_mod
 from standby import timefmt
 from standby.catalog import local
 from standby.catalog._base import find_set
 from standby.fsutil import write_atomic
 from standby.catalog.manifest import Manifest
 from standby.catalog.target import Shipment
-from standby.errors import NotFound, StateConflict, UsageError
+from standby.errors import NotFound, StateConflict, UsageError, VolumeError
 from standby.settings import VOLUME_NAMES, Settings
 from standby.snapshot import factory as backends_factory
 from standby.snapshot._base import SnapshotBackend, StreamingBackend, Volume
@@ -140,13 +140,15 @@ def pull(sb: Settings, target: Target, p: PullPlan, *,
          backend: Callable[[str], SnapshotBackend] | None = None) -> dict[str, Any]:
     """Execute `p` onto the volumes of the standby's settings `sb` (see the module docstring)."""
     log = slog.get("standby.transfer.pull", target=p.target, set_id=p.set_manifest.id)
-    settings_mod.check_volumes(sb, writable=True)
     site = Site(sb)
     site.check_stopped("standby pull")
     if site.db.running():
         raise StateConflict("Stop MariaDB before running standby pull: it runs on the standby's "
                             "db volume", hint="`standby store stop`")
     landings = _landings(sb, p, backend or (lambda name: backends_factory.backend(name, sb)))
+    for lv in landings.values():
+        if lv.backend != "zfs":  # a zfs volume's dataset is made and mounted by its receive
+            _check_path(lv.volume)
     fx = TransferEffects(now_ms=timefmt.now_ms, progress=progress)
     t0 = time.monotonic()
     # Not the volumes lock: it is an open file on the redolog volume, and a zfs receive into
@@ -164,6 +166,15 @@ def pull(sb: Settings, target: Target, p: PullPlan, *,
     out = {**p.as_dict(), "seconds": round(time.monotonic() - t0, 3)}
     log.info("pulled", seconds=out["seconds"], stored_bytes=p.stored_bytes)
     return out
+
+
+def _check_path(v: Volume) -> None:
+    p = v.path
+    if not p.is_dir():
+        raise VolumeError(f"volume {v.name}: {p} does not exist or is not a folder",
+                          hint=f"create it, or fix volumes.{v.name}.path")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise VolumeError(f"volume {v.name}: {p} is not writable by this user")
 
 
 @contextmanager

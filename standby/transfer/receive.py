@@ -26,7 +26,7 @@ from pathlib import Path
 from standby import _process
 from standby import log as slog
 from standby.catalog.target import Shipment, TargetCatalog
-from standby.errors import CommandFailed, IntegrityError, NotFound, UsageError
+from standby.errors import CommandFailed, IntegrityError, NotFound, StateConflict, UsageError
 from standby.snapshot._base import Snapshot, StreamingBackend, StreamTarget
 from standby.transfer._base import (
     Landing,
@@ -35,6 +35,7 @@ from standby.transfer._base import (
     Source,
     TargetUrl,
     TransferEffects,
+    WriteStats,
 )
 from standby.transfer.landing import receive_chain
 
@@ -79,6 +80,7 @@ class ReceiveTarget:
     def check(self, *, write: bool) -> None:
         if write:
             self.backend.prepare_receive(self.location("db"))
+            self.__dict__.pop("catalog", None)  # made again: the dataset may be new
         self.catalog.store.list("catalog/")  # the catalog's folder is reachable
 
     def refuses(self, backend: str) -> str | None:
@@ -100,6 +102,11 @@ class ReceiveTarget:
         self.backend.prepare_receive(t)
         there = self.backend.received(t)
         parent = job.parent_snapshot if job.parent is not None else None
+        if job.parent is None and there and self.kind == "zfs":
+            raise StateConflict(f"{t} holds snapshots, and a full stream cannot be received "
+                                "into a dataset that has them",
+                                hint=f"destroy it at the target (`zfs destroy -r "
+                                     f"{t.location}`) to send a full stream")
         if job.parent is not None:
             if parent is None or job.parent.stream_id not in {r.stream_id for r in there}:
                 raise NotFound(
@@ -122,6 +129,7 @@ class ReceiveTarget:
             raise NotFound(f"{t} does not list {src.snapshot.name} after receiving it")
         self.log.info("snapshot_received", volume=src.volume, set_id=src.manifest_id,
                       at=got[-1].ref, bytes=count.n)
+        job.effects.stats[got[-1].ref] = WriteStats(parts_sent=1, bytes_sent=count.n)
         return Shipment(
             server_id=self.server_id, manifest_id=src.manifest_id, kind=src.kind,
             volume=src.volume, backend=src.record.backend, name=src.record.name,

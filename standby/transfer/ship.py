@@ -308,10 +308,13 @@ def execute(p: ShipPlan, target: Target, catalog: LocalCatalog,
         target.catalog.write_record(r)
         catalog.mark_shipped(m.id, step.volume, at_ms=r.shipped_ms, target=p.target)
         sent[(step.volume, m.id)] = r
-        stats = [fx.stats.get(o.key, WriteStats()) for o in r.objects]
+        keys = [o.key for o in r.objects] or ([r.received] if r.received else [])
+        stats = [fx.stats.get(k, WriteStats()) for k in keys]
         row = {"manifest": m.id, "kind": m.kind, "volume": step.volume, "mode": step.mode,
                "parent": step.parent, "stored_bytes": sum(o.size for o in r.objects),
-               "plain_bytes": sum(o.plain_bytes for o in r.objects),
+               # a received stream's bytes, or the objects' plain bytes
+               "plain_bytes": sum(o.plain_bytes for o in r.objects) or sum(
+                   x.bytes_sent for x in stats),
                "objects": len(r.objects) or (1 if r.received else 0),
                "parts_sent": sum(x.parts_sent for x in stats),
                "parts_skipped": sum(x.parts_skipped for x in stats),
