@@ -8,6 +8,7 @@ instead (tests).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from standby import _process
 from standby.catalog.manifest import require_key
 from standby.catalog.target import TargetCatalog
-from standby.errors import ConfigError
+from standby.errors import ConfigError, StateConflict
 from standby.settings import Settings
 from standby.snapshot import factory as backends_factory
 from standby.snapshot._base import StreamingBackend
@@ -110,8 +111,30 @@ def open_target(url: str | None, s: Settings, *,
 
 
 def remote_of(u: TargetUrl, s: Settings) -> _process.Remote | None:
-    """The ssh end of a zfs/btrfs target on another host, with `[target]`'s ssh settings."""
+    """The ssh end of a zfs/btrfs target on another host, with `[target]`'s ssh settings.
+
+    Unless those say otherwise, one ssh connection is shared by every command of a run (and
+    kept for a minute): a ship or pull runs a few commands per snapshot there, and each new
+    connection costs a key exchange."""
     if u.host is None:
         return None
+    opts = tuple(s.target.ssh_options)
+    if not any(o.split("=", 1)[0].lower() in ("controlmaster", "controlpath") for o in opts):
+        opts += ("ControlMaster=auto", f"ControlPath={control_dir(s) / '%C'}",
+                 "ControlPersist=60")
     return _process.Remote(host=u.host, user=u.user, port=u.port,
-                           identity=s.target.ssh_identity, options=s.target.ssh_options)
+                           identity=s.target.ssh_identity, options=opts)
+
+
+def control_dir(s: Settings) -> Path:
+    """Where shared ssh connections' sockets go: the state folder, or, when its path is too
+    long for a socket (108 bytes, with a 40-character name), a private folder in /tmp."""
+    d = s.state_dir / "ssh"
+    if len(os.fsencode(d)) > 60:
+        d = Path("/tmp") / f"standby-ssh-{os.getuid()}"
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = d.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise StateConflict(f"{d} is not a private folder of this user",
+                            hint="remove it, or set ControlPath in target.ssh_options")
+    return d

@@ -95,6 +95,7 @@ class SshDirStore:
         self.root = PurePosixPath(root)
         self._where = where
         self._run = run
+        self._made: set[str] = set()  # folders known to exist there
 
     def where(self) -> str:
         return self._where
@@ -109,7 +110,9 @@ class SshDirStore:
         p = PurePosixPath(self._path(key))
         tmp = str(p.with_name(f".{p.name}.partial"))
         try:
-            self._run(self._at("mkdir", "-p", str(p.parent)))
+            if str(p.parent) not in self._made:
+                self._run(self._at("mkdir", "-p", str(p.parent)))
+                self._made.add(str(p.parent))
             _process.write_into(self._at("dd", f"of={tmp}", "conv=fsync", "status=none"), [data])
             self._run(self._at("mv", "-f", tmp, str(p)))
         except CommandFailed as e:

@@ -89,7 +89,7 @@ def receive_chain(chain: Sequence[Shipment], landing: Landing, staging: Path,
             feed(i, chain[i], be.receive(dest, rollback=i > 0))
         except CommandFailed as e:
             raise be.stream_error(e, dest) from e
-        be.after_receive(dest)
+    be.after_receive(dest)  # once, before the files are read (zfs-fuse caches them)
     if kind == "btrfs":
         got = [x for x in be.received(dest) if x.stream_id == chain[-1].stream_id]
         if not got:

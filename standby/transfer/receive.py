@@ -9,10 +9,12 @@ way through) and keeps the catalog in `.standby/` of the target's folder (`hostd
 lists no objects, only where the snapshot is at the target and the identity its stream carries
 (`stream_id`: zfs guid, btrfs uuid), which is how `verify` and the next incremental find it.
 
-Interrupted streams: where both ends can (`can_resume`: OpenZFS `send -t` and `recv -s`) the
-receive is resumable and the next ship continues from the target's `receive_resume_token`;
-elsewhere (zfs-fuse, btrfs) what the interrupted receive left is removed (`abort_receive`) and
-the stream starts again from its first byte. Pull sends the target's received snapshots (from
+Interrupted streams: a stream in flight is marked in the target's local state (so a ship that
+was killed is known to the next one). Where both ends can (`can_resume`: OpenZFS `send -t` and
+`recv -s`) the receive is resumable and the next ship continues from the target's
+`receive_resume_token`; elsewhere (zfs-fuse, btrfs) what the interrupted receive left is removed
+(`abort_receive`) — right away when the stream fails, or by the next ship after a kill — and the
+stream starts again from its first byte. What each target holds is asked once per run. Pull sends the target's received snapshots (from
 the target's host) into the standby's volumes: the volume's own dataset for zfs, a received copy
 whose files are reflinked into the volume for btrfs; the full stream first, then each increment.
 """
@@ -26,8 +28,15 @@ from pathlib import Path
 from standby import _process
 from standby import log as slog
 from standby.catalog.target import Shipment, TargetCatalog
-from standby.errors import CommandFailed, IntegrityError, NotFound, StateConflict, UsageError
-from standby.snapshot._base import Snapshot, StreamingBackend, StreamTarget
+from standby.errors import (
+    CommandFailed,
+    IntegrityError,
+    NotFound,
+    StandbyError,
+    StateConflict,
+    UsageError,
+)
+from standby.snapshot._base import Received, Snapshot, StreamingBackend, StreamTarget
 from standby.transfer._base import (
     Landing,
     Progress,
@@ -64,6 +73,8 @@ class ReceiveTarget:
         self._catalog = catalog
         self.remote = remote
         self.server_id = server_id
+        self._there: dict[str, list[Received]] = {}
+        self._prepared: set[str] = set()
         self.log = slog.get("standby.transfer", target=str(url))
 
     @cached_property
@@ -96,12 +107,22 @@ class ReceiveTarget:
                  parent: tuple[Shipment | None, Snapshot | None] | None) -> int | None:
         return self.backend.estimate(source.snapshot, parent[1] if parent else None)
 
+    def received(self, t: StreamTarget, *, fresh: bool = False) -> list[Received]:
+        """What `t` holds, asked once per run (a command there each time, over ssh too)."""
+        if fresh or t.location not in self._there:
+            self._there[t.location] = self.backend.received(t)
+        return self._there[t.location]
+
     def send(self, job: SendJob) -> Shipment:
         src = job.source
         t = self.location(src.volume)
-        self.backend.prepare_receive(t)
-        there = self.backend.received(t)
+        if t.location not in self._prepared:
+            self.backend.prepare_receive(t)
+            self._prepared.add(t.location)
         parent = job.parent_snapshot if job.parent is not None else None
+        marker = f"receive:{t}"
+        interrupted = job.effects.resume_get(marker)
+        there = self.received(t, fresh=bool(interrupted))
         if job.parent is None and there and self.kind == "zfs":
             raise StateConflict(f"{t} holds snapshots, and a full stream cannot be received "
                                 "into a dataset that has them",
@@ -113,18 +134,25 @@ class ReceiveTarget:
                     f"the {src.volume} snapshot of {job.parent.manifest_id}, the parent of this "
                     f"incremental, is not at {t}",
                     hint="send a full stream instead: `standby ship --full`")
-        sender = self._sender(t, src.snapshot, parent)
-        receiver = self.backend.receive(t, resumable=self._resumable(t),
-                                        rollback=parent is not None)
+        resumable = self.backend.can_resume(t)
+        sender = self._sender(t, src.snapshot, parent, resumable=resumable,
+                              interrupted=bool(interrupted))
+        receiver = self.backend.receive(t, resumable=resumable, rollback=parent is not None)
         count = Counter(job.effects, f"{src.volume} of {src.manifest_id}",
                         self.backend.estimate(src.snapshot, parent))
+        # Marked before the stream starts: a ship killed mid-stream is known to the next one.
+        job.effects.resume_put(marker, {"snapshot": src.snapshot.name})
         try:
             _process.pipe(sender, receiver, on_chunk=count)
         except CommandFailed as e:
+            self._clean_up(t, src.snapshot, resumable, job.effects, marker)
             raise self.backend.stream_error(e, t) from e
-        self.backend.after_receive(t)
+        except BaseException:
+            self._clean_up(t, src.snapshot, resumable, job.effects, marker)
+            raise
+        job.effects.resume_put(marker, {})
         sid = self.backend.stream_id(src.snapshot)
-        got = [r for r in self.backend.received(t) if r.stream_id == sid]
+        got = [r for r in self.received(t, fresh=True) if r.stream_id == sid]
         if not got:
             raise NotFound(f"{t} does not list {src.snapshot.name} after receiving it")
         self.log.info("snapshot_received", volume=src.volume, set_id=src.manifest_id,
@@ -137,34 +165,48 @@ class ReceiveTarget:
             parent=job.parent.manifest_id if job.parent else None, received=got[-1].ref,
             shipped_ms=job.effects.now_ms())
 
-    def _resumable(self, t: StreamTarget) -> bool:
-        return self.backend.can_resume(t)
-
-    def _sender(self, t: StreamTarget, snapshot: Snapshot,
-                parent: Snapshot | None) -> _process.Command:
-        """The stream to send: the rest of an interrupted one where it can be resumed, else
-        from its start, after clearing what an interrupted receive left."""
-        token = self.backend.resume_token(t) if self._resumable(t) else None
-        if token:
-            self.log.info("stream_resumed", at=str(t), snapshot=snapshot.name)
-            return self.backend.resume_send(token)
-        left = self.backend.abort_receive(t, snapshot)
+    def _clean_up(self, t: StreamTarget, snapshot: Snapshot, resumable: bool,
+                  fx: TransferEffects, marker: str) -> None:
+        """After a failed stream: keep a resumable receive for the next ship; remove what a
+        receive that cannot resume left, so the next one starts cleanly."""
+        if resumable and self.backend.resume_token(t):
+            return  # the marker stays: the next ship continues from the token
+        try:
+            left = self.backend.abort_receive(t, snapshot)
+        except StandbyError as e:  # the next ship tries again (the marker says so)
+            self.log.warning("abort_receive_failed", at=str(t), error=str(e))
+            return
         if left:
             self.log.warning("partial_receive_removed", at=str(t), removed=left)
+        fx.resume_put(marker, {})
+
+    def _sender(self, t: StreamTarget, snapshot: Snapshot, parent: Snapshot | None, *,
+                resumable: bool, interrupted: bool) -> _process.Command:
+        """The stream to send: the rest of an interrupted one where it can be resumed, else
+        from its start, after clearing what an interrupted receive left."""
+        if interrupted:
+            token = self.backend.resume_token(t) if resumable else None
+            if token:
+                self.log.info("stream_resumed", at=str(t), snapshot=snapshot.name)
+                return self.backend.resume_send(token)
+            left = self.backend.abort_receive(t, snapshot)
+            if left:
+                self.log.warning("partial_receive_removed", at=str(t), removed=left)
         return self.backend.send(snapshot, parent)
 
     def check_snapshot(self, r: Shipment, *, deep: bool,
                        progress: Callable[[Progress], None] = lambda p: None) -> list[str]:
         t = self.location(r.volume)
-        if r.stream_id not in {x.stream_id for x in self.backend.received(t)}:
+        if r.stream_id not in {x.stream_id for x in self.received(t)}:
             return [f"the {r.volume} snapshot of {r.manifest_id} ({r.received}) is not at {t}"]
         return []
 
     def discard(self, r: Shipment) -> None:
         t = self.location(r.volume)
-        for x in self.backend.received(t):
+        for x in self.received(t):
             if x.stream_id == r.stream_id:
                 self.backend.destroy_received(t, x)
+        self._there.pop(t.location, None)
 
     # -- pull -------------------------------------------------------------------------------
     def stage(self, chain: Sequence[Shipment], landing: Landing, staging: Path,
@@ -181,7 +223,7 @@ class ReceiveTarget:
              fx: TransferEffects) -> None:
         vol = chain[-1].volume
         there = {x.stream_id: x.as_snapshot(vol, self.kind)
-                 for x in self.backend.received(self.location(vol))}
+                 for x in self.received(self.location(vol))}
 
         def feed(i: int, r: Shipment, receiver: _process.Command) -> None:
             prev = there[chain[i - 1].stream_id] if i else None
