@@ -146,6 +146,17 @@ class Rig:
     def delete_object(self, key: str) -> None:
         self.target().catalog.store.delete(key)
 
+    def lose(self, vol: str, mid: str) -> None:
+        """Lose a snapshot's data at the target, its record left (a disk error, a hand)."""
+        t = self.target()
+        rec = t.catalog.record(vol, mid)
+        if self.objects:
+            obj = rec.object("stream")
+            assert obj is not None
+            self.delete_object(obj.key)
+        else:
+            t.discard(rec)
+
 
 def make_rig(kind: str, root: Path, request: pytest.FixtureRequest, *,
              encrypt: bool = False, sections: dict[str, dict[str, object]] | None = None,

@@ -145,8 +145,17 @@ class ReceiveTarget:
         try:
             _process.pipe(sender, receiver, on_chunk=count)
         except CommandFailed as e:
-            self._clean_up(t, src.snapshot, resumable, job.effects, marker)
-            raise self.backend.stream_error(e, t) from e
+            err = self.backend.stream_error(e, t)
+            if isinstance(err, StateConflict):
+                job.effects.resume_put(marker, {})  # refused before receiving: nothing left
+            else:
+                self._clean_up(t, src.snapshot, resumable, job.effects, marker)
+            if parent is None and isinstance(err, StateConflict) and self.kind == "zfs":
+                raise StateConflict(f"{t} already exists, and a full stream cannot be "
+                                    f"received into it: {err.message}",
+                                    hint=f"destroy it at the target (`zfs destroy -r "
+                                         f"{t.location}`) to send a full stream") from e
+            raise err from e
         except BaseException:
             self._clean_up(t, src.snapshot, resumable, job.effects, marker)
             raise
