@@ -327,9 +327,12 @@ class CountingProxy:
         """Part numbers of every UploadPart the server answered with 200, in order."""
         import re
 
-        return [int(re.search(r"partNumber=(\d+)", p).group(1))  # type: ignore[union-attr]
-                for m, p, st, _n in self.requests()
-                if m == "PUT" and "partNumber=" in p and st == 200]
+        out = []
+        for m, p, st, _n in self.requests():
+            found = re.search(r"partNumber=(\d+)", p)
+            if m == "PUT" and found and st == 200:
+                out.append(int(found.group(1)))
+        return out
 
 
 def _proxy_main(port: int, upstream: str, log_path: str) -> None:

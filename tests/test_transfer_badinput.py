@@ -25,8 +25,8 @@ from tests.test_transfer_support import (
 )
 
 
-def _file_rig(tmp_path: Path, request: pytest.FixtureRequest, **kw: object) -> Rig:
-    r = make_rig("file", tmp_path, request, **kw)  # type: ignore[arg-type]
+def _file_rig(tmp_path: Path, request: pytest.FixtureRequest, *, encrypt: bool = False) -> Rig:
+    r = make_rig("file", tmp_path, request, encrypt=encrypt)
     fill(r)
     r.take("set")
     return r

@@ -20,14 +20,16 @@ def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip(points, points[1:])]
 
 
-def _encode(chunks: list[bytes], **kw: object) -> tuple[bytes, codec.Encoder]:
-    enc = codec.Encoder(**kw)  # type: ignore[arg-type]
+def _encode(chunks: list[bytes], *, level: int, key: bytes | None,
+            salt: bytes) -> tuple[bytes, codec.Encoder]:
+    enc = codec.Encoder(level=level, key=key, salt=salt)
     out = b"".join(enc.write(c) for c in chunks) + enc.finish()
     return out, enc
 
 
-def _decode(stored: bytes, cuts: list[int], **kw: object) -> bytes:
-    dec = codec.Decoder(**kw)  # type: ignore[arg-type]
+def _decode(stored: bytes, cuts: list[int], *, key: bytes | None, encrypted: bool | None,
+            what: str) -> bytes:
+    dec = codec.Decoder(key=key, encrypted=encrypted, what=what)
     out = b"".join(dec.plain(_chunks(stored, cuts)))
     assert dec.stored_bytes == len(stored) and dec.sha256 == codec.sha256(stored)
     assert dec.plain_bytes == len(out)

@@ -6,7 +6,9 @@
 - the server itself dies and loses everything (moto killed): the next `ship` cannot continue
   the upload and starts it again cleanly;
 - a part that comes out different on the second run (the recorded hash is changed): the old
-  upload is aborted and the object sent again from its start.
+  upload is aborted and the object sent again from its start;
+- a `zfs send | zfs recv` to a zfs target killed mid-stream: resumed from its token where zfs
+  can, else (zfs-fuse) cleaned up and sent again.
 
 Between the failure and the next ship, nothing at the target looks complete to a pull.
 """
@@ -14,9 +16,14 @@ Between the failure and the next ship, nothing at the target looks complete to a
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +32,16 @@ import pytest
 
 from standby import settings as settings_mod
 from standby.errors import NotFound, ServiceError
+from standby.snapshot.zfs import ZfsBackend
 from standby.transfer import pull, ship, verify
+from standby.transfer.receive import ReceiveTarget
 from standby.transfer.ship import TargetState
+from tests import test_transfer_support as support
 from tests.services import CountingProxy, MotoServer
 from tests.test_transfer_support import (
+    Pools,
     Rig,
+    config_of,
     fill,
     make_rig,
 )
@@ -182,3 +194,61 @@ def test_server_lost_its_state_next_ship_starts_again_cleanly(
         assert verify.verify(r.target("standby")).ok
     finally:
         own.__exit__()
+
+
+# --------------------------------------------------------------------------------------------
+# A zfs receive interrupted mid-stream
+
+
+@pytest.fixture(scope="module")
+def zfs_pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pools]:
+    with support.zfs_pools(tmp_path_factory.mktemp("pools")) as p:
+        yield p
+
+
+def test_a_zfs_receive_killed_mid_stream_is_resumed_or_restarted_cleanly(
+        tmp_path: Path, request: pytest.FixtureRequest, zfs_pools: Pools) -> None:
+    """With resumable streams at both ends (OpenZFS: `send -t`, `recv -s`) the next ship
+    continues from the target's receive_resume_token; zfs-fuse has neither (`zfs send` takes
+    `[-RDp] [-[iI] snapshot]`, `zfs receive` `[-vnF]`), so there what the killed receive left is
+    removed and the stream sent again from its start. Either way the set arrives whole."""
+    r = make_rig("zfs", tmp_path, request, pools=zfs_pools)
+    fill(r)
+    r.write("db", "data/ibdata1", os.urandom(24 << 20))
+    m = r.take("set")
+    t = r.target()
+    assert isinstance(t, ReceiveTarget)
+    loc = t.location("db")
+    caps = ZfsBackend(use_lzc=False).stream_capabilities()
+    resumable = caps.send_token and caps.recv_resumable
+    assert t.backend.can_resume(loc) == resumable
+    exe = Path(sys.executable).with_name("standby")
+    proc = subprocess.Popen([str(exe), "-c", config_of(r.primary), "--log-level", "warning",
+                             "ship", "--target", r.url, "--bwlimit", "3M"],
+                            start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = TargetState(r.primary.state_dir, t.url)
+    try:
+        _wait(lambda: any(k.startswith("receive:") and v for k, v in state.load().items()))
+    except AssertionError:
+        proc.kill()
+        _out, err = proc.communicate()
+        raise AssertionError(f"no stream started: {err.decode()[-2000:]}") from None
+    time.sleep(1.5)  # some megabytes into the db stream
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    assert state.get(f"receive:{loc}"), "the killed stream is marked for the next ship"
+    assert not r.target().catalog.exists("set", m.id)
+    res = ship.ship(r.primary, r.target())
+    assert isinstance(res, ship.ShipResult) and m.id in res.manifests
+    assert not any(k.startswith("receive:") for k in state.load())
+    rep = verify.verify(r.target())
+    assert rep.ok, rep.problems
+    db = r.target().catalog.record("db", m.id)
+    assert db.stream_id == support.identity(r, m, "db")  # the snapshot's zfs guid
+    if resumable:
+        row = next(x for x in res.shipped if x["volume"] == "db")
+        assert row["plain_bytes"] < 24 << 20  # only the rest of the stream travelled
+    p = pull.plan(r.target("standby"))
+    pull.pull(r.standby, r.target("standby"), p)
+    assert r.standby_tree("db") == r.expect(m, "db")

@@ -40,6 +40,8 @@ from standby.settings import Settings
 from standby.snapshot import sets
 from standby.transfer import factory
 from standby.transfer._base import Target
+from standby.transfer.file import DirStore
+from standby.transfer.s3 import S3Store
 from standby.transfer.pull import STAGING
 from tests import services
 from tests.test_snapshot_support import KEY, VOLS, site_config
@@ -136,12 +138,12 @@ class Rig:
 
     def replace_object(self, key: str, data: bytes) -> None:
         """Overwrite an object at the target behind standby's back."""
-        if self.s3 is not None:
-            root = self.target().catalog.store.root  # type: ignore[attr-defined]
-            self.s3.put_object(Bucket=self.bucket, Key=root + key, Body=data)
+        store = self.target().catalog.store
+        if isinstance(store, S3Store):
+            self.s3.put_object(Bucket=self.bucket, Key=store.root + key, Body=data)
         else:
-            p = self.target().catalog.store.root / key  # type: ignore[attr-defined]
-            p.write_bytes(data)
+            assert isinstance(store, DirStore)
+            (store.root / key).write_bytes(data)
 
     def delete_object(self, key: str) -> None:
         self.target().catalog.store.delete(key)

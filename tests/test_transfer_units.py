@@ -154,14 +154,12 @@ def test_a_chain_names_its_missing_link_and_names_stay_inside() -> None:
             safe_name(bad, "volume")
 
 
-def _record(**kw: object) -> Shipment:
-    base = dict(server_id="srv", manifest_id="set-20260101.000000.000", kind="set",
-                volume="db", backend="dir", name="standby-x", stream_format="tar",
-                stream_id="u-1", taken_at_ms=1, parent=None,
-                objects=(StoredObject("data/db/set-20260101.000000.000/stream.tar.zst", 10,
-                                      "ab" * 32, 20),))
-    base.update(kw)
-    return Shipment(**base)  # type: ignore[arg-type]
+def _record() -> Shipment:
+    return Shipment(server_id="srv", manifest_id="set-20260101.000000.000", kind="set",
+                    volume="db", backend="dir", name="standby-x", stream_format="tar",
+                    stream_id="u-1", taken_at_ms=1, parent=None,
+                    objects=(StoredObject("data/db/set-20260101.000000.000/stream.tar.zst", 10,
+                                          "ab" * 32, 20),))
 
 
 def test_records_are_signed_checked_and_must_sit_where_they_belong(tmp_path: Path) -> None:
