@@ -153,19 +153,6 @@ def _config(base: Path, url: str, endpoint: str, key: str) -> Path:
     return cfg
 
 
-def _client(s: settings_mod.Settings) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    t = s.target
-    return boto3.client("s3", region_name=t.region, endpoint_url=t.endpoint_url,
-                        aws_access_key_id="bench", aws_secret_access_key="bench",
-                        config=Config(retries={"mode": "standard", "max_attempts": t.retries},
-                                      max_pool_connections=t.concurrency + 4,
-                                      request_checksum_calculation="when_required",
-                                      response_checksum_validation="when_required"))
-
-
 def run(*, size_mb: int = 1024, workdir: Path | None = None, keep: bool = False,
         say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="standby-bench-ship-", dir=workdir))
@@ -174,7 +161,7 @@ def run(*, size_mb: int = 1024, workdir: Path | None = None, keep: bool = False,
     try:
         pid, endpoint = _moto(base, say)
         s = settings_mod.load(_config(base, "s3://bench/site", endpoint, secrets.token_hex(16)))
-        client = _client(s)
+        client = factory.s3_client(s, credentials=("bench", "bench"))
         client.create_bucket(Bucket="bench")
         say(f"writing about {size_mb} MiB of mail, database and index files")
         make_volumes(base, size_mb)

@@ -28,19 +28,28 @@ from standby.transfer.receive import ReceiveTarget
 from standby.transfer.s3 import S3Store, translated
 
 
-def s3_client(s: Settings) -> Any:
+def s3_client(s: Settings, *, credentials: tuple[str, str] | None = None) -> Any:
+    """The S3 client of the `[target]` settings; `credentials` (access key, secret) for a
+    benchmark's own server, else botocore finds them as the AWS CLI does."""
     import boto3
     from botocore.config import Config
 
     t = s.target
-    cfg = Config(retries={"mode": "standard", "max_attempts": t.retries},
-                 max_pool_connections=t.concurrency + 4, connect_timeout=10, read_timeout=120,
-                 # Checksums only where S3 requires them: sha256 of every object is ours.
-                 request_checksum_calculation="when_required",
-                 response_checksum_validation="when_required")
+    opts: dict[str, Any] = {
+        "retries": {"mode": "standard", "max_attempts": t.retries},
+        "max_pool_connections": t.concurrency + 4, "connect_timeout": 10, "read_timeout": 120}
+    if "request_checksum_calculation" in Config.OPTION_DEFAULTS:
+        # botocore 1.36 on adds a CRC32 to every upload by default: only where S3 requires one
+        # (the sha256 of every object is ours, in its record).
+        opts.update(request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required")
+    keys = {} if credentials is None else {"aws_access_key_id": credentials[0],
+                                           "aws_secret_access_key": credentials[1]}
     with translated("creating the S3 client", "-"):
-        return boto3.client("s3", region_name=t.region, endpoint_url=t.endpoint_url,
-                            config=cfg)
+        # A session of its own: boto3's default one would keep the first credentials it found.
+        return boto3.session.Session().client("s3", region_name=t.region,
+                                              endpoint_url=t.endpoint_url,
+                                              config=Config(**opts), **keys)
 
 
 def encryption_key(s: Settings) -> bytes | None:

@@ -3,8 +3,9 @@
 A server's objects live under `<prefix>/<server id>/` (the prefix a role can be held to). The
 boto3 client comes in as an argument (made in the composition root, `factory.py`, with
 botocore's retry configuration: retries are botocore's, not a loop here). Every call goes
-through `_call`, which refuses any method not in `CALLS`, the table of what this target calls
-and why, so the IAM policy a role needs can be read off it.
+through `_call`, which refuses any method not in `s3_calls.CALLS`, the one table of what this
+target calls and why, from which the IAM policy of each role is generated; keys are under
+`s3_calls.server_prefix`, as that policy requires.
 
 Writing an object:
 
@@ -39,8 +40,10 @@ from typing import IO, Any
 
 from standby import log as slog
 from standby.errors import ConfigError, NotFound, ServiceError, StandbyError
+from standby.transfer import s3_calls
 from standby.transfer._base import ResumeImpossible, WriteStats
 from standby.transfer.parts import schedule
+from standby.transfer.s3_calls import server_prefix
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -49,19 +52,8 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
-# Every S3 client method this target calls, and what for (see the module docstring).
-CALLS: dict[str, str] = {
-    "put_object": "small objects: manifests, records, file indexes, small streams",
-    "create_multipart_upload": "start a snapshot stream larger than its first part",
-    "upload_part": "send one part of a stream (parallel parts)",
-    "complete_multipart_upload": "finish a stream",
-    "abort_multipart_upload": "give up a stream that cannot be resumed",
-    "list_parts": "resume an interrupted upload without re-sending completed parts",
-    "list_objects_v2": "one listing of the server's prefix finds every set, snapshot, object",
-    "head_object": "is a record or manifest (the mark of a shipped snapshot) there",
-    "get_object": "catalog reads; pull and verify read streams",
-    "delete_object": "prune --target",
-}
+# The methods of the one table of S3 calls (s3_calls.CALLS): what this target may call.
+CALLED = frozenset(c.method for c in s3_calls.CALLS)
 
 SPOOL = 64 << 20  # parts up to this size wait in memory, larger ones in a temporary file
 READ_CHUNK = 1 << 20
@@ -72,12 +64,6 @@ _CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
 
 class UploadInterrupted(ServiceError):
     """A part could not be sent; the upload stays at the server for the next attempt."""
-
-
-def server_prefix(prefix: str, server_id: str) -> str:
-    """`PREFIX/SERVER/` (or `SERVER/`): where one server's objects live in the bucket."""
-    parts = [p for p in prefix.strip("/").split("/") if p]
-    return "/".join([*parts, server_id]) + "/"
 
 
 class S3Store:
@@ -106,8 +92,8 @@ class S3Store:
         return f"s3://{self.bucket}/{self.root}"
 
     def _call(self, method: str, **kw: Any) -> Any:
-        if method not in CALLS:
-            raise AssertionError(f"S3 call {method} is not in s3.CALLS")
+        if method not in CALLED:
+            raise AssertionError(f"S3 call {method} is not in s3_calls.CALLS")
         with translated(f"{method} {kw.get('Key', self.root)}", self.bucket):
             return getattr(self.client, method)(Bucket=self.bucket, **kw)
 

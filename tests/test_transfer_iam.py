@@ -1,0 +1,92 @@
+"""The S3 target keeps the table of its calls true: under exactly the policies
+`s3_calls.policy` generates from it, against an IAM-enforcing `moto_server`, the shipper's role
+ships (multipart included), resumes and prunes, the standby's role pulls and verifies, and the
+standby's role cannot ship (a clear error, exit 3). A call the target made outside the table
+would be refused here."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from standby.errors import ConfigError
+from standby.transfer import prune as target_prune
+from standby.transfer import pull, ship, verify
+from standby.transfer.s3 import CALLED
+from standby.transfer.s3_calls import CALLS, Role, policy
+from tests.services import IamMotoServer, MotoServer, require
+from tests.test_transfer_support import fill, make_rig
+
+REGION = "us-east-1"
+
+
+def _keys(iam: Any, name: str, doc: dict[str, Any]) -> tuple[str, str]:
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName=name, PolicyDocument=json.dumps(doc))
+    k = iam.create_access_key(UserName=name)["AccessKey"]
+    return k["AccessKeyId"], k["SecretAccessKey"]
+
+
+def test_the_target_calls_only_what_the_table_lists() -> None:
+    assert CALLED == {c.method for c in CALLS}
+    source = (Path(__file__).parents[1] / "standby/transfer/s3.py").read_text()
+    import re
+
+    used = set(re.findall(r'_call\(\s*"([a-z_0-9]+)"', source))
+    assert used and used <= CALLED, used - CALLED
+
+
+def test_shipper_and_standby_roles_under_the_generated_policies(
+        tmp_path: Path, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ok, why = MotoServer.available()
+    require("moto_server", ok, why)
+    with IamMotoServer(3) as moto:
+        def client(service: str, key: tuple[str, str]) -> Any:
+            return boto3.client(service, endpoint_url=moto.url, region_name=REGION,
+                                aws_access_key_id=key[0], aws_secret_access_key=key[1])
+
+        admin = _keys(client("iam", ("boot", "boot")), "admin", {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+        bucket = f"sb-{uuid.uuid4().hex[:10]}"
+        client("s3", admin).create_bucket(Bucket=bucket)
+        r = make_rig("file", tmp_path, request, sections={"target": {
+            "endpoint_url": moto.url, "region": REGION, "part_size_mb": 5, "retries": 1,
+            "concurrency": 2}})
+        iam = client("iam", admin)
+        keys = {role: _keys(iam, f"{role}", policy(
+            role, bucket=bucket, prefix="site", server_id=r.primary.server_id,
+            kms_key_arn=None, object_lock=False)) for role in Role}
+
+        def as_role(role: Role) -> None:
+            monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys[role][0])
+            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys[role][1])
+
+        r.url = f"s3://{bucket}/site"
+        fill(r)
+        r.write("db", "data/ibdata1", os.urandom(12 << 20))  # a multipart stream
+        r.take("set")
+        r.write("blob", "x.msg", b"x")
+        r.take("set")
+        as_role(Role.STANDBY)
+        with pytest.raises(ConfigError, match="denied"):
+            ship.ship(r.primary, r.target())
+        as_role(Role.SHIPPER)
+        res = ship.ship(r.primary, r.target())
+        assert isinstance(res, ship.ShipResult) and len(res.manifests) == 2
+        assert max(x["parts_sent"] for x in res.shipped) >= 3
+        as_role(Role.STANDBY)
+        assert verify.verify(r.target("standby")).ok
+        p = pull.plan(r.target("standby"))
+        pull.pull(r.standby, r.target("standby"), p)
+        assert r.standby_tree("blob") == r.expect(p.set_manifest, "blob")
+        as_role(Role.SHIPPER)
+        out = target_prune.prune(r.primary, r.target(), now_ms=None)
+        assert not out.errors
