@@ -22,6 +22,7 @@ ready to start), the replay rate, and how many committed ops the primary had tha
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import shutil
 import tempfile
@@ -37,7 +38,9 @@ from standby import timefmt
 from standby.catalog import local
 from standby.catalog.manifest import Manifest
 from standby.catalog.start import replay_start
-from standby.errors import StandbyError
+from standby import _process
+from standby.errors import StandbyError, UsageError, VolumeError
+from standby.fsutil import write_atomic
 from standby.redolog.ops import StoreIncomingBlob
 from standby.replay import engine
 from standby.replay.player import Player, Selection, select_files
@@ -45,8 +48,10 @@ from standby.snapshot import sets
 from standby.store import control, loadgen
 from standby.store.digest import digest_site
 from standby.store.site import Site
-from standby.settings import Settings, TargetSettings
-from standby.transfer import factory
+from standby.settings import Settings, TargetSettings, Volumes, VolumeSettings
+from standby.snapshot import btrfs as btrfs_mod
+from standby.snapshot import zfs_cli
+from standby.transfer import factory, hostdir
 from standby.transfer import pull as pull_mod
 from standby.transfer import ship as ship_mod
 
@@ -118,6 +123,84 @@ def _with_target(s: Settings, t: TargetSettings | None) -> Settings:
     return s if t is None else dataclasses.replace(s, target=t)
 
 
+class DrillVolumes:
+    """Where the drill's volumes live: folders in the work folder (`dir`), datasets under an
+    existing ZFS dataset `root` (`zfs`: the primary's made here, the standby's made by the
+    pull's receives), or subvolumes in an existing folder `root` on btrfs. Everything made is
+    removed by `clean`. The commands come from the backends' own builders."""
+
+    def __init__(self, backend: str, root: str | None, say: Callable[[str], None]) -> None:
+        if backend not in ("dir", "zfs", "btrfs"):
+            raise UsageError(f"--backend {backend}: the drill builds dir, zfs or btrfs volumes")
+        if (backend == "dir") != (root is None):
+            raise UsageError("--root names an existing ZFS dataset (--backend zfs) or a folder "
+                             "on btrfs (--backend btrfs), and only then",
+                             hint="e.g. --backend zfs --root tank/scratch")
+        self.backend, self.root, self.say = backend, root, say
+        self.top: str | None = None
+
+    def make(self, tag: str) -> dict[str, Volumes] | None:
+        """The primary's and the standby's volumes; None for the folders `store init` made."""
+        if self.backend == "dir" or self.root is None:
+            return None
+        out: dict[str, Volumes] = {}
+        if self.backend == "zfs":
+            self.top = f"{self.root}/standby-drill-{tag}"
+            for v in VOLUMES:
+                _process.run(zfs_cli.create_parents_cmd("zfs", f"{self.top}/primary/{v}"))
+            _process.run(zfs_cli.create_parents_cmd("zfs", f"{self.top}/standby"))
+            res = _process.run(hostdir.mountpoint_cmd(self.top), check=False)
+            mnt = hostdir.parse_mountpoint(res.text)
+            if mnt is None:
+                raise VolumeError(f"the ZFS dataset {self.top} is not mounted",
+                                  hint=f"give {self.root} a mountpoint")
+            for side in ("primary", "standby"):
+                out[side] = Volumes(**{v: VolumeSettings(Path(mnt) / side / v, "zfs",
+                                                         f"{self.top}/{side}/{v}")
+                                       for v in VOLUMES})
+        else:
+            top = Path(self.root) / f"standby-drill-{tag}"
+            self.top = str(top)
+            for side in ("primary", "standby"):
+                (top / side).mkdir(parents=True)
+                for v in VOLUMES:
+                    _process.run(btrfs_mod.create_cmd("btrfs", top / side / v))
+                out[side] = Volumes(**{v: VolumeSettings(top / side / v, "btrfs")
+                                       for v in VOLUMES})
+        self.say(f"volumes: {self.backend} under {self.top}")
+        return out
+
+    def clean(self) -> None:
+        if self.top is None:
+            return
+        if self.backend == "zfs":
+            snaps = zfs_cli.parse_names(_process.run(zfs_cli.list_tree_cmd(
+                "zfs", self.top, types="snapshot"), check=False).text)
+            sets = zfs_cli.parse_names(_process.run(zfs_cli.list_tree_cmd(
+                "zfs", self.top), check=False).text)
+            for name in [*snaps, *reversed(sets)]:
+                for _ in range(40):  # zfs-fuse is "busy" for a moment after a dataset's use
+                    if _process.run(zfs_cli.destroy_cmd("zfs", name), check=False
+                                    ).returncode == 0:
+                        break
+                    time.sleep(0.25)
+        else:
+            top = Path(self.top)
+            subvolumes = [Path(d) for d, _dirs, _files in os.walk(top)
+                          if os.stat(d).st_ino == 256]  # a btrfs subvolume's root inode
+            for sv in sorted(subvolumes, key=lambda p: len(p.parts), reverse=True):
+                _process.run(btrfs_mod.delete_cmd("btrfs", sv), check=False)
+            shutil.rmtree(top, ignore_errors=True)
+
+
+def _on_volumes(s: Settings, vols: Volumes) -> Settings:
+    """`s` with its volumes at `vols`, written to its config file (the store service reads it)."""
+    out = dataclasses.replace(s, volumes=vols)
+    assert s.source is not None
+    write_atomic(s.source, settings_mod.to_toml(out, include_secrets=True), mode=0o600)
+    return settings_mod.load(s.source)
+
+
 def _committed_ops(log_dir: Path) -> int:
     logs, _ = select_files(log_dir, Selection())
     player = Player(Selection())
@@ -129,10 +212,14 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
         kill_window_s: tuple[float, float] = (25.0, 40.0), groups: int = 100,
         keep: bool = False, say: Callable[[str], None] = lambda m: None,
         target: str | None = None, target_settings: TargetSettings | None = None,
+        backend: str = "dir", root: str | None = None,
         shipping: Shipping | None = None) -> DrillReport:
     """The drill (see the module docstring). Snapshots go to `target` (default: a `file://`
     folder in the work folder) with `target_settings` (the `[target]` section of a config
-    file, for an S3 endpoint, an encryption key...), or through `shipping` when given."""
+    file, for an S3 endpoint, an encryption key...), or through `shipping` when given. The
+    volumes are `backend` ones (`DrillVolumes`: zfs under the dataset `root`, btrfs in the
+    folder `root`)."""
+    volumes = DrillVolumes(backend, root, say)
     seed = seed if seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     base = Path(tempfile.mkdtemp(prefix="standby-drill-", dir=workdir))
@@ -148,10 +235,15 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
     standby_cfg = control.init(base / "standby", server_id=p.server_id, mailbox_groups=groups,
                                manifest_key=p.snapshot.manifest_key)
     sb = _with_target(settings_mod.load(standby_cfg), target_settings)
-    rep.notes.append(f"target {url}")
-    shipping = shipping or TargetShipping(url, p, sb)
     reference = None
     try:
+        made = volumes.make(base.name.rsplit("-", 1)[-1])
+        if made is not None:
+            p = _with_target(_on_volumes(p, made["primary"]), target_settings)
+            p_sets = settings_mod.with_overrides(p, {"snapshot.stagger_s": 0.5})
+            sb = _with_target(_on_volumes(sb, made["standby"]), target_settings)
+        rep.notes.append(f"target {url}, {backend} volumes")
+        shipping = shipping or TargetShipping(url, p, sb)
         say(f"primary: starting in {base / 'primary'}")
         control.start(p)
         stop = threading.Event()
@@ -251,5 +343,6 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
                 except StandbyError as e:
                     say(f"clean-up: {e}")
         if not keep:
+            volumes.clean()
             shutil.rmtree(base, ignore_errors=True)
 

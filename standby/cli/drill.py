@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from standby.cli import common
-from standby.errors import UsageError
 
 
 def drill_command(
@@ -20,7 +19,11 @@ def drill_command(
     = None,
     backend: Annotated[str, typer.Option(
         "--backend", help="Snapshot backend of the primary's and the standby's volumes: dir "
-        "(folders in the work folder).")] = "dir",
+        "(folders in the work folder), zfs (datasets under --root) or btrfs (subvolumes in "
+        "--root).")] = "dir",
+    root: Annotated[str | None, typer.Option(
+        "--root", help="With --backend zfs: an existing dataset (pool/ds) to make the "
+        "volumes under; with btrfs: an existing folder on btrfs.")] = None,
     accounts: Annotated[int, typer.Option(help="Accounts the load generator uses.")] = 20,
     seed: Annotated[int | None, typer.Option(help="Seed (default: random, printed).")]
     = None,
@@ -49,8 +52,6 @@ def drill_command(
 
     if not 0 < kill_min <= kill_max:
         raise typer.BadParameter("need 0 < --kill-min <= --kill-max")
-    if backend not in ("dir",):
-        raise UsageError(f"--backend {backend}: the drill builds dir volumes only in this build")
     # A target other than the default folder may need settings (an S3 endpoint, a key).
     target_settings = common.settings(ctx).target if common.ctx_obj(ctx).config else None
 
@@ -61,7 +62,8 @@ def drill_command(
     rep = drill.run(workdir=workdir, accounts=accounts, seed=seed, workers=workers,
                     set_every_s=set_every, redolog_every_s=redolog_every,
                     kill_window_s=(kill_min, kill_max), groups=mailbox_groups, keep=keep,
-                    say=say, target=target, target_settings=target_settings)
+                    say=say, target=target, target_settings=target_settings, backend=backend,
+                    root=root)
     d = rep.as_dict()
     if json_out:
         common.emit_json(d)
