@@ -12,7 +12,11 @@ In one run, against one `moto_server` it starts on 127.0.0.1 (S3 over HTTP):
    tar of the same snapshot; both rates are MB/s of snapshot data, with their ratio;
 3. one small redolog increment: the wall time of `standby ship` as cron runs it (a process,
    interpreter start-up included) and in the library, and the tool's overhead, the library's
-   wall time minus the time spent waiting in S3 calls.
+   wall time minus the time spent waiting in S3 calls;
+4. on a zfs-fuse pool of its own (`bench snapshot`'s pool), a set of about `zfs_size_mb` MiB
+   on zfs volumes: `standby ship` to a zfs target on that pool vs a bare `zfs send | zfs recv`
+   of the same snapshots (the backend's own commands joined by an OS pipe, no byte through
+   Python), run twice with the faster kept.
 
 Processes start through `standby._process`; the S3 client is made here, the composition root of
 the benchmark, with the configured retry settings.
@@ -153,8 +157,8 @@ def _config(base: Path, url: str, endpoint: str, key: str) -> Path:
     return cfg
 
 
-def run(*, size_mb: int = 1024, workdir: Path | None = None, keep: bool = False,
-        say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+def run(*, size_mb: int = 1024, zfs_size_mb: int = 256, workdir: Path | None = None,
+        keep: bool = False, say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="standby-bench-ship-", dir=workdir))
     out: dict[str, Any] = {"size_mb": size_mb}
     pid = None
@@ -171,6 +175,8 @@ def run(*, size_mb: int = 1024, workdir: Path | None = None, keep: bool = False,
         out["snapshot_bytes"] = snap_bytes
         out.update(_ship_vs_upload(s, client, m, snap_bytes, base, say))
         out.update(_small_increment(s, client, base, say))
+        if zfs_size_mb > 0:
+            out.update(_zfs_vs_bare(base / "zfs", zfs_size_mb, say))
     finally:
         if pid is not None:
             _process.terminate(pid, timeout=10)
@@ -244,3 +250,47 @@ def _small_increment(s: settings_mod.Settings, client: Any, base: Path,
             "increment_s3_seconds": round(min(walls) - min(tools), 3),
             "increment_cli_wall_s": round(cli, 3),
             "increment_target_met": min(tools) < 1.0}
+
+
+def _zfs_vs_bare(base: Path, size_mb: int, say: Callable[[str], None]) -> dict[str, Any]:
+    from standby.bench.snapshot import _Pool
+    from standby.snapshot._base import StreamTarget
+    from standby.snapshot.zfs import ZfsBackend
+
+    base.mkdir()
+    with _Pool(base, say) as pool:
+        lines = [f'server_id = "bench-{secrets.token_hex(4)}"',
+                 f'state_dir = "{base / "state"}"']
+        for v in VOLS:
+            lines += [f"[volumes.{v}]", f'path = "{base / v}"', 'backend = "zfs"',
+                      f'dataset = "{pool.name}/sb/{v}"']
+        lines += ["[snapshot]", f'manifest_key = "{secrets.token_hex(16)}"', "stagger_s = 0.0",
+                  "use_pyzfs = false", "[target]", f'url = "zfs://{pool.name}/target"']
+        (base / "state").mkdir()
+        (base / "standby.toml").write_text("\n".join(lines) + "\n")
+        s = settings_mod.load(base / "standby.toml")
+        say(f"zfs: writing about {size_mb} MiB into the pool's volumes")
+        data = make_volumes(base, size_mb, seed=2)
+        m = sets.take("set", s).manifest
+        be = ZfsBackend(use_lzc=False)
+        bare: list[float] = []
+        for run_no in (1, 2):
+            say(f"zfs: bare zfs send | zfs recv, run {run_no}")
+            t0 = time.perf_counter()
+            for rec in m.snapshots:
+                t = StreamTarget(f"{pool.name}/bare{run_no}/{rec.volume}")
+                be.prepare_receive(t)
+                _process.pipe(be.send(ship.as_snapshot(rec)), be.receive(t))
+            bare.append(time.perf_counter() - t0)
+        say("zfs: standby ship to zfs://")
+        t0 = time.perf_counter()
+        res = ship.ship(s, factory.open_target(None, s))
+        ship_s = time.perf_counter() - t0
+        assert isinstance(res, ship.ShipResult)
+        bare_s = min(bare)
+    return {"zfs_data_bytes": data, "zfs_ship_seconds": round(ship_s, 2),
+            "zfs_ship_mb_per_s": round(data / ship_s / MB, 1),
+            "zfs_bare_seconds": round(bare_s, 2),
+            "zfs_bare_mb_per_s": round(data / bare_s / MB, 1),
+            "zfs_ship_vs_bare_ratio": round(bare_s / ship_s, 2),
+            "zfs_ratio_target_met": bare_s / ship_s >= 0.9}

@@ -123,14 +123,16 @@ def store(
 @app.command("ship")
 def ship(
     size_mb: Annotated[int, typer.Option(help="Size of the snapshot set, MiB.")] = 1024,
+    zfs_size_mb: Annotated[int, typer.Option(
+        help="Size of the set on zfs volumes for the zfs part (0: skip it), MiB.")] = 256,
     workdir: Annotated[Path | None, typer.Option(
         help="Where to write the volumes and the snapshot (default: the system temp folder).")]
     = None,
     keep: Annotated[bool, typer.Option(help="Keep the work folder for inspection.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="JSON on the last line.")] = False,
 ) -> None:
-    """standby ship vs a plain boto3 upload_file of the same bytes (moto_server), and the cost
-    of shipping one small redolog increment."""
+    """standby ship vs a plain boto3 upload_file of the same bytes (moto_server), the cost of
+    shipping one small redolog increment, and ship to a zfs target vs bare zfs send | recv."""
     import sys
 
     from standby.bench import ship as bench_ship
@@ -139,9 +141,10 @@ def ship(
         sys.stderr.write(f"bench ship: {msg}\n")
         sys.stderr.flush()
 
-    if size_mb < 1:
-        raise UsageError("--size-mb must be at least 1")
-    out = bench_ship.run(size_mb=size_mb, workdir=workdir, keep=keep, say=say)
+    if size_mb < 1 or zfs_size_mb < 0:
+        raise UsageError("--size-mb must be at least 1, --zfs-size-mb at least 0")
+    out = bench_ship.run(size_mb=size_mb, zfs_size_mb=zfs_size_mb, workdir=workdir, keep=keep,
+                         say=say)
     if json_out:
         common.emit_json(out)
     else:
