@@ -178,10 +178,7 @@ class MotoServer:
 
     def kill(self) -> None:
         """SIGKILL, as a crash: its state (buckets, uploads) is gone with it."""
-        if self.proc:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
+        kill_now(self)
 
     def objects(self, client: object = None) -> int:
         """How many objects moto holds, over all buckets: listed with `client` when given,
@@ -269,6 +266,14 @@ class Sshd:
             self.proc = None
 
 
+def kill_now(service: MotoServer | CountingProxy) -> None:
+    """SIGKILL a service started by a test, and reap it."""
+    if service.proc:
+        service.proc.kill()
+        service.proc.wait(10)
+        service.proc = None
+
+
 def wait_port(port: int, timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -308,10 +313,7 @@ class CountingProxy:
         return self
 
     def kill(self) -> None:
-        if self.proc:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
+        kill_now(self)
 
     def requests(self) -> list[tuple[str, str, int, int]]:
         """(method, path?query, status, request body bytes), in the order answered."""

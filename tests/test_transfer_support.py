@@ -34,8 +34,6 @@ import pytest
 from standby import log as slog
 from standby import settings as settings_mod
 from standby.catalog.manifest import Manifest
-from standby.cli import common
-from standby.cli.main import app
 from standby.settings import Settings
 from standby.snapshot import sets
 from standby.transfer import factory
@@ -44,6 +42,7 @@ from standby.transfer.file import DirStore
 from standby.transfer.s3 import S3Store
 from standby.transfer.pull import STAGING
 from tests import services
+from tests.test_snapshot_cli import run as snapshot_cli
 from tests.test_snapshot_support import KEY, VOLS, site_config
 
 RUNTIME = {".standby-snapshot", ".standby-store.lock", STAGING}
@@ -253,15 +252,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """`standby ARGS` through the CLI's edge: (exit code, stdout, stderr)."""
     try:
-        common.run(app, argv=["--log-format", "json", "--log-level", "warning", *args],
-                   prog="standby")
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
+        return snapshot_cli(args, capsys)
     finally:
+        # The root command logs to pytest's capture, closed after the test.
         slog.configure("json", "info", stream=sys.__stderr__)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def config_of(s: Settings) -> str:
