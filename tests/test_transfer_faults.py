@@ -176,9 +176,10 @@ def test_server_lost_its_state_next_ship_starts_again_cleanly(
         s3 = boto3.client("s3", endpoint_url=own.url, region_name="us-east-1")
         s3.create_bucket(Bucket=r.bucket)
         _big_set(r, mb=16)
-        t, out = _ship_in_thread(r, bwlimit="6M")
+        t, out = _ship_in_thread(r, bwlimit="3M")
         _wait(lambda: bool(_uploads(r)) and any(
-            v.get("sink", {}).get("parts") for v in _uploads(r).values()))
+            v.get("sink", {}).get("parts") for v in _uploads(r).values()) or not t.is_alive())
+        assert t.is_alive(), out
         own.kill()
         t.join(120)
         assert "error" in out
