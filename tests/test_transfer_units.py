@@ -184,3 +184,23 @@ def test_records_are_signed_checked_and_must_sit_where_they_belong(tmp_path: Pat
     store.put(r.key, mf.sign_document(r.as_dict(), b"x" * 20))
     with pytest.raises(IntegrityError, match="another key"):
         TargetCatalog(store, "srv", key).record("db", r.manifest_id)
+
+
+def test_target_settings_secret_from_one_source_and_left_out_of_toml(tmp_path: Path) -> None:
+    from standby import settings as settings_mod
+    from standby.errors import ConfigError
+    from tests.test_snapshot_support import VOLS, site_config
+
+    cfg = site_config(tmp_path, {v: (tmp_path / v, "dir", None) for v in VOLS},
+                      sections={"target": {"url": "s3://bucket/x", "encryption_key": "ab" * 32,
+                                           "bwlimit": "20M", "kms_key_id": "k"}})
+    s = settings_mod.load(cfg)
+    assert s.target.encryption_key == "ab" * 32 and s.target.bwlimit == "20M"
+    text = settings_mod.to_toml(s)
+    assert "ab" * 32 not in text and 'url = "s3://bucket/x"' in text
+    for bad, match in (({"sse": "AES256", "kms_key_id": "k"}, "kms_key_id goes with SSE-KMS"),
+                       ({"bwlimit": "fast"}, "target.bwlimit"),
+                       ({"part_size_mb": 4}, "part_size_mb"),
+                       ({"ssh_options": ["-oProxyCommand=x"]}, "not an ssh option")):
+        with pytest.raises(ConfigError, match=match):
+            settings_mod.with_overrides(s, {f"target.{k}": v for k, v in bad.items()})

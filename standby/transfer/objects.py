@@ -102,8 +102,7 @@ class ObjectTarget:
     """A `Target` whose snapshots are objects in `store` (see the module docstring)."""
 
     def __init__(self, url: TargetUrl, store: ObjectStore, catalog: TargetCatalog, *,
-                 level: int = 3, enc_key: bytes | None = None,
-                 run_sender: Callable[..., object] | None = None) -> None:
+                 level: int = 3, enc_key: bytes | None = None) -> None:
         self.url = url
         self.store = store
         self.catalog = catalog
