@@ -26,7 +26,7 @@ def _drill(workdir: Path, said: list[str]) -> None:
     assert rep.equal, rep.as_dict()
     assert rep.sets >= 2 and rep.replay_ops > 0
     site = Path(rep.workdir) / "site"
-    assert f"target file://{site}" in rep.notes
+    assert f"target file://{site}, dir volumes" in rep.notes
     assert any(m.startswith("standby: standby pull --set") for m in said)
     assert any("zmplayredo --set latest" in m for m in said)
     # what the standby pulled came from the target's catalog, every set of it complete
