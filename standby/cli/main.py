@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -38,9 +37,6 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="Config file. Default: $STANDBY_CONFIG, ./standby.toml, "
-        "/etc/standby/standby.toml.", envvar=None)] = None,
     log_format: Annotated[str, typer.Option(
         help="auto (console on a TTY, else JSON), console or json.")] = "auto",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
@@ -49,7 +45,7 @@ def root(
 ) -> None:
     slog.configure(log_format, log_level)
     c = common.ctx_obj(ctx)
-    c.config, c.log_format, c.log_level = config, log_format, log_level
+    c.log_format, c.log_level = log_format, log_level
 
 
 app.add_typer(store_app, name="store")

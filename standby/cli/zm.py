@@ -9,25 +9,25 @@ from standby.cli import common
 from standby.cli.redolog import dump as dump_cmd
 from standby.cli.replay import replay_command
 
-_redodump = typer.Typer(
+redodump_app = typer.Typer(
     add_completion=False, pretty_exceptions_enable=False,
     help="zmredodump [options] <redolog file/directory> [...]. Multiple log files/directories "
          "can be specified; for each directory, all redolog files directly under it are "
          "processed, sorted in ascending redolog sequence order.",
     context_settings={"help_option_names": ["-h", "--help"]})
-_redodump.command()(dump_cmd)
+redodump_app.command()(dump_cmd)
 
 
 def zmredodump() -> None:
     slog.configure("auto", "warning")
-    common.run(_redodump, prog="zmredodump")
+    common.run(redodump_app, prog="zmredodump")
 
 
-_playredo = typer.Typer(
+playredo_app = typer.Typer(
     add_completion=False, pretty_exceptions_enable=False,
     help="zmplayredo: replay redo logs onto the store's volumes.",
     context_settings={"help_option_names": ["-h", "--help"]})
-_playredo.command()(replay_command)
+playredo_app.command()(replay_command)
 
 
 def zmplayredo() -> None:
@@ -36,4 +36,4 @@ def zmplayredo() -> None:
     from standby.cli.replay import expand_multi
 
     slog.configure("auto", "warning")
-    common.run(_playredo, argv=expand_multi(sys.argv[1:]), prog="zmplayredo")
+    common.run(playredo_app, argv=expand_multi(sys.argv[1:]), prog="zmplayredo")
