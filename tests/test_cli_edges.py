@@ -131,8 +131,9 @@ def test_redolog_dir_logs_is_in_sequence_order(tmp_path_factory: pytest.TempPath
 def test_zmredodump_reads_a_redolog_volume_archive_first(tmp_path: Path) -> None:
     d = tmp_path / "redolog"
     crafted_log(d)
-    want = [lf.path.resolve() for lf in files.redolog_dir_logs(d)]
-    assert len(want) == 3 and want[-1].name == files.CURRENT
+    archived = sorted((d / files.ARCHIVE_DIR).iterdir(), key=lambda p: files.seq_of(p.name))
+    want = [p.resolve() for p in (*archived, d / files.CURRENT)]
+    assert [files.seq_of(p.name) for p in archived] == [0, 1]
     r = cli(ZMREDODUMP, "-q", d)
     assert r.rc == 0, r.describe()
     assert r.out.splitlines() == [f"VERIFYING: {p}" for p in want]
@@ -210,10 +211,8 @@ def test_human_output_has_no_python_values(make_store, tmp_path: Path) -> None: 
     primary: StoreHandle = make_store("primary", sections={"snapshot": {"manifest_key": KEY}})
     c = ["-c", primary.cfg]
     human("store init", STANDBY, "store", "init", tmp_path / "fresh")
-    status = human("store status, no redo log yet", STANDBY, *c, "store", "status")
-    assert "redo log: no readable redo.log yet; 0 archived" in status
+    human("store status, no redo log yet", STANDBY, *c, "store", "status")
     raw = json.loads(cli(STANDBY, *c, "store", "status", "--json").out)
-    assert raw["redo_seq"] is None and raw["redo_size"] is None  # --json keeps raw values
     human("snapshot list, empty", STANDBY, *c, "snapshot", "list")
     human("store start", STANDBY, *c, "store", "start")
     human("store status, running", STANDBY, *c, "store", "status")
@@ -225,11 +224,9 @@ def test_human_output_has_no_python_values(make_store, tmp_path: Path) -> None: 
     human("store stop", STANDBY, *c, "store", "stop")
     human("store status, stopped", STANDBY, *c, "store", "status")
     human("snapshot set --dry-run", STANDBY, *c, "snapshot", "set", "--dry-run")
-    taken = human("snapshot set", STANDBY, *c, "snapshot", "set", "--stagger", "0")
-    assert re.search(r"taken \d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3} UTC \(\d+ ms\)", taken), taken
+    human("snapshot set", STANDBY, *c, "snapshot", "set", "--stagger", "0")
     human("snapshot redolog", STANDBY, *c, "snapshot", "redolog")
     listing = json.loads(cli(STANDBY, *c, "snapshot", "list", "--json").out)
-    assert all(isinstance(r["taken_at_ms"], int) for r in listing)
     human("snapshot list", STANDBY, *c, "snapshot", "list")
     manifest = json.loads(cli(STANDBY, *c, "snapshot", "redolog", "--json").out)["manifest"]
     human("snapshot verify-manifest", STANDBY, *c, "snapshot", "verify-manifest", manifest)
@@ -240,27 +237,28 @@ def test_human_output_has_no_python_values(make_store, tmp_path: Path) -> None: 
     target: StoreHandle = make_store("standby")
     t = ["-c", target.cfg, "replay", "--log-dir", log_dir]
     human("replay --dry-run", STANDBY, *t, "--dry-run")
-    empty = human("replay --dry-run, no ops", STANDBY, *t, "--dry-run", "--fromTime",
-                  "2099/01/01 00:00:00")
-    assert empty.startswith("would replay no ops from"), empty
-    first = human("replay", STANDBY, *t)
-    again = human("replay again", ZMPLAYREDO, "-c", target.cfg, "--log-dir", log_dir)
+    human("replay --dry-run, no ops", STANDBY, *t, "--dry-run", "--fromTime",
+          "2099/01/01 00:00:00")
+    human("replay", STANDBY, *t)
+    human("replay again", ZMPLAYREDO, "-c", target.cfg, "--log-dir", log_dir)
+    human("redolog dump", STANDBY, "redolog", "dump", "-q", log_dir)
+
+    found = {name: bad for name, text in outputs.items() if (bad := leaks(text))}
+    assert not found, "\n".join(f"{name}: {line}" for name, bad in found.items()
+                                for line in bad)
+
+    # The reported cases, in words; --json keeps the raw values.
+    assert ("redo log: no readable redo.log yet; 0 archived"
+            in outputs["store status, no redo log yet"])
+    assert raw["redo_seq"] is None and raw["redo_size"] is None
+    assert re.search(r"taken \d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3} UTC \(\d+ ms\)",
+                     outputs["snapshot set"]), outputs["snapshot set"]
+    assert all(isinstance(r["taken_at_ms"], int) for r in listing)
+    assert outputs["replay --dry-run, no ops"].startswith("would replay no ops from")
+    first, again = outputs["replay"], outputs["replay again"]
     n = int(re.match(r"read (\d+) selected ops", first)[1])  # type: ignore[index]
     assert n > 0 and f"\n  {n} applied, 0 skipped (already present), 0 not selected" in first
     assert f"\n  0 applied, {n} skipped (already present), 0 not selected" in again, again
-    human("redolog dump", STANDBY, "redolog", "dump", "-q", log_dir)
-
-    for rep in (DrillReport(sets=3, redolog_snapshots=4, killed_at="2026-12-01T10:00:00.000Z",
-                            equal=True, standby_digest="ab" * 32, reference_digest="ab" * 32),
-                DrillReport(equal=False, standby_digest="ab" * 32, reference_digest="cd" * 32,
-                            notes=["a note"])):
-        from standby.cli.drill import report_lines
-
-        outputs[f"drill, equal={rep.equal}"] = "\n".join(report_lines(rep))
-    assert "standby == primary     yes" in outputs["drill, equal=True"]
-
-    found = {name: leaks(text) for name, text in outputs.items()}
-    assert not {k: v for k, v in found.items() if v}, found
 
     # zmredodump keeps Zimbra's shape (raw ms in its header and op lines, Zimbra's array
     # form in op data), but no Python value and no 1970 for a zero header time.
@@ -268,6 +266,20 @@ def test_human_output_has_no_python_values(make_store, tmp_path: Path) -> None: 
     assert dump.rc == 0 and not re.search(r"\bNone\b|\{'", dump.out)
     assert not [ln for ln in dump.out.splitlines()
                 if ln.startswith(("first op:", "last op:", "created:")) and "1970" in ln]
+
+
+def test_drill_report_in_words() -> None:
+    from standby.cli.drill import report_lines
+
+    same = DrillReport(sets=3, redolog_snapshots=4, killed_at="2026-12-01T10:00:00.000Z",
+                       equal=True, standby_digest="ab" * 32, reference_digest="ab" * 32)
+    differ = DrillReport(equal=False, standby_digest="ab" * 32, reference_digest="cd" * 32,
+                         notes=["a note"])
+    for rep in (same, differ):
+        assert not leaks("\n".join(report_lines(rep))), report_lines(rep)
+    assert f"standby == primary     yes (digest {'ab' * 8})" in report_lines(same)
+    assert (f"standby == primary     NO: standby {'ab' * 8}, primary {'cd' * 8}"
+            in report_lines(differ))
 
 
 @pytest.mark.services
