@@ -37,12 +37,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
+    config: common.ConfigOpt = None,
     log_format: Annotated[str, typer.Option(
         help="auto (console on a TTY, else JSON), console or json.")] = "auto",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
+    # `config` is recorded by its option's callback. Declared here too (the shared option
+    # type), so that the app run by typer alone, as tests do, still takes it.
     slog.configure(log_format, log_level)
     c = common.ctx_obj(ctx)
     c.log_format, c.log_level = log_format, log_level

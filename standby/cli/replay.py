@@ -164,9 +164,8 @@ def summary_lines(res: ReplayResult) -> list[str]:
              f"index: {_volume_words(res.index)}"]
     pl = res.player
     problems = list(pl.get("problems", []))
-    lines.append(f"  {pl.get('uncommitted', 0)} uncommitted, {pl.get('aborted', 0)} aborted, "
-                 f"{pl.get('orphans', 0)} orphan commits or aborts, {len(problems)} problems "
-                 "in the logs")
+    lines.append(f"  uncommitted {pl.get('uncommitted', 0)}, aborted {pl.get('aborted', 0)}, "
+                 f"orphans {pl.get('orphans', 0)}, problems {len(problems)}")
     lines += [f"  problem: {prob}" for prob in problems[:10]]
     lines += [f"  error: {err}" for err in res.errors[:10]]
     if len(res.errors) > 10:
