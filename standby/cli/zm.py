@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from standby import log as slog
 from standby.cli import common
 from standby.cli.redolog import dump as dump_cmd
 from standby.cli.replay import replay_command
@@ -12,15 +11,14 @@ from standby.cli.replay import replay_command
 redodump_app = typer.Typer(
     add_completion=False, pretty_exceptions_enable=False,
     help="zmredodump [options] <redolog file/directory> [...]. Multiple log files/directories "
-         "can be specified; for each directory, all redolog files directly under it are "
-         "processed, sorted in ascending redolog sequence order.",
+         "can be specified; a directory is read as a redolog directory: its archived logs (in "
+         "archive/ or directly under it), then redo.log, in ascending redolog sequence order.",
     context_settings={"help_option_names": ["-h", "--help"]})
 redodump_app.command()(dump_cmd)
 
 
 def zmredodump() -> None:
-    slog.configure("auto", "warning")
-    common.run(redodump_app, prog="zmredodump")
+    common.run(redodump_app, prog="zmredodump", default_log_level="warning")
 
 
 playredo_app = typer.Typer(
@@ -35,5 +33,5 @@ def zmplayredo() -> None:
 
     from standby.cli.replay import expand_multi
 
-    slog.configure("auto", "warning")
-    common.run(playredo_app, argv=expand_multi(sys.argv[1:]), prog="zmplayredo")
+    common.run(playredo_app, argv=expand_multi(sys.argv[1:]), prog="zmplayredo",
+               default_log_level="warning")
