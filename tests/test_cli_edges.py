@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STANDBY = BIN / "standby"
 ZMREDODUMP = BIN / "zmredodump"
 ZMPLAYREDO = BIN / "zmplayredo"
+MakeStore = Callable[..., StoreHandle]
 APPS = {"standby": main.app, "zmredodump": zm.redodump_app, "zmplayredo": zm.playredo_app}
 
 
@@ -73,7 +75,8 @@ def test_config_option_is_accepted_after_every_command(tmp_path: Path) -> None:
             needed = ["x" for p in cmd.params
                       if p.param_type_name == "argument" and p.required]
             ctx = cmd.make_context(" ".join((prog, *path)), ["-c", str(cfg), *needed])
-            assert common.ctx_obj(ctx).config == cfg, (prog, path)
+            assert isinstance(ctx.obj, common.Context), (prog, path)
+            assert ctx.obj.config == cfg, (prog, path)
             assert [set(p.opts) for p in cmd.params if "--config" in p.opts] == [
                 {"-c", "--config"}], (prog, path)
             seen.append((prog, *path))
@@ -86,17 +89,21 @@ def test_config_option_is_accepted_after_every_command(tmp_path: Path) -> None:
 
 def test_config_before_or_after_the_sub_command(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "site")
-    for args in (["-c", cfg, "store", "stop"], ["store", "-c", cfg, "stop"],
-                 ["store", "stop", "-c", cfg], ["store", "stop", "--config", cfg]):
+    placements: list[list[str | Path]] = [
+        ["-c", cfg, "store", "stop"], ["store", "-c", cfg, "stop"],
+        ["store", "stop", "-c", cfg], ["store", "stop", "--config", cfg]]
+    for args in placements:
         r = cli(STANDBY, *args)
         assert (r.rc, r.out) == (0, "nothing was running\n"), r.describe()
     # Honoured, not only parsed: a config named after the command that does not exist is
     # the error, even with a valid one named before it.
     missing = tmp_path / "nope.toml"
-    for prog, args in ((STANDBY, ["-c", cfg, "snapshot", "list", "-c", missing]),
-                       (STANDBY, ["replay", "--dry-run", "-c", missing]),
-                       (ZMPLAYREDO, ["--dry-run", "-c", missing])):
-        r = cli(prog, *args)
+    honoured: list[tuple[Path, list[str | Path]]] = [
+        (STANDBY, ["-c", cfg, "snapshot", "list", "-c", missing]),
+        (STANDBY, ["replay", "--dry-run", "-c", missing]),
+        (ZMPLAYREDO, ["--dry-run", "-c", missing])]
+    for prog, argv in honoured:
+        r = cli(prog, *argv)
         assert r.rc == 3 and f"config file '{missing}' does not exist" in r.err, r.describe()
     r = cli(ZMPLAYREDO, "--dry-run", "-c", cfg)
     assert r.rc == 0 and r.out.startswith("would replay no ops"), r.describe()
@@ -199,7 +206,7 @@ def test_leak_detector_catches_the_reported_leaks() -> None:
 
 
 @pytest.mark.services
-def test_human_output_has_no_python_values(make_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_human_output_has_no_python_values(make_store: MakeStore, tmp_path: Path) -> None:
     outputs: dict[str, str] = {}
 
     def human(name: str, prog: Path, *args: str | Path) -> str:
@@ -208,8 +215,8 @@ def test_human_output_has_no_python_values(make_store, tmp_path: Path) -> None: 
         outputs[name] = r.out
         return r.out
 
-    primary: StoreHandle = make_store("primary", sections={"snapshot": {"manifest_key": KEY}})
-    c = ["-c", primary.cfg]
+    primary = make_store("primary", sections={"snapshot": {"manifest_key": KEY}})
+    c: list[str | Path] = ["-c", primary.cfg]
     human("store init", STANDBY, "store", "init", tmp_path / "fresh")
     human("store status, no redo log yet", STANDBY, *c, "store", "status")
     raw = json.loads(cli(STANDBY, *c, "store", "status", "--json").out)
@@ -234,8 +241,8 @@ def test_human_output_has_no_python_values(make_store, tmp_path: Path) -> None: 
     human("snapshot prune", STANDBY, *c, "snapshot", "prune")
 
     log_dir = primary.settings.volumes.redolog.path
-    target: StoreHandle = make_store("standby")
-    t = ["-c", target.cfg, "replay", "--log-dir", log_dir]
+    target = make_store("standby")
+    t: list[str | Path] = ["-c", target.cfg, "replay", "--log-dir", log_dir]
     human("replay --dry-run", STANDBY, *t, "--dry-run")
     human("replay --dry-run, no ops", STANDBY, *t, "--dry-run", "--fromTime",
           "2099/01/01 00:00:00")
@@ -256,7 +263,9 @@ def test_human_output_has_no_python_values(make_store, tmp_path: Path) -> None: 
     assert all(isinstance(r["taken_at_ms"], int) for r in listing)
     assert outputs["replay --dry-run, no ops"].startswith("would replay no ops from")
     first, again = outputs["replay"], outputs["replay again"]
-    n = int(re.match(r"read (\d+) selected ops", first)[1])  # type: ignore[index]
+    head = re.match(r"read (\d+) selected ops", first)
+    assert head, first
+    n = int(head[1])
     assert n > 0 and f"\n  {n} applied, 0 skipped (already present), 0 not selected" in first
     assert f"\n  0 applied, {n} skipped (already present), 0 not selected" in again, again
 
@@ -284,15 +293,16 @@ def test_drill_report_in_words() -> None:
 
 @pytest.mark.services
 @pytest.mark.parametrize("engine", ["fast", "naive"])
-def test_replay_counts_applied_skipped_and_not_selected(make_store, tmp_path: Path,  # type: ignore[no-untyped-def]
+def test_replay_counts_applied_skipped_and_not_selected(make_store: MakeStore, tmp_path: Path,
                                                         engine: str) -> None:
     d = tmp_path / "redolog"
     b = crafted_log(d)
     n = len(b.txns)
     of_two = sum(1 for t in b.txns if t.start.mailbox_id == 2)
-    target: StoreHandle = make_store(f"target-{engine}")
-    args = ["-c", target.cfg, "replay", "--log-dir", d, *(["--naive"] if engine == "naive"
-                                                          else [])]
+    target = make_store(f"target-{engine}")
+    args: list[str | Path] = ["-c", target.cfg, "replay", "--log-dir", d]
+    if engine == "naive":
+        args.append("--naive")
     fresh = cli(STANDBY, *args, "--json")
     assert fresh.rc == 0, fresh.describe()
     s = fresh.summary

@@ -1,10 +1,11 @@
 """Which redo records a replay runs, with Zimbra's `PlaybackUtil`/`RedoPlayer` semantics.
 
 File selection (`select_files`): by default the archived logs whose name's sequence is within
-[fromSeq, toSeq], in sequence order, then `redo.log` if its header's sequence is; with explicit
-`--logfiles`, exactly those files in that order, a directory among them standing for its logs as
-`files.redolog_dir_logs` lists them (archive, then current log). A file is skipped when its header shows no op in
-the time range (first op after `toTime`, or last op before `fromTime` on a closed file).
+[fromSeq, toSeq], in sequence order, then `redo.log` if its header's sequence is (the listing is
+`files.redolog_dir_logs`); with explicit `--logfiles`, exactly those files in that order, a
+directory among them standing for its logs as that listing gives them. A file is skipped when its
+header shows no op in the time range (first op after `toTime`, or last op before `fromTime` on a
+closed file).
 
 Op selection (`Player`): one player scans all files, so transactions pending at the end of one
 file carry into the next (a rollover re-logs active transactions). An op runs when its CommitTxn
