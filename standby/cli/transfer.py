@@ -31,10 +31,10 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan; chan
 
 
 @contextmanager
-def progress_bar(enabled: bool) -> Iterator[Callable[[Progress], None]]:
-    """A rich progress bar on a terminal (one line per object), nothing otherwise."""
+def progress_bar(enabled: bool) -> Iterator[Callable[[Progress], None] | None]:
+    """A rich progress bar on a terminal (one line per object); None otherwise."""
     if not enabled or not sys.stderr.isatty():
-        yield lambda p: None
+        yield None
         return
     from rich.console import Console
     from rich.progress import (BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn,
@@ -120,7 +120,7 @@ def pull_command(
             common.emit("\n".join(p.describe()))
         return
     with progress_bar(not json_out) as bar:
-        out = pull.pull(s, t, p, progress=bar)
+        out = pull.pull(s, t, p, progress=bar or (lambda x: None))
     if json_out:
         common.emit_json(out)
         return
@@ -146,7 +146,7 @@ def verify_command(
     t = factory.open_target(target, s)
     t.check(write=False)
     with progress_bar(not json_out) as bar:
-        rep = verify.verify(t, deep=not quick, progress=bar)
+        rep = verify.verify(t, deep=not quick, progress=bar or (lambda x: None))
     if json_out:
         common.emit_json(rep.as_dict())
     else:

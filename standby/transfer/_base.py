@@ -247,6 +247,7 @@ class TransferEffects:
     now_ms: Callable[[], int]
     throttle: Callable[[int], None] = lambda n: None  # called with each chunk's size
     progress: Callable[[Progress], None] = lambda p: None
+    totals: bool = False  # someone shows the progress: worth asking for a stream's size
     resume_get: Callable[[str], Mapping[str, Any] | None] = lambda key: None
     resume_put: Callable[[str, dict[str, Any]], None] = lambda key, st: None
     stats: dict[str, WriteStats] = field(default_factory=dict)  # object key -> how it went

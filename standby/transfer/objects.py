@@ -205,7 +205,7 @@ class ObjectTarget:
                     hint="send a full stream instead: `standby ship --full`")
             parent = job.parent_snapshot
         cmd = be.send(src.snapshot, parent)
-        total = be.estimate(src.snapshot, parent)
+        total = be.estimate(src.snapshot, parent) if job.effects.totals else None
 
         def stream(write: Callable[[bytes], None]) -> None:
             try:

@@ -139,7 +139,8 @@ class ReceiveTarget:
                               interrupted=bool(interrupted))
         receiver = self.backend.receive(t, resumable=resumable, rollback=parent is not None)
         count = Counter(job.effects, f"{src.volume} of {src.manifest_id}",
-                        self.backend.estimate(src.snapshot, parent))
+                        self.backend.estimate(src.snapshot, parent) if job.effects.totals
+                        else None)
         # Marked before the stream starts: a ship killed mid-stream is known to the next one.
         job.effects.resume_put(marker, {"snapshot": src.snapshot.name})
         try:

@@ -270,10 +270,11 @@ class TargetState:
 
 
 def effects(s: Settings, target: Target, state: TargetState, *, bwlimit: str | None = None,
-            progress: Callable[[Progress], None] = lambda p: None) -> TransferEffects:
+            progress: Callable[[Progress], None] | None = None) -> TransferEffects:
     rate = bwlimit or s.target.bwlimit
     throttle = Throttle(parse_rate(rate) if rate else None)
-    return TransferEffects(now_ms=timefmt.now_ms, throttle=throttle.take, progress=progress,
+    return TransferEffects(now_ms=timefmt.now_ms, throttle=throttle.take,
+                           progress=progress or (lambda p: None), totals=progress is not None,
                            resume_get=state.get, resume_put=state.put)
 
 
@@ -328,7 +329,7 @@ def execute(p: ShipPlan, target: Target, catalog: LocalCatalog,
 
 def ship(s: Settings, target: Target, *, dry_run: bool = False, full: bool = False,
          bwlimit: str | None = None, backends: Mapping[str, SnapshotBackend] | None = None,
-         progress: Callable[[Progress], None] = lambda p: None) -> ShipPlan | ShipResult:
+         progress: Callable[[Progress], None] | None = None) -> ShipPlan | ShipResult:
     """Plan (and unless `dry_run` execute) shipping the local catalog to `target`."""
     catalog = local.for_settings(s)
     be = Backends(s, backends)
