@@ -175,8 +175,8 @@ def test_server_lost_its_state_next_ship_starts_again_cleanly(
         r.with_target(endpoint_url=own.url, concurrency=2, part_size_mb=5, retries=1)
         s3 = boto3.client("s3", endpoint_url=own.url, region_name="us-east-1")
         s3.create_bucket(Bucket=r.bucket)
-        _big_set(r, mb=16)
-        t, out = _ship_in_thread(r, bwlimit="3M")
+        _big_set(r, mb=12)
+        t, out = _ship_in_thread(r, bwlimit="1500K")  # about 8 s: a part is done after 4
         _wait(lambda: bool(_uploads(r)) and any(
             v.get("sink", {}).get("parts") for v in _uploads(r).values()) or not t.is_alive())
         assert t.is_alive(), out

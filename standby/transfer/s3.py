@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -187,6 +188,7 @@ class S3Sink:
         self._pool: ThreadPoolExecutor | None = None
         self._part = _Part(1, store.schedule.size(1))
         self._closed = False
+        self._lock = threading.Lock()  # the recorded parts, from the worker threads
         if resume:
             self._resume(resume)
 
@@ -263,7 +265,7 @@ class S3Sink:
     def _create(self) -> None:
         res = self.store._call("create_multipart_upload", Key=self.key, **self.store.extra)
         self._upload_id = str(res["UploadId"])
-        self._save(self._state())
+        self._persist()
         self.store.log.info("s3_upload_created", key=self.key, upload_id=self._upload_id)
 
     def _submit(self, part: _Part) -> None:
@@ -275,11 +277,21 @@ class S3Sink:
         self._inflight[self._pool.submit(self._send, part)] = part
 
     def _send(self, part: _Part) -> dict[str, Any]:
+        """Send one part (in a worker thread) and record it at once: a part the server has
+        acknowledged is never sent again, whenever the upload stops."""
         assert self._upload_id is not None
         res = self.store._call("upload_part", Key=self.key, UploadId=self._upload_id,
                                PartNumber=part.number, Body=part.body())
-        return {"etag": str(res["ETag"]), "size": part.length,
+        done = {"etag": str(res["ETag"]), "size": part.length,
                 "sha256": part.hash.hexdigest()}
+        with self._lock:
+            self._done[part.number] = done
+            self._save(self._state())
+        return done
+
+    def _persist(self) -> None:
+        with self._lock:
+            self._save(self._state())
 
     def _reap(self, how: str) -> None:
         finished, _ = wait(list(self._inflight), return_when=how)
@@ -287,14 +299,13 @@ class S3Sink:
         for f in finished:
             part = self._inflight.pop(f)
             try:
-                self._done[part.number] = f.result()
+                f.result()
                 self.stats.parts_sent += 1
                 self.stats.bytes_sent += part.length
             except BaseException as e:  # re-raised below, after every finished part is kept
                 error = error or e
             finally:
                 part.close()
-        self._save(self._state())
         if error is not None:
             self._drain()
             if isinstance(error, StandbyError):
@@ -305,16 +316,12 @@ class S3Sink:
             raise error
 
     def _drain(self) -> None:
-        """Wait for the parts still in flight and keep those that made it."""
+        """Wait for the parts still in flight (those that make it record themselves)."""
         if not self._inflight:
             return
         finished, _ = wait(list(self._inflight))
         for f in finished:
-            part = self._inflight.pop(f)
-            if f.exception() is None:
-                self._done[part.number] = f.result()
-            part.close()
-        self._save(self._state())
+            self._inflight.pop(f).close()
 
     def commit(self) -> None:
         if self._upload_id is None:
