@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -474,3 +475,25 @@ def test_empty_printable_data_still_adds_its_separator() -> None:
     assert op_text(rec).endswith(", mailbox=5, ")
     rec2, _ = decode_at(record(11, b""), 0)
     assert op_text(rec2).endswith(", mailbox=5")
+
+
+def test_dump_skips_a_classless_opcode_by_marker_and_reads_on(tmp_path: Path) -> None:
+    """MoveBlobs (42) names no class: its record is skipped to the next marker with a warning,
+    and every Zimbra op around it is read and printed."""
+    import io
+
+    from standby.redolog.dump import DumpOptions, dump
+
+    before = Record(o.SetImapUid(((259, 7),)), 1, 2, 1, 5, 3)
+    after = Record(o.DateItem(259, o.TYPE_MESSAGE, 42), 1, 2, 2, 5, 4)
+    log = tmp_path / "redo.log"
+    log.write_bytes(FileHeader(sequence=0, server_id="s", create_time=0).encode()
+                    + before.encode() + record(42, i32(1) + i32(2)) + after.encode())
+    out = io.StringIO()
+    res = dump([str(log)], DumpOptions(no_offset=True), out)
+    text = out.getvalue()
+    assert "[SetImapUid] ver=1.42, tstamp=1, change=3, mailbox=5, 259=7" in text
+    assert "unknown opcode 42 (MoveBlobs: Zimbra has no op class for it)" in text
+    assert "bad bytes will be skipped" in text
+    assert "[DateItem] ver=1.42, tstamp=1, change=4, mailbox=5, id=259, date=42" in text
+    assert res.exit_code == 1 and res.records == 2
