@@ -36,6 +36,7 @@ from standby.redolog.ops import (
     RenameTag,
     SetItemTags,
     StoreIncomingBlob,
+    contact_fields,
 )
 from standby.redolog.record import MAILBOX_ALL, Op, Record
 from standby.redolog.writer import RedoLogWriter, TxnIds, WriterConfig
@@ -265,7 +266,7 @@ class Synth:
     def _create_contact(self, box: _Box) -> None:
         attrs, vcard = self.factory.contact_vcard()
         cid = self._new_id(box)
-        self._log(box, CreateContact(cid, CONTACTS, tuple(attrs.items()), None,
+        self._log(box, CreateContact(cid, CONTACTS, contact_fields(list(attrs.items())), None,
                                      vcard if self.rng.random() < 0.3 else b""))
         box.contacts.append(cid)
 
@@ -273,7 +274,8 @@ class Synth:
         if not box.contacts:
             return self._create_contact(box)
         attrs, vcard = self.factory.contact_vcard()
-        self._log(box, ModifyContact(self.rng.choice(box.contacts), tuple(attrs.items()),
+        self._log(box, ModifyContact(self.rng.choice(box.contacts),
+                                     contact_fields(list(attrs.items())),
                                      vcard if self.rng.random() < 0.3 else b""))
 
     def _index_item(self, box: _Box) -> None:

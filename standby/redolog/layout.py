@@ -349,8 +349,23 @@ class Struct(Wire):
         return self._dec, self._enc
 
     def decode(self, g: _Gen, var: str) -> None:
+        if self._plain():
+            # No branches: the fields inline, under names of their own (contacts' fields are
+            # read in a loop of these).
+            names = []
+            for fl in self.fields:
+                tmp = g.tmp()
+                fl.wire.decode(g, tmp)
+                if not fl.hidden:
+                    names.append(tmp)
+            g.line(f"{var} = ({''.join(n + ', ' for n in names)})")
+            return
         dec, _ = self._compiled()
         g.line(f"{var}, pos = {g.ref(dec)}(buf, pos, version)")
+
+    def _plain(self) -> bool:
+        return all(fl.when is None and fl.alternatives() == (((0, 0), fl.wire),)
+                   and not isinstance(fl.value, Expr) for fl in self.fields)
 
     def encode(self, g: _Gen, expr: str) -> None:
         _, enc = self._compiled()

@@ -58,6 +58,7 @@ from standby.redolog.ops import (
     RenameTag,
     SetItemTags,
     StoreIncomingBlob,
+    contact_fields,
 )
 from standby.redolog.record import MAILBOX_ALL, Op, Record
 from standby.redolog.writer import RedoLogWriter, TxnIds
@@ -441,21 +442,23 @@ class Store:
 
     def create_contact(self, m: int, attrs: dict[str, str], *, folder_id: int = CONTACTS,
                        data: bytes = b"", tags: tuple[str, ...] = ()) -> int:
+        fields = _contact_fields(attrs)
         with self._mailbox(m) as st:
             self._require_folder(m, folder_id)
             self._require_tags(m, tags)
             cid = st.last_item_id + 1
             st.last_item_id = cid
-            self._execute(m, st, CreateContact(cid, folder_id, tuple(attrs.items()),
-                                               tuple(tags) or None, data))
+            self._execute(m, st, CreateContact(cid, folder_id, fields, tuple(tags) or None, data))
             return cid
 
     def modify_contact(self, m: int, contact_id: int, attrs: dict[str, str], *,
                        data: bytes = b"") -> None:
+        """Replace a contact's fields (Zimbra's ModifyContactRequest with replace="1")."""
+        fields = _contact_fields(attrs)
         with self._mailbox(m) as st:
             if self._item_type(m, contact_id) != TYPE_CONTACT:
                 raise UsageError(f"item {contact_id} is not a contact")
-            self._execute(m, st, ModifyContact(contact_id, tuple(attrs.items()), data))
+            self._execute(m, st, ModifyContact(contact_id, fields, data))
 
     def index_item(self, m: int, item_id: int) -> None:
         with self._mailbox(m) as st:
@@ -504,6 +507,14 @@ class Store:
         rows = self._query("SELECT id, account_id, change_checkpoint FROM zimbra.mailbox"
                            " ORDER BY id")
         return [{"mailbox_id": r[0], "account_id": r[1], "change": r[2]} for r in rows]
+
+
+def _contact_fields(attrs: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The fields as Zimbra's ParsedContact holds them, in the order its writer writes them."""
+    fields = contact_fields(list(attrs.items()))
+    if not fields:
+        raise UsageError("contact must have fields", hint="give at least one non-empty field")
+    return fields
 
 
 def _check_name(name: str) -> None:
