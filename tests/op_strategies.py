@@ -51,13 +51,13 @@ def wire_strategy(w: Wire) -> st.SearchStrategy[Any]:
         return _PRIMS[w.fixed or "b"]
     if isinstance(w, layout.Seconds):
         return st.integers(-(2**31), 2**31 - 1).map(lambda s: s * 1000)
-    if isinstance(w, layout._Utf):
+    if isinstance(w, layout.Utf):
         return st.none() | META_TEXT if w.meta else OPT_TEXT
-    if isinstance(w, layout._UtfArray):
+    if isinstance(w, layout.UtfArray):
         return st.none() | st.lists(TEXT, max_size=4).map(tuple)
-    if isinstance(w, layout._Ints):
+    if isinstance(w, layout.Ints):
         return st.lists(I32, max_size=8).map(tuple)
-    if isinstance(w, layout._Bytes | layout.Blob):
+    if isinstance(w, layout.Bytes | layout.Blob):
         return st.binary(max_size=200)
     if isinstance(w, layout.Optional):
         return st.none() | wire_strategy(w.wire)
@@ -93,7 +93,7 @@ def _canon(fields: tuple[Field, ...], values: dict[str, Any],
             env[fl.name] = eval(fl.value.src, {}, env) if isinstance(fl.value, Expr) else fl.value
     out = dict(values)
     for fl in fields:
-        wire = layout._pick(fl.alternatives(), version)
+        wire = layout.pick(fl.alternatives(), version)
         on_wire = wire is not None and (fl.when is None or eval(fl.when, {}, env))
         if not on_wire:
             absent = fl.absent_value
@@ -117,7 +117,7 @@ def struct_strategy(fields: tuple[Field, ...]) -> st.SearchStrategy[tuple[Any, .
 
 
 def field_strategy(fl: Field, version: tuple[int, int]) -> st.SearchStrategy[Any]:
-    wire = layout._pick(fl.alternatives(), version) or fl.wire
+    wire = layout.pick(fl.alternatives(), version) or fl.wire
     return wire_strategy(wire)
 
 

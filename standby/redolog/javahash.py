@@ -166,6 +166,10 @@ class JavaHashMap:
             for node in bucket:
                 yield node[1], node[2]
 
+    def buckets(self) -> list[list[Any]]:
+        """The keys of each bucket, in table order."""
+        return [[node[1] for node in b] for b in self._table or ()]
+
     def keys(self) -> list[Any]:
         return [k for k, _ in self.items()]
 

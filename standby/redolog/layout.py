@@ -31,14 +31,19 @@ from typing import Any
 
 from standby.redolog import metadata
 from standby.redolog.codec import (
-    MAX_UTF,
     DecodeError,
     Out,
     Truncated,
     r_bytes,
     r_i32_array,
+    r_inline_bytes,
     r_utf,
     r_utf_array,
+    unpack_run,
+    w_bytes,
+    w_i32_array,
+    w_utf,
+    w_utf_array,
 )
 
 Version = tuple[int, int]
@@ -119,7 +124,7 @@ class Const(Wire):
         return f"Const({self.wire!r}, {self.value!r})"
 
 
-class _Utf(Wire):
+class Utf(Wire):
     """`ByteUtil.writeUTF8`: int32 byte length (-1 = null) and UTF-8 bytes."""
 
     def __init__(self, *, meta: bool = False) -> None:
@@ -135,11 +140,11 @@ class _Utf(Wire):
         return metadata.as_json(v) if self.meta else v
 
 
-UTF = _Utf()
-META = _Utf(meta=True)
+UTF = Utf()
+META = Utf(meta=True)
 
 
-class _UtfArray(Wire):
+class UtfArray(Wire):
     def decode(self, g: _Gen, var: str) -> None:
         g.line(f"{var}, pos = {g.ref(r_utf_array)}(buf, pos)")
 
@@ -150,10 +155,10 @@ class _UtfArray(Wire):
         return None if v is None else tuple(v)
 
 
-UTF_ARRAY = _UtfArray()
+UTF_ARRAY = UtfArray()
 
 
-class _Ints(Wire):
+class Ints(Wire):
     """int32 count and int32 values."""
 
     nullable = False
@@ -168,10 +173,10 @@ class _Ints(Wire):
         return tuple(v)
 
 
-INTS = _Ints()
+INTS = Ints()
 
 
-class _Bytes(Wire):
+class Bytes(Wire):
     """int32 length and bytes, inside the payload. Java reads nothing for a length <= 0."""
 
     nullable = False
@@ -189,7 +194,7 @@ class _Bytes(Wire):
         return base64.b64encode(bytes(v)).decode("ascii")
 
 
-BYTES = _Bytes()
+BYTES = Bytes()
 
 
 class Blob(Wire):
@@ -292,7 +297,7 @@ class ListOf(Wire):
         if isinstance(self.item, Prim) and self.item.fixed:
             # One struct call for a run of numbers.
             code, size = self.item.fixed, self.item.st.size
-            g.line(f"{items} = {g.ref(_unpack_run)}(buf, pos, {n}, {code!r})")
+            g.line(f"{items} = {g.ref(unpack_run)}(buf, pos, {n}, {code!r})")
             g.line(f"pos += {size} * max({n}, 0)")
         else:
             g.line(f"{items} = []")
@@ -456,55 +461,6 @@ def _normalize(fields: Sequence[Field]) -> tuple[Field, ...]:
 
 _I32 = struct.Struct(">i")
 _BOOL = struct.Struct(">?")
-_pack_i32 = _I32.pack
-
-
-def _unpack_run(buf: bytes, pos: int, n: int, code: str) -> tuple[Any, ...]:
-    if n <= 0:
-        return ()
-    return struct.unpack_from(f">{n}{code}", buf, pos)
-
-
-def w_utf(buf: bytearray, s: str | None) -> None:
-    if s is None:
-        buf += b"\xff\xff\xff\xff"
-        return
-    b = s.encode("utf-8", "surrogatepass")
-    if len(b) > MAX_UTF:
-        raise ValueError(f"string of {len(b)} bytes exceeds the 32 MiB limit")
-    buf += _pack_i32(len(b))
-    buf += b
-
-
-def w_utf_array(buf: bytearray, items: Sequence[str] | None) -> None:
-    if items is None:
-        buf += b"\xff\xff\xff\xff"
-        return
-    buf += _pack_i32(len(items))
-    for s in items:
-        w_utf(buf, s)
-
-
-def w_i32_array(buf: bytearray, items: Sequence[int]) -> None:
-    buf += _pack_i32(len(items))
-    buf += struct.pack(f">{len(items)}i", *items)
-
-
-def w_bytes(buf: bytearray, data: bytes | None) -> None:
-    data = data or b""
-    buf += _pack_i32(len(data))
-    buf += bytes(data)
-
-
-def r_inline_bytes(buf: bytes, pos: int) -> tuple[bytes, int]:
-    n = _I32.unpack_from(buf, pos)[0]
-    pos += 4
-    if n <= 0:
-        return b"", pos
-    end = pos + n
-    if end > len(buf):
-        raise Truncated(f"{n} bytes at offset {pos} run past the end")
-    return bytes(buf[pos:end]), end
 
 
 # --------------------------------------------------------------------------------------------
@@ -563,7 +519,8 @@ def _value_src(g: _Gen, v: Any) -> str:
     return f"({v.src})" if isinstance(v, Expr) else g.ref(v)
 
 
-def _pick(alts: tuple[tuple[Version, Wire | None], ...], version: Version) -> Wire | None:
+def pick(alts: tuple[tuple[Version, Wire | None], ...], version: Version) -> Wire | None:
+    """The wire a field is read with at `version` (None: not on the wire)."""
     for v, w in alts:
         if version >= v:
             return w
@@ -591,7 +548,7 @@ def _decode_fields(g: _Gen, fields: tuple[Field, ...], version: Version | None) 
         var = fld.name
         alts = fld.alternatives()
         if version is not None and fld.when is None:
-            wire = _pick(alts, version)
+            wire = pick(alts, version)
             if wire is None:
                 flush()
                 g.line(f"{var} = {_value_src(g, fld.absent_value)}")
@@ -620,7 +577,7 @@ def _decode_alts(g: _Gen, fld: Field, var: str,
                  alts: tuple[tuple[Version, Wire | None], ...], version: Version | None) -> None:
     absent = _value_src(g, fld.absent_value)
     if version is not None:
-        wire = _pick(alts, version)
+        wire = pick(alts, version)
         if wire is None:
             g.line(f"{var} = {absent}")
         else:
@@ -661,7 +618,7 @@ def _encode_fields(g: _Gen, fields: tuple[Field, ...], version: Version | None) 
     for fld in fields:
         alts = fld.alternatives()
         if version is not None and fld.when is None:
-            wire = _pick(alts, version)
+            wire = pick(alts, version)
             if wire is None:
                 continue
             if wire.fixed:
@@ -693,7 +650,7 @@ def _hidden_locals(g: _Gen, fields: tuple[Field, ...]) -> None:
 def _encode_alts(g: _Gen, alts: tuple[tuple[Version, Wire | None], ...], expr: str,
                  version: Version | None) -> None:
     if version is not None:
-        wire = _pick(alts, version)
+        wire = pick(alts, version)
         g.line("pass") if wire is None else wire.encode(g, expr)
         return
     if len(alts) == 1 and alts[0][0] == (0, 0) and alts[0][1] is not None:
