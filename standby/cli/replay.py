@@ -139,6 +139,8 @@ def replay_command(
         common.emit(f"replayed {d['ops_applied']} ops in {d['seconds']} s "
                     f"({d['ops_per_s']} ops/s) with the {d['engine']} engine")
         common.emit(f"  db {d['db']}  blob {d['blob']}  index {d['index']}")
+        if res.not_applied:
+            common.emit(f"  {res.not_applied_text()}")
         pl = d["player"]
         common.emit(f"  uncommitted {pl.get('uncommitted')}, aborted {pl.get('aborted')}, "
                     f"orphans {pl.get('orphans')}, problems {len(pl.get('problems', []))}")

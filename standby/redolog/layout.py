@@ -398,7 +398,8 @@ class Field:
     since: Version | None = None  # read from this version on ...
     before: Wire | None = None  # ... and this wire before it (else nothing)
     until: Version | None = None  # read only before this version
-    gates: tuple[tuple[Version, Wire | None], ...] = ()  # (from version, wire or None), newest first
+    # Several steps: (from version, wire or None), newest first.
+    gates: tuple[tuple[Version, Wire | None], ...] = ()
     when: str | None = None
     otherwise: Wire | None = None
     absent: Any = _MISSING  # the value when not on the wire (default: `default`)
@@ -773,7 +774,8 @@ def source_of(fn: Callable[..., Any]) -> str:
 
 
 __all__ = [
-    "BLOB", "Blob", "BOOL", "BYTE", "BYTES", "CURRENT", "INT", "INTS", "LONG", "META", "SHORT", "UTF",
+    "BLOB", "Blob", "BOOL", "BYTE", "BYTES", "CURRENT", "INT", "INTS", "LONG", "META", "SHORT",
+    "UTF",
     "UTF_ARRAY", "Compiled", "Const", "Expr", "Field", "ListOf", "Optional", "Prim", "Seconds",
     "Struct", "Wire", "compile_op", "f", "hidden", "req", "source_of", "Out",
 ]

@@ -321,7 +321,8 @@ class SetRetentionPolicy(Op):
               f("keep", ListOf(Struct(f("id", UTF), f("lifetime", UTF)), min_item=8), ()),
               f("purge", ListOf(Struct(f("id", UTF), f("lifetime", UTF)), min_item=8), ()))
     TEXT = staticmethod(lambda o, v: "retentionPolicy=" + javafmt.to_string_helper(
-        "RetentionPolicy", ("keep", optext.Raw(optext.policies(o.keep))), ("purge", optext.Raw(optext.policies(o.purge)))))
+        "RetentionPolicy", ("keep", optext.Raw(optext.policies(o.keep))),
+        ("purge", optext.Raw(optext.policies(o.purge)))))
 
 
 class CreateSavedSearch(Op):
