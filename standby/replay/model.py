@@ -632,6 +632,8 @@ def _set_imap_uid(mm: MailboxModel, op: SetImapUid, change: int, tstamp: int, *_
             r[C["imap_id"]] = uid
             r[MOD_META], r[CHANGE_DATE] = change, tstamp // 1000
             mm.dirty.add(mid)
+    if op.uids:  # uids come from the item id counter (Mailbox.getNextItemId)
+        mm._bump(max(uid for _, uid in op.uids))
     return ""
 
 

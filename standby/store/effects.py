@@ -654,6 +654,8 @@ class Effects:
             cur.executemany(f"UPDATE {self._t(rec.mailbox_id, 'mail_item')} SET imap_id = %s,"
                             " mod_metadata = %s, change_date = %s WHERE mailbox_id = %s"
                             f" AND id = %s AND type = {TYPE_MESSAGE}", pairs)
+        if op.uids:  # uids come from the item id counter (Mailbox.getNextItemId)
+            self._bump_item_ids(cur, rec.mailbox_id, max(uid for _, uid in op.uids))
 
     def _db_create_saved_search(self, cur: Any, rec: Record, op: CreateSavedSearch,
                                 c: Content, out: Outcome, _a: str) -> None:
