@@ -24,12 +24,8 @@ from standby.redolog.header import HEADER_SIZE, FileHeader
 from standby.redolog.reader import scan, scan_bytes
 from standby.redolog.record import REGISTRY, VERSION, Record, decode_at
 from standby.redolog.writer import RedoLogWriter, WriterConfig
-from tests.op_strategies import op_strategy
+from tests.op_strategies import I8, I32, I64, op_strategy
 
-I8 = st.integers(-(2**7), 2**7 - 1)
-I16 = st.integers(-(2**15), 2**15 - 1)
-I32 = st.integers(-(2**31), 2**31 - 1)
-I64 = st.integers(-(2**63), 2**63 - 1)
 # Plain text, text that is mostly outside ASCII (2-, 3- and 4-byte UTF-8), and the empty string.
 TEXT = st.one_of(
     st.text(max_size=24),
