@@ -18,6 +18,13 @@ Exact idempotency per volume (DESIGN.md §1):
 Items and flags follow Zimbra: the `unread` column is kept apart from `flags`; tag membership is
 in `tagged_item`; cached counters (folder and tag counts, mailbox size and contact count) are
 left at zero because they are derivable.
+
+Besides the ops the store writes, Zimbra's other mail-item ops apply as their `redo()` does:
+RenameItem, ColorItem (an item's metadata "c", a tag's color), DateItem, SetImapUid (the uids
+the original run took from the item id counter), CreateSavedSearch/ModifySavedSearch (a search
+folder row, its metadata q/t/s/c), DeleteItemFromDumpster (nothing to purge: items are deleted
+for good, as with Zimbra's dumpster off, its default). Every other op (`APPLIED_OPS`) is outside
+the store's model and a replay reports it as not applied.
 """
 
 from __future__ import annotations
