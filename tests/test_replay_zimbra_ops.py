@@ -33,8 +33,10 @@ from standby.redolog.ops import (
     GrantAccess,
     ModifySavedSearch,
     RenameItem,
+    SetCustomData,
     SetImapUid,
 )
+from standby.redolog import metadata
 from standby.redolog.reader import read_all
 from standby.redolog.record import Record
 from standby.store.effects import applies
@@ -71,6 +73,9 @@ def _build(logdir: Path) -> LogBuilder:
     b.op(1, DateItem(259, TYPE_MESSAGE, 1_600_000_000_000))
     b.op(2, SetImapUid(((257, 1001), (258, 1002), (999, 1003))))
     b.op(2, DeleteItemFromDumpster((257,)))
+    b.op(1, SetCustomData(259, TYPE_MESSAGE, " zimlet ", metadata.to_string({"n": 3, "s": "x"})))
+    b.op(1, SetCustomData(260, TYPE_MESSAGE, "a", metadata.to_string({"k": "v"})))
+    b.op(1, SetCustomData(260, TYPE_MESSAGE, "a", ""))  # an empty section removes it
     # Ops outside the store's model, in the middle of the mail traffic.
     b.op(1, CreateInvite(280, "AC", 10, b"", "d1:vi10ee", "d1:vi10ee", False, False, False))
     b.op(1, CreateNote(281, 1, "milk", 0, 1, 2, 3, 4))
@@ -116,7 +121,7 @@ def _check_rows(h: Any) -> None:
             cur = conn.cursor()
             cur.execute("SELECT id, type, name, folder_id, parent_id, date, imap_id, metadata"
                         " FROM mboxgroup1.mail_item WHERE mailbox_id = 1 AND id IN"
-                        " (258, 259, 261, 263) ORDER BY id")
+                        " (258, 259, 260, 261, 263) ORDER BY id")
             rows = {r[0]: r for r in cur.fetchall()}
             assert rows[261][2:5] == ("Work 2024", 1, 1)
             assert rows[263][1:6] == (2, "Unread at work", 261, 261, 1_700_000_500)
@@ -124,6 +129,9 @@ def _check_rows(h: Any) -> None:
             assert rows[258][2:4] == ("moved and named", 261)
             assert "1:ci33521664e" in rows[258][7]
             assert rows[259][5] == 1_600_000_000
+            # SetCustomData: the section under "xd.<trimmed name>", its values as strings.
+            assert metadata.parse(rows[259][7]) == {"xd.zimlet": "d1:n1:31:s1:x1:vi10ee"}
+            assert metadata.parse(rows[260][7]) == {}
             cur.execute("SELECT color FROM mboxgroup1.tag WHERE mailbox_id = 1 AND id = 262")
             assert cur.fetchone() == (7,)
             cur.execute("SELECT id, imap_id FROM mboxgroup2.mail_item WHERE mailbox_id = 2 AND"
@@ -172,6 +180,8 @@ def test_the_live_store_writes_the_new_ops_as_zimbra_does(make_store) -> None:
             c.call("rename_item", mailbox_id=m, item_id=sid, name="Flagged")
             c.call("set_color", mailbox_id=m, ids=ids[:2], color=4)
             c.call("set_date", mailbox_id=m, item_id=ids[0], date_ms=1_600_000_000_000)
+            c.call("set_custom_data", mailbox_id=m, item_id=ids[1], section="zimlet",
+                   data={"a": "1"})
         finally:
             c.close()
         p.stop()
@@ -188,7 +198,7 @@ def test_the_live_store_writes_the_new_ops_as_zimbra_does(make_store) -> None:
         assert sorted(v for _, v in iu.uids) == list(range(max(ids) + 1, max(ids) + 4))
         names = [r.op.NAME for r in recs]
         for n in ("CreateSavedSearch", "ModifySavedSearch", "RenameItem", "ColorItem",
-                  "DateItem"):
+                  "DateItem", "SetCustomData"):
             assert n in names
         want = digest(p)
         t = lab.store("standby")

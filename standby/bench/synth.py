@@ -40,11 +40,13 @@ from standby.redolog.ops import (
     DateItem,
     ModifySavedSearch,
     RenameItem,
+    SetCustomData,
     SetImapUid,
     StoreIncomingBlob,
     contact_fields,
     hashmap_ordered,
 )
+from standby.redolog import metadata
 from standby.redolog.record import MAILBOX_ALL, Op, Record
 from standby.redolog.writer import RedoLogWriter, TxnIds, WriterConfig
 from standby.store import blobs as blobmod
@@ -296,6 +298,13 @@ class Synth:
             ids = self._pick(box, self.rng.randint(1, 3))
             if ids:
                 self._log(box, ColorItem(TYPE_MESSAGE, color, tuple(ids)))
+
+    def _set_custom_data(self, box: _Box) -> None:
+        ids = self._pick(box, 1)
+        if ids:
+            data = {} if self.rng.random() < 0.2 else {"seen": str(self.rng.randrange(10**6))}
+            self._log(box, SetCustomData(ids[0], TYPE_MESSAGE, self.rng.choice(["zimlet", "sync"]),
+                                         metadata.to_string(data) if data else ""))
 
     def _set_date(self, box: _Box) -> None:
         ids = self._pick(box, 1)

@@ -50,6 +50,7 @@ from standby.redolog.ops import (
     DeleteItemFromDumpster,
     ModifySavedSearch,
     RenameItem,
+    SetCustomData,
     SetImapUid,
     SetItemTags,
 )
@@ -65,6 +66,7 @@ from standby.store.effects import (
     TYPE_SEARCH,
     TYPE_TAG,
     contact_text,
+    custom_data_change,
     folder_metadata,
     search_metadata,
     with_metadata,
@@ -662,6 +664,17 @@ def _modify_saved_search(mm: MailboxModel, op: ModifySavedSearch, change: int, t
     return ""
 
 
+def _set_custom_data(mm: MailboxModel, op: SetCustomData, change: int, tstamp: int,
+                     *_: Any) -> str:
+    changes = custom_data_change(op.custom_key, op.custom_value)
+    r = mm.rows.get(op.item_id)
+    if changes and r is not None:
+        r[C["metadata"]] = with_metadata(r[C["metadata"]], **changes)
+        r[MOD_META], r[CHANGE_DATE] = change, tstamp // 1000
+        mm.dirty.add(op.item_id)
+    return ""
+
+
 def _noop(mm: MailboxModel, op: Op, change: int, tstamp: int, *_: Any) -> str:
     return ""
 
@@ -675,6 +688,7 @@ _HANDLERS: dict[type, Callable[..., str]] = {
     RenameItem: _rename_item, ColorItem: _color_item, DateItem: _date_item,
     SetImapUid: _set_imap_uid, CreateSavedSearch: _create_saved_search,
     ModifySavedSearch: _modify_saved_search, DeleteItemFromDumpster: _noop,
+    SetCustomData: _set_custom_data,
 }
 
 
@@ -696,7 +710,7 @@ def referenced_ids(op: Op) -> list[int]:
         return [*op.ids, op.dest_id]
     if isinstance(op, EmptyFolder):
         return [op.folder_id]
-    if isinstance(op, IndexItem | DateItem):
+    if isinstance(op, IndexItem | DateItem | SetCustomData):
         return [op.item_id]
     if isinstance(op, RenameItem):
         return [op.item_id, op.folder_id]

@@ -22,7 +22,8 @@ left at zero because they are derivable.
 Besides the ops the store writes, Zimbra's other mail-item ops apply as their `redo()` does:
 RenameItem, ColorItem (an item's metadata "c", a tag's color), DateItem, SetImapUid (the uids
 the original run took from the item id counter), CreateSavedSearch/ModifySavedSearch (a search
-folder row, its metadata q/t/s/c), DeleteItemFromDumpster (nothing to purge: items are deleted
+folder row, its metadata q/t/s/c), SetCustomData (the item's metadata "xd.<section>"),
+DeleteItemFromDumpster (nothing to purge: items are deleted
 for good, as with Zimbra's dumpster off, its default). Every other op (`APPLIED_OPS`) is outside
 the store's model and a replay reports it as not applied.
 """
@@ -66,6 +67,7 @@ from standby.redolog.ops import (
     DeleteItemFromDumpster,
     ModifySavedSearch,
     RenameItem,
+    SetCustomData,
     SetImapUid,
     SetItemTags,
     StoreIncomingBlob,
@@ -105,7 +107,8 @@ SENDER_MAX, RECIPIENTS_MAX, SUBJECT_MAX = 128, 128, 1024
 MAILBOX_OPS = (CreateMailbox, DeleteMailbox, CreateFolder, RenameFolder, EmptyFolder, CreateTag,
                RenameTag, CreateMessage, SetItemTags, AlterItemTag, MoveItem, DeleteItem,
                CreateContact, ModifyContact, IndexItem, RenameItem, ColorItem, DateItem,
-               SetImapUid, CreateSavedSearch, ModifySavedSearch, DeleteItemFromDumpster)
+               SetImapUid, CreateSavedSearch, ModifySavedSearch, DeleteItemFromDumpster,
+               SetCustomData)
 TYPE_TAG, TYPE_SEARCH = 3, 2
 # Every op this store applies to its volumes. The other Zimbra ops (calendar, notes, documents,
 # chats, mountpoints, ACLs, volumes, ...) are outside its model: a replay decodes them, counts
@@ -222,10 +225,23 @@ def search_metadata(query: str | None, types: str | None, sort: str | None, colo
 
 
 def with_metadata(encoded: str | None, **changes: object) -> str:
-    """An item's metadata with some keys set (ColorItem's "c", ModifySavedSearch's q/t/s)."""
+    """An item's metadata with some keys set (ColorItem's "c", ModifySavedSearch's q/t/s);
+    a key set to None is removed."""
     meta: dict[str, object] = dict(metadata.parse_or_none(encoded) or {})
     meta.update(changes)
-    return metadata.to_string(meta)
+    return metadata.to_string({k: v for k, v in meta.items() if v is not None})
+
+
+def custom_data_change(key: str | None, value: str | None) -> dict[str, object]:
+    """SetCustomData as MailItem.setCustomData stores it: the section under "xd.<section>" as
+    CustomMetadata re-serializes it (every value a string), or removed when it is empty."""
+    if key is None:
+        return {}
+    section = metadata.java_trim(key)
+    meta = metadata.parse_or_none(value)
+    if not meta:
+        return {f"xd.{section}": None}
+    return {f"xd.{section}": metadata.to_string({k: metadata.to_text(v) for k, v in meta.items()})}
 
 
 def contact_text(attrs: tuple[tuple[str, str], ...]) -> tuple[str, str, str]:
@@ -645,6 +661,21 @@ class Effects:
                         (with_metadata(meta, c=op.color), m, iid))
         self._touch(cur, rec, op.ids)
 
+    def _db_set_custom_data(self, cur: Any, rec: Record, op: SetCustomData, c: Content,
+                            out: Outcome, _a: str) -> None:
+        change = custom_data_change(op.custom_key, op.custom_value)
+        if not change:
+            return
+        m, items = rec.mailbox_id, self._t(rec.mailbox_id, "mail_item")
+        cur.execute(f"SELECT metadata FROM {items} WHERE mailbox_id = %s AND id = %s",
+                    (m, op.item_id))
+        row = cur.fetchone()
+        if row is not None:
+            cur.execute(f"UPDATE {items} SET metadata = %s, mod_metadata = %s, change_date = %s"
+                        " WHERE mailbox_id = %s AND id = %s",
+                        (with_metadata(row[0], **change), rec.change_id, rec.tstamp // 1000, m,
+                         op.item_id))
+
     def _db_date_item(self, cur: Any, rec: Record, op: DateItem, c: Content, out: Outcome,
                       _a: str) -> None:
         cur.execute(f"UPDATE {self._t(rec.mailbox_id, 'mail_item')} SET date = %s,"
@@ -927,6 +958,7 @@ _DB_HANDLERS: dict[type, Callable[..., None]] = {
     CreateSavedSearch: Effects._db_create_saved_search,
     ModifySavedSearch: Effects._db_modify_saved_search,
     DeleteItemFromDumpster: Effects._db_noop,
+    SetCustomData: Effects._db_set_custom_data,
 }
 
 INDEX_EFFECTS: Mapping[type[Op], IndexEffect] = {

@@ -34,7 +34,7 @@ DEFAULT_MIX: dict[str, float] = {
     "create_contact": 4, "modify_contact": 3, "index_item": 1, "search": 3,
     # Zimbra's other mail ops, as rare as they are on a mail server's day.
     "color": 0.4, "set_date": 0.1, "reset_imap_uids": 0.3, "create_saved_search": 0.15,
-    "modify_saved_search": 0.1, "rename_saved_search": 0.05,
+    "modify_saved_search": 0.1, "rename_saved_search": 0.05, "set_custom_data": 0.1,
 }
 TRASH, INBOX = 3, 2
 
@@ -306,6 +306,13 @@ class _Worker:
         self.c.call("set_color", mailbox_id=box.mailbox_id, ids=ids,
                     color=self.rng.choice([self.rng.randint(0, 9),
                                            0x1000000 | self.rng.getrandbits(24)]))
+        return None
+
+    def _set_custom_data(self, box: _Mailbox) -> str | None:
+        (mid,) = self._pick(box)
+        data = {} if self.rng.random() < 0.2 else {"seen": str(self.rng.randrange(10**6))}
+        self.c.call("set_custom_data", mailbox_id=box.mailbox_id, item_id=mid,
+                    section=self.rng.choice(["zimlet", "sync"]), data=data)
         return None
 
     def _set_date(self, box: _Mailbox) -> str | None:

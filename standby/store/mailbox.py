@@ -62,11 +62,13 @@ from standby.redolog.ops import (
     DateItem,
     ModifySavedSearch,
     RenameItem,
+    SetCustomData,
     SetImapUid,
     StoreIncomingBlob,
     contact_fields,
     hashmap_ordered,
 )
+from standby.redolog import metadata
 from standby.redolog.record import MAILBOX_ALL, Op, Record
 from standby.redolog.writer import RedoLogWriter, TxnIds
 from standby.store import blobs as blobmod
@@ -485,6 +487,16 @@ class Store:
                 raise NotFound(f"mailbox {m}: none of the items {ids} exist")
             self._execute(m, st, ColorItem(typ, color, tuple(found)))
             return found
+
+    def set_custom_data(self, m: int, item_id: int, section: str,
+                        data: dict[str, str]) -> None:
+        """SetCustomData: one custom metadata section of an item (empty data removes it)."""
+        if not section.strip():
+            raise UsageError("a custom metadata section needs a name")
+        with self._mailbox(m) as st:
+            typ = self._item_type(m, item_id)
+            self._execute(m, st, SetCustomData(item_id, typ, section,
+                                               metadata.to_string(data) if data else ""))
 
     def set_date(self, m: int, item_id: int, date_ms: int) -> None:
         """DateItem: an item's date (epoch ms)."""

@@ -97,7 +97,7 @@ _NEEDS_MAILBOX = frozenset({
     "create_folder", "rename_folder", "empty_folder", "create_tag", "rename_tag", "set_tags",
     "alter_tag", "move", "delete", "create_contact", "modify_contact", "index_item", "items",
     "read_message", "search", "tags", "set_color", "set_date", "reset_imap_uids",
-    "create_saved_search", "modify_saved_search", "rename_item"})
+    "create_saved_search", "modify_saved_search", "rename_item", "set_custom_data"})
 
 
 def dispatch(store: Store, method: str, p: dict[str, Any]) -> Any:
@@ -145,6 +145,9 @@ def dispatch(store: Store, method: str, p: dict[str, Any]) -> Any:
         "set_color": lambda: store.set_color(m, [int(i) for i in p["ids"]], int(p["color"]),
                                              tags=bool(p.get("tags", False))),
         "set_date": lambda: store.set_date(m, int(p["item_id"]), int(p["date_ms"])),
+        "set_custom_data": lambda: store.set_custom_data(
+            m, int(p["item_id"]), p["section"], {str(k): str(v) for k, v in
+                                                 dict(p.get("data") or {}).items()}),
         "reset_imap_uids": lambda: {str(k): v for k, v in store.reset_imap_uids(
             m, [int(i) for i in p["ids"]]).items()},
         "create_saved_search": lambda: store.create_saved_search(
