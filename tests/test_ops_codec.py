@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 from pathlib import Path
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 from standby.redolog import layout
 from standby.redolog import ops as o
 from standby.redolog.codec import DecodeError, Out
-from standby.redolog.dump import op_text, record_json
+from standby.redolog.dump import DumpOptions, dump, op_text, record_json
 from standby.redolog.reader import scan_bytes
 from standby.redolog.header import FileHeader
 from standby.redolog.record import REGISTRY, VERSION, Record, UnknownOpcode, decode_at
@@ -480,10 +481,6 @@ def test_empty_printable_data_still_adds_its_separator() -> None:
 def test_dump_skips_a_classless_opcode_by_marker_and_reads_on(tmp_path: Path) -> None:
     """MoveBlobs (42) names no class: its record is skipped to the next marker with a warning,
     and every Zimbra op around it is read and printed."""
-    import io
-
-    from standby.redolog.dump import DumpOptions, dump
-
     before = Record(o.SetImapUid(((259, 7),)), 1, 2, 1, 5, 3)
     after = Record(o.DateItem(259, o.TYPE_MESSAGE, 42), 1, 2, 2, 5, 4)
     log = tmp_path / "redo.log"
