@@ -1,7 +1,8 @@
-"""The directory: accounts, domains and classes of service (the store's LDAP stand-in).
+"""The directory: accounts, domains, classes of service and the configuration attributes
+`zmprov mcf/ms` set (the store's LDAP stand-in).
 
 A small SQLite database outside the four volumes, as Zimbra's LDAP lives outside the mailbox
-server's volumes. `zmrestoreldap` restores it from a backup's `ldap.json` dump (`export`/`load`).
+server's volumes. `zmrestoreldap` restores it from a backup's directory dump (`export`/`load`).
 Account ids are zimbraId-style UUID strings; the mailbox row in MariaDB refers to them.
 """
 
@@ -25,6 +26,10 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS account (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE,"
     " domain TEXT NOT NULL, cos TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'active',"
     " mailbox_id INTEGER, created_ms INTEGER NOT NULL)",
+    # zmprov's configuration attributes: scope "global" (mcf/gcf) or "server:<name>" (ms/gs);
+    # a multi-valued attribute has one row per value.
+    "CREATE TABLE IF NOT EXISTS attr (scope TEXT NOT NULL, name TEXT NOT NULL,"
+    " value TEXT NOT NULL, PRIMARY KEY (scope, name, value))",
 )
 
 STATUSES = ("active", "maintenance", "locked", "closed")
@@ -69,7 +74,37 @@ class Directory:
     def set_domain_status(self, name: str, status: str) -> None:
         _check_status(status)
         with self._lock:
-            self.db.execute("UPDATE domain SET status = ? WHERE name = ?", (status, name))
+            cur = self.db.execute("UPDATE domain SET status = ? WHERE name = ?", (status, name))
+        if cur.rowcount == 0:
+            raise NotFound(f"no domain {name!r} in the directory")
+
+    def domain_status(self, name: str) -> str:
+        row = self.db.execute("SELECT status FROM domain WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no domain {name!r} in the directory")
+        return str(row[0])
+
+    # -- configuration attributes (zmprov mcf/ms/gcf/gs) ------------------------------------
+    def attrs(self, scope: str) -> dict[str, list[str]]:
+        """The attributes set in `scope`, each with its values in the order they were set."""
+        out: dict[str, list[str]] = {}
+        for name, value in self.db.execute(
+                "SELECT name, value FROM attr WHERE scope = ? ORDER BY name, rowid", (scope,)):
+            out.setdefault(name, []).append(value)
+        return out
+
+    def set_attr(self, scope: str, name: str, values: list[str]) -> None:
+        """Replace the values of one attribute in `scope`; an empty list removes it."""
+        with self._lock:
+            self.db.execute("BEGIN")
+            try:
+                self.db.execute("DELETE FROM attr WHERE scope = ? AND name = ?", (scope, name))
+                self.db.executemany("INSERT OR IGNORE INTO attr (scope, name, value)"
+                                    " VALUES (?, ?, ?)", [(scope, name, v) for v in values])
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
 
     # -- accounts ---------------------------------------------------------------------------
     def create_account(self, email: str, *, account_id: str | None = None, cos: str = "default",
@@ -132,6 +167,8 @@ class Directory:
             "cos": [dict(zip(("name", "id", "attrs"), r)) for r in
                     self.db.execute("SELECT name, id, attrs FROM cos ORDER BY name")],
             "accounts": [asdict(a) for a in self.accounts()],
+            "attrs": [dict(zip(("scope", "name", "value"), r)) for r in self.db.execute(
+                "SELECT scope, name, value FROM attr ORDER BY scope, name, rowid")],
         }
 
     def load(self, dump: dict[str, Any], *, only: set[str] | None = None) -> int:
@@ -146,6 +183,11 @@ class Directory:
                 for c in dump.get("cos", []):
                     self.db.execute("INSERT OR REPLACE INTO cos (name, id, attrs) VALUES (?,?,?)",
                                     (c["name"], c["id"], c["attrs"]))
+                if only is None and "attrs" in dump:
+                    self.db.execute("DELETE FROM attr")
+                    self.db.executemany(
+                        "INSERT OR IGNORE INTO attr (scope, name, value) VALUES (?, ?, ?)",
+                        [(a["scope"], a["name"], a["value"]) for a in dump["attrs"]])
                 for a in dump.get("accounts", []):
                     if only is not None and a["email"] not in only:
                         continue
