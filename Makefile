@@ -14,6 +14,7 @@ bench: setup
 	.venv/bin/standby bench store
 	.venv/bin/standby bench replay --ops 100000
 
-lint:
+lint: setup
+	.venv/bin/pip install -q ruff mypy
 	.venv/bin/ruff check standby tests
 	.venv/bin/mypy standby

@@ -53,7 +53,9 @@ def _model_keys(t: int, tier: str) -> tuple[int, ...]:
 def model_keep(items: Sequence[RetentionItem], policy: RetentionPolicy, now: int) -> set[str]:
     keep: set[str] = set()
     by_id = {i.id: i for i in items}
-    newest = lambda xs: max(xs, key=lambda i: (i.taken_at_ms, i.id))
+    def newest(xs: Sequence[RetentionItem]) -> RetentionItem:
+        return max(xs, key=lambda i: (i.taken_at_ms, i.id))
+
     sets = [i for i in items if i.kind == "set" and i.taken_at_ms <= now]
     if sets:
         keep.add(newest(sets).id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+from struct import error as struct_error
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,8 +157,6 @@ def _iterate(sc: Scan, buf: bytes | mmap.mmap, pos: int, end: int) -> Iterator[R
         pos = nxt
         yield rec
 
-
-from struct import error as struct_error
 
 
 def read_all(path: str | os.PathLike[str]) -> tuple[FileHeader, list[Record], list[Problem]]:

@@ -66,21 +66,24 @@ class Op:
 
     def fields(self) -> dict[str, Any]:
         """The op's own fields for JSON output (blob bytes excluded)."""
-        return {s: getattr(self, s) for s in _all_slots(type(self)) if s != "data"}
+        return {s: getattr(self, s) for s in op_fields(type(self)) if s != "data"}
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return all(getattr(self, s) == getattr(other, s) for s in _all_slots(type(self)))
+        return all(getattr(self, s) == getattr(other, s) for s in op_fields(type(self)))
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{s}={getattr(self, s)!r}" for s in _all_slots(type(self)))
+        inner = ", ".join(f"{s}={getattr(self, s)!r}" for s in op_fields(type(self)))
         return f"{type(self).__name__}({inner})"
 
     __hash__ = None  # type: ignore[assignment]
 
 
-def _all_slots(cls: type) -> tuple[str, ...]:
+def op_fields(cls: type) -> tuple[str, ...]:
+    """The names of an op class's payload fields, in wire order (its slots, base first).
+
+    Public: the fast replay engine builds ops from columnar values in this order."""
     cached = cls.__dict__.get("_slot_names")
     if cached is not None:
         return cached  # type: ignore[no-any-return]

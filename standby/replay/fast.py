@@ -25,7 +25,7 @@ from typing import Any
 from standby import log as slog
 from standby.errors import ServiceError
 from standby.redolog.ops import CreateContact, CreateMessage, ModifyContact, StoreIncomingBlob
-from standby.redolog.record import REGISTRY, Record, _all_slots
+from standby.redolog.record import REGISTRY, Record, op_fields
 from standby.replay import DEFAULT_CHUNK_OPS
 from standby.replay.player import LogFile, Player, Selection
 from standby.replay.result import ReplayResult
@@ -37,7 +37,7 @@ _GETTERS: dict[int, tuple[Callable[[Any], tuple[Any, ...]], int]] = {}
 def _getter(opcode: int) -> tuple[Callable[[Any], tuple[Any, ...]], int]:
     g = _GETTERS.get(opcode)
     if g is None:
-        slots = _all_slots(REGISTRY[opcode])
+        slots = op_fields(REGISTRY[opcode])
         get = operator.attrgetter(*slots) if len(slots) > 1 else (
             (lambda o, s=slots[0]: (getattr(o, s),)) if slots else (lambda o: ()))
         data_at = slots.index("data") if "data" in slots else -1

@@ -23,6 +23,7 @@ import threading
 import time
 import traceback
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -38,7 +39,7 @@ from standby.redolog.ops import (
     IndexItem,
     ModifyContact,
 )
-from standby.redolog.record import REGISTRY, Op, Record, _all_slots
+from standby.redolog.record import REGISTRY, Op, Record, op_fields
 from standby.replay.bulk import BulkWriter, DbRowSource
 from standby.replay.model import MailboxModel, contact_digest, referenced_ids
 from standby.store import effects as fx
@@ -77,7 +78,7 @@ def _raise_fd_limit() -> None:
 def make_op(opcode: int, values: tuple[Any, ...]) -> Op:
     cls = REGISTRY[opcode]
     op = cls.__new__(cls)
-    for name, v in zip(_all_slots(cls), values):
+    for name, v in zip(op_fields(cls), values):
         object.__setattr__(op, name, v)
     return op
 
@@ -134,8 +135,7 @@ class ChunkStats:
 
 
 # Ops that change an index (every other op only raises its change number).
-_INDEXED = frozenset({*fx._INDEX_HANDLERS, CreateMessage, CreateContact, ModifyContact,
-                      IndexItem, DeleteMailbox})
+_INDEXED = fx.INDEXED_OPS
 
 
 class _Deferred:
@@ -161,8 +161,20 @@ class _Deferred:
             self.pending.pop(i, None)
         self.idx.remove(ids)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.idx, name)
+    def move(self, ids: Iterable[int], folder_id: int) -> None:
+        self.idx.move(ids, folder_id)
+
+    def put_folder(self, folder_id: int, parent_id: int) -> None:
+        self.idx.put_folder(folder_id, parent_id)
+
+    def subfolders(self, folder_id: int, exclude: frozenset[int] = frozenset()) -> list[int]:
+        return self.idx.subfolders(folder_id, exclude)
+
+    def items_in(self, folder_ids: list[int]) -> list[int]:
+        return self.idx.items_in(folder_ids)
+
+    def remove_folders(self, folder_ids: Iterable[int]) -> None:
+        self.idx.remove_folders(folder_ids)
 
     def flush(self, fields_for: Any) -> int:
         rows = []
@@ -458,19 +470,18 @@ class Worker:
             d.put(Doc(op.msg_id, TYPE_MESSAGE, op.folder_id, rec.change_id, "", "", "", ""),
                   lazy=(ref, op.msg_size))
         elif isinstance(op, CreateContact | ModifyContact):
-            fx._ix_contact(self.effects, d, rec, op, fx._Content(None))  # type: ignore[arg-type]
+            fx.index_contact(self.effects, d, rec, op, fx.Content(None))
         elif isinstance(op, IndexItem):
             if op.item_id in d.pending:
                 return  # its document is about to be written from the same bytes
-            fx._ix_index_item(self.effects, d, rec, op, fx._Content(None))  # type: ignore[arg-type]
+            fx.index_item_from_blob(self.effects, d, rec, op, fx.Content(None))
         elif isinstance(op, DeleteMailbox):
             d.pending.clear()
-            fx._ix_delete_mailbox(self.effects, d, rec, op,  # type: ignore[arg-type]
-                                  fx._Content(None))
+            fx.index_delete_mailbox(self.effects, d, rec, op, fx.Content(None))
         else:
-            handler = fx._INDEX_HANDLERS.get(type(op))
-            if handler is not None:
-                handler(self.effects, d, rec, op, fx._Content(None))
+            effect = fx.INDEX_EFFECTS.get(type(op))
+            if effect is not None:
+                effect(self.effects, d, rec, op, fx.Content(None))
 
     # -- end --------------------------------------------------------------------------------
     def finish(self) -> tuple[int, dict[str, float]]:

@@ -23,7 +23,8 @@ left at zero because they are derivable.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,7 +59,7 @@ from standby.redolog.ops import (
 from standby.redolog.record import Op, Record
 from standby.store import blobs as blobmod
 from standby.store.blobs import BlobStore
-from standby.store.index import Doc, IndexStore, MailboxIndex
+from standby.store.index import Doc, IndexStore
 from standby.store.mime import MessageFields, message_fields
 from standby.store.schema import INDEX_VOLUME_ID, SCHEMA_VERSION, group_of
 
@@ -156,7 +157,7 @@ class Outcome:
     error: str | None = None
 
 
-class _Content:
+class Content:
     """Lazily parsed message bytes and fields, shared by the three volumes for one op."""
 
     __slots__ = ("_fields", "data")
@@ -228,7 +229,7 @@ class Effects:
             data = op.data if op.data is not None else self.source.linked(op, rec.mailbox_id)
         elif data is None and isinstance(op, CreateContact | ModifyContact):
             data = op.data
-        c = _Content(data)
+        c = Content(data)
         if isinstance(op, CreateMessage) and data is None:
             out.blob = "missing-source"
         if "db" in volumes:
@@ -243,7 +244,7 @@ class Effects:
     def _t(self, mailbox_id: int, table: str) -> str:
         return f"mboxgroup{group_of(mailbox_id, self.groups)}.{table}"
 
-    def _apply_db(self, conn: Any, rec: Record, c: _Content, out: Outcome) -> None:
+    def _apply_db(self, conn: Any, rec: Record, c: Content, out: Outcome) -> None:
         op, m, change = rec.op, rec.mailbox_id, rec.change_id
         cur = conn.cursor()
         try:
@@ -294,7 +295,7 @@ class Effects:
                     " GREATEST(next_mailbox_id, %s)", (m + 1,))
         return "applied"
 
-    def _db_delete_mailbox(self, cur: Any, rec: Record, op: Op, c: _Content, out: Outcome,
+    def _db_delete_mailbox(self, cur: Any, rec: Record, op: Op, c: Content, out: Outcome,
                            account_id: str) -> None:
         m = rec.mailbox_id
         for table in ("tagged_item", "tag", "tombstone", "revision", "mail_item"):
@@ -308,7 +309,7 @@ class Effects:
         cur.execute("UPDATE zimbra.mailbox SET item_id_checkpoint ="
                     " GREATEST(item_id_checkpoint, %s) WHERE id = %s", (item_id, m))
 
-    def _db_create_folder(self, cur: Any, rec: Record, op: CreateFolder, c: _Content,
+    def _db_create_folder(self, cur: Any, rec: Record, op: CreateFolder, c: Content,
                           out: Outcome, _a: str) -> None:
         m, change = rec.mailbox_id, rec.change_id
         date = (op.date if op.date is not None else rec.tstamp) // 1000
@@ -321,7 +322,7 @@ class Effects:
              change, op.uuid))
         self._bump_item_ids(cur, m, op.folder_id)
 
-    def _db_rename_folder(self, cur: Any, rec: Record, op: RenameFolder, c: _Content,
+    def _db_rename_folder(self, cur: Any, rec: Record, op: RenameFolder, c: Content,
                           out: Outcome, _a: str) -> None:
         cur.execute(
             f"UPDATE {self._t(rec.mailbox_id, 'mail_item')} SET name = %s, parent_id = %s,"
@@ -371,7 +372,7 @@ class Effects:
             [(m, rec.change_id, rec.tstamp // 1000, typ, ",".join(map(str, tids)))
              for typ, tids in sorted(by_type.items())])
 
-    def _db_empty_folder(self, cur: Any, rec: Record, op: EmptyFolder, c: _Content,
+    def _db_empty_folder(self, cur: Any, rec: Record, op: EmptyFolder, c: Content,
                          out: Outcome, _a: str) -> None:
         m = rec.mailbox_id
         subs = self._subfolders(cur, m, op.folder_id) if op.subfolders else []
@@ -390,7 +391,7 @@ class Effects:
                     (m, *names))
         return [r[0] for r in cur.fetchall()]
 
-    def _db_create_tag(self, cur: Any, rec: Record, op: CreateTag, c: _Content, out: Outcome,
+    def _db_create_tag(self, cur: Any, rec: Record, op: CreateTag, c: Content, out: Outcome,
                        _a: str) -> None:
         m = rec.mailbox_id
         cur.execute(f"INSERT INTO {self._t(m, 'tag')} (mailbox_id, id, name, color, sequence)"
@@ -398,13 +399,13 @@ class Effects:
                     (m, op.tag_id, op.name, op.color, rec.change_id))
         self._bump_item_ids(cur, m, op.tag_id)
 
-    def _db_rename_tag(self, cur: Any, rec: Record, op: RenameTag, c: _Content, out: Outcome,
+    def _db_rename_tag(self, cur: Any, rec: Record, op: RenameTag, c: Content, out: Outcome,
                        _a: str) -> None:
         cur.execute(f"UPDATE {self._t(rec.mailbox_id, 'tag')} SET name = %s, sequence = %s"
                     " WHERE mailbox_id = %s AND id = %s",
                     (op.name, rec.change_id, rec.mailbox_id, op.tag_id))
 
-    def _db_create_message(self, cur: Any, rec: Record, op: CreateMessage, c: _Content,
+    def _db_create_message(self, cur: Any, rec: Record, op: CreateMessage, c: Content,
                            out: Outcome, _a: str) -> None:
         m, change = rec.mailbox_id, rec.change_id
         if c.data is None:
@@ -431,7 +432,7 @@ class Effects:
                             " item_id) VALUES (%s, %s, %s)",
                             [(m, t, i) for t in tag_ids for i in item_ids])
 
-    def _db_set_item_tags(self, cur: Any, rec: Record, op: SetItemTags, c: _Content,
+    def _db_set_item_tags(self, cur: Any, rec: Record, op: SetItemTags, c: Content,
                           out: Outcome, _a: str) -> None:
         m = rec.mailbox_id
         if not op.ids:
@@ -460,7 +461,7 @@ class Effects:
                     f" change_date = %s WHERE mailbox_id = %s AND id IN ({q})",
                     (rec.change_id, rec.tstamp // 1000, rec.mailbox_id, *ids))
 
-    def _db_alter_item_tag(self, cur: Any, rec: Record, op: AlterItemTag, c: _Content,
+    def _db_alter_item_tag(self, cur: Any, rec: Record, op: AlterItemTag, c: Content,
                            out: Outcome, _a: str) -> None:
         m = rec.mailbox_id
         if not op.ids:
@@ -487,7 +488,7 @@ class Effects:
                                 f" AND tag_id = %s AND item_id IN ({q})", (m, tag_ids[0], *op.ids))
         self._touch(cur, rec, op.ids)
 
-    def _db_move_item(self, cur: Any, rec: Record, op: MoveItem, c: _Content, out: Outcome,
+    def _db_move_item(self, cur: Any, rec: Record, op: MoveItem, c: Content, out: Outcome,
                       _a: str) -> None:
         m = rec.mailbox_id
         if not op.ids:
@@ -499,7 +500,7 @@ class Effects:
                     f" mod_metadata = %s, change_date = %s WHERE mailbox_id = %s AND id IN ({q})",
                     (*args, rec.change_id, rec.tstamp // 1000, m, *op.ids))
 
-    def _db_delete_item(self, cur: Any, rec: Record, op: DeleteItem, c: _Content, out: Outcome,
+    def _db_delete_item(self, cur: Any, rec: Record, op: DeleteItem, c: Content, out: Outcome,
                         _a: str) -> None:
         m = rec.mailbox_id
         ids = list(op.ids)
@@ -516,7 +517,7 @@ class Effects:
             ids = sorted(set(ids + extra))
         self._hard_delete(cur, rec, ids, out)
 
-    def _db_create_contact(self, cur: Any, rec: Record, op: CreateContact, c: _Content,
+    def _db_create_contact(self, cur: Any, rec: Record, op: CreateContact, c: Content,
                            out: Outcome, _a: str) -> None:
         m, change = rec.mailbox_id, rec.change_id
         name, email, _body = contact_text(op.attrs)
@@ -532,7 +533,7 @@ class Effects:
         self._add_tags(cur, m, op.tags or (), [op.contact_id])
         self._bump_item_ids(cur, m, op.contact_id)
 
-    def _db_modify_contact(self, cur: Any, rec: Record, op: ModifyContact, c: _Content,
+    def _db_modify_contact(self, cur: Any, rec: Record, op: ModifyContact, c: Content,
                            out: Outcome, _a: str) -> None:
         m, change = rec.mailbox_id, rec.change_id
         items = self._t(m, "mail_item")
@@ -553,12 +554,12 @@ class Effects:
              name[:SUBJECT_MAX], javafmt.bencode_map(dict(op.attrs)), change,
              rec.tstamp // 1000, change, m, op.contact_id))
 
-    def _db_noop(self, cur: Any, rec: Record, op: Op, c: _Content, out: Outcome,
+    def _db_noop(self, cur: Any, rec: Record, op: Op, c: Content, out: Outcome,
                  _a: str) -> None:
         """IndexItem changes only the index; the database just records the change number."""
 
     # -- blobs ------------------------------------------------------------------------------
-    def _apply_blob(self, rec: Record, c: _Content, out: Outcome) -> None:
+    def _apply_blob(self, rec: Record, c: Content, out: Outcome) -> None:
         op, m = rec.op, rec.mailbox_id
         if isinstance(op, CreateMessage):
             if c.data is None:
@@ -577,7 +578,7 @@ class Effects:
             self.blobs.delete(p)
 
     # -- index ------------------------------------------------------------------------------
-    def _apply_index(self, rec: Record, c: _Content, out: Outcome) -> None:
+    def _apply_index(self, rec: Record, c: Content, out: Outcome) -> None:
         op, m, change = rec.op, rec.mailbox_id, rec.change_id
         with self.index.use(m, create=isinstance(op, CreateMailbox)) as idx:
             if idx is None:
@@ -589,7 +590,7 @@ class Effects:
                     out.index = "skipped"
                     idx.rollback()
                     return
-                _INDEX_HANDLERS.get(type(op), _ix_noop)(self, idx, rec, op, c)
+                INDEX_EFFECTS.get(type(op), index_noop)(self, idx, rec, op, c)
                 idx.set_hwm(change)
                 idx.commit()
                 out.index = "applied"
@@ -643,29 +644,65 @@ class Effects:
         return removed
 
 
-def _ix_create_mailbox(e: Effects, idx: MailboxIndex, rec: Record, op: Op, c: _Content) -> None:
+# --------------------------------------------------------------------------------------------
+# Index effects: one function per op type, the public interface the fast engine's worker uses
+# too. `Effects.apply` calls them inside the mailbox index's transaction, after its change-number
+# check; the worker calls them on its document-deferring wrapper (`IndexWriter` is what both
+# offer). Each reads the op and, for messages, the parsed `Content`; none commits.
+
+
+class IndexWriter(Protocol):
+    """What an index effect writes through: a `MailboxIndex`, or a wrapper with its methods."""
+
+    @property
+    def db(self) -> sqlite3.Connection: ...
+
+    def put(self, doc: Doc) -> None: ...
+
+    def remove(self, ids: Iterable[int]) -> None: ...
+
+    def move(self, ids: Iterable[int], folder_id: int) -> None: ...
+
+    def put_folder(self, folder_id: int, parent_id: int) -> None: ...
+
+    def subfolders(self, folder_id: int, exclude: frozenset[int] = frozenset()) -> list[int]: ...
+
+    def items_in(self, folder_ids: list[int]) -> list[int]: ...
+
+    def remove_folders(self, folder_ids: Iterable[int]) -> None: ...
+
+
+IndexEffect = Callable[["Effects", IndexWriter, Record, Any, Content], None]
+
+
+def index_create_mailbox(e: Effects, idx: IndexWriter, rec: Record, op: Op,
+    c: Content) -> None:
     for fid, _name, parent, _a, _v in SYSTEM_FOLDERS:
         idx.put_folder(fid, parent)
 
 
-def _ix_delete_mailbox(e: Effects, idx: MailboxIndex, rec: Record, op: Op, c: _Content) -> None:
+def index_delete_mailbox(e: Effects, idx: IndexWriter, rec: Record, op: Op,
+    c: Content) -> None:
     idx.db.execute("DELETE FROM docs")
     idx.db.execute("DELETE FROM items")
     idx.db.execute("DELETE FROM folders")
     idx.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('deleted', 1)")
 
 
-def _ix_create_folder(e: Effects, idx: MailboxIndex, rec: Record, op: Any, c: _Content) -> None:
+def index_put_folder(e: Effects, idx: IndexWriter, rec: Record, op: Any,
+    c: Content) -> None:
     idx.put_folder(op.folder_id, op.parent_id)
 
 
-def _ix_empty_folder(e: Effects, idx: MailboxIndex, rec: Record, op: Any, c: _Content) -> None:
+def index_empty_folder(e: Effects, idx: IndexWriter, rec: Record, op: Any,
+    c: Content) -> None:
     subs = idx.subfolders(op.folder_id, SYSTEM_FOLDER_IDS) if op.subfolders else []
     idx.remove(idx.items_in([op.folder_id, *subs]))
     idx.remove_folders(subs)
 
 
-def _ix_create_message(e: Effects, idx: MailboxIndex, rec: Record, op: Any, c: _Content) -> None:
+def index_create_message(e: Effects, idx: IndexWriter, rec: Record, op: Any,
+    c: Content) -> None:
     if c.data is None:
         return
     f = c.fields
@@ -673,7 +710,8 @@ def _ix_create_message(e: Effects, idx: MailboxIndex, rec: Record, op: Any, c: _
                 f.recipients, f.text))
 
 
-def _ix_move_item(e: Effects, idx: MailboxIndex, rec: Record, op: Any, c: _Content) -> None:
+def index_move_item(e: Effects, idx: IndexWriter, rec: Record, op: Any,
+    c: Content) -> None:
     if op.type == TYPE_FOLDER:
         for fid in op.ids:
             idx.put_folder(fid, op.dest_id)
@@ -681,7 +719,8 @@ def _ix_move_item(e: Effects, idx: MailboxIndex, rec: Record, op: Any, c: _Conte
         idx.move(op.ids, op.dest_id)
 
 
-def _ix_delete_item(e: Effects, idx: MailboxIndex, rec: Record, op: Any, c: _Content) -> None:
+def index_delete_item(e: Effects, idx: IndexWriter, rec: Record, op: Any,
+    c: Content) -> None:
     if op.type == TYPE_FOLDER:
         for fid in op.ids:
             tree = [fid, *idx.subfolders(fid, SYSTEM_FOLDER_IDS)]
@@ -691,7 +730,8 @@ def _ix_delete_item(e: Effects, idx: MailboxIndex, rec: Record, op: Any, c: _Con
         idx.remove(op.ids)
 
 
-def _ix_contact(e: Effects, idx: MailboxIndex, rec: Record, op: Any, c: _Content) -> None:
+def index_contact(e: Effects, idx: IndexWriter, rec: Record, op: Any,
+    c: Content) -> None:
     name, email, body = contact_text(op.attrs)
     if isinstance(op, ModifyContact):
         row = idx.db.execute("SELECT folder_id FROM items WHERE id = ?",
@@ -704,7 +744,8 @@ def _ix_contact(e: Effects, idx: MailboxIndex, rec: Record, op: Any, c: _Content
     idx.put(Doc(op.contact_id, TYPE_CONTACT, folder, rec.change_id, name, email, "", body))
 
 
-def _ix_index_item(e: Effects, idx: MailboxIndex, rec: Record, op: Any, c: _Content) -> None:
+def index_item_from_blob(e: Effects, idx: IndexWriter, rec: Record, op: Any,
+    c: Content) -> None:
     row = idx.db.execute("SELECT type, folder_id, mod_content FROM items WHERE id = ?",
                          (op.item_id,)).fetchone()
     if row is None or row[0] != TYPE_MESSAGE:
@@ -719,7 +760,8 @@ def _ix_index_item(e: Effects, idx: MailboxIndex, rec: Record, op: Any, c: _Cont
                 f.text))
 
 
-def _ix_noop(e: Effects, idx: MailboxIndex, rec: Record, op: Any, c: _Content) -> None:
+def index_noop(e: Effects, idx: IndexWriter, rec: Record, op: Any,
+    c: Content) -> None:
     pass
 
 
@@ -740,16 +782,19 @@ _DB_HANDLERS: dict[type, Callable[..., None]] = {
     IndexItem: Effects._db_noop,
 }
 
-_INDEX_HANDLERS: dict[type, Callable[..., None]] = {
-    CreateMailbox: _ix_create_mailbox,
-    DeleteMailbox: _ix_delete_mailbox,
-    CreateFolder: _ix_create_folder,
-    RenameFolder: _ix_create_folder,
-    EmptyFolder: _ix_empty_folder,
-    CreateMessage: _ix_create_message,
-    MoveItem: _ix_move_item,
-    DeleteItem: _ix_delete_item,
-    CreateContact: _ix_contact,
-    ModifyContact: _ix_contact,
-    IndexItem: _ix_index_item,
+INDEX_EFFECTS: Mapping[type[Op], IndexEffect] = {
+    CreateMailbox: index_create_mailbox,
+    DeleteMailbox: index_delete_mailbox,
+    CreateFolder: index_put_folder,
+    RenameFolder: index_put_folder,
+    EmptyFolder: index_empty_folder,
+    CreateMessage: index_create_message,
+    MoveItem: index_move_item,
+    DeleteItem: index_delete_item,
+    CreateContact: index_contact,
+    ModifyContact: index_contact,
+    IndexItem: index_item_from_blob,
 }
+
+# Ops whose effect on an index is more than raising its change number.
+INDEXED_OPS: frozenset[type[Op]] = frozenset(INDEX_EFFECTS)
