@@ -1,0 +1,294 @@
+"""Blobs in a backup session: each stored once per session, unchanged containers not rewritten.
+
+A blob is named by its digest (SHA-256 of its uncompressed content, as `mail_item.blob_digest`)
+and its bytes are stored as the store keeps them. Containers, per zip mode:
+
+- `zipStore` (the default) and `zip` (`-z`, deflated): `blobs/<bucket>.zip`, the account's
+  blobs spread over `K` buckets by digest (K grows with the account's size, a power of two, so a
+  new message rewrites one bucket, not all);
+- `noZip`: `blobs/<digest>` plain files.
+
+Blobs more than one account of the session holds (a message delivered to several mailboxes)
+are stored in the session's own `blobs/`, once, before the accounts; a digest stored already in
+this session is only referenced. An account's `blobs/blobs.parquet` lists each of its blob files
+(path in the mailbox folder, digest, container, size), which is what a restore reads.
+
+No new bytes for unchanged data: a container whose member set equals the one in the same place
+of the previous session is hard-linked from it (`noZip`: each file), so a second full backup of
+unchanged data writes no blob bytes, while every session stays self-contained (deleting the
+older one leaves the newer intact). Zip members carry a fixed time stamp, so equal content
+gives equal zip bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import os
+import shutil
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from standby.errors import FormatError, UsageError
+
+ZIP_MODES = ("zipStore", "zip", "noZip")
+MANIFEST = "blobs.parquet"
+BUCKET_BYTES = 32 * 1024 * 1024
+MAX_BUCKETS = 256
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+_COMPRESSION = {"zipStore": zipfile.ZIP_STORED, "zip": zipfile.ZIP_DEFLATED}
+_MANIFEST_SCHEMA = pa.schema([("path", pa.string()), ("digest", pa.string()),
+                              ("container", pa.string()), ("size", pa.int64())])
+
+
+def check_mode(mode: str) -> str:
+    if mode not in ZIP_MODES:
+        raise UsageError(f"zip mode {mode!r} is unknown", hint="zipStore, zip or noZip")
+    return mode
+
+
+def bucket_count(total_bytes: int) -> int:
+    k = 1
+    while k < MAX_BUCKETS and k * BUCKET_BYTES < total_bytes:
+        k *= 2
+    return k
+
+
+def bucket_of(digest: str, k: int) -> int:
+    """The bucket of a digest among `k` (a power of two), from its first 12 bits."""
+    if k == 1:
+        return 0
+    head = base64.urlsafe_b64decode(digest[:4] + "=" * (-len(digest[:4]) % 4))
+    return int.from_bytes(head[:2], "big") >> (16 - (k.bit_length() - 1))
+
+
+@dataclass(frozen=True)
+class BlobFile:
+    """A blob file of a mailbox: its path in the mailbox folder, where it is, its digest."""
+
+    path: str  # e.g. msg/0/257-3.msg
+    source: Path
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    path: str
+    digest: str
+    container: str  # relative to the session folder
+    size: int
+
+
+@dataclass
+class BlobStats:
+    written: int = 0
+    written_bytes: int = 0
+    linked: int = 0
+    linked_bytes: int = 0
+    referenced: int = 0  # stored already in this session
+
+    def as_dict(self) -> dict[str, int]:
+        return {"blobsWritten": self.written, "blobBytesWritten": self.written_bytes,
+                "blobsLinked": self.linked, "blobBytesLinked": self.linked_bytes,
+                "blobsShared": self.referenced}
+
+
+def _link(src: Path, dst: Path) -> bool:
+    try:
+        os.link(src, dst)
+        return True
+    except OSError as e:
+        if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            return False
+        raise
+
+
+def _zip_members(path: Path) -> tuple[set[str], int] | None:
+    """(member names, compression) of an existing zip container, None if unusable."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (FileNotFoundError, zipfile.BadZipFile):
+        return None
+    comp = infos[0].compress_type if infos else zipfile.ZIP_STORED
+    return {i.filename for i in infos}, comp
+
+
+@dataclass
+class SessionBlobs:
+    """The blob containers of one session being written under `root`."""
+
+    root: Path
+    mode: str
+    stats: BlobStats = field(default_factory=BlobStats)
+    where: dict[str, str] = field(default_factory=dict)  # digest -> container
+
+    def __post_init__(self) -> None:
+        check_mode(self.mode)
+
+    # -- containers ------------------------------------------------------------------------
+    def _pack(self, container: str, members: Sequence[BlobFile], prev: Path | None) -> None:
+        dest = self.root / container
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        want = {m.digest for m in members}
+        size = sum(m.size for m in members)
+        if prev is not None:
+            have = _zip_members(prev)
+            if have is not None and have[0] == want and have[1] == _COMPRESSION[self.mode] \
+                    and _link(prev, dest):
+                self.stats.linked += len(members)
+                self.stats.linked_bytes += size
+                return
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        with zipfile.ZipFile(tmp, "w", compression=_COMPRESSION[self.mode],
+                             allowZip64=True) as z:
+            for m in sorted(members, key=lambda m: m.digest):
+                with open(m.source, "rb") as f:
+                    data = f.read()
+                info = zipfile.ZipInfo(m.digest, date_time=_EPOCH)
+                info.compress_type = _COMPRESSION[self.mode]
+                z.writestr(info, data)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+        self.stats.written += len(members)
+        self.stats.written_bytes += size
+
+    def _plain(self, folder: str, members: Sequence[BlobFile], prev_dir: Path | None) -> None:
+        d = self.root / folder
+        d.mkdir(parents=True, exist_ok=True)
+        for m in members:
+            dest = d / m.digest
+            if prev_dir is not None and (prev_dir / m.digest).is_file() \
+                    and _link(prev_dir / m.digest, dest):
+                self.stats.linked += 1
+                self.stats.linked_bytes += m.size
+                continue
+            shutil.copyfile(m.source, dest)
+            self.stats.written += 1
+            self.stats.written_bytes += m.size
+
+    def _store(self, folder: str, members: list[BlobFile], k: int,
+               previous: Path | None) -> None:
+        """Store `members` under `folder` (relative to the session) in `k` buckets, linking
+        what equals the same place in the `previous` session's folder."""
+        prev_root = previous / folder if previous is not None else None
+        if self.mode == "noZip":
+            self._plain(folder, members, prev_root)
+            for m in members:
+                self.where[m.digest] = f"{folder}/{m.digest}"
+            return
+        buckets: dict[int, list[BlobFile]] = {}
+        for m in members:
+            buckets.setdefault(bucket_of(m.digest, k), []).append(m)
+        for b, ms in sorted(buckets.items()):
+            container = f"{folder}/{b:02x}.zip"
+            self._pack(container, ms, prev_root / f"{b:02x}.zip" if prev_root else None)
+            for m in ms:
+                self.where[m.digest] = container
+
+    # -- the session's shared blobs and each account's ---------------------------------------
+    def store_shared(self, candidates: Iterable[tuple[str, Sequence[Path]]],
+                     previous: Path | None = None) -> int:
+        """Store the blobs several accounts hold, each from the first of its copies that still
+        exists; returns how many were stored."""
+        members = []
+        for digest, paths in candidates:
+            for p in paths:
+                try:
+                    members.append(BlobFile("", p, digest, p.stat().st_size))
+                    break
+                except FileNotFoundError:
+                    continue
+        members.sort(key=lambda m: m.digest)
+        if members:
+            self._store("blobs", members, bucket_count(sum(m.size for m in members)), previous)
+        return len(members)
+
+    def store_account(self, account_rel: str, files: Sequence[BlobFile],
+                      previous: Path | None = None) -> tuple[list[BlobRef], int]:
+        """Store one account's blob files (`previous`: the session folder of its last full
+        backup); returns its manifest rows and bucket count."""
+        fresh: dict[str, BlobFile] = {}
+        for f in files:
+            if f.digest in self.where:
+                self.stats.referenced += 1
+            else:
+                fresh.setdefault(f.digest, f)
+        members = sorted(fresh.values(), key=lambda m: m.digest)
+        k = bucket_count(sum(m.size for m in members))
+        if members:
+            self._store(f"{account_rel}/blobs", members, k, previous)
+        refs = [BlobRef(f.path, f.digest, self.where[f.digest], f.size) for f in files]
+        return refs, k
+
+
+def write_manifest(folder: Path, refs: Sequence[BlobRef]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tbl = pa.Table.from_pydict({"path": [r.path for r in refs],
+                                "digest": [r.digest for r in refs],
+                                "container": [r.container for r in refs],
+                                "size": [r.size for r in refs]}, schema=_MANIFEST_SCHEMA)
+    tmp = folder / f".{MANIFEST}.tmp"
+    pq.write_table(tbl, tmp)
+    os.replace(tmp, folder / MANIFEST)
+
+
+def read_manifest(folder: Path) -> list[BlobRef]:
+    p = folder / MANIFEST
+    try:
+        tbl = pq.read_table(p)
+    except FileNotFoundError:
+        return []
+    except pa.ArrowInvalid as e:
+        raise FormatError(f"{p} is not a readable blob list: {e}") from e
+    d = tbl.to_pydict()
+    return [BlobRef(*row) for row in zip(d["path"], d["digest"], d["container"], d["size"])]
+
+
+def extract(session_root: Path, refs: Sequence[BlobRef], dest_root: Path) -> tuple[int, int]:
+    """Write each blob of `refs` at `dest_root/<path>`; returns (files, bytes)."""
+    by_container: dict[str, list[BlobRef]] = {}
+    for r in refs:
+        by_container.setdefault(r.container, []).append(r)
+    made: set[Path] = set()
+    n = nbytes = 0
+
+    def target(r: BlobRef) -> Path:
+        p = dest_root / r.path
+        if p.parent not in made:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            made.add(p.parent)
+        return p
+
+    for container, rs in by_container.items():
+        src = session_root / container
+        if not container.endswith(".zip"):
+            for r in rs:
+                shutil.copyfile(src, target(r))
+                n += 1
+                nbytes += r.size
+            continue
+        try:
+            z = zipfile.ZipFile(src)
+        except FileNotFoundError:
+            raise FormatError(f"blob container {src} is missing") from None
+        except zipfile.BadZipFile as e:
+            raise FormatError(f"blob container {src} is damaged: {e}") from e
+        with z:
+            for r in rs:
+                try:
+                    data = z.read(r.digest)
+                except KeyError:
+                    raise FormatError(f"{src} does not hold blob {r.digest}") from None
+                with open(target(r), "wb") as f:
+                    f.write(data)
+                n += 1
+                nbytes += len(data)
+    return n, nbytes
