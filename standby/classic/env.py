@@ -8,15 +8,22 @@ recording mailer or no running store.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from standby import log as slog
+from standby import timefmt
+from standby.classic import attrs, localconfig
 from standby.classic.attrs import BackupConfig
+from standby.classic.report import SmtpMailer
 from standby.classic.target import Target
+from standby.errors import UsageError
 from standby.settings import Settings
+from standby.store.client import StoreClient
 from standby.store.blobs import BlobStore
 from standby.store.directory import Directory
 from standby.store.index import IndexStore
@@ -36,6 +43,14 @@ class SiteLike(Protocol):
     def groups(self) -> int: ...
 
     def connect(self, **kw: Any) -> Any: ...
+
+    def service_pid(self) -> int | None: ...
+
+    def check_stopped(self, what: str = "this") -> None: ...
+
+    def database(self, *, schema: bool = True) -> AbstractContextManager[Any]: ...
+
+    def replaying(self) -> AbstractContextManager[None]: ...
 
 
 class Mailer(Protocol):
@@ -71,3 +86,30 @@ class Env:
     @property
     def mysql_retention(self) -> int:
         return int(self.local.get("mysql_backup_retention", "0"))
+
+
+def build(site: SiteLike, *, target: Path | None = None, server: str | None = None,
+          now_ms: Callable[[], int] = timefmt.now_ms, mailer: Mailer | None = None,
+          hostname: Callable[[], str] = socket.gethostname) -> Env:
+    """The `Env` for a site: its attributes and localconfig resolved, the target chosen (-t,
+    else zimbraBackupTarget, else `<state_dir>/backup`), the running store's rollover and the
+    SMTP mailer wired in."""
+    s = site.settings
+    local = localconfig.effective(localconfig.load(s.state_dir), hostname=hostname())
+    name = local["zimbra_server_hostname"] or hostname()
+    if server is not None and server not in (name, "localhost"):
+        raise UsageError(f"-s {server}: this is server {name}; backups and restores run on "
+                         "the server they are for", hint=f"leave out -s, or give -s {name}")
+    d = site.directory
+    cfg = attrs.backup_config(d.attrs(attrs.GLOBAL), d.attrs(attrs.server_scope(name)))
+    root = target or (Path(cfg.target) if cfg.target else s.state_dir / "backup")
+
+    def rollover() -> object:
+        if site.service_pid() is None:
+            return False
+        with StoreClient(s.store_socket) as c:
+            return c.call("rollover")
+
+    return Env(site=site, target=Target(root), config=cfg, local=local, server=name,
+               now_ms=now_ms, rollover=rollover,
+               mailer=mailer or SmtpMailer(cfg.smtp_host, cfg.smtp_port))

@@ -12,13 +12,17 @@ and, unless `-br`, the server's archive and its current `redo.log`, one file per
 sequence order. `chain` picks those a restore from a backup taken at sequence S needs — from
 S - 1 (a shared delivery's blob may sit in the log before) to the end or a `-restoreToRedoSeq`
 / `-restoreToIncrLabel` cut — and refuses a gap: a missing sequence would silently lose changes.
+
+Rewriting (`--skipDeletes`, a deleted account brought back, a restore into another mailbox):
+`rewrite` writes the selected committed ops, changed as asked, into one new log that the replay
+engine then replays as it is.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +31,17 @@ from standby.classic import xmlfiles
 from standby.errors import NotFound, UsageError
 from standby.redolog import files
 from standby.redolog import header as fileheader
-from standby.replay.player import LogFile
+from standby.redolog.header import FileHeader
+from standby.redolog.ops import (
+    CommitTxn,
+    DeleteItem,
+    DeleteMailbox,
+    EmptyFolder,
+    MoveItem,
+    StoreIncomingBlob,
+)
+from standby.redolog.record import Op, Record
+from standby.replay.player import LogFile, Player, Selection
 
 
 def current_seq(redolog_dir: Path) -> int | None:
@@ -155,3 +169,51 @@ def log_files(found: dict[int, Path], seqs: Sequence[int]) -> list[LogFile]:
             h = fileheader.decode(f.read(fileheader.HEADER_SIZE), path=str(p))
         out.append(LogFile(p, s, h))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# A restore that changes what it replays
+
+
+TRASH = 3
+
+
+def is_delete_op(op: Op) -> bool:
+    """Zimbra's `isDeleteOp` (what `--skipDeletes` leaves out), for the ops the store logs."""
+    return isinstance(op, DeleteItem | DeleteMailbox | EmptyFolder) or (
+        isinstance(op, MoveItem) and op.dest_id == TRASH)
+
+
+def rewrite(logs: Sequence[LogFile], sel: Selection, out: Path, *, server_id: str,
+            remap: dict[int, int], drop: Callable[[Record], bool], now_ms: int) -> LogFile:
+    """Write the committed ops `sel` picks from `logs` into one new log at `out`, each followed
+    by its CommitTxn: ops `drop` refuses are left out, mailbox ids are mapped through `remap`
+    (a restore into another mailbox). The new log replays, with no selection, exactly those ops."""
+    first = last = 0
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(bytes(fileheader.HEADER_SIZE))
+        for rec, _path in Player(sel).play(list(logs)):
+            op = rec.op
+            if drop(rec):
+                continue
+            if isinstance(op, StoreIncomingBlob):
+                op = StoreIncomingBlob(tuple(remap.get(m, m) for m in op.mailbox_ids or ()),
+                                       op.digest, op.path, op.msg_size, op.data)
+            m = remap.get(rec.mailbox_id, rec.mailbox_id)
+            new = Record(op, rec.tstamp, rec.txn_time, rec.txn_counter, m, rec.change_id,
+                         rec.change_constraint, rec.version)
+            f.write(new.encode())
+            f.write(Record(CommitTxn(op.OPCODE), rec.tstamp, rec.txn_time, rec.txn_counter,
+                           m).encode())
+            first = rec.tstamp if not first else min(first, rec.tstamp)
+            last = max(last, rec.tstamp)
+        size = f.tell()
+        hdr = FileHeader(sequence=0, server_id=server_id, create_time=now_ms, open=False,
+                         file_size=size, first_op_tstamp=first, last_op_tstamp=last)
+        f.seek(0)
+        f.write(hdr.encode())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, out)
+    return LogFile(out, 0, hdr)

@@ -14,12 +14,15 @@ import smtplib
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from standby.classic import target as target_mod
 from standby.classic import xmlfiles
-from standby.classic.env import Env
 from standby.classic.query import zimbra_time
 from standby.classic.xmlfiles import Session
+
+if TYPE_CHECKING:  # env builds an SmtpMailer from this module
+    from standby.classic.env import Env
 
 
 def render(env: Env, rec: Session) -> str:
