@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from standby.classic import backup, blobpack, restore
+from standby.classic import backup, blobpack, ldap, localconfig, restore
 from standby.classic.env import Env
 from standby.store.loadgen import run as loadgen
 from standby.classic.target import account_relpath
@@ -32,6 +32,7 @@ def _wreck(env: Env, email: str) -> None:
 def test_full_incremental_restore_one_and_all(make_store, tmp_path: Path) -> None:
     h = make_store("primary", sections={"redolog": {"rollover_size_kb": 128}})
     h.start()
+    localconfig.edit(h.settings.state_dir, ["backup_archived_redolog_keep_time=3600"])
     env = make_env(h, tmp_path / "backup")
     first = loadgen(h.settings.store_socket, accounts=ACCOUNTS, ops=300, seed=11, workers=2)
     assert first.errors == 0, first.error_samples
@@ -73,6 +74,20 @@ def test_full_incremental_restore_one_and_all(make_store, tmp_path: Path) -> Non
     out = restore.run(env, restore.Request(accounts=None), online=True)
     assert sorted(out.restored) == sorted(a.email for a in env.site.directory.accounts())
     assert digests(h) == (total, before)
+
+    # The whole server on a fresh store, as the guide's disaster recovery: the directory first
+    # (zmrestoreldap), then zmrestoreoffline -sys -a all -c -br with the service stopped.
+    last = backup.run(env, backup.Request("incr")).sessions[-1]
+    total, before = digests(h)
+    dr = make_store("dr")
+    dr_env = make_env(dr, env.target.root)
+    assert ldap.restore(dr_env.target, dr_env.site.directory, last.label) == ACCOUNTS
+    out = restore.run(dr_env, restore.Request(accounts=None, sys=True, continue_on_error=True,
+                                              backup_redo_only=True), online=False)
+    assert len(out.restored) == ACCOUNTS and not out.failed and out.sys
+    assert digests(dr) == (total, before)
+    restored_lc = dr.settings.state_dir / "conf" / "localconfig.xml.restore"
+    assert restored_lc.read_bytes() == localconfig.path(h.settings.state_dir).read_bytes()
 
     # The layout the guide describes.
     sess = env.target.session_dir(fs.label)
