@@ -3,13 +3,17 @@
 1. A primary store is built in a work folder (the four volumes as folders, the `dir` snapshot
    backend, a private MariaDB) and mail traffic is driven at it.
 2. On a time-compressed cadence (a set every `set_every_s`, a redolog snapshot every
-   `redolog_every_s`), snapshots are taken and copied to a standby site folder, each copy marked
-   shipped in the catalog. (The copy stands in for shipping over the network.)
+   `redolog_every_s`), snapshots are taken and shipped (`Shipping.ship`).
 3. At a random moment the primary is killed (SIGKILL, the store service and its MariaDB).
-4. Failover: the standby's volumes are restored from the newest shipped set and the newest
-   shipped redolog snapshot, and the redo log is replayed from the set's recorded start.
+4. Failover: the standby's volumes are pulled from the newest shipped set and the newest
+   shipped redolog snapshot (`Shipping.pull`), and the redo log is replayed from the set's
+   recorded start.
 5. Proof: the standby's digest must equal the digest of a store built by replaying, from empty,
-   everything the shipped redolog snapshot holds — the primary as of the last shipped position.
+   everything the pulled redolog volume holds — the primary as of the last shipped position.
+
+`Shipping` is the one seam between the drill and how snapshots travel: today `FolderCopy`
+copies each snapshot into a site folder and back (standing in for the network); shipping to a
+real target fills the same two calls.
 It reports RPO (kill time minus the last shipped redo position's time), RTO (kill to a standby
 ready to start), the replay rate, and how many committed ops the primary had that never shipped.
 """
@@ -24,19 +28,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from standby import settings as settings_mod
 from standby import timefmt
+from standby.catalog import local
+from standby.catalog.local import LocalCatalog
+from standby.catalog.manifest import Manifest
 from standby.errors import StandbyError
 from standby.redolog.ops import StoreIncomingBlob
 from standby.replay import engine
 from standby.replay.player import Player, Selection, select_files
-from standby.settings import Settings
 from standby.snapshot import sets
-from standby.snapshot.manifest import Manifest
 from standby.store import control, loadgen
-from standby.store.digest import digest_settings
+from standby.store.digest import digest_site
+from standby.store.site import LOCK_NAME, Site
 
 VOLUMES = settings_mod.VOLUME_NAMES
 
@@ -66,16 +72,48 @@ class DrillReport:
         return dict(self.__dict__)
 
 
-def _copy_snapshot(m: Manifest, site: Path) -> Path:
-    """Copy a dir-backend snapshot (every volume of it) into the site; return its folder."""
-    dest = site / m.id
-    tmp = site / f".{m.id}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for rec in m.snapshots:
-        shutil.copytree(rec.ref, tmp / rec.volume, symlinks=True)  # the copy, not the volume
-    tmp.rename(dest)
-    return dest
+class Shipping(Protocol):
+    """How snapshots travel from the primary to the standby site, and onto the standby."""
+
+    def ship(self, m: Manifest) -> None:
+        """Send every snapshot of `m` (and `m` itself) to the site; mark them shipped."""
+        ...
+
+    def pull(self, set_m: Manifest, redo_m: Manifest, standby: Site) -> None:
+        """Bring set `set_m` and redolog snapshot `redo_m` (the same manifest, or a later one)
+        onto the standby's volumes."""
+        ...
+
+
+class FolderCopy:
+    """`Shipping` into a folder: each dir-backend snapshot copied there (from its snapshot
+    copy, never the live volume), each marked shipped in the primary's catalog."""
+
+    def __init__(self, site: Path, catalog: LocalCatalog) -> None:
+        self.site = site
+        self.catalog = catalog
+        site.mkdir(parents=True, exist_ok=True)
+
+    def ship(self, m: Manifest) -> None:
+        dest = self.site / m.id
+        tmp = self.site / f".{m.id}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for rec in m.snapshots:
+            shutil.copytree(rec.ref, tmp / rec.volume, symlinks=True)
+        tmp.rename(dest)
+        for rec in m.snapshots:
+            self.catalog.mark_shipped(m.id, rec.volume)
+
+    def pull(self, set_m: Manifest, redo_m: Manifest, standby: Site) -> None:
+        for vol in VOLUMES:
+            target = getattr(standby.settings.volumes, vol).path
+            src = self.site / (redo_m if vol == "redolog" else set_m).id / vol
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(src, target, symlinks=True)
+            for junk in (".standby-snapshot", LOCK_NAME):
+                (target / junk).unlink(missing_ok=True)
+            (target / "data" / "standby-owner.pid").unlink(missing_ok=True)
 
 
 def _committed_ops(log_dir: Path) -> int:
@@ -84,21 +122,11 @@ def _committed_ops(log_dir: Path) -> int:
     return sum(1 for rec, _ in player.play(logs) if not isinstance(rec.op, StoreIncomingBlob))
 
 
-def _restore(standby: Settings, set_copy: Path, redo_copy: Path) -> None:
-    for vol in VOLUMES:
-        target = getattr(standby.volumes, vol).path
-        src = (redo_copy if vol == "redolog" else set_copy) / vol
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(src, target, symlinks=True)
-        for junk in (".standby-snapshot", ".standby-store.lock"):
-            (target / junk).unlink(missing_ok=True)
-        (target / "data" / "standby-owner.pid").unlink(missing_ok=True)
-
-
 def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = None,
         workers: int = 4, set_every_s: float = 10.0, redolog_every_s: float = 3.0,
         kill_window_s: tuple[float, float] = (25.0, 40.0), groups: int = 100,
-        keep: bool = False, say: Callable[[str], None] = lambda m: None) -> DrillReport:
+        keep: bool = False, say: Callable[[str], None] = lambda m: None,
+        shipping: Shipping | None = None) -> DrillReport:
     seed = seed if seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     base = Path(tempfile.mkdtemp(prefix="standby-drill-", dir=workdir))
@@ -106,13 +134,12 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
     rep.notes.append(f"seed {seed}")
     primary_cfg = control.init(base / "primary", mailbox_groups=groups)
     p = settings_mod.load(primary_cfg)
-    assert p is not None
+    # The drill's sets are staggered by half a second: its cadence is compressed.
+    p_sets = settings_mod.with_overrides(p, {"snapshot.stagger_s": 0.5})
     standby_cfg = control.init(base / "standby", server_id=p.server_id, mailbox_groups=groups,
                                manifest_key=p.snapshot.manifest_key)
     sb = settings_mod.load(standby_cfg)
-    assert sb is not None
-    site = base / "site"
-    site.mkdir()
+    shipping = shipping or FolderCopy(base / "site", local.for_settings(p))
     reference = None
     try:
         say(f"primary: starting in {base / 'primary'}")
@@ -135,31 +162,22 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
         next_set = t0 + 2.0
         next_redo = next_set + redolog_every_s
         shipped_set: Manifest | None = None
-        shipped_set_copy: Path | None = None
         shipped_redo: Manifest | None = None
-        shipped_redo_copy: Path | None = None
         say(f"primary: load running; the primary will be killed after {kill_after:.1f} s")
         while time.monotonic() - t0 < kill_after:
             now = time.monotonic()
             if now >= next_set:
-                out = sets.take("set", p, stagger_s=0.5)
-                m = out.manifest  # type: ignore[union-attr]
-                copy = _copy_snapshot(m, site)
-                cat = sets.catalog_for(p)
-                for rec in m.snapshots:
-                    cat.mark_shipped(m.id, rec.volume)
-                shipped_set, shipped_set_copy = m, copy
-                shipped_redo, shipped_redo_copy = m, copy
+                m = sets.take("set", p_sets).manifest
+                shipping.ship(m)
+                shipped_set = shipped_redo = m
                 rep.sets += 1
                 say(f"set {m.id}: skew {m.skew_ms} ms, shipped")
                 next_set = now + set_every_s
                 next_redo = now + redolog_every_s
             elif now >= next_redo and shipped_set is not None:
-                out = sets.take("redolog", p)
-                m = out.manifest  # type: ignore[union-attr]
-                copy = _copy_snapshot(m, site)
-                sets.catalog_for(p).mark_shipped(m.id, "redolog")
-                shipped_redo, shipped_redo_copy = m, copy
+                m = sets.take("redolog", p).manifest
+                shipping.ship(m)
+                shipped_redo = m
                 rep.redolog_snapshots += 1
                 say(f"redolog snapshot {m.id}: shipped")
                 next_redo = now + redolog_every_s
@@ -176,39 +194,39 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
         if shipped_set is None or shipped_redo is None:
             raise StandbyError("no snapshot set was shipped before the primary died",
                                hint="lengthen the kill window")
-        assert shipped_set_copy is not None and shipped_redo_copy is not None
         last = shipped_redo.snapshot("redolog")
         assert last is not None
         rep.last_shipped = timefmt.iso_utc(last.taken_at_ms)
         rep.rpo_s = round((killed_ms - last.taken_at_ms) / 1000, 3)
 
-        say(f"standby: restoring set {shipped_set.id} and redolog snapshot {shipped_redo.id}")
+        say(f"standby: pulling set {shipped_set.id} and redolog snapshot {shipped_redo.id}")
         t = time.monotonic()
-        _restore(sb, shipped_set_copy, shipped_redo_copy)
+        shipping.pull(shipped_set, shipped_redo, Site(sb))
         rep.restore_s = round(time.monotonic() - t, 3)
         start = shipped_set.replay
         sel = Selection(from_time=start.from_time_ms, from_seq=start.seq)
         say(f"standby: replaying from {timefmt.echo(start.from_time_ms)} (seq {start.seq})")
-        res = engine.run(sb, engine.ReplayOptions(selection=sel))
+        standby = Site.open(sb)
+        res = engine.run(standby, engine.find_logs(standby, sel), sel)
         rep.replay_s = round(res.seconds, 3)
         rep.replay_ops = res.ops_applied
         rep.replay_ops_per_s = round(res.ops_applied / res.seconds) if res.seconds else 0
         rep.rto_s = round(time.monotonic() - t_kill, 3)
         if res.errors:
-            rep.notes.append(f"replay errors: {res.errors[:3]}")
+            rep.notes.append("replay errors: " + "; ".join(res.errors[:3]))
 
-        say("proof: replaying the shipped log from empty into a reference store")
+        say("proof: replaying the pulled log from empty into a reference store")
         ref_cfg = control.init(base / "reference", server_id=p.server_id, mailbox_groups=groups,
                                manifest_key=p.snapshot.manifest_key)
         reference = settings_mod.load(ref_cfg)
-        assert reference is not None
-        engine.run(reference, engine.ReplayOptions(
-            selection=Selection(), log_dir=shipped_redo_copy / "redolog"))
-        rep.reference_digest = digest_settings(reference).total
-        rep.standby_digest = digest_settings(sb).total
+        ref = Site.open(reference)
+        every = Selection()
+        engine.run(ref, engine.find_logs(ref, every, log_dir=sb.volumes.redolog.path), every)
+        rep.reference_digest = digest_site(ref).total
+        rep.standby_digest = digest_site(standby).total
         rep.equal = rep.reference_digest == rep.standby_digest
         rep.ops_never_shipped = max(0, _committed_ops(p.volumes.redolog.path) -
-                                    _committed_ops(shipped_redo_copy / "redolog"))
+                                    _committed_ops(sb.volumes.redolog.path))
         return rep
     finally:
         for s in (p, sb, reference):

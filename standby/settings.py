@@ -205,17 +205,16 @@ def load(
     path: str | os.PathLike[str] | None = None,
     *,
     overrides: Mapping[str, Any] | None = None,
-    required: bool = True,
-) -> Settings | None:
-    """Resolve settings: file, then environment, then `overrides` (dotted keys), then validate."""
+) -> Settings:
+    """Resolve settings: file, then environment, then `overrides` (dotted keys such as
+    `snapshot.stagger_s`, from command-line flags; None means "not given"), then validate
+    the whole, so a flag is checked exactly as the same key in the file would be."""
     cfg = find_config(path)
     if cfg is None:
-        if required:
-            raise ConfigError(
-                "no configuration found",
-                hint="pass --config FILE, set STANDBY_CONFIG, or run `standby store init DIR`",
-            )
-        return None
+        raise ConfigError(
+            "no configuration found",
+            hint="pass --config FILE, set STANDBY_CONFIG, or run `standby store init DIR`",
+        )
     try:
         raw = tomllib.loads(cfg.read_text())
     except tomllib.TOMLDecodeError as e:
@@ -229,6 +228,29 @@ def load(
     return from_mapping(raw, base_dir=cfg.parent.resolve(), source=cfg.resolve())
 
 
+def with_overrides(s: Settings, overrides: Mapping[str, Any]) -> Settings:
+    """`s` with dotted keys replaced (None values are left alone), validated again."""
+    out = s
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        *path, last = key.split(".")
+        out = _replace_path(out, path, last, value, key)
+    validate(out)
+    return out
+
+
+def _replace_path(obj: Any, path: list[str], last: str, value: Any, key: str) -> Any:
+    if not path:
+        if last in _NOT_KEYS or last not in {f.name for f in dataclasses.fields(obj)}:
+            raise ConfigError(f"unknown configuration key {key}")
+        tp = typing.get_type_hints(type(obj))[last]
+        return dataclasses.replace(obj, **{last: _convert(tp, value, key, Path.cwd())})
+    head, *rest = path
+    return dataclasses.replace(obj, **{head: _replace_path(getattr(obj, head), rest, last,
+                                                            value, key)})
+
+
 def from_mapping(
     raw: Mapping[str, Any], *, base_dir: Path, source: Path | None = None
 ) -> Settings:
@@ -236,6 +258,13 @@ def from_mapping(
     settings = dataclasses.replace(settings, source=source)
     validate(settings)
     return settings
+
+
+def log_from_env(default_level: str = "info") -> LogSettings:
+    """`[log]` for a command that reads no configuration file: the environment, else defaults."""
+    env = environ()
+    return LogSettings(format=env.get("STANDBY_LOG_FORMAT") or "auto",
+                       level=env.get("STANDBY_LOG_LEVEL") or default_level)
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:

@@ -36,10 +36,10 @@ class StoreHandle:
     def __init__(self, root: Path, cfg: Path) -> None:
         self.root = root
         self.cfg = cfg
-        self.settings: Settings = settings_mod.load(cfg)  # type: ignore[assignment]
+        self.settings: Settings = settings_mod.load(cfg)
 
     def reload(self) -> Settings:
-        self.settings = settings_mod.load(self.cfg)  # type: ignore[assignment]
+        self.settings = settings_mod.load(self.cfg)
         return self.settings
 
     def start(self) -> control.Status:

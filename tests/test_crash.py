@@ -37,7 +37,7 @@ from standby.store.effects import Effects
 from standby.store.index import IndexStore
 from standby.store.loadgen import run as loadgen
 from standby.store.schema import group_of
-from standby.store.service import ensure_schema, mariadb_for, volumes_locked
+from standby.store.site import Site
 
 ROUNDS = 20
 SEED = int(os.environ.get("STANDBY_CRASH_SEED", "20240611"))
@@ -138,7 +138,7 @@ def _reset(s: Any, db: Any) -> None:
     for vol in (s.volumes.blob.path, s.volumes.index.path):
         shutil.rmtree(vol)
         vol.mkdir()
-    ensure_schema(s, db)
+    Site(s).ensure_schema()
 
 
 def _replay_digest(primary: Any, standby: Any, db: Any) -> tuple[str, int]:
@@ -202,7 +202,7 @@ def _kill(handle: Any) -> None:
     process vanishes between its two checks (reported); tolerate that here, then make sure
     both are gone."""
     s = handle.settings
-    pids = [pid for pid in (control.service_pid(s), mariadb_for(s).pid()) if pid]
+    pids = [pid for pid in (control.service_pid(s), Site(s).db.pid()) if pid]
     try:
         handle.kill()
     except ProcessLookupError:
@@ -213,7 +213,7 @@ def _kill(handle: Any) -> None:
                 pass
     # Gone means what `store start` checks: no live service pid and no lock on the volumes.
     deadline = time.monotonic() + 60
-    while control.service_pid(s) is not None or volumes_locked(s):
+    while control.service_pid(s) is not None or Site(s).locked():
         assert time.monotonic() < deadline, "killed processes linger: " + "; ".join(
             f"{p}: {_stat(p)[:60]!r} wchan={_wchan(p)}" for p in pids)
         time.sleep(0.01)
@@ -251,7 +251,7 @@ def test_sigkill_at_random_moments_keeps_every_logged_op(make_store) -> None:
     loadgen(s.store_socket, accounts=ACCOUNTS, ops=0, seed=SEED)
 
     standby = make_store("standby").settings
-    sdb = mariadb_for(standby)
+    sdb = Site(standby).db
     sdb.start()
 
     rng = random.Random(SEED)
@@ -279,7 +279,7 @@ def test_sigkill_at_random_moments_keeps_every_logged_op(make_store) -> None:
             tmp_left = [p.name for p in red.iterdir() if p.name.startswith(files.TMP_PREFIX)]
 
             primary.start()  # crash recovery runs in the service before it serves
-            db = mariadb_for(s)
+            db = Site(s).db
             conn = db.connect()
             try:
                 stats = _check_fully_applied(s, conn)

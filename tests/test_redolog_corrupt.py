@@ -34,7 +34,7 @@ from standby.store.blobs import BlobStore
 from standby.store.effects import Effects
 from standby.store.index import IndexStore
 from standby.store.loadgen import run as loadgen
-from standby.store.service import ensure_schema, mariadb_for
+from standby.store.site import Site
 from tests.test_dump import build_logs
 
 BIN = Path(sys.executable).parent
@@ -338,9 +338,9 @@ def primary_log(make_store):  # type: ignore[no-untyped-def]
 
 def _standby_effects(make_store, name: str):  # type: ignore[no-untyped-def]
     s = make_store(name).settings
-    db = mariadb_for(s)
+    db = Site(s).db
     db.start()
-    ensure_schema(s, db)
+    Site(s).ensure_schema()
     eff = Effects(groups=s.store.mailbox_groups, blobs=BlobStore(s.volumes.blob.path),
                   index=IndexStore(s.volumes.index.path))
     return db, eff

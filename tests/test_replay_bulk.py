@@ -11,7 +11,7 @@ import pytest
 from standby.replay.bulk import BulkWriter, DbRowSource
 from standby.replay.model import Changes
 from standby.store.schema import MAIL_ITEM_COLUMNS
-from standby.store.service import ensure_schema, mariadb_for
+from standby.store.site import Site
 
 pytestmark = pytest.mark.services
 
@@ -37,10 +37,10 @@ def _row(m: int, i: int, text: str | None) -> list[Any]:
 def test_rows_written_in_bulk_read_back_exactly(make_store) -> None:  # type: ignore[no-untyped-def]
     h = make_store("bulk")
     s = h.settings
-    db = mariadb_for(s)
+    db = Site(s).db
     db.start()
     try:
-        ensure_schema(s, db)
+        Site(s).ensure_schema()
         conn = db.connect()
         m = 7
         rows = [_row(m, 300 + k, t) for k, t in enumerate([*_TRICKY, None])]

@@ -24,7 +24,7 @@ import pytest
 
 from standby.store import control
 from standby.store.loadgen import run as loadgen
-from standby.store.service import mariadb_for
+from standby.store.site import Site
 from tests.conftest import StoreHandle
 from tests.replay_util import (
     Lab,
@@ -124,7 +124,7 @@ def _untouched_empty(t: Any) -> None:
         root = Path(getattr(s.volumes, v).path)
         assert not any(root.iterdir()), f"{v} volume written: {list(root.iterdir())}"
     assert not (s.state_dir / "replay.incomplete").exists()
-    assert not mariadb_for(s).running()
+    assert not Site(s).db.running()
 
 
 def test_bad_input_is_refused_on_an_empty_target(make_store, primary_log: Path,
@@ -151,7 +151,7 @@ def test_bad_input_leaves_a_replayed_target_unchanged(make_store, primary_log: P
     for case, args, rc, text in _bad_inputs(primary_log, tmp_path):
         _check_refused(zmplayredo(t.cfg, *args), rc, text)
         assert not (t.settings.state_dir / "replay.incomplete").exists(), case
-        assert not mariadb_for(t.settings).running(), case
+        assert not Site(t.settings).db.running(), case
     assert digest(t).total == before.total
 
 

@@ -40,7 +40,7 @@ from standby.bench.synth import write_log
 from standby.redolog.ops import CreateContact, CreateMessage, ModifyContact, StoreIncomingBlob
 from standby.store.blobs import BlobStore
 from standby.store.loadgen import run as loadgen
-from standby.store.service import mariadb_for
+from standby.store.site import Site
 from tests.replay_util import (
     ALL_FORMATS,
     MS_FORMATS,
@@ -118,7 +118,7 @@ def _copy_db_quiesced(h: Any, dest: Path) -> int:
     records after its last checkpoint (its own FILE_CHECKPOINT, 16 bytes, and others) and, with
     no dirty page left, takes no further checkpoint, so the age can stay at a few dozen bytes.
     Nothing is written while it stays still, which is what a file copy needs."""
-    conn = mariadb_for(h.settings).connect(autocommit=True)
+    conn = Site(h.settings).db.connect(autocommit=True)
     try:
         cur = conn.cursor()
         cur.execute("BACKUP STAGE START")
@@ -191,6 +191,13 @@ def test_staggered_snapshots_plus_log_from_time_give_primary_digest(
 
         th = threading.Thread(target=drive, daemon=True)
         th.start()
+        # Some ops must lie before the first copy even when --fromTime is cut to the second
+        # (formats without milliseconds): wait for committed ops, then a second more.
+        deadline = time.monotonic() + 120
+        while len(committed_txns(log_files(p.settings.volumes.redolog.path)).txns) < 5:
+            assert time.monotonic() < deadline and th.is_alive(), "loadgen committed nothing"
+            time.sleep(0.1)
+        time.sleep(1.05)
         taken: dict[str, int] = {}
         for volume, gap in zip(order, gaps):
             time.sleep(gap)
@@ -271,7 +278,7 @@ def test_replay_twice_and_killed_replays_converge(make_store) -> None:
                     break  # it ended before the kill: nothing interrupted
                 killed_mid_way.append(len(members))
                 if kill_db:
-                    mariadb_for(b.settings).kill()
+                    Site(b.settings).db.kill()
                 assert marker.exists(), "a killed replay must leave its marker"
                 refused = standby_cli(b.cfg, "store", "start")
                 assert refused.rc == 5, refused.describe()

@@ -15,13 +15,16 @@ from typing import Any
 import boto3
 import pytest
 
+from standby import settings as settings_mod
+from standby.catalog import local
+from standby.catalog import manifest as mf
+from standby.catalog.local import LocalCatalog
 from standby.errors import ServiceError, StandbyError, UsageError, VolumeError
-from standby.snapshot import manifest as mf
+from standby.settings import Settings
 from standby.snapshot import prune as prune_mod
 from standby.snapshot import sets
 from standby.snapshot._base import Snapshot, SnapshotBackend, Volume
 from standby.snapshot.btrfs import BtrfsBackend
-from standby.snapshot.catalog import Catalog
 from standby.snapshot.dir import DirBackend
 from standby.snapshot.ebs import EbsBackend
 from standby.snapshot.execute import Outcome
@@ -134,14 +137,17 @@ def _be(site: Site) -> SnapshotBackend:
     return site.backends[site.kind]
 
 
+def _snap(s: Settings, **kw: Any) -> Settings:
+    """`s` with `[snapshot]` keys replaced, as the CLI merges its flags."""
+    return settings_mod.with_overrides(s, {f"snapshot.{k}": v for k, v in kw.items()})
+
+
 def _take(site: Site, kind: str = "set", **kw: Any) -> Outcome:
-    out = sets.take(kind, site.settings, backends=site.backends, **kw)
-    assert isinstance(out, Outcome)
-    return out
+    return sets.take(kind, _snap(site.settings, **kw), backends=site.backends)
 
 
-def _cat(site: Site) -> Catalog:
-    return sets.catalog_for(site.settings)
+def _cat(site: Site) -> LocalCatalog:
+    return local.for_settings(site.settings)
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,11 +257,11 @@ def test_a_failed_set_leaves_nothing_behind(site: Site) -> None:
     before = {p.name for p in _cat(site).paths()}
     failing = {site.kind: _FailOn(be, "index")}
     with pytest.raises(ServiceError, match="injected failure on index"):
-        sets.take("set", site.settings, backends=failing, stagger_s=0.0)  # type: ignore[arg-type]
+        sets.take("set", _snap(site.settings, stagger_s=0.0),
+                  backends=failing)  # type: ignore[arg-type]
     assert {p.name for p in _cat(site).paths()} == before
     # The db and blob snapshots that were taken have been destroyed.
-    out = sets.take("set", site.settings, backends=site.backends, dry_run=True)
-    name = out.name  # type: ignore[union-attr]
+    name = sets.plan_take("set", site.settings, backends=site.backends).name
     assert name.startswith("standby-set-")
     leftovers = _leftovers(site)
     assert not leftovers, leftovers
@@ -281,7 +287,7 @@ def test_atomic_set_is_one_instant_where_the_backend_can(site: Site) -> None:
     if site.kind in ("btrfs", "dir"):
         before = _leftovers(site)
         with pytest.raises(UsageError, match="--atomic"):
-            sets.take("set", site.settings, backends=site.backends, atomic=True)
+            sets.take("set", _snap(site.settings, atomic=True), backends=site.backends)
         assert _leftovers(site) == before
         return
     m = _take(site, atomic=True).manifest

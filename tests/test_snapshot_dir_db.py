@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from standby import settings as settings_mod
 from standby.snapshot import sets
 from standby.snapshot.dir import DirBackend, copy_tree
 from standby.snapshot.execute import Outcome
@@ -39,7 +40,8 @@ def test_dir_set_of_a_live_store_comes_up_and_replays_from_the_right_place(
             s.store_socket, accounts=5, ops=10**6, seed=5, workers=3, stop=stop)), daemon=True)
         t.start()
         time.sleep(1.5)
-        out = sets.take("set", s, backends=bes, stagger_s=0.1)
+        out = sets.take("set", settings_mod.with_overrides(s, {"snapshot.stagger_s": 0.1}),
+                        backends=bes)
         assert isinstance(out, Outcome)
         time.sleep(0.7)
     finally:

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from standby import settings as settings_mod
+from standby.catalog.local import LocalCatalog
+from standby.catalog.manifest import RedoPoint
 from standby.errors import ServiceError, StandbyError, UsageError
 from standby.snapshot import hooks
 from standby.snapshot import prune as prune_mod
 from standby.snapshot._base import Snapshot, Volume
-from standby.snapshot.catalog import Catalog
 from standby.snapshot.execute import TIME_MARGIN_MS, Effects, execute
-from standby.snapshot.manifest import RedoPoint
 from standby.snapshot.plan import HookStep, ManifestStep, Plan, SnapshotStep, plan
 from standby.snapshot.retention import RetentionPolicy
 from tests.services import write_config
@@ -124,7 +124,7 @@ def setup(tmp_path: Path, *, kind: str = "set", atomic: bool = False, stagger: f
           hooks_on: bool = True, **be_kw: Any) -> tuple[Plan, Effects, FakeBackend, Clock]:
     clock = Clock()
     be = FakeBackend(clock, **be_kw)
-    cat = Catalog(tmp_path, "srv", KEY)
+    cat = LocalCatalog(tmp_path, "srv", KEY)
     vols = {v: Volume(v, tmp_path / v, f"p/{v}") for v in VOLS}
     p = plan(kind, server_id="srv", prefix="standby", volumes=vols,
              backend_of={v: "fake" for v in VOLS}, backends={"fake": be}, catalog=cat,

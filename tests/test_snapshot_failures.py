@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from standby import settings as settings_mod
 from standby.errors import CommandNotFound, StandbyError, StateConflict, VolumeError
 from standby.snapshot import sets
-from standby.snapshot.execute import Outcome
 from standby.snapshot.hooks import HookFailed
 from tests import services
 from tests.services import ZfsFuse
@@ -107,7 +107,7 @@ def test_a_failing_post_hook_is_reported_but_the_set_stays(tmp_path: Path) -> No
     s = load(site_config(tmp_path, {v: (tmp_path / v, "dir", None) for v in VOLS}, sections={
         "snapshot": {"post_hook": ["sh", "-c", "echo nope >&2; exit 4"]}}))
     with pytest.raises(HookFailed, match="exit code 4: nope.*taken and is complete") as ei:
-        sets.take("set", s, stagger_s=0)
+        sets.take("set", settings_mod.with_overrides(s, {"snapshot.stagger_s": 0}))
     assert isinstance(ei.value, StandbyError) and ei.value.exit_code == 7
     (row,) = sets.listing(s)
     assert row["status"] == "complete" and row["volumes"] == list(VOLS)
@@ -115,7 +115,6 @@ def test_a_failing_post_hook_is_reported_but_the_set_stays(tmp_path: Path) -> No
 
 def test_dry_run_takes_nothing(tmp_path: Path) -> None:
     s = load(site_config(tmp_path, {v: (tmp_path / v, "dir", None) for v in VOLS}))
-    p = sets.take("set", s, dry_run=True)
-    assert not isinstance(p, Outcome)
+    p = sets.plan_take("set", s)
     assert len(p.snapshot_steps) == 4 and sets.listing(s) == []
     assert not (s.state_dir / "snapshots").exists()

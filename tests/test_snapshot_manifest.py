@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from standby import settings as settings_mod
+from standby.catalog import manifest as mf
+from standby.catalog._base import latest
+from standby.catalog.local import LocalCatalog
+from standby.catalog.manifest import Manifest, RedoPoint, ReplayStart, SnapshotRecord
 from standby.errors import ConfigError, FormatError, IntegrityError, NotFound
-from standby.snapshot import manifest as mf
-from standby.snapshot.catalog import Catalog
-from standby.snapshot.manifest import Manifest, RedoPoint, ReplayStart, SnapshotRecord
 from tests.services import write_config
 
 KEY = b"k" * 32
@@ -103,7 +104,7 @@ def test_newer_version_or_wrong_format_is_a_format_error() -> None:
 
 
 def test_catalog_writes_atomically_lists_and_tracks_shipped(tmp_path: Path) -> None:
-    cat = Catalog(tmp_path, "srv-1", KEY)
+    cat = LocalCatalog(tmp_path, "srv-1", KEY)
     a = sample("set-20261129.010000.000", t=1_000)
     b = sample("redolog-20261129.011500.000", kind="redolog", t=10_000, volumes=("redolog",))
     pa, pb = cat.write(a), cat.write(b)
@@ -115,15 +116,15 @@ def test_catalog_writes_atomically_lists_and_tracks_shipped(tmp_path: Path) -> N
     assert cat.get(b.id).kind == "redolog"
     with pytest.raises(NotFound):
         cat.get("set-nope")
-    found = cat.latest("redolog", ("set", "redolog"))
+    found = latest(cat, "redolog", ("set", "redolog"))
     assert found is not None and found[0].id == b.id
-    found = cat.latest("redolog", ("set",))
+    found = latest(cat, "redolog", ("set",))
     assert found is not None and found[0].id == a.id
     cat.mark_shipped(a.id, "db", at_ms=5)
     assert cat.shipped() == {f"{a.id}/db": 5}
     cat.remove(a)
     assert cat.shipped() == {} and [m.id for m in cat.manifests()] == [b.id]
-    other = Catalog(tmp_path, "srv-1", b"x" * 20)
+    other = LocalCatalog(tmp_path, "srv-1", b"x" * 20)
     with pytest.raises(IntegrityError):
         other.manifests()
 

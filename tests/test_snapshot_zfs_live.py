@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
+from standby import settings as settings_mod
+from standby.catalog.manifest import Manifest
 from standby.settings import Settings
 from standby.snapshot import sets
-from standby.snapshot.execute import Outcome
-from standby.snapshot.manifest import Manifest
 from standby.snapshot.zfs import ZfsBackend
 from standby.store import control
 from standby.store.loadgen import run as loadgen
@@ -77,12 +77,11 @@ def live(zfs: ZfsFuse, tmp_path_factory: pytest.TempPathFactory,
         try:
             time.sleep(2.0)
             for label, kw in (("staggered", {"stagger_s": STAGGER}), ("atomic", {"atomic": True})):
-                out = sets.take("set", s, backends=bes, **kw)
-                assert isinstance(out, Outcome)
+                out = sets.take("set", settings_mod.with_overrides(
+                    s, {f"snapshot.{k}": v for k, v in kw.items()}), backends=bes)
                 lv.sets[label] = out.manifest
                 time.sleep(0.7)
             red = sets.take("redolog", s, backends=bes)
-            assert isinstance(red, Outcome)
             lv.sets["redolog"] = red.manifest
             time.sleep(0.5)
         finally:

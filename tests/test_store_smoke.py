@@ -9,7 +9,7 @@ from standby.store.digest import digest_settings, store_digest
 from standby.store.effects import Effects
 from standby.store.index import IndexStore
 from standby.store.loadgen import run as loadgen
-from standby.store.service import ensure_schema, mariadb_for
+from standby.store.site import Site
 
 
 def test_replay_from_empty_gives_primary_digest(make_store) -> None:
@@ -22,9 +22,9 @@ def test_replay_from_empty_gives_primary_digest(make_store) -> None:
 
     standby = make_store("standby")
     s = standby.settings
-    db = mariadb_for(s)
+    db = Site(s).db
     db.start()
-    ensure_schema(s, db)
+    Site(s).ensure_schema()
     conn = db.connect()
     effects = Effects(groups=s.store.mailbox_groups, blobs=BlobStore(s.volumes.blob.path),
                       index=IndexStore(s.volumes.index.path))

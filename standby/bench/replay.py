@@ -39,7 +39,7 @@ from standby.replay.player import Selection
 from standby.settings import MariaDBSettings, Settings, StoreSettings, Volumes, VolumeSettings
 from standby.store import control
 from standby.store.digest import digest_settings
-from standby.store.service import ensure_schema, mariadb_for
+from standby.store.site import Site
 
 PRIMARY_MAX_OPS = 20_000
 NAIVE_MIN_OPS = 50_000
@@ -57,9 +57,7 @@ def make_store(root: Path, *, groups: int = 100, buffer_pool: str = "1G") -> Set
                  store=StoreSettings(mailbox_groups=groups))
     cfg = root / "standby.toml"
     cfg.write_text(settings_mod.to_toml(s))
-    loaded = settings_mod.load(cfg)
-    assert loaded is not None
-    return loaded
+    return settings_mod.load(cfg)
 
 
 def _rss_mb() -> tuple[float, float]:
@@ -73,10 +71,11 @@ def ceiling(s: Settings, *, rows: int = 200_000, files: int = 20_000,
     """LOAD DATA rows/s into mail_item and file creates/s on the blob volume, measured now."""
     from standby.replay.model import MailboxModel
 
-    db = mariadb_for(s)
+    site = Site(s)
+    db = site.db
     db.start()
     try:
-        ensure_schema(s, db)
+        site.ensure_schema()
         conn = db.connect()
         # Rows shaped like delivered messages, spread over mailboxes as the mix spreads them.
         sample: list[list[Any]] = []
@@ -206,9 +205,11 @@ def index_cost(log_dir: Path, *, messages: int = 2000, batch: int = 75) -> dict[
 
 def _replay(s: Settings, log_dir: Path, *, naive: bool, limit: int | None,
             batch_ops: int = DEFAULT_CHUNK_OPS) -> Any:
-    opts = engine.ReplayOptions(selection=Selection(), log_dir=log_dir, naive=naive,
-                                limit=limit, threads=os.cpu_count() or 2, batch_ops=batch_ops)
-    return engine.run(s, opts)
+    site = Site.open(s)
+    every = Selection()
+    opts = engine.EngineOptions(naive=naive, limit=limit, threads=os.cpu_count() or 2,
+                                batch_ops=batch_ops)
+    return engine.run(site, engine.find_logs(site, every, log_dir=log_dir), every, opts)
 
 
 def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int = 500,
@@ -244,7 +245,7 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
 
         say("fast engine, whole log")
         fs = make_store(base / "fast")
-        fdb = mariadb_for(fs)
+        fdb = Site(fs).db
         db_pid = fdb.start()  # started here, so its CPU time can be read before it stops
         rss0 = _rss_mb()
         cpu0 = (_rusage_cpu_s(resource.RUSAGE_SELF), _rusage_cpu_s(resource.RUSAGE_CHILDREN),

@@ -1,15 +1,18 @@
 """What every command shares: the context built by the root callback, output, error handling.
 
 The root callback records `--config`, `--log-format` and `--log-level`; a command that needs
-settings calls `settings(ctx)`, which resolves them once (file, environment, flags) into the
-frozen `Settings`. `run(app)` is the edge where a `StandbyError` becomes a message on stderr and
-the exit code it carries.
+settings calls `settings(ctx, overrides)`, which resolves them once (file, environment) into the
+frozen `Settings` and merges the command's own flags into it as dotted keys, validated like the
+same keys in the file. `configure_logging` is the one place structlog is configured: flags, else
+the `[log]` section (with `STANDBY_LOG_*` applied), else the command's default. `run(app)` is the
+edge where a `StandbyError` becomes a message on stderr and the exit code it carries.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,15 +21,16 @@ import typer
 
 from standby import log as slog
 from standby import settings as settings_mod
-from standby.errors import StandbyError
+from standby.errors import ConfigError, StandbyError, UsageError
 from standby.settings import Settings
 
 
 @dataclass
 class Context:
     config: Path | None = None
-    log_format: str = "auto"
-    log_level: str = "info"
+    log_format: str | None = None  # the flags; None: from the settings
+    log_level: str | None = None
+    default_log_level: str = "info"
     _settings: Settings | None = field(default=None, repr=False)
 
 
@@ -37,14 +41,25 @@ def ctx_obj(ctx: typer.Context) -> Context:
     return root.obj
 
 
-def settings(ctx: typer.Context) -> Settings:
+def configure_logging(c: Context, s: Settings | None = None) -> None:
+    """Configure structlog from the flags, else the settings' `[log]` (file and environment),
+    else the environment alone (a command without a configuration), else the default."""
+    base = s.log if s is not None else settings_mod.log_from_env(c.default_log_level)
+    slog.configure(c.log_format or base.format, c.log_level or base.level)
+
+
+def settings(ctx: typer.Context, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """The settings for this command: resolved once, with `overrides` (dotted keys; None
+    values mean "flag not given") merged in and validated."""
     c = ctx_obj(ctx)
     if c._settings is None:
-        s = settings_mod.load(c.config)
-        assert s is not None
-        c._settings = s
-        if c.log_format == "auto" and s.log.format != "auto":
-            slog.configure(s.log.format, c.log_level)
+        c._settings = settings_mod.load(c.config)
+        configure_logging(c, c._settings)
+    if overrides:
+        try:
+            return settings_mod.with_overrides(c._settings, overrides)
+        except ConfigError as e:
+            raise UsageError(e.message, hint="a command-line flag gave this value") from e
     return c._settings
 
 
@@ -66,10 +81,12 @@ def fail(e: StandbyError) -> int:
     return e.exit_code
 
 
-def run(app: typer.Typer, argv: list[str] | None = None, prog: str | None = None) -> None:
+def run(app: typer.Typer, argv: list[str] | None = None, prog: str | None = None, *,
+        default_log_level: str = "info") -> None:
     """Run a typer app; translate StandbyError into a message and its exit code."""
     try:
-        app(args=argv, prog_name=prog)
+        configure_logging(Context(default_log_level=default_log_level))
+        app(args=argv, prog_name=prog, obj=Context(default_log_level=default_log_level))
     except StandbyError as e:
         sys.exit(fail(e))
     except KeyboardInterrupt:

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from standby import __version__
-from standby import log as slog
 from standby.cli import common
 from standby.cli.bench import app as bench_app
 from standby.cli.drill import drill_command
@@ -41,15 +40,18 @@ def root(
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="Config file. Default: $STANDBY_CONFIG, ./standby.toml, "
         "/etc/standby/standby.toml.", envvar=None)] = None,
-    log_format: Annotated[str, typer.Option(
-        help="auto (console on a TTY, else JSON), console or json.")] = "auto",
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: Annotated[str | None, typer.Option(
+        help="auto (console on a TTY, else JSON), console or json. Default: log.format, "
+        "$STANDBY_LOG_FORMAT, auto.")] = None,
+    log_level: Annotated[str | None, typer.Option(
+        help="debug, info, warning or error. Default: log.level, $STANDBY_LOG_LEVEL, info.")]
+    = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    slog.configure(log_format, log_level)
     c = common.ctx_obj(ctx)
     c.config, c.log_format, c.log_level = config, log_format, log_level
+    common.configure_logging(c)
 
 
 app.add_typer(store_app, name="store")

@@ -22,10 +22,14 @@ import typer
 
 from standby import settings as settings_mod
 from standby import timefmt
+from standby.catalog import local
+from standby.catalog.manifest import require_key
+from standby.catalog.start import replay_start
 from standby.cli import common
 from standby.errors import UsageError
 from standby.replay import DEFAULT_CHUNK_OPS, engine
 from standby.replay.player import Selection
+from standby.store.site import Site
 
 
 def _settings(ctx: typer.Context, config: Path | None) -> settings_mod.Settings:
@@ -74,6 +78,9 @@ def replay_command(
     log_dir: Annotated[Path | None, typer.Option(
         "--log-dir", help="Redo log directory (default: the configured redolog volume).")]
     = None,
+    catalog: Annotated[Path | None, typer.Option(
+        "--catalog", help="With --set: read the set's manifest from this catalog folder (one "
+        "that came from a transfer target) instead of the state directory's.")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config file.")]
     = None,
 ) -> None:
@@ -88,15 +95,18 @@ def replay_command(
     if threads < 1 or batch_ops < 1 or queue_capacity < 1:
         raise UsageError("--threads, --queueCapacity and --batch-ops must be at least 1")
     s = _settings(ctx, config)
+    if catalog is not None and set_id is None:
+        raise UsageError("--catalog goes with --set: it says where the set's manifest is")
     if set_id is not None:
-        sel = _from_set(s, set_id, sel)
+        sel = _from_set(s, set_id, sel, catalog)
     if from_ms is not None and not json_out:
         sys.stderr.write(f"Replaying from {timefmt.echo(from_ms)}\n")
-    opts = engine.ReplayOptions(selection=sel, logfiles=tuple(logfiles or ()),
-                                log_dir=log_dir, naive=naive, threads=threads,
-                                batch_ops=batch_ops, stop_on_error=stop_on_error)
+    site = Site.open(s)
+    logs = engine.find_logs(site, sel, logfiles=tuple(logfiles or ()), log_dir=log_dir)
+    opts = engine.EngineOptions(naive=naive, threads=threads, batch_ops=batch_ops,
+                                stop_on_error=stop_on_error)
     if dry_run:
-        p = engine.plan(s, opts)
+        p = engine.plan(logs, sel)
         if json_out:
             common.emit_json(p.as_dict())
         else:
@@ -119,7 +129,7 @@ def replay_command(
             sys.stderr.write(f"\rreplay: {done} ops ({rate:,.0f} ops/s)")
             sys.stderr.flush()
 
-    res = engine.run(s, opts, progress=progress)
+    res = engine.run(site, logs, sel, opts, progress=progress)
     if tty:
         sys.stderr.write("\n")
     d = res.as_dict()
@@ -140,14 +150,15 @@ def replay_command(
         raise typer.Exit(1)
 
 
-def _from_set(s: settings_mod.Settings, set_id: str, sel: Selection) -> Selection:
+def _from_set(s: settings_mod.Settings, set_id: str, sel: Selection,
+              catalog: Path | None) -> Selection:
     """Start at a snapshot set's recorded replay start (its manifest), unless --fromTime."""
-    from standby.snapshot.sets import replay_start  # the catalog knows the manifests
-
-    start_ms, from_seq = replay_start(s, set_id)
-    return Selection(from_time=sel.from_time if sel.from_time is not None else start_ms,
-                     to_time=sel.to_time,
-                     from_seq=sel.from_seq if sel.from_seq is not None else from_seq,
+    cat = local.for_settings(s) if catalog is None else local.LocalCatalog.at(
+        catalog, s.server_id, require_key(s.snapshot.manifest_key))
+    start = replay_start(cat, set_id)
+    return Selection(from_time=sel.from_time if sel.from_time is not None
+                     else start.from_time_ms, to_time=sel.to_time,
+                     from_seq=sel.from_seq if sel.from_seq is not None else start.from_seq,
                      to_seq=sel.to_seq, mailbox_ids=sel.mailbox_ids)
 
 

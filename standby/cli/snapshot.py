@@ -9,6 +9,9 @@ import typer
 
 from standby.cli import common
 from standby.errors import ServiceError
+from standby.snapshot import sets
+from standby.snapshot.execute import Outcome
+from standby.snapshot.plan import Plan
 
 app = typer.Typer(help="Snapshot sets of the four volumes, redolog snapshots, the catalog and "
                        "retention.", no_args_is_help=True)
@@ -17,15 +20,23 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan; take nothing.")]
 
 
-def _emit_outcome(res: Any, json_out: bool) -> None:
-    from standby.snapshot.plan import Plan
+def _emit_plan(p: Plan, json_out: bool) -> None:
+    if json_out:
+        common.emit_json(p.as_dict())
+    else:
+        common.emit("\n".join(p.describe()))
 
-    if isinstance(res, Plan):
-        if json_out:
-            common.emit_json(res.as_dict())
-        else:
-            common.emit("\n".join(res.describe()))
-        return
+
+def _take(ctx: typer.Context, kind: str, overrides: dict[str, Any], dry_run: bool,
+          json_out: bool) -> None:
+    s = common.settings(ctx, overrides)
+    if dry_run:
+        _emit_plan(sets.plan_take(kind, s), json_out)
+    else:
+        _emit_outcome(sets.take(kind, s), json_out)
+
+
+def _emit_outcome(res: Outcome, json_out: bool) -> None:
     m = res.manifest
     if json_out:
         common.emit_json(res.as_dict())
@@ -44,8 +55,8 @@ def set_(
         "--atomic/--staggered", help="All volumes of one ZFS pool / EC2 instance in one "
         "instant (default: snapshot.atomic).")] = None,
     stagger: Annotated[float | None, typer.Option(
-        "--stagger", help="Seconds between volumes (default: snapshot.stagger_s, 1 s).",
-        min=0)] = None,
+        "--stagger", help="Seconds between volumes, 0 to 3600 (default: snapshot.stagger_s, "
+        "1 s).")] = None,
     quiesce: Annotated[bool | None, typer.Option(
         "--quiesce/--no-quiesce", help="Block MariaDB commits (BACKUP STAGE) around the db "
         "volume's snapshot (default: snapshot.quiesce_db).")] = None,
@@ -53,26 +64,19 @@ def set_(
     json_out: JsonOpt = False,
 ) -> None:
     """Take a set: db, blob, index, redolog, a stagger apart (or at once with --atomic)."""
-    from standby.snapshot import sets
-
-    res = sets.take("set", common.settings(ctx), atomic=atomic, stagger_s=stagger,
-                    quiesce_db=quiesce, dry_run=dry_run)
-    _emit_outcome(res, json_out)
+    _take(ctx, "set", {"snapshot.atomic": atomic, "snapshot.stagger_s": stagger,
+                       "snapshot.quiesce_db": quiesce}, dry_run, json_out)
 
 
 @app.command()
 def redolog(ctx: typer.Context, dry_run: DryRunOpt = False, json_out: JsonOpt = False) -> None:
     """Snapshot the redolog volume alone (the 15-minute cadence)."""
-    from standby.snapshot import sets
-
-    _emit_outcome(sets.take("redolog", common.settings(ctx), dry_run=dry_run), json_out)
+    _take(ctx, "redolog", {}, dry_run, json_out)
 
 
 @app.command("list")
 def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Sets and redolog snapshots in the catalog, oldest first, with times and skew."""
-    from standby.snapshot import sets
-
     rows = sets.listing(common.settings(ctx))
     if json_out:
         common.emit_json(rows)
@@ -121,8 +125,6 @@ def verify_manifest(
     json_out: JsonOpt = False,
 ) -> None:
     """Check a manifest's signature and form; print it if it is intact."""
-    from standby.snapshot import sets
-
     m = sets.verify(path, common.settings(ctx))
     if json_out:
         common.emit_json(m.as_dict())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from standby import log as slog
 from standby.cli import common
 from standby.cli.redolog import dump as dump_cmd
 from standby.cli.replay import replay_command
@@ -19,8 +18,7 @@ _redodump.command()(dump_cmd)
 
 
 def zmredodump() -> None:
-    slog.configure("auto", "warning")
-    common.run(_redodump, prog="zmredodump")
+    common.run(_redodump, prog="zmredodump", default_log_level="warning")
 
 
 _playredo = typer.Typer(
@@ -35,5 +33,5 @@ def zmplayredo() -> None:
 
     from standby.cli.replay import expand_multi
 
-    slog.configure("auto", "warning")
-    common.run(_playredo, argv=expand_multi(sys.argv[1:]), prog="zmplayredo")
+    common.run(_playredo, argv=expand_multi(sys.argv[1:]), prog="zmplayredo",
+               default_log_level="warning")

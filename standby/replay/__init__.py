@@ -1,4 +1,11 @@
-"""zmplayredo: replaying redo logs onto the standby's volumes (DESIGN.md §4)."""
+"""zmplayredo: replaying redo logs onto the standby's volumes (DESIGN.md §4).
+
+- `player`: Zimbra's selection and commit semantics (an op runs when its CommitTxn is read);
+- `engine`: the files a selection reads, the dry-run plan, and a replay run on a `Site`;
+- `fast` (with `model`, `worker`, `bulk`): fold each mailbox's ops per batch and apply them in
+  bulk from worker processes; `naive`: one op per transaction, the baseline;
+- `result`: what a replay did, per volume.
+"""
 
 # The fast engine's ops per chunk. Peak memory is set by it, not by the length of the log: about
 # 0.75 GB plus 0.4 GB per 100,000 ops of loadgen's mix (mostly the text of the chunk's surviving

@@ -1,10 +1,12 @@
-"""Running a replay against a store's volumes: checks, plan, engine, summary.
+"""Running a replay against a site's volumes: the files, the plan, the engine, the summary.
 
-`run` refuses while the store service (the mailboxd analog) runs on the target volumes, starts
-the target's MariaDB if it is not up (and stops it again afterwards), creates the schema on an
-empty database, marks the volumes "replay in progress" for the duration (a store will not start
-over an interrupted replay: run the replay again, it is idempotent), and hands the selected files
-to the fast engine or, with `naive`, to the one-op-per-transaction engine.
+`find_logs` picks the files a selection reads (given files, or a redolog directory's archive and
+current log in sequence order). `run(site, logs, selection)` refuses while the store service (the
+mailboxd analog) runs on the site's volumes, starts the site's MariaDB if it is not up (and
+stops it again afterwards), creates the schema on an empty database, marks the volumes "replay
+in progress" for the duration (a store will not start over an interrupted replay: run the
+replay again, it is idempotent), and hands the files to the fast engine or, with `naive`, to the
+one-op-per-transaction engine.
 
 `plan` is the dry run: which files, which ops (counts by type and by mailbox), which time range,
 and where the replay would start — without touching anything.
@@ -15,35 +17,38 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from standby import log as slog
-from standby import settings as settings_mod
 from standby import timefmt
-from standby.errors import StateConflict
 from standby.redolog.ops import StoreIncomingBlob
 from standby.replay import DEFAULT_CHUNK_OPS, fast, naive
 from standby.replay.player import LogFile, Player, Selection, select_files
 from standby.replay.result import ReplayResult
 from standby.replay.worker import WorkerConfig
-from standby.settings import Settings
-
-MARKER = "replay.incomplete"
+from standby.store.site import Site
 
 
 @dataclass(frozen=True)
-class ReplayOptions:
-    selection: Selection = Selection()
-    logfiles: tuple[Path, ...] = ()
-    log_dir: Path | None = None  # default: the target's redolog volume
+class EngineOptions:
+    """How to replay (which engine, how wide, how far), apart from what to replay."""
+
     naive: bool = False
     threads: int = 50
     batch_ops: int = DEFAULT_CHUNK_OPS
     stop_on_error: bool = False
     limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Logs:
+    """The log files a replay reads, in order, and a note for each file skipped by its header."""
+
+    files: tuple[LogFile, ...]
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -69,23 +74,26 @@ class Plan:
         }
 
 
-def _files(s: Settings, opts: ReplayOptions) -> tuple[list[LogFile], list[str]]:
-    opts.selection.check()
-    log_dir = opts.log_dir or s.volumes.redolog.path
-    return select_files(log_dir, opts.selection, list(opts.logfiles) or None)
+def find_logs(site: Site, selection: Selection, *, logfiles: Sequence[Path] = (),
+              log_dir: Path | None = None) -> Logs:
+    """The files a replay with `selection` reads: `logfiles` as given, else those of
+    `log_dir` (default: the site's redolog volume) in sequence order."""
+    selection.check()
+    found, notes = select_files(log_dir or site.settings.volumes.redolog.path, selection,
+                                list(logfiles) or None)
+    return Logs(tuple(found), tuple(notes))
 
 
-def plan(s: Settings, opts: ReplayOptions) -> Plan:
+def plan(logs: Logs, selection: Selection) -> Plan:
     """The dry run: read the logs with the replay's selection rules, change nothing."""
-    logs, notes = _files(s, opts)
-    p = Plan(notes=notes)
-    for lf in logs:
+    p = Plan(notes=list(logs.notes))
+    for lf in logs.files:
         h = lf.header
         p.files.append({"path": str(lf.path), "seq": lf.seq, "size": lf.path.stat().st_size,
                         "first_op": timefmt.iso_utc(h.first_op_tstamp) if h and
                         h.first_op_tstamp else None, "open": bool(h and h.open)})
-    player = Player(opts.selection)
-    for rec, _path in player.play(logs):
+    player = Player(selection)
+    for rec, _path in player.play(list(logs.files)):
         if isinstance(rec.op, StoreIncomingBlob):
             continue
         p.ops += 1
@@ -97,73 +105,39 @@ def plan(s: Settings, opts: ReplayOptions) -> Plan:
     return p
 
 
-def check_store_stopped(s: Settings) -> None:
-    from standby.store.control import service_pid
-    from standby.store.service import volumes_locked
-
-    if service_pid(s) is not None or volumes_locked(s):
-        raise StateConflict("Stop mailboxd before running zmplayredo: the store service is "
-                            "running on these volumes", hint="`standby store stop "
-                            "--service-only` stops it and leaves MariaDB up")
-
-
-def marker_path(s: Settings) -> Path:
-    return s.state_dir / MARKER
-
-
-def run(s: Settings, opts: ReplayOptions,
+def run(site: Site, logs: Logs, selection: Selection, options: EngineOptions = EngineOptions(),
         progress: Callable[[int], None] | None = None) -> ReplayResult:
-    from standby.store.blobs import BlobStore
-    from standby.store.effects import Effects
-    from standby.store.index import IndexStore
-    from standby.store.service import ensure_schema, mariadb_for
-
+    """Replay the selected ops of `logs` onto the site's volumes (see the module docstring);
+    the site is opened with `Site.open`, which checks its volumes."""
+    s = site.settings
     log = slog.get("standby.replay")
-    settings_mod.check_volumes(s)
-    check_store_stopped(s)
-    logs, notes = _files(s, opts)
-    db = mariadb_for(s)
-    started_db = False
-    if not db.running():
-        db.start()
-        started_db = True
-    try:
-        ensure_schema(s, db)
-        s.state_dir.mkdir(parents=True, exist_ok=True)
-        marker = marker_path(s)
-        marker.write_text(f"started {timefmt.iso_utc(timefmt.now_ms())} pid {os.getpid()}\n")
-        log.info("replay_start", files=len(logs), engine="naive" if opts.naive else "fast")
+    site.check_stopped("zmplayredo")
+    with site.database(), site.replaying():
+        log.info("replay_start", files=len(logs.files),
+                 engine="naive" if options.naive else "fast")
         t0 = time.perf_counter()
-        if opts.naive:
-            conn = db.connect()
+        files = list(logs.files)
+        if options.naive:
+            conn = site.connect()
             try:
-                effects = Effects(groups=s.store.mailbox_groups,
-                                  blobs=BlobStore(s.volumes.blob.path,
-                                                  compress=s.store.compress_blobs,
-                                                  threshold=s.store.compression_threshold),
-                                  index=IndexStore(s.volumes.index.path))
-                res = naive.replay(logs, opts.selection, conn=conn, effects=effects,
-                                   stop_on_error=opts.stop_on_error, limit=opts.limit,
+                res = naive.replay(files, selection, conn=conn, effects=site.effects,
+                                   stop_on_error=options.stop_on_error, limit=options.limit,
                                    progress=progress)
-                effects.index.close()
+                site.index.close()
             finally:
                 conn.close()
         else:
             cfg = WorkerConfig(str(s.mariadb_socket), s.store.mailbox_groups,
                                str(s.volumes.blob.path), str(s.volumes.index.path),
                                s.store.compress_blobs, s.store.compression_threshold)
-            workers = max(1, min(opts.threads, os.cpu_count() or 1))
-            if opts.selection.mailbox_ids is not None and len(opts.selection.mailbox_ids) == 1:
+            workers = max(1, min(options.threads, os.cpu_count() or 1))
+            if selection.mailbox_ids is not None and len(selection.mailbox_ids) == 1:
                 workers = 1  # as Zimbra: one mailbox, one thread
-            res = fast.replay(logs, opts.selection, cfg=cfg, workers=workers,
-                              chunk_ops=opts.batch_ops, limit=opts.limit,
-                              stop_on_error=opts.stop_on_error, progress=progress)
-        res.notes.extend(notes)
+            res = fast.replay(files, selection, cfg=cfg, workers=workers,
+                              chunk_ops=options.batch_ops, limit=options.limit,
+                              stop_on_error=options.stop_on_error, progress=progress)
+        res.notes.extend(logs.notes)
         res.seconds = time.perf_counter() - t0
-        marker.unlink(missing_ok=True)
-        log.info("replay_done", ops=res.ops_applied, seconds=round(res.seconds, 3),
-                 errors=len(res.errors))
-        return res
-    finally:
-        if started_db:
-            db.stop()
+    log.info("replay_done", ops=res.ops_applied, seconds=round(res.seconds, 3),
+             errors=len(res.errors))
+    return res

@@ -6,9 +6,9 @@
 - `redo`: the redo position at a snapshot's moment (from the running store, or from disk);
 - `quiesce`: holding the store's MariaDB still (BACKUP STAGE) and making its commits durable;
 - `hooks`: pre/post hooks with a timeout;
-- `manifest`, `catalog`: signed manifests and the catalog of them in the state directory;
 - `plan`, `execute`: a set or redolog snapshot as a list of frozen steps, then running them;
-- `sets`: the library entry points the CLI calls (take, list, verify);
+  manifests go to a catalog (`standby/catalog/`);
+- `sets`: the library entry points the CLI calls (plan or take, list, verify);
 - `prune`: retention applied (the decision is `retention.plan_retention`, written beside it);
 - `_fs`: which file system a path is on.
 """

@@ -25,8 +25,8 @@ from standby import log as slog
 from standby.errors import ServiceError, StandbyError
 from standby.snapshot import hooks
 from standby.snapshot._base import Snapshot, SnapshotBackend, Volume
-from standby.snapshot.catalog import Catalog
-from standby.snapshot.manifest import Manifest, RedoPoint, ReplayStart, SnapshotRecord, skew
+from standby.catalog._base import CatalogStore
+from standby.catalog.manifest import Manifest, RedoPoint, ReplayStart, SnapshotRecord, skew
 from standby.snapshot.plan import HookStep, Plan, SnapshotStep
 from standby.snapshot.quiesce import Database
 from standby.snapshot.redo import RedoSource
@@ -44,7 +44,7 @@ class Effects:
 
     backends: Mapping[str, SnapshotBackend]
     volumes: Mapping[str, Volume]
-    catalog: Catalog
+    catalog: CatalogStore
     redo: RedoSource
     db: Database | None
     clock_ms: Callable[[], int]
@@ -112,7 +112,7 @@ def execute(plan: Plan, fx: Effects) -> Outcome:
         _settle(taken, fx)
         m = _manifest(plan, taken, status="complete", errors=(), t_begin=t_begin,
                       t_end=fx.clock_ms())
-        path = fx.catalog.write(m)
+        path = Path(fx.catalog.write(m))
         total = fx.clock_ms() - t_begin
         outcome = Outcome(m, path, tool_ms=max(0, total - backend_ms - waited_ms),
                           backend_ms=backend_ms)

@@ -23,7 +23,7 @@ from standby import timefmt
 from standby.errors import UsageError
 from standby.settings import VOLUME_NAMES
 from standby.snapshot._base import SnapshotBackend, Volume
-from standby.snapshot.catalog import Catalog
+from standby.catalog._base import CatalogStore, latest
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def manifest_id(kind: str, now_ms: int) -> str:
 
 def plan(kind: str, *, server_id: str, prefix: str, volumes: Mapping[str, Volume],
          backend_of: Mapping[str, str], backends: Mapping[str, SnapshotBackend],
-         catalog: Catalog, now_ms: int, atomic: bool, stagger_s: float, quiesce_db: bool,
+         catalog: CatalogStore, now_ms: int, atomic: bool, stagger_s: float, quiesce_db: bool,
          db_running: bool, pre_hook: tuple[str, ...] = (), post_hook: tuple[str, ...] = (),
          hook_timeout_s: float = 60.0) -> Plan:
     """Check the volumes and lay out the steps; nothing is taken here."""
@@ -151,7 +151,7 @@ def plan(kind: str, *, server_id: str, prefix: str, volumes: Mapping[str, Volume
             group=i, volumes=tuple(g), backend=be.name,
             at_s=0.0 if atomic else round(i * stagger_s, 6), freeze_store=be.copies,
             db_hold=hold, commands=tuple(be.preview([volumes[n] for n in g], name))))
-    steps.append(ManifestStep(str(catalog.path_for(kind, mid))))
+    steps.append(ManifestStep(catalog.location(kind, mid)))
     if post_hook:
         steps.append(HookStep("post", tuple(post_hook), hook_timeout_s))
     parents = tuple((n, _parent(catalog, kind, n)) for n in names)
@@ -176,7 +176,7 @@ def _groups(names: list[str], volumes: Mapping[str, Volume], backend_of: Mapping
     return sorted(groups, key=lambda g: order[g[0]])
 
 
-def _parent(catalog: Catalog, kind: str, volume: str) -> str | None:
+def _parent(catalog: CatalogStore, kind: str, volume: str) -> str | None:
     kinds = ("set", "redolog") if volume == "redolog" else ("set",)
-    found = catalog.latest(volume, kinds)
+    found = latest(catalog, volume, kinds)
     return f"{found[0].id}/{volume}" if found else None

@@ -16,16 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from standby import log as slog
+from standby.catalog import local
+from standby.catalog.local import LocalCatalog
+from standby.catalog.manifest import Manifest
 from standby.errors import StandbyError
 from standby.settings import Settings
 from standby.snapshot import factory
 from standby.snapshot._base import Snapshot, SnapshotBackend
-from standby.snapshot.catalog import Catalog
-from standby.snapshot.manifest import Manifest
-from standby.snapshot.redo import now_ms as _now_ms
-from standby.snapshot.sets import catalog_for
+from standby.snapshot.retention import RetentionItem, RetentionPlan, RetentionPolicy, plan_retention
+from standby.timefmt import now_ms as clock_now_ms
 
-Planner = Callable[[Sequence[Any], Any, int], Any]
+Planner = Callable[[Sequence[RetentionItem], RetentionPolicy, int], RetentionPlan]
 
 
 @dataclass
@@ -42,9 +43,7 @@ class PruneResult:
         return dict(self.__dict__)
 
 
-def items_for(manifests: Sequence[Manifest], shipped: Mapping[str, int]) -> list[Any]:
-    from standby.snapshot.retention import RetentionItem
-
+def items_for(manifests: Sequence[Manifest], shipped: Mapping[str, int]) -> list[RetentionItem]:
     out = []
     last: dict[str, str] = {}
     for m in sorted(manifests, key=lambda m: (m.taken_at_ms, m.id)):
@@ -58,33 +57,26 @@ def items_for(manifests: Sequence[Manifest], shipped: Mapping[str, int]) -> list
     return out
 
 
-def policy_for(s: Settings) -> Any:
-    from standby.snapshot.retention import RetentionPolicy
-
+def policy_for(s: Settings) -> RetentionPolicy:
     r = s.retention
     return RetentionPolicy(hourly=r.hourly, daily=r.daily, weekly=r.weekly, monthly=r.monthly,
                            redolog_keep=r.redolog_keep, redolog_max_age_s=r.redolog_max_age_s)
 
 
-def _default_planner() -> Planner:
-    from standby.snapshot.retention import plan_retention
-
-    return plan_retention  # type: ignore[return-value]
-
-
-def prune(s: Settings, *, dry_run: bool = False, planner: Planner | None = None,
-          policy: Any | None = None, now_ms: int | None = None,
+def prune(s: Settings, *, dry_run: bool = False, planner: Planner = plan_retention,
+          policy: RetentionPolicy | None = None, now_ms: int | None = None,
           backends: Mapping[str, SnapshotBackend] | None = None,
           ec2: Callable[[], Any] | None = None,
-          items: Callable[[Sequence[Manifest], Mapping[str, int]], list[Any]] = items_for
+          items: Callable[[Sequence[Manifest], Mapping[str, int]],
+                          list[RetentionItem]] = items_for
           ) -> PruneResult:
-    cat = catalog_for(s)
+    cat = local.for_settings(s)
     with cat.run_lock():
         manifests = cat.manifests()
         by_id = {m.id: m for m in manifests}
-        the_plan = (planner or _default_planner())(
+        the_plan = planner(
             items(manifests, cat.shipped()), policy if policy is not None else policy_for(s),
-            now_ms if now_ms is not None else _now_ms())
+            now_ms if now_ms is not None else clock_now_ms())
         incomplete = [m.id for m in manifests if m.status != "complete"]
         res = PruneResult(dry_run=dry_run,
                           keep={k: list(v) for k, v in the_plan.keep.items()},
@@ -100,7 +92,7 @@ def prune(s: Settings, *, dry_run: bool = False, planner: Planner | None = None,
         return res
 
 
-def _remove(cat: Catalog, m: Manifest, bes: dict[str, SnapshotBackend], s: Settings,
+def _remove(cat: LocalCatalog, m: Manifest, bes: dict[str, SnapshotBackend], s: Settings,
             ec2: Callable[[], Any] | None, res: PruneResult) -> bool:
     log = slog.get("standby.snapshot.prune", set_id=m.id)
     ok = True

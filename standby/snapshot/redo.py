@@ -12,7 +12,6 @@ CommitTxn last (after the DB commit, the blob and the index).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -22,12 +21,10 @@ from standby.errors import ServiceError, StateConflict
 from standby.redolog import files
 from standby.redolog import header as fileheader
 from standby.settings import Settings
-from standby.snapshot.manifest import RedoPoint
+from standby.catalog.manifest import RedoPoint
 from standby.store.client import StoreClient
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+from standby.store.site import Site
+from standby.timefmt import now_ms
 
 
 class RedoSource(Protocol):
@@ -114,8 +111,6 @@ class DiskRedo:
 def open_source(s: Settings, *, clock: Callable[[], int] = now_ms) -> StoreRedo | DiskRedo:
     """The store if it answers; the disk if the store is stopped; an error if it is running
     but not answering (a position read from disk would then be a guess)."""
-    from standby.store.service import volumes_locked
-
     sock = s.store_socket
     if sock.exists():
         src = StoreRedo(sock, clock=clock)
@@ -124,7 +119,7 @@ def open_source(s: Settings, *, clock: Callable[[], int] = now_ms) -> StoreRedo 
             return src
         except ServiceError:
             src.close()
-    if volumes_locked(s):
+    if Site(s).locked():
         raise StateConflict(f"the store holds its volumes but does not answer at {sock}",
                             hint="wait for it to finish starting, or stop it; a redo position "
                                  "read from disk while it writes would be a guess")

@@ -1,69 +1,86 @@
-"""The library behind `standby snapshot ...`: take a set or a redolog snapshot, list the catalog,
-verify a manifest. Each function composes the real effects from settings (backends, the store's
-redo position, its MariaDB, the clock) unless the caller passes them in (tests, the benchmark).
+"""The library behind `standby snapshot ...`: plan or take a set or a redolog snapshot, list the
+catalog, verify a manifest. Each function composes the real effects from settings (backends, the
+store's redo position, its MariaDB, the clock) unless the caller passes them in (tests, the
+benchmark). What to take comes from `[snapshot]` in the settings alone: command-line flags are
+merged into them at the CLI edge (`settings.with_overrides`), where they are validated.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from standby import timefmt
+from standby.catalog import manifest
+from standby.catalog import local
+from standby.catalog.local import LocalCatalog
+from standby.catalog.manifest import Manifest
 from standby.errors import StateConflict
 from standby.settings import Settings
-from standby.snapshot import factory, manifest
-from standby.snapshot._base import SnapshotBackend
-from standby.snapshot.catalog import Catalog
+from standby.snapshot import factory
+from standby.snapshot._base import SnapshotBackend, Volume
 from standby.snapshot.execute import Effects, Outcome, execute
-from standby.snapshot.manifest import Manifest
 from standby.snapshot.plan import Plan, plan
 from standby.snapshot.quiesce import Database
-from standby.snapshot.redo import now_ms, open_source
+from standby.snapshot.redo import open_source
+from standby.store.site import Site
+from standby.timefmt import now_ms
 
 
-def catalog_for(s: Settings) -> Catalog:
-    return Catalog(s.state_dir, s.server_id, manifest.require_key(s.snapshot.manifest_key))
+@dataclass(frozen=True)
+class _Parts:
+    catalog: LocalCatalog
+    backends: dict[str, SnapshotBackend]
+    volumes: dict[str, Volume]
+    site: Site
+    db_running: bool
 
 
-def take(kind: str, s: Settings, *, atomic: bool | None = None, stagger_s: float | None = None,
-         quiesce_db: bool | None = None, dry_run: bool = False,
-         backends: Mapping[str, SnapshotBackend] | None = None,
-         ec2: Callable[[], Any] | None = None, clock_ms: Callable[[], int] = now_ms,
-         sleep: Callable[[float], None] = time.sleep) -> Plan | Outcome:
-    """Plan a set (`kind="set"`) or a redolog snapshot, and unless `dry_run` take it."""
-    from standby.store.service import mariadb_for
+def _parts(s: Settings, backends: Mapping[str, SnapshotBackend] | None,
+           ec2: Callable[[], Any] | None) -> _Parts:
+    site = Site(s)
+    return _Parts(local.for_settings(s),
+                  dict(backends) if backends is not None else factory.backends(s, ec2=ec2),
+                  factory.volumes(s), site, site.db.running())
 
+
+def _plan(kind: str, s: Settings, parts: _Parts, now: int) -> Plan:
     sn = s.snapshot
-    cat = catalog_for(s)
-    bes = dict(backends) if backends is not None else factory.backends(s, ec2=ec2)
-    vols = factory.volumes(s)
-    db = mariadb_for(s)
-    db_running = db.running()
+    p = plan(kind, server_id=s.server_id, prefix=sn.prefix, volumes=parts.volumes,
+             backend_of={n: v.backend for n, v in s.volumes.items()}, backends=parts.backends,
+             catalog=parts.catalog, now_ms=now, atomic=sn.atomic, stagger_s=sn.stagger_s,
+             quiesce_db=sn.quiesce_db, db_running=parts.db_running, pre_hook=sn.pre_hook,
+             post_hook=sn.post_hook, hook_timeout_s=sn.hook_timeout_s)
+    if parts.catalog.exists(kind, p.id):
+        raise StateConflict(f"a manifest {p.id} already exists", hint="retry")
+    return p
 
-    def make_plan() -> Plan:
-        p = plan(kind, server_id=s.server_id, prefix=sn.prefix, volumes=vols,
-                 backend_of={n: v.backend for n, v in s.volumes.items()}, backends=bes,
-                 catalog=cat, now_ms=clock_ms(),
-                 atomic=sn.atomic if atomic is None else atomic,
-                 stagger_s=sn.stagger_s if stagger_s is None else stagger_s,
-                 quiesce_db=sn.quiesce_db if quiesce_db is None else quiesce_db,
-                 db_running=db_running, pre_hook=sn.pre_hook, post_hook=sn.post_hook,
-                 hook_timeout_s=sn.hook_timeout_s)
-        if cat.exists(kind, p.id):
-            raise StateConflict(f"a manifest {p.id} already exists", hint="retry")
-        return p
 
-    if dry_run:
-        return make_plan()
-    with cat.run_lock():
-        p = make_plan()
+def plan_take(kind: str, s: Settings, *, backends: Mapping[str, SnapshotBackend] | None = None,
+              ec2: Callable[[], Any] | None = None,
+              clock_ms: Callable[[], int] = now_ms) -> Plan:
+    """What `take(kind, s)` would do now (the dry run): a set (`kind="set"`) or a redolog
+    snapshot, as `[snapshot]` in `s` says (flags are merged into `s` by the caller)."""
+    return _plan(kind, s, _parts(s, backends, ec2), clock_ms())
+
+
+def take(kind: str, s: Settings, *, backends: Mapping[str, SnapshotBackend] | None = None,
+         ec2: Callable[[], Any] | None = None, clock_ms: Callable[[], int] = now_ms,
+         sleep: Callable[[float], None] = time.sleep) -> Outcome:
+    """Take a set or a redolog snapshot: plan it under the catalog's run lock, then run it."""
+    sn = s.snapshot
+    parts = _parts(s, backends, ec2)
+    with parts.catalog.run_lock():
+        p = _plan(kind, s, parts, clock_ms())
         redo = open_source(s, clock=clock_ms)
         try:
-            fx = Effects(backends=bes, volumes=vols, catalog=cat, redo=redo,
-                         db=Database(db.connect) if db_running else None, clock_ms=clock_ms,
-                         sleep=sleep, freeze_timeout_s=sn.freeze_timeout_s,
+            fx = Effects(backends=parts.backends, volumes=parts.volumes, catalog=parts.catalog,
+                         redo=redo, db=Database(parts.site.db.connect) if parts.db_running
+                         else None, clock_ms=clock_ms, sleep=sleep,
+                         freeze_timeout_s=sn.freeze_timeout_s,
                          db_clean_timeout_s=sn.db_clean_timeout_s)
             return execute(p, fx)
         finally:
@@ -72,7 +89,7 @@ def take(kind: str, s: Settings, *, atomic: bool | None = None, stagger_s: float
 
 def listing(s: Settings) -> list[dict[str, Any]]:
     """One row per manifest, oldest first (every manifest verified on the way)."""
-    cat = catalog_for(s)
+    cat = local.for_settings(s)
     shipped = cat.shipped()
     rows = []
     for m in cat.manifests():
@@ -89,26 +106,3 @@ def listing(s: Settings) -> list[dict[str, Any]]:
 
 def verify(path: Path, s: Settings) -> Manifest:
     return manifest.read(path, manifest.require_key(s.snapshot.manifest_key))
-
-
-def replay_start(s: Settings, set_id: str) -> tuple[int, int]:
-    """(from_time_ms, from_seq) where a replay onto set `set_id` (or "latest") must start.
-
-    Every transaction active at the set's recorded position has its change record in the file
-    of that sequence (a rollover re-logs active transactions), so reading from that file with
-    the recorded time is exact; the replay's per-volume idempotency absorbs any op before it.
-    """
-    from standby.errors import NotFound
-
-    cat = catalog_for(s)
-    sets = [m for m in cat.manifests("set") if m.status == "complete"]
-    if set_id == "latest":
-        if not sets:
-            raise NotFound("there is no complete snapshot set in the catalog",
-                           hint="`standby snapshot list` shows what there is")
-        m = max(sets, key=lambda x: x.taken_at_ms)
-    else:
-        m = cat.get(set_id)
-        if m.kind != "set" or m.status != "complete":
-            raise NotFound(f"{set_id} is not a complete snapshot set ({m.kind}, {m.status})")
-    return m.replay.from_time_ms, m.replay.seq

@@ -38,7 +38,7 @@ from standby.redolog import files
 from standby.redolog import header as fileheader
 from standby.settings import Settings, Volumes, VolumeSettings
 from standby.store.client import StoreClient
-from standby.store.service import ensure_schema, mariadb_for, volumes_locked
+from standby.store.site import Site
 
 
 def init(directory: Path, *, server_id: str | None = None, mailbox_groups: int = 100,
@@ -91,29 +91,25 @@ class Status:
 
 
 def service_pid(s: Settings) -> int | None:
-    try:
-        pid = int((s.state_dir / "store.pid").read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if _process.alive(pid) else None
+    return Site(s).service_pid()
 
 
 def start(s: Settings, *, timeout: float = 120.0) -> Status:
     log = slog.get("standby.store.control")
-    settings_mod.check_volumes(s)
+    site = Site.open(s)
     s.state_dir.mkdir(parents=True, exist_ok=True)
-    if service_pid(s) is not None or volumes_locked(s):
+    if site.service_pid() is not None or site.locked():
         raise StateConflict("the store is already running on these volumes",
                             hint="`standby store status` shows it; `standby store stop` stops it")
-    if (s.state_dir / "replay.incomplete").exists():
+    if site.replay_interrupted():
         raise StateConflict("a replay onto these volumes was interrupted; they are not "
                             "consistent yet", hint="run the replay again (it is idempotent), "
-                            f"or remove {s.state_dir / 'replay.incomplete'} to override")
-    db = mariadb_for(s)
+                            f"or remove {site.marker_path} to override")
+    db = site.db
     if not db.running():
         db.start()
         db.mark_owner()
-    ensure_schema(s, db)
+    site.ensure_schema()
     cmd = _process.Command((sys.executable, "-m", "standby.store.service",
                             "--config", str(s.source)))
     log_path = s.state_dir / "store.log"
@@ -189,7 +185,7 @@ def stop(s: Settings, *, service_only: bool = False, timeout: float = 120.0) -> 
         stopped_service = True
     stopped_db = False
     if not service_only:
-        stopped_db = mariadb_for(s).stop(timeout=timeout)
+        stopped_db = Site(s).db.stop(timeout=timeout)
     return {"service": stopped_service, "mariadb": stopped_db}
 
 
@@ -198,15 +194,16 @@ def kill(s: Settings) -> None:
     pid = service_pid(s)
     if pid is not None:
         _process.kill(pid)
-    mariadb_for(s).kill()
+    Site(s).db.kill()
     deadline = time.monotonic() + 10
     while pid is not None and _process.alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
 
 
 def status(s: Settings) -> Status:
-    db = mariadb_for(s)
-    pid = service_pid(s)
+    site = Site(s)
+    db = site.db
+    pid = site.service_pid()
     answering = False
     if pid is not None and s.store_socket.exists():
         try:

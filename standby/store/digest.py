@@ -23,12 +23,14 @@ from typing import Any
 from standby.settings import Settings
 from standby.store.blobs import BlobStore
 from standby.store.index import IndexStore
+from standby.store.mariadb import MariaDB
 from standby.store.schema import (
     GROUP_TABLE_COLUMNS,
     MAILBOX_COLUMNS,
     MAILBOX_VOLATILE,
     group_of,
 )
+from standby.store.site import Site, mariadb
 
 _ORDER = {
     "mail_item": "id",
@@ -137,31 +139,29 @@ def store_digest(conn: Any, *, groups: int, blobs: BlobStore, index: IndexStore,
     return out
 
 
-def digest_settings(s: Settings) -> StoreDigest:
-    """Digest the store the settings describe, running or stopped."""
-    from standby.store.service import mariadb_for
+def digest_site(site: Site) -> StoreDigest:
+    """Digest the store on these volumes, running or stopped (a stopped one is read through a
+    read-only MariaDB on a private socket, started for the purpose and stopped again)."""
+    s = site.settings
 
-    blobs = BlobStore(s.volumes.blob.path, compress=s.store.compress_blobs,
-                      threshold=s.store.compression_threshold)
-    index = IndexStore(s.volumes.index.path)
-    db = mariadb_for(s)
-    if db.running():
+    def digest_on(db: MariaDB) -> StoreDigest:
         conn = db.connect()
         try:
-            return store_digest(conn, groups=s.store.mailbox_groups, blobs=blobs, index=index)
+            return store_digest(conn, groups=site.groups, blobs=site.blobs, index=site.index)
         finally:
             conn.close()
+
+    if site.db.running():
+        return digest_on(site.db)
     with tempfile.TemporaryDirectory(prefix="standby-digest-") as tmp:
-        ro = mariadb_for(s, read_only=True, socket=Path(tmp) / "digest.sock")
-        ro = type(ro)(volume=ro.volume, socket=ro.socket, run_dir=Path(tmp),
-                      settings=ro.settings, read_only=True)
+        ro = mariadb(s, read_only=True, socket=Path(tmp) / "digest.sock", run_dir=Path(tmp))
         ro.start()
         try:
-            conn = ro.connect()
-            try:
-                return store_digest(conn, groups=s.store.mailbox_groups, blobs=blobs,
-                                    index=index)
-            finally:
-                conn.close()
+            return digest_on(ro)
         finally:
             ro.stop()
+
+
+def digest_settings(s: Settings) -> StoreDigest:
+    """Digest the store the settings describe, running or stopped."""
+    return digest_site(Site.open(s, writable=False))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import fcntl
+import ctypes
 import json
 import os
 import signal
@@ -30,62 +30,16 @@ from standby import settings as settings_mod
 from standby.errors import StandbyError, StateConflict, UsageError
 from standby.redolog.writer import RedoLogWriter, WriterConfig
 from standby.settings import Settings
-from standby.store import recovery, schema
-from standby.store.blobs import BlobStore
-from standby.store.directory import Directory
-from standby.store.effects import Effects
-from standby.store.index import IndexStore
+from standby.store import recovery
 from standby.store.mailbox import Store
-from standby.store.mariadb import MariaDB
+from standby.store.site import SERVICE_PID, Site
 
-LOCK_NAME = ".standby-store.lock"
 FLUSH_TABLE = "zimbra.standby_flush_marker"
 
 
-def mariadb_for(s: Settings, *, read_only: bool = False, socket: Path | None = None) -> MariaDB:
-    return MariaDB(volume=s.volumes.db.path, socket=socket or s.mariadb_socket,
-                   run_dir=s.state_dir, settings=s.mariadb, read_only=read_only)
-
-
-def lock_volumes(s: Settings) -> int:
-    """Hold an exclusive lock on the redo log volume for the life of the process."""
-    path = s.volumes.redolog.path / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        holder = path.read_text().strip() or "another process"
-        raise StateConflict(f"the store volumes are in use by {holder}",
-                            hint="stop that store first (`standby store stop`)") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def volumes_locked(s: Settings) -> bool:
-    """True if some process holds the store lock on these volumes."""
-    path = s.volumes.redolog.path / LOCK_NAME
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-def build_store(s: Settings, *, db: MariaDB) -> tuple[Store, RedoLogWriter, Effects, Any]:
-    """Compose the store from settings (the service's composition root)."""
-    blobs = BlobStore(s.volumes.blob.path, compress=s.store.compress_blobs,
-                      threshold=s.store.compression_threshold)
-    index = IndexStore(s.volumes.index.path)
-    effects = Effects(groups=s.store.mailbox_groups, blobs=blobs, index=index,
-                      on_warning=lambda m: slog.get("standby.store").warning("effect", msg=m))
-    conn0 = db.connect()
+def build_store(site: Site) -> tuple[Store, RedoLogWriter]:
+    """Compose the store on an open site (the service's composition root)."""
+    s, db = site.settings, site.db
 
     def flush_db() -> None:
         # Make every committed transaction durable before the log that holds its CommitTxn is
@@ -105,31 +59,24 @@ def build_store(s: Settings, *, db: MariaDB) -> tuple[Store, RedoLogWriter, Effe
 
     writer = RedoLogWriter(s.volumes.redolog.path, server_id=s.server_id,
                            config=WriterConfig.from_settings(s.redolog), before_rollover=flush_db)
-    store = Store(writer=writer, connect=db.connect, effects=effects,
-                  directory=Directory(s.directory_path), groups=s.store.mailbox_groups)
-    return store, writer, effects, conn0
+    store = Store(writer=writer, connect=db.connect, effects=site.effects,
+                  directory=site.directory, groups=s.store.mailbox_groups)
+    return store, writer
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def _syncfs(path: Path) -> None:
+    """Write back everything of the file system `path` is on (Python has no `os.syncfs`)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
-        if hasattr(os, "syncfs"):
-            os.syncfs(fd)  # type: ignore[attr-defined]
+        if _LIBC.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
     finally:
         os.close(fd)
-
-
-def ensure_schema(s: Settings, db: MariaDB) -> bool:
-    conn = db.connect()
-    try:
-        return schema.create(conn, groups=s.store.mailbox_groups,
-                             blob_path=str(s.volumes.blob.path),
-                             index_path=str(s.volumes.index.path),
-                             compress_blobs=s.store.compress_blobs,
-                             compression_threshold=s.store.compression_threshold)
-    finally:
-        conn.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,18 +276,25 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 def serve(s: Settings) -> int:
     log = slog.get("standby.store.service")
-    settings_mod.check_volumes(s)
-    lock_fd = lock_volumes(s)
-    db = mariadb_for(s)
-    ensure_schema(s, db)
-    store, writer, effects, conn0 = build_store(s, db=db)
-    report = recovery.recover(s.volumes.redolog.path, writer=writer, effects=effects,
-                              conn=conn0,
-                              lookback_ms=s.redolog.crash_recovery_lookback_s * 1000)
-    conn0.close()
+    site = Site.open(s)
+    with site.exclusive():
+        site.ensure_schema()
+        return _serve(site, log)
+
+
+def _serve(site: Site, log: Any) -> int:
+    s = site.settings
+    store, writer = build_store(site)
+    conn0 = site.connect()
+    try:
+        report = recovery.recover(s.volumes.redolog.path, writer=writer, effects=site.effects,
+                                  conn=conn0,
+                                  lookback_ms=s.redolog.crash_recovery_lookback_s * 1000)
+    finally:
+        conn0.close()
     sock = s.store_socket
     sock.unlink(missing_ok=True)
-    pidfile = s.state_dir / "store.pid"
+    pidfile = s.state_dir / SERVICE_PID
     stopped = threading.Event()
 
     def on_stop() -> None:
@@ -368,7 +322,6 @@ def serve(s: Settings) -> int:
         server.server_close()
         sock.unlink(missing_ok=True)
         pidfile.unlink(missing_ok=True)
-        os.close(lock_fd)
     log.info("store_stopped", ops=store.ops_done)
     return 0
 
@@ -379,7 +332,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         s = settings_mod.load(args.config)
-        assert s is not None
         slog.configure("json", s.log.level)
         return serve(s)
     except StandbyError as e:

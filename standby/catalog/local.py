@@ -1,4 +1,4 @@
-"""The catalog of manifests in the state directory, and the per-snapshot state beside it.
+"""The catalog of manifests in the state directory (a `CatalogStore`), and the state beside it.
 
     <state_dir>/catalog/<server_id>/sets/<set id>.json         signed manifests
     <state_dir>/catalog/<server_id>/redolog/<redolog id>.json
@@ -8,6 +8,10 @@
 Manifests are immutable once written (tmp file + fsync + rename); what changes later — whether a
 snapshot was shipped — lives in `state.json`, which shipping (a later issue) updates through
 `mark_shipped`. Every read of a manifest verifies its signature.
+
+The same layout rooted anywhere (`LocalCatalog.at(root, …)`) reads a catalog that came from a
+transfer target (a `file://` folder, a mounted share), so `zmplayredo --set` at the standby can
+start from manifests shipped there.
 
 Chains, for incremental shipping: a snapshot's parent is the previous snapshot of the same volume
 that is still in the catalog — for the db, blob and index volumes that is the same volume in the
@@ -26,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from standby.errors import FormatError, NotFound, StateConflict
-from standby.snapshot import manifest as mf
-from standby.snapshot.manifest import Manifest, SnapshotRecord
+from standby.catalog import manifest as mf
+from standby.catalog.manifest import Manifest
+from standby.settings import Settings
 
 _DIRS = {"set": "sets", "redolog": "redolog"}
 
@@ -51,23 +56,37 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-class Catalog:
-    def __init__(self, state_dir: Path, server_id: str, key: bytes) -> None:
-        self.root = state_dir / "catalog" / server_id
+class LocalCatalog:
+    """A catalog in a folder; by default `<state_dir>/catalog/<server_id>/`."""
+
+    def __init__(self, state_dir: Path, server_id: str, key: bytes, *,
+                 root: Path | None = None) -> None:
+        self.root = root if root is not None else state_dir / "catalog" / server_id
         self.server_id = server_id
         self.key = key
         # Verified manifests by path, valid while the file's (mtime_ns, size) is unchanged:
         # planning asks for the newest snapshot of each volume, and each read verifies an HMAC.
         self._cache: dict[Path, tuple[tuple[int, int], Manifest]] = {}
 
+    @classmethod
+    def at(cls, root: Path, server_id: str, key: bytes) -> LocalCatalog:
+        """The catalog laid out under `root` itself (`root/sets/…`, `root/redolog/…`)."""
+        return cls(root, server_id, key, root=root)
+
+    def where(self) -> str:
+        return str(self.root)
+
     # -- manifests --------------------------------------------------------------------------
     def path_for(self, kind: str, manifest_id: str) -> Path:
         return self.root / _DIRS[kind] / f"{manifest_id}.json"
 
-    def write(self, m: Manifest) -> Path:
+    def location(self, kind: str, manifest_id: str) -> str:
+        return str(self.path_for(kind, manifest_id))
+
+    def write(self, m: Manifest) -> str:
         path = self.path_for(m.kind, m.id)
         _write_atomic(path, mf.sign(m, self.key))
-        return path
+        return str(path)
 
     def exists(self, kind: str, manifest_id: str) -> bool:
         return self.path_for(kind, manifest_id).exists()
@@ -112,17 +131,6 @@ class Catalog:
         with self._state() as st:
             for s in m.snapshots:
                 st["shipped"].pop(f"{m.id}/{s.volume}", None)
-
-    def latest(self, volume: str, kinds: tuple[str, ...]) -> tuple[Manifest, SnapshotRecord] | None:
-        """The newest complete snapshot of `volume` among manifests of `kinds`."""
-        best: tuple[Manifest, SnapshotRecord] | None = None
-        for m in self.manifests():
-            if m.kind not in kinds or m.status != "complete":
-                continue
-            s = m.snapshot(volume)
-            if s is not None and (best is None or s.taken_at_ms >= best[1].taken_at_ms):
-                best = (m, s)
-        return best
 
     # -- state: shipped flags ---------------------------------------------------------------
     @contextmanager
@@ -182,3 +190,8 @@ class Catalog:
                 yield
             finally:
                 fcntl.flock(lk.fileno(), fcntl.LOCK_UN)
+
+
+def for_settings(s: Settings) -> LocalCatalog:
+    """The state directory's catalog of the configured server, with its manifest key."""
+    return LocalCatalog(s.state_dir, s.server_id, mf.require_key(s.snapshot.manifest_key))
