@@ -14,71 +14,7 @@ from standby.classic.env import Env
 from standby.store.digest import digest_settings
 from standby.store.loadgen import LoadResult
 from standby.store.loadgen import run as loadgen
-from standby.settings import Settings
-from standby.store.blobs import BlobStore
-from standby.store.control import service_pid
-from standby.store.directory import Directory
-from standby.store.index import IndexStore
-from standby.store.service import ensure_schema, mariadb_for, volumes_locked
-
-
-class Site:
-    """TEMPORARY stand-in for main's standby.store.site.Site (same members), until it lands."""
-
-    def __init__(self, s: Settings) -> None:
-        self.settings = s
-        self.db = mariadb_for(s)
-        self.blobs = BlobStore(s.volumes.blob.path, compress=s.store.compress_blobs,
-                               threshold=s.store.compression_threshold)
-        self.index = IndexStore(s.volumes.index.path)
-        self._dir: Directory | None = None
-
-    @classmethod
-    def open(cls, s: Settings) -> "Site":
-        return cls(s)
-
-    @property
-    def directory(self) -> Directory:
-        if self._dir is None:
-            self._dir = Directory(self.settings.directory_path)
-        return self._dir
-
-    @property
-    def groups(self) -> int:
-        return self.settings.store.mailbox_groups
-
-    def connect(self, **kw: Any) -> Any:
-        return self.db.connect(**kw)
-
-    def service_pid(self) -> int | None:
-        return service_pid(self.settings)
-
-    def check_stopped(self, what: str = "this") -> None:
-        from standby.errors import StateConflict
-
-        if self.service_pid() is not None or volumes_locked(self.settings):
-            raise StateConflict(f"Stop mailboxd before running {what}")
-
-    @contextmanager
-    def database(self, *, schema: bool = True) -> Iterator[Any]:
-        started = False
-        if not self.db.running():
-            self.db.start()
-            started = True
-        try:
-            if schema:
-                ensure_schema(self.settings, self.db)
-            yield self.db
-        finally:
-            if started:
-                self.db.stop()
-
-    @contextmanager
-    def replaying(self) -> Iterator[None]:
-        marker = self.settings.state_dir / "replay.incomplete"
-        marker.write_text("classic test\n")
-        yield
-        marker.unlink(missing_ok=True)
+from standby.store.site import Site
 
 
 class Outbox:

@@ -20,7 +20,8 @@ from standby.store.blobs import BlobStore
 from standby.store.digest import mailbox_digest
 from standby.store.index import IndexStore
 from standby.store.loadgen import run as loadgen
-from tests.classic_util import Site, make_env
+from standby.store.site import Site
+from tests.classic_util import make_env
 from tests.conftest import StoreHandle
 
 
@@ -84,9 +85,7 @@ def test_point_in_time_restores_equal_a_cut_replay(make_store, tmp_path: Path) -
     ref = make_store("reference")
     ref_site = Site.open(ref.settings)
     ref_site.db.start()
-    from standby.store.service import ensure_schema
-
-    ensure_schema(ref.settings, ref_site.db)
+    ref_site.ensure_schema()
     s = ref.settings
     cfg = WorkerConfig(str(s.mariadb_socket), s.store.mailbox_groups, str(s.volumes.blob.path),
                        str(s.volumes.index.path), s.store.compress_blobs,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,33 +23,7 @@ from standby.classic.target import Target
 from standby.errors import UsageError
 from standby.settings import Settings
 from standby.store.client import StoreClient
-from standby.store.blobs import BlobStore
-from standby.store.directory import Directory
-from standby.store.index import IndexStore
-
-
-class SiteLike(Protocol):
-    """The parts of a store `Site` the classic module uses."""
-
-    settings: Settings
-    blobs: BlobStore
-    index: IndexStore
-
-    @property
-    def directory(self) -> Directory: ...
-
-    @property
-    def groups(self) -> int: ...
-
-    def connect(self, **kw: Any) -> Any: ...
-
-    def service_pid(self) -> int | None: ...
-
-    def check_stopped(self, what: str = "this") -> None: ...
-
-    def database(self, *, schema: bool = True) -> AbstractContextManager[Any]: ...
-
-    def replaying(self) -> AbstractContextManager[None]: ...
+from standby.store.site import Site
 
 
 class Mailer(Protocol):
@@ -60,7 +33,7 @@ class Mailer(Protocol):
 
 @dataclass
 class Env:
-    site: SiteLike
+    site: Site
     target: Target
     config: BackupConfig
     local: Mapping[str, str]  # localconfig keys, defaults filled in
@@ -88,7 +61,7 @@ class Env:
         return int(self.local.get("mysql_backup_retention", "0"))
 
 
-def build(site: SiteLike, *, target: Path | None = None, server: str | None = None,
+def build(site: Site, *, target: Path | None = None, server: str | None = None,
           now_ms: Callable[[], int] = timefmt.now_ms, mailer: Mailer | None = None,
           hostname: Callable[[], str] = socket.gethostname) -> Env:
     """The `Env` for a site: its attributes and localconfig resolved, the target chosen (-t,
