@@ -42,11 +42,19 @@ from standby.classic import (
     sqldump,
     xmlfiles,
 )
+from standby.classic import target as target_mod
 from standby.classic.env import Env
 from standby.classic.labels import Label
 from standby.classic.target import SessionDir, Target, account_relpath, is_disk_full
 from standby.classic.xmlfiles import AccountEntry, AccountMeta, Session, SessionAccount
-from standby.errors import NotFound, ServiceError, StandbyError, UsageError, VolumeError
+from standby.errors import (
+    NotFound,
+    ServiceError,
+    StandbyError,
+    StateConflict,
+    UsageError,
+    VolumeError,
+)
 from standby.redolog import files
 from standby.store import blobs as blobmod
 from standby.store import schema
@@ -92,6 +100,10 @@ class _Aborted(Exception):
 def preflight(env: Env, req: Request) -> None:
     """The checks a session makes before it starts (also run before going to the background)."""
     env.target.check_usable(create=True)
+    if target_mod.held(env.target.tmp_dir / target_mod.LOCK):
+        raise StateConflict(f"a backup session is already running on {env.target.root}",
+                            hint="`zmbackupquery` shows it; wait for it or stop it with "
+                            "`zmbackupabort -lb LABEL`")
     if req.kind == "incr" and env.config.auto_grouped:
         raise UsageError("incremental backups are not used in Auto-Grouped mode: each "
                          "auto-grouped session is a full backup that keeps the redo logs",
@@ -136,6 +148,11 @@ def resolve_accounts(env: Env, names: Sequence[str]) -> list[Account]:
         raise NotFound(f"no such account: {', '.join(missing)}",
                        hint="`zmprov` lists accounts in the directory; give their addresses")
     return out
+
+
+def accounts_for(env: Env, req: Request) -> list[Account]:
+    """The accounts the session(s) of `req` would back up in full (the dry run's answer)."""
+    return _full_accounts(env, req) if req.kind == "full" else _without_full(env)
 
 
 def _full_accounts(env: Env, req: Request) -> list[Account]:

@@ -14,15 +14,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from standby import _process
 from standby.classic import target as target_mod
 from standby.classic import xmlfiles
 from standby.classic.labels import Label
 from standby.classic.target import SessionInfo, Target
-from standby.errors import NotFound, StateConflict
+from standby.errors import NotFound, ServiceError, StateConflict
 
 LOCK, ABORT, RESULT = "restore.lock", "restore.abort", "restore.result"
 
@@ -100,3 +102,27 @@ def abort_session(target: Target, label: Label, *, timeout_s: float = 3600.0,
             raise StateConflict(f"the backup session {label} did not stop within "
                                 f"{timeout_s:.0f} s")
         sleep(0.2)
+
+
+def start_background(argv: list[str], *, log_path: Path, target: Target, label: Label,
+                     timeout_s: float = 60.0,
+                     sleep: Callable[[float], None] = time.sleep) -> int:
+    """Run `python -m standby.cli.classic ARGV` detached (a session in the background, as
+    zmbackup without -sync) and wait until its session `label` runs; returns its pid."""
+    pid = _process.daemon(_process.Command((sys.executable, "-m", "standby.cli.classic",
+                                            *argv)), log_path=log_path)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            info = target.session(label)
+            if info.running or info.finished:
+                return pid
+        except NotFound:
+            pass
+        if not _process.alive(pid):
+            break
+        sleep(0.05)
+    tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] \
+        if log_path.exists() else []
+    raise ServiceError(f"the background backup session {label} did not start"
+                       + (f": {tail[0]}" if tail else ""), hint=f"see {log_path}")

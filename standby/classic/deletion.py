@@ -10,13 +10,15 @@ backup, and drops accounts no remaining session holds.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from standby.classic.labels import DeleteSpec, Label
-from standby.classic.target import SessionInfo
+from standby.classic.target import SessionInfo, Target
 from standby.classic.xmlfiles import AccountEntry
 from standby.errors import NotFound
+from standby.redolog import files
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,18 @@ def latest_fulls(sessions: Sequence[SessionInfo]) -> tuple[AccountEntry, ...]:
             latest[a.zimbra_id] = AccountEntry(a.zimbra_id, a.email, label)
     return tuple(sorted((e for e in latest.values() if e.latest_full is not None),
                         key=lambda e: e.email))
+
+
+def execute(target: Target, p: DeletePlan) -> None:
+    """Carry out a deletion plan under the target's lock: sessions, then redo logs, then the new
+    accounts.xml (so a crash half-way leaves an accounts.xml naming sessions still there)."""
+    with target.locked():
+        target.write_accounts(list(p.accounts))
+        for s in p.sessions:
+            shutil.rmtree(s.path, ignore_errors=True)
+        for _seq, name in p.redologs:
+            (target.redologs_dir / name).unlink(missing_ok=True)
+
+
+def redologs_of(target: Target) -> list[tuple[int, str]]:
+    return [(lf.seq, lf.path.name) for lf in files.list_archive(target.redologs_dir)]
