@@ -428,6 +428,13 @@ def zmprov_command(
     config: Annotated[Path | None, typer.Option("--config", help="Config file.")] = None,
 ) -> None:
     """Set and read the backup attributes; put accounts and domains in maintenance."""
+    words = list(words)
+    if "--config" in words:  # after the words too (they are taken as they come, '-ATTR' too)
+        i = words.index("--config")
+        if i + 1 >= len(words):
+            raise UsageError("--config needs a file")
+        config = Path(words[i + 1])
+        del words[i:i + 2]
     cmd = prov.parse(words)
     if config is not None:
         common.ctx_obj(ctx).config = config
