@@ -20,6 +20,7 @@ from standby.classic import backup, blobpack, deletion, labels, localconfig, res
 from standby.classic.target import account_relpath
 from standby.errors import UsageError
 from standby.store import blobs as blobmod
+from standby.store.directory import Directory
 from standby.store.loadgen import run as loadgen
 from tests.classic_util import digests, load_running, make_env
 
@@ -117,49 +118,67 @@ def test_abort_and_sigkill_during_a_session(make_store, tmp_path: Path) -> None:
     h = make_store("primary")
     h.start()
     cfg, t = str(h.cfg), str(tmp_path / "backup")
-    r = loadgen(h.settings.store_socket, accounts=24, ops=360, seed=8, workers=4)
+    r = loadgen(h.settings.store_socket, accounts=8, ops=200, seed=8, workers=4)
     assert r.errors == 0
     tgt = target.Target(Path(t))
+    # The test holds the third account's mailbox in maintenance (as a running restore would),
+    # so the session waits there: deterministic moments to abort it and to kill it.
+    gate = Directory(h.settings.directory_path)
+    third = sorted(gate.accounts(), key=lambda a: a.email)[2]
+    assert third.mailbox_id is not None
 
-    # zmbackupabort: the session stops and shows as aborted, partly done.
-    with load_running(h, accounts=24, seed=9, rate=40):
-        p = _run("zmbackup", "-f", "-a", "all", "-t", t, "-c", cfg)
-        assert p.returncode == 0, p.stderr
-        label = p.stdout.strip()
-        assert labels.parse(label).kind == "full"
-        ab = _run("zmbackupabort", "-lb", label, "-t", t, "-c", cfg)
-        assert ab.returncode == 0, ab.stderr
+    # zmbackupabort: the session stops after the account in hand and shows as aborted.
+    with load_running(h, accounts=8, seed=9, rate=40):
+        with gate.maintenance(third.mailbox_id):
+            p = _run("zmbackup", "-f", "-a", "all", "-t", t, "-c", cfg)
+            assert p.returncode == 0, p.stderr
+            label = p.stdout.strip()
+            assert labels.parse(label).kind == "full"
+            ab = subprocess.Popen([str(BIN / "zmbackupabort"), "-lb", label, "-t", t, "-c", cfg],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            abort_file = Path(t) / "sessions_tmp" / label / target.ABORT
+            deadline = time.monotonic() + 60
+            while not abort_file.exists():
+                if time.monotonic() > deadline or ab.poll() is not None:
+                    ab.kill()
+                    pytest.fail(f"zmbackupabort did not ask the session to stop: "
+                                f"{ab.communicate()}")
+                time.sleep(0.01)
+        out, err = ab.communicate(timeout=120)
+        assert ab.returncode == 0, err
+        assert "completed (aborted by command)" in out
     q = _run("zmbackupquery", "-lb", label, "-v", "-t", t, "-c", cfg)
     assert "Status:  completed (aborted by command)" in q.stdout, q.stdout
-    assert ": not started" in q.stdout and ": completed" in q.stdout, q.stdout
+    assert f"{third.email}: completed" in q.stdout, q.stdout
+    assert q.stdout.count(": not started") == 5, q.stdout
     info = tgt.session(labels.parse(label))
     assert info.finished and info.record is not None and info.record.status == "aborted"
 
     # SIGKILL in the middle: the session stays in sessions_tmp/, nothing is left locked.
-    proc = subprocess.Popen([str(BIN / "zmbackup"), "-f", "-a", "all", "-sync", "-t", t,
-                             "-c", cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    killed = None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and killed is None:
-        for s in tgt.sessions():
-            if s.running and s.record is not None and sum(
-                    a.status == "COMPLETED" for a in s.record.accounts) >= 2:
-                proc.send_signal(signal.SIGKILL)
-                killed = s.label
-        time.sleep(0.01)
-    proc.wait(30)
-    assert killed is not None, "the session ended before it could be killed"
+    with gate.maintenance(third.mailbox_id):
+        proc = subprocess.Popen([str(BIN / "zmbackup"), "-f", "-a", "all", "-sync", "-t", t,
+                                 "-c", cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        killed = None
+        deadline = time.monotonic() + 120
+        while killed is None:
+            assert time.monotonic() < deadline and proc.poll() is None
+            for s in tgt.sessions():
+                if s.running and s.record is not None and sum(
+                        a.status == "COMPLETED" for a in s.record.accounts) == 2:
+                    proc.send_signal(signal.SIGKILL)
+                    killed = s.label
+            time.sleep(0.01)
+        proc.wait(30)
     info = tgt.session(killed)
     assert not info.finished and (Path(t) / "sessions_tmp" / str(killed)).is_dir()
     assert not (Path(t) / "sessions" / str(killed)).exists()
     q = _run("zmbackupquery", "-lb", str(killed), "-t", t, "-c", cfg)
     assert "Status:  missing, incomplete, or invalid" in q.stdout, q.stdout
     with h.client() as c:  # no account stuck in maintenance
-        for a in (x.email for x in make_env(h, Path(t)).site.directory.accounts()):
-            c.deliver(b"Subject: after the crash\r\n\r\nhi\r\n", [a])
-    done = next(a for a in info.record.accounts if a.status == "COMPLETED") \
-        if info.record else None
-    assert done is not None
+        for a in gate.accounts():
+            c.deliver(b"Subject: after the crash\r\n\r\nhi\r\n", [a.email])
+    assert info.record is not None
+    done = next(a for a in info.record.accounts if a.status == "COMPLETED")
     refused = _run("zmrestore", "-a", done.email, "-lb", str(killed), "-t", t, "--config", cfg)
     assert refused.returncode == 5 and "not complete" in refused.stderr, refused.stderr
     ok = _run("zmrestore", "-a", done.email, "-lb", str(killed), "--allowIncomplete", "-t", t,
@@ -168,6 +187,7 @@ def test_abort_and_sigkill_during_a_session(make_store, tmp_path: Path) -> None:
     assert json.loads(ok.stdout)["restored"] == [done.email]
     # The target takes new sessions (the killed one's locks died with it).
     assert _run("zmbackup", "-i", "-sync", "-t", t, "-c", cfg).returncode == 0
+    gate.close()
 
 
 def test_auto_grouped_sessions_redo_logs_deletion_and_dumps(make_store, tmp_path: Path) -> None:

@@ -122,8 +122,8 @@ def run(*, mb: int, workdir: Path | None = None, seed: int = 1, accounts: int = 
         with site.database():
             every = Selection()
             engine.run(site, engine.find_logs(site, every, log_dir=base / "log"), every)
+            out["accounts"] = _enter_accounts(site)
         shutil.rmtree(base / "log")
-        out["accounts"] = _enter_accounts(site)
         control.start(ps)
         vol_bytes, vol_files = _volume_bytes(base / "primary")
         out["volume_mb"] = round(vol_bytes / 1e6, 1)

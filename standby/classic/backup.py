@@ -23,9 +23,11 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +213,6 @@ def _start(env: Env, kind: str, req: Request) -> tuple[SessionDir, Session]:
 def _end(env: Env, sd: SessionDir, rec: Session) -> Session:
     rec = replace(rec, end_ms=env.now_ms())
     report.write(sd.root, env, rec)
-    xmlfiles.syncfs(sd.root)
     sd.finish(rec)
     if rec.type == "full":
         _record_fulls(env.target, rec)
@@ -243,27 +244,31 @@ def _full(env: Env, req: Request, accounts: list[Account]) -> Session:
     sd.write_progress(rec)
     done: list[SessionAccount] = []
     metas: list[AccountMeta] = []
+    db = _Db(env)
     try:
         try:
-            _backup_sys(env, sd.root)
+            _backup_sys(env, db, sd.root)
             blobs = blobpack.SessionBlobs(sd.root, req.zip_mode)
             if not rec.skip_blobs:
-                _store_shared(env, blobs, accounts)
+                _store_shared(env, db, blobs, accounts)
             fulls = {e.zimbra_id: e.latest_full for e in env.target.accounts()}
             for i, a in enumerate(accounts):
                 if sd.abort_requested():
                     raise _Aborted
                 prev = fulls.get(a.id)
                 prev_dir = env.target.session_dir(prev) if prev else None
-                entry, meta = _backup_account(env, sd.root, blobs, a, rec, prev_dir)
+                entry, meta = _backup_account(env, db, sd.root, blobs, a, rec, prev_dir,
+                                              on_wait=partial(sd.write_progress, rec))
                 done.append(entry)
                 if meta is not None:
                     metas.append(meta)
                 rec = replace(rec, accounts=tuple(done) + rec.accounts[i + 1:])
-                sd.write_progress(rec)
+                sd.write_progress(rec, now=time.monotonic())
             status = "completed"
         except _Aborted:
             status = "aborted"
+        finally:
+            db.close()
         logs: tuple[str, ...] = ()
         if env.config.auto_grouped and status == "completed":
             logs = _save_redologs(env, sd.root / "redologs")
@@ -288,12 +293,17 @@ def _full(env: Env, req: Request, accounts: list[Account]) -> Session:
 def _incremental(env: Env, req: Request) -> Session:
     sd, rec = _start(env, "incr", req)
     try:
-        _backup_sys(env, sd.root)
+        db = _Db(env)
+        try:
+            _backup_sys(env, db, sd.root)
+        finally:
+            db.close()
         entries = []
         for a in env.site.directory.accounts():
             adir = sd.root / account_relpath(a.id)
             adir.mkdir(parents=True)
-            xmlfiles.write_xml(adir / "ldap.xml", xmlfiles.account_ldap_to_xml(asdict(a)))
+            xmlfiles.write_xml(adir / "ldap.xml", xmlfiles.account_ldap_to_xml(asdict(a)),
+                           durable=False)
             entries.append(SessionAccount(a.id, a.email, "COMPLETED", a.mailbox_id))
         saved = _save_redologs(env, env.target.redologs_dir)
         seqs = [q for q in (files.seq_of(n) for n in saved) if q >= 0]
@@ -341,28 +351,41 @@ def _size(root: Path) -> int:
 # The parts of a session
 
 
-def _backup_sys(env: Env, root: Path) -> None:
+class _Db:
+    """One connection for a whole session (a connection costs more than an account's
+    queries), and the tables' columns, read once."""
+
+    def __init__(self, env: Env) -> None:
+        self.conn = env.site.connect()
+        self.tables = dbdump.Tables()
+        self.conn.cursor().execute("SET SESSION group_concat_max_len = 1073741824")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _backup_sys(env: Env, db: _Db, root: Path) -> None:
     d = root / "sys"
     (d / "db").mkdir(parents=True)
-    conn = env.site.connect()
     try:
-        cur = conn.cursor()
+        cur = db.conn.cursor()
         cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        dumps = [dbdump.dump(cur, d / "db", schema.ZIMBRA_DB, t) for t in SYS_TABLES]
-        conn.commit()
+        dumps = [dbdump.dump(cur, d / "db", schema.ZIMBRA_DB, t, tables=db.tables)
+                 for t in SYS_TABLES]
+        db.conn.commit()
     except pymysql.err.Error as e:
         raise ServiceError(f"cannot read the global tables: {e.args[-1] if e.args else e}") \
             from e
-    finally:
-        conn.close()
     dbdump.write_schema(d / "db", dumps)
     lc = localconfig.path(env.settings.state_dir)
     if lc.is_file():
         shutil.copyfile(lc, d / localconfig.FILE)
-    xmlfiles.write_xml(d / "ldap.xml", xmlfiles.directory_to_xml(env.site.directory.export()))
+    xmlfiles.write_xml(d / "ldap.xml", xmlfiles.directory_to_xml(env.site.directory.export()),
+                      durable=False)
 
 
-def _store_shared(env: Env, blobs: blobpack.SessionBlobs, accounts: list[Account]) -> None:
+def _store_shared(env: Env, db: _Db, blobs: blobpack.SessionBlobs,
+                  accounts: list[Account]) -> None:
     """Store once the blobs more than one of the session's mailboxes holds."""
     holders: dict[str, dict[int, Path]] = {}
     groups: dict[str, list[int]] = {}
@@ -370,18 +393,16 @@ def _store_shared(env: Env, blobs: blobpack.SessionBlobs, accounts: list[Account
         assert a.mailbox_id is not None
         groups.setdefault(schema.group_db(a.mailbox_id, env.site.groups), []).append(
             a.mailbox_id)
-    conn = env.site.connect()
-    try:
-        cur = conn.cursor()
-        for g, ids in groups.items():
-            marks = ",".join(["%s"] * len(ids))
-            cur.execute(f"SELECT mailbox_id, id, mod_content, blob_digest FROM {g}.mail_item"
-                        f" WHERE mailbox_id IN ({marks}) AND blob_digest IS NOT NULL", ids)
-            for m, item, mod, dg in cur.fetchall():
-                holders.setdefault(dg, {}).setdefault(m, env.site.blobs.path(m, item, mod))
-        conn.commit()
-    finally:
-        conn.close()
+    cur = db.conn.cursor()
+    cols = tuple(dbdump.Column(c, "int", False) for c in ("mailbox_id", "id", "mod_content")) \
+        + (dbdump.Column("blob_digest", "varchar", True),)
+    for g, ids in groups.items():
+        marks = ",".join(["%s"] * len(ids))
+        rows = dbdump.select(cur, cols, f"{g}.mail_item",
+                             f"mailbox_id IN ({marks}) AND blob_digest IS NOT NULL", ids)
+        for m, item, mod, dg in rows:
+            holders.setdefault(dg, {}).setdefault(m, env.site.blobs.path(m, item, mod))
+    db.conn.commit()
     shared = [(dg, list(by_m.values())) for dg, by_m in holders.items() if len(by_m) > 1]
     previous = _latest_full_dir(env.target)
     blobs.store_shared(sorted(shared), previous)
@@ -392,8 +413,9 @@ def _latest_full_dir(target: Target) -> Path | None:
     return fulls[-1].path if fulls else None
 
 
-def _backup_account(env: Env, root: Path, blobs: blobpack.SessionBlobs, a: Account,
-                    rec: Session, prev_session: Path | None
+def _backup_account(env: Env, db: _Db, root: Path, blobs: blobpack.SessionBlobs, a: Account,
+                    rec: Session, prev_session: Path | None, *,
+                    on_wait: Callable[[], None] | None = None
                     ) -> tuple[SessionAccount, AccountMeta | None]:
     """One account, its mailbox in maintenance while its data is read."""
     assert a.mailbox_id is not None
@@ -402,11 +424,12 @@ def _backup_account(env: Env, root: Path, blobs: blobpack.SessionBlobs, a: Accou
     adir = root / rel
     log = env.log.bind(account=a.email, mailbox=m)
     try:
-        with env.site.directory.maintenance(m):
+        # Someone else holds the mailbox (a restore): show the progress so far while waiting.
+        with env.site.directory.maintenance(m, on_wait=on_wait):
             start = env.now_ms()
             seq = redo.current_seq(env.redolog_dir)
             (adir / "db").mkdir(parents=True, exist_ok=True)
-            change, digests = _dump_rows(env, adir / "db", m)
+            change, digests = _dump_rows(env, db, adir / "db", m)
             refs: list[blobpack.BlobRef] = []
             k = 1
             if not rec.skip_blobs:
@@ -421,8 +444,9 @@ def _backup_account(env: Env, root: Path, blobs: blobpack.SessionBlobs, a: Accou
                            blobs=len(refs), blob_bytes=sum(r.size for r in refs),
                            blob_buckets=k, index=index, zip=rec.zip,
                            skip_blobs=rec.skip_blobs, skip_search_index=rec.skip_search_index)
-        xmlfiles.write_xml(adir / "meta.xml", xmlfiles.meta_to_xml(meta))
-        xmlfiles.write_xml(adir / "ldap.xml", xmlfiles.account_ldap_to_xml(asdict(a)))
+        xmlfiles.write_xml(adir / "meta.xml", xmlfiles.meta_to_xml(meta), durable=False)
+        xmlfiles.write_xml(adir / "ldap.xml", xmlfiles.account_ldap_to_xml(asdict(a)),
+                           durable=False)
         log.info("backup_account_done", blobs=len(refs), change=change)
         return SessionAccount(a.id, a.email, "COMPLETED", m), meta
     except OSError as e:
@@ -438,10 +462,11 @@ def _account_error(log: Any, a: Account, msg: str) -> SessionAccount:
     return SessionAccount(a.id, a.email, "ERROR", a.mailbox_id, msg)
 
 
-def _dump_rows(env: Env, out: Path, m: int) -> tuple[int, dict[tuple[int, int], str]]:
+def _dump_rows(env: Env, db: _Db, out: Path,
+               m: int) -> tuple[int, dict[tuple[int, int], str]]:
     """The mailbox's rows as Parquet; its change number and its blobs' digests."""
     g = schema.group_db(m, env.site.groups)
-    conn = env.site.connect()
+    conn, tables = db.conn, db.tables
     try:
         cur = conn.cursor()
         cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
@@ -449,33 +474,37 @@ def _dump_rows(env: Env, out: Path, m: int) -> tuple[int, dict[tuple[int, int], 
         row = cur.fetchone()
         if row is None:
             raise NotFound(f"mailbox {m} does not exist in the database")
-        dumps = [dbdump.dump(cur, out, schema.ZIMBRA_DB, "mailbox", where="id = %s", args=(m,))]
-        for t in schema.GROUP_TABLE_COLUMNS:
-            dumps.append(dbdump.dump(cur, out, g, t, where="mailbox_id = %s", args=(m,)))
+        dumps = [dbdump.dump(cur, out, schema.ZIMBRA_DB, "mailbox", where="id = %s", args=(m,),
+                             tables=tables)]
         digests: dict[tuple[int, int], str] = {}
-        for sql in (f"SELECT id, mod_content, blob_digest FROM {g}.mail_item",
-                    f"SELECT item_id, mod_content, blob_digest FROM {g}.revision"):
-            cur.execute(sql + " WHERE mailbox_id = %s AND blob_digest IS NOT NULL", (m,))
-            digests.update({(r[0], r[1]): r[2] for r in cur.fetchall()})
+        for t in schema.GROUP_TABLE_COLUMNS:
+            d = dbdump.dump(cur, out, g, t, where="mailbox_id = %s", args=(m,), tables=tables)
+            dumps.append(d)
+            key = {"mail_item": "id", "revision": "item_id"}.get(t)
+            if key is not None and d.rows:  # the blobs' digests, from the rows just read
+                c = d.column_values
+                digests.update({(i, mc): dg for i, mc, dg in zip(
+                    c[key], c["mod_content"], c["blob_digest"]) if dg is not None})
         conn.commit()
-    finally:
-        conn.close()
+    except BaseException:
+        conn.rollback()
+        raise
     dbdump.write_schema(out, dumps)
     return int(row[0]), digests
 
 
 def _blob_files(env: Env, m: int, digests: dict[tuple[int, int], str]) -> list[blobpack.BlobFile]:
-    base = env.site.blobs.mailbox_dir(m)
+    base = str(env.site.blobs.mailbox_dir(m))
     out = []
     for folder, names in env.site.blobs.mailbox_blob_names(m):
         rel_folder = os.path.relpath(folder, base)
         for n in sorted(names):
-            p = Path(folder) / n
+            p = os.path.join(folder, n)
             key = blobmod.parse_blob_name(n)
             dg = digests.get(key) if key else None
             if dg is None:  # a blob no row names a digest for: name it by its content
-                dg = blobmod.digest(env.site.blobs.read(p))
-            out.append(blobpack.BlobFile(f"{rel_folder}/{n}", p, dg, p.stat().st_size))
+                dg = blobmod.digest(env.site.blobs.read(Path(p)))
+            out.append(blobpack.BlobFile(f"{rel_folder}/{n}", p, dg, os.stat(p).st_size))
     return out
 
 
@@ -489,6 +518,7 @@ def _backup_index(env: Env, m: int, out: Path, zip_mode: str) -> str:
     try:
         dst = sqlite3.connect(tmp)
         try:
+            dst.execute("PRAGMA synchronous=OFF")  # the session is synced as a whole
             src.backup(dst)
         finally:
             dst.close()
@@ -502,7 +532,5 @@ def _backup_index(env: Env, m: int, out: Path, zip_mode: str) -> str:
     with zipfile.ZipFile(ztmp, "w", compression=comp, allowZip64=True) as z:
         z.write(tmp, INDEX_MEMBER)
     tmp.unlink()
-    with open(ztmp, "rb+") as f:
-        os.fsync(f.fileno())
     os.replace(ztmp, out / "index.zip")
     return "zip"

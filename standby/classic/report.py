@@ -47,7 +47,7 @@ def render(env: Env, rec: Session) -> str:
 
 
 def write(root: Path, env: Env, rec: Session) -> None:
-    xmlfiles.write_atomic(root / target_mod.REPORT, render(env, rec).encode())
+    xmlfiles.write_atomic(root / target_mod.REPORT, render(env, rec).encode(), durable=False)
 
 
 def subject(env: Env, rec: Session) -> str:

@@ -281,8 +281,12 @@ def run(env: Env, req: Request, *, online: bool) -> Outcome:
         if not online:
             stack.enter_context(site.database())
             stack.enter_context(site.replaying())
+        conn = site.connect()  # one for the whole restore: a connection costs more than a load
+        stack.callback(conn.close)
+        containers = blobpack.Containers()
+        stack.callback(containers.close)
         if p.sys_session is not None:
-            _restore_sys(env, p.sys_session, online=online)
+            _restore_sys(env, conn, p.sys_session, online=online)
             out.sys = True
         loaded: list[tuple[Step, int, str]] = []  # (step, mailbox id now, account id now)
         remap: dict[int, int] = {}
@@ -292,13 +296,13 @@ def run(env: Env, req: Request, *, online: bool) -> Outcome:
                 out.not_restored = [s.email for s in p.steps[i:]]
                 break
             try:
-                dest = _destination(env, step, req, online=online)
+                dest = _destination(env, conn, step, req)
                 if dest is None:
                     out.skipped.append(step.email)
                     continue
                 m, account_id, brought_back = dest
                 stack.enter_context(site.directory.maintenance(m))
-                _load(env, step, m, account_id, req)
+                _load(env, conn, containers, step, m, account_id, req)
                 loaded.append((step, m, account_id))
                 if m != step.meta.mailbox_id:
                     remap[step.meta.mailbox_id] = m
@@ -314,6 +318,9 @@ def run(env: Env, req: Request, *, online: bool) -> Outcome:
                     break
         if loaded and not req.full_only:
             out.replay = _replay(env, req, p, loaded, remap, undeleted, out)
+        if loaded:  # what the loads wrote is made durable once, not file by file
+            for vol in (env.settings.volumes.blob.path, env.settings.volumes.index.path):
+                xmlfiles.syncfs(vol)
         for step, m, _acct in loaded:
             site.directory.bump_epoch(m)
             if not any(step.email == f for f, _ in out.failed):
@@ -330,8 +337,8 @@ def _restored_name(step: Step, req: Request) -> str:
     return f"{req.prefix}{step.email}" if req.create else step.email
 
 
-def _destination(env: Env, step: Step, req: Request, *,
-                 online: bool) -> tuple[int, str, bool] | None:
+def _destination(env: Env, conn: Any, step: Step,
+                 req: Request) -> tuple[int, str, bool] | None:
     """(mailbox id, account id, brought back from deletion) the account is restored into, its
     directory entry made as asked; None to skip it."""
     d = env.site.directory
@@ -341,7 +348,7 @@ def _destination(env: Env, step: Step, req: Request, *,
             raise UsageError(f"-ca: the account {email} exists already")
         acct = d.create_account(email, cos=step.ldap.get("cos") or "default",
                                 created_ms=env.now_ms())
-        m = _new_mailbox_id(env)
+        m = _new_mailbox_id(conn)
         d.set_mailbox(acct.id, m)
         return m, acct.id, False
     current = d.find(step.zimbra_id) or d.find(step.email)
@@ -360,20 +367,17 @@ def _destination(env: Env, step: Step, req: Request, *,
     return m, current.id, False
 
 
-def _new_mailbox_id(env: Env) -> int:
-    conn = env.site.connect()
-    try:
-        cur = conn.cursor()
-        cur.execute("SELECT next_mailbox_id FROM zimbra.current_volumes FOR UPDATE")
-        m = int(cur.fetchone()[0])
-        cur.execute("UPDATE zimbra.current_volumes SET next_mailbox_id = %s", (m + 1,))
-        conn.commit()
-        return m
-    finally:
-        conn.close()
+def _new_mailbox_id(conn: Any) -> int:
+    cur = conn.cursor()
+    cur.execute("SELECT next_mailbox_id FROM zimbra.current_volumes FOR UPDATE")
+    m = int(cur.fetchone()[0])
+    cur.execute("UPDATE zimbra.current_volumes SET next_mailbox_id = %s", (m + 1,))
+    conn.commit()
+    return m
 
 
-def _load(env: Env, step: Step, m: int, account_id: str, req: Request) -> None:
+def _load(env: Env, conn: Any, containers: blobpack.Containers, step: Step, m: int,
+          account_id: str, req: Request) -> None:
     """Delete the mailbox's data on the server and load its full backup into it."""
     site = env.site
     src = step.meta.mailbox_id
@@ -381,7 +385,6 @@ def _load(env: Env, step: Step, m: int, account_id: str, req: Request) -> None:
     g_dst = schema.group_db(m, site.groups)
     moved = m != src or account_id != step.zimbra_id
     db_dir = step.account_dir / "db"
-    conn = site.connect()
     try:
         cur = conn.cursor()
         for t in ("tagged_item", "tag", "tombstone", "revision", "mail_item"):
@@ -390,9 +393,11 @@ def _load(env: Env, step: Step, m: int, account_id: str, req: Request) -> None:
         cur.execute("DELETE FROM zimbra.deleted_account WHERE mailbox_id = %s", (m,))
         dbdump.load(cur, db_dir, schema.ZIMBRA_DB, "mailbox", override={
             "id": m, "group_id": schema.group_of(m, site.groups), "account_id": account_id})
+        rows = {(d.database, d.table): d.rows for d in dbdump.read_schema(db_dir)}
         for t in schema.GROUP_TABLE_COLUMNS:
-            dbdump.load(cur, db_dir, g_src, t, into=f"{g_dst}.{t}",
-                        override={"mailbox_id": m} if moved else None)
+            if rows.get((g_src, t), 1):  # an empty table's dump is not read
+                dbdump.load(cur, db_dir, g_src, t, into=f"{g_dst}.{t}",
+                            override={"mailbox_id": m} if moved else None)
         cur.execute("UPDATE zimbra.current_volumes SET next_mailbox_id ="
                     " GREATEST(next_mailbox_id, %s)", (m + 1,))
         conn.commit()
@@ -400,12 +405,13 @@ def _load(env: Env, step: Step, m: int, account_id: str, req: Request) -> None:
         conn.rollback()
         raise ServiceError(f"database error restoring {step.email}: "
                            f"{e.args[-1] if e.args else e}") from e
-    finally:
-        conn.close()
+    except BaseException:
+        conn.rollback()
+        raise
     if req.blobs and not step.meta.skip_blobs:
         _clear_blobs(env, m)
         refs = blobpack.read_manifest(step.account_dir / "blobs")
-        blobpack.extract(step.session.path, refs, site.blobs.mailbox_dir(m))
+        blobpack.extract(step.session.path, refs, site.blobs.mailbox_dir(m), containers)
     _restore_index(env, step, m, with_index=req.search_index)
 
 
@@ -449,6 +455,8 @@ def _restore_index(env: Env, step: Step, m: int, *, with_index: bool) -> None:
             src = sqlite3.connect(src_path)
             dst = sqlite3.connect(dest)
             try:
+                # Not synced page by page: the restore syncs the volume once at its end.
+                dst.execute("PRAGMA synchronous=OFF")
                 src.backup(dst)
             finally:
                 dst.close()
@@ -466,7 +474,7 @@ def _restore_index(env: Env, step: Step, m: int, *, with_index: bool) -> None:
         idx.close()
 
 
-def _restore_sys(env: Env, info: SessionInfo, *, online: bool) -> None:
+def _restore_sys(env: Env, conn: Any, info: SessionInfo, *, online: bool) -> None:
     """-sys: localconfig.xml as localconfig.xml.restore; the global tables merged in."""
     sysdir = info.path / "sys"
     lc = sysdir / localconfig.FILE
@@ -476,7 +484,6 @@ def _restore_sys(env: Env, info: SessionInfo, *, online: bool) -> None:
         shutil.copyfile(lc, dest)
     if online:
         return  # the running store owns its global tables
-    conn = env.site.connect()
     try:
         cur = conn.cursor()
         dbdump.load(cur, sysdir / "db", schema.ZIMBRA_DB, "deleted_account", replace=True)
@@ -487,9 +494,8 @@ def _restore_sys(env: Env, info: SessionInfo, *, online: bool) -> None:
                         " GREATEST(next_mailbox_id, %s)", (nxt,))
         conn.commit()
     except pymysql.err.Error as e:
+        conn.rollback()
         raise ServiceError(f"database error restoring the system data: {e}") from e
-    finally:
-        conn.close()
 
 
 def _replay(env: Env, req: Request, p: Plan, loaded: list[tuple[Step, int, str]],

@@ -40,6 +40,7 @@ from standby.errors import FormatError, NotFound, StateConflict, UsageError, Vol
 SESSIONS, TMP, REDOLOGS, MYSQL = "sessions", "sessions_tmp", "redologs", "mysql"
 ACCOUNTS_XML, SESSION_XML, REPORT = "accounts.xml", "session.xml", "report.txt"
 LOCK, ABORT = ".lock", ".abort"
+PROGRESS_EVERY_S = 0.5
 INTERRUPTED = "missing, incomplete, or invalid"
 
 
@@ -244,6 +245,7 @@ class SessionDir:
         except FileExistsError:
             raise StateConflict(f"a session labelled {label} already exists") from None
         self._fd: int | None = _lock(self.root / LOCK, f"session {label}")
+        self._progress_at = -PROGRESS_EVERY_S
 
     @classmethod
     def reserve(cls, target: Target, kind: str, now_ms: int) -> Label:
@@ -265,8 +267,10 @@ class SessionDir:
             self._fd = None
 
     def finish(self, session: Session) -> Path:
-        """Write session.xml and move the whole folder into sessions/."""
-        xmlfiles.write_xml(self.root / SESSION_XML, xmlfiles.session_to_xml(session))
+        """Write session.xml, make the session durable, move it into sessions/."""
+        xmlfiles.write_xml(self.root / SESSION_XML, xmlfiles.session_to_xml(session),
+                           durable=False)
+        xmlfiles.syncfs(self.root)
         dest = self.target.session_dir(self.label)
         self._release()
         os.rename(self.root, dest)
@@ -274,9 +278,14 @@ class SessionDir:
         xmlfiles.fsync_dir(self.target.sessions_dir)
         return dest
 
-    def write_progress(self, session: Session) -> None:
-        """session.xml while running, so zmbackupquery can show progress."""
-        xmlfiles.write_xml(self.root / SESSION_XML, xmlfiles.session_to_xml(session))
+    def write_progress(self, session: Session, *, now: float | None = None) -> None:
+        """session.xml while running, so zmbackupquery can show progress (at most once a
+        second when `now`, a monotonic clock, is given)."""
+        if now is not None and now - self._progress_at < PROGRESS_EVERY_S:
+            return
+        self._progress_at = now if now is not None else 0.0
+        xmlfiles.write_xml(self.root / SESSION_XML,
+                           xmlfiles.session_to_xml(session), durable=False)
 
     def discard(self) -> None:
         """Remove everything the session wrote (a failed session: a full disk)."""

@@ -7,8 +7,11 @@ backup holds and the redo position it was taken at) and `ldap.xml` (its director
 `from_xml(to_xml(r)) == r` for every record (Hypothesis-tested). A file that does not parse is
 a `FormatError` naming it.
 
-Every file is written to a temporary name in its folder, fsynced, renamed into place and the
-folder fsynced (`write_atomic`), so a reader sees the old file or the new one, never a part.
+Every file is written to a temporary name in its folder and renamed into place
+(`write_atomic`), so a reader sees the old file or the new one, never a part. Files that must
+survive a crash on their own (accounts.xml, localconfig.xml) are fsynced with their folder
+(`durable`); the files of a session being written are not: the session is made durable once,
+with `syncfs`, before it is renamed out of `sessions_tmp/`.
 """
 
 from __future__ import annotations
@@ -49,14 +52,16 @@ def syncfs(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` at `path`: temporary name, fsync, rename, fsync of the folder."""
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write `data` at `path`: temporary name, rename; with `durable`, fsync of the file
+    before and of the folder after."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except FileNotFoundError as e:
         raise VolumeError(f"cannot write {path}: its folder does not exist") from e
@@ -65,17 +70,19 @@ def write_atomic(path: Path, data: bytes) -> None:
                           hint="the backup target must be writable by this user") from e
     finally:
         tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
-def to_bytes(root: ET.Element) -> bytes:
-    ET.indent(root, space="  ")
+def to_bytes(root: ET.Element, *, indent: bool = True) -> bytes:
+    if indent:
+        ET.indent(root, space="  ")
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8") \
         + b"\n"
 
 
-def write_xml(path: Path, root: ET.Element) -> None:
-    write_atomic(path, to_bytes(root))
+def write_xml(path: Path, root: ET.Element, *, durable: bool = True) -> None:
+    write_atomic(path, to_bytes(root), durable=durable)
 
 
 def parse_bytes(data: bytes, *, where: str) -> ET.Element:

@@ -26,7 +26,7 @@ import sqlite3
 import struct
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -123,10 +123,15 @@ class Directory:
             _range_lock(self._gate_fd, fcntl.F_UNLCK, mailbox_id)
 
     @contextmanager
-    def maintenance(self, mailbox_id: int) -> Iterator[None]:
-        """The mailbox in maintenance for the block: waits for the change in flight, then
-        refuses changes until the block ends (or this process dies)."""
-        _range_lock(self._gate_fd, fcntl.F_WRLCK, mailbox_id)
+    def maintenance(self, mailbox_id: int,
+                    on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """The mailbox in maintenance for the block: waits for the change in flight (calling
+        `on_wait` first if it has to wait), then refuses changes until the block ends (or
+        this process dies)."""
+        if not _range_lock(self._gate_fd, fcntl.F_WRLCK, mailbox_id, wait=False):
+            if on_wait is not None:
+                on_wait()
+            _range_lock(self._gate_fd, fcntl.F_WRLCK, mailbox_id)
         try:
             yield
         finally:
