@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -162,9 +163,10 @@ def test_tools_and_bad_input(make_store, tmp_path: Path, capsys, smtp) -> None:
     small = tmp_path / "small"
     ro.mkdir()
     small.mkdir()
-    _mount(ro, "ro,size=1m")
-    _mount(small, "size=192k")
-    try:
+    with ExitStack() as mounts:
+        for path, opts in ((ro, "ro,size=1m"), (small, "size=192k")):
+            _mount(path, opts)
+            mounts.callback(subprocess.run, ["umount", str(path)], check=False)
         code, _, err = zm(capsys, "zmbackup", "-f", "-a", "all", "-sync", "-t", str(ro),
                           "--config", cfg)
         assert code == 4 and "not writable" in err, err
@@ -174,9 +176,6 @@ def test_tools_and_bad_input(make_store, tmp_path: Path, capsys, smtp) -> None:
         left = _files(small)
         assert not any(f.startswith(("sessions/full", "sessions_tmp/full")) for f in left), left
         assert "accounts.xml" not in left
-    finally:
-        for m in (ro, small):
-            subprocess.run(["umount", str(m)], check=False)
 
 
 def _accounts(h: StoreHandle) -> list[str]:

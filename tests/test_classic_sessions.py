@@ -12,11 +12,13 @@ import subprocess
 import sys
 import time
 import zipfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from standby.classic import backup, blobpack, deletion, labels, localconfig, restore, target
+from standby.classic.env import Env
 from standby.classic.target import account_relpath
 from standby.errors import UsageError
 from standby.store import blobs as blobmod
@@ -121,15 +123,24 @@ def test_abort_and_sigkill_during_a_session(make_store, tmp_path: Path) -> None:
     r = loadgen(h.settings.store_socket, accounts=8, ops=200, seed=8, workers=4)
     assert r.errors == 0
     tgt = target.Target(Path(t))
-    # The test holds the third account's mailbox in maintenance (as a running restore would),
-    # so the session waits there: deterministic moments to abort it and to kill it.
+    # The test holds mailboxes in maintenance (as a running restore would), one per worker of
+    # the session from the third account on, so the session waits there: deterministic moments
+    # to abort it and to kill it.
     gate = Directory(h.settings.directory_path)
-    third = sorted(gate.accounts(), key=lambda a: a.email)[2]
-    assert third.mailbox_id is not None
+    workers = Env.__dataclass_fields__["workers"].default
+    held_accts = sorted(gate.accounts(), key=lambda a: a.email)[2:2 + workers]
+    third = held_accts[0]
+
+    def hold() -> ExitStack:
+        stack = ExitStack()
+        for a in held_accts:
+            assert a.mailbox_id is not None
+            stack.enter_context(gate.maintenance(a.mailbox_id))
+        return stack
 
     # zmbackupabort: the session stops after the account in hand and shows as aborted.
     with load_running(h, accounts=8, seed=9, rate=40):
-        with gate.maintenance(third.mailbox_id):
+        with hold():
             p = _run("zmbackup", "-f", "-a", "all", "-t", t, "-c", cfg)
             assert p.returncode == 0, p.stderr
             label = p.stdout.strip()
@@ -150,12 +161,13 @@ def test_abort_and_sigkill_during_a_session(make_store, tmp_path: Path) -> None:
     q = _run("zmbackupquery", "-lb", label, "-v", "-t", t, "-c", cfg)
     assert "Status:  completed (aborted by command)" in q.stdout, q.stdout
     assert f"{third.email}: completed" in q.stdout, q.stdout
-    assert q.stdout.count(": not started") == 5, q.stdout
+    assert q.stdout.count(": completed") == 2 + workers, q.stdout
+    assert q.stdout.count(": not started") == 8 - 2 - workers, q.stdout
     info = tgt.session(labels.parse(label))
     assert info.finished and info.record is not None and info.record.status == "aborted"
 
     # SIGKILL in the middle: the session stays in sessions_tmp/, nothing is left locked.
-    with gate.maintenance(third.mailbox_id):
+    with hold():
         proc = subprocess.Popen([str(BIN / "zmbackup"), "-f", "-a", "all", "-sync", "-t", t,
                                  "-c", cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         killed = None

@@ -23,8 +23,10 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import threading
 import time
 import zipfile
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -252,18 +254,28 @@ def _full(env: Env, req: Request, accounts: list[Account]) -> Session:
             if not rec.skip_blobs:
                 _store_shared(env, db, blobs, accounts)
             fulls = {e.zimbra_id: e.latest_full for e in env.target.accounts()}
-            for i, a in enumerate(accounts):
-                if sd.abort_requested():
-                    raise _Aborted
-                prev = fulls.get(a.id)
-                prev_dir = env.target.session_dir(prev) if prev else None
-                entry, meta = _backup_account(env, db, sd.root, blobs, a, rec, prev_dir,
-                                              on_wait=partial(sd.write_progress, rec))
+            slots = list(rec.accounts)
+
+            def progress(r: Session) -> None:
+                sd.write_progress(r)
+
+            def on_done(i: int, entry: SessionAccount, meta: AccountMeta | None) -> None:
+                nonlocal rec
+                slots[i] = entry
                 done.append(entry)
                 if meta is not None:
                     metas.append(meta)
-                rec = replace(rec, accounts=tuple(done) + rec.accounts[i + 1:])
+                rec = replace(rec, accounts=tuple(slots))
                 sd.write_progress(rec, now=time.monotonic())
+
+            def one(db: _Db, a: Account) -> tuple[SessionAccount, AccountMeta | None]:
+                prev = fulls.get(a.id)
+                prev_dir = env.target.session_dir(prev) if prev else None
+                return _backup_account(env, db, sd.root, blobs, a, rec, prev_dir,
+                                       on_wait=partial(progress, rec))
+
+            if not _each(env, accounts, one, on_done, stop=sd.abort_requested):
+                raise _Aborted
             status = "completed"
         except _Aborted:
             status = "aborted"
@@ -274,7 +286,7 @@ def _full(env: Env, req: Request, accounts: list[Account]) -> Session:
             logs = _save_redologs(env, sd.root / "redologs")
         seqs = [m.redo_seq for m in metas]
         end_seq = redo.current_seq(env.redolog_dir)
-        rec = replace(rec, status=status, accounts=tuple(done) + rec.accounts[len(done):],
+        rec = replace(rec, status=status,
                       min_redo_seq=min(seqs) if seqs else end_seq,
                       max_redo_seq=end_seq, redologs=logs,
                       stats={**blobs.stats.as_dict(), "accounts": len(done),
@@ -345,6 +357,52 @@ def _size(root: Path) -> int:
                 continue
             total += st.st_size if st.st_nlink == 1 else 0
     return total
+
+
+def _each(env: Env, accounts: Sequence[Account],
+          work: Callable[[_Db, Account], tuple[SessionAccount, AccountMeta | None]],
+          done: Callable[[int, SessionAccount, AccountMeta | None], None], *,
+          stop: Callable[[], bool]) -> bool:
+    """Back up `accounts` with up to `env.workers` at a time (a connection each: most of an
+    account's time is spent waiting on MariaDB and the disks), calling `done` in this thread
+    as each ends; no new account starts once `stop()`; returns False if it stopped early. An
+    exception in one account (a full disk) ends the run with it."""
+    local = threading.local()
+    opened: list[_Db] = []
+    lock = threading.Lock()
+
+    def task(i: int, a: Account) -> tuple[int, SessionAccount, AccountMeta | None]:
+        db = getattr(local, "db", None)
+        if db is None:
+            db = local.db = _Db(env)
+            with lock:
+                opened.append(db)
+        return (i, *work(db, a))
+
+    todo = iter(enumerate(accounts))
+    inflight: set[Future[tuple[int, SessionAccount, AccountMeta | None]]] = set()
+    stopped = False
+    n = max(1, min(env.workers, len(accounts)))
+    try:
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="backup") as pool:
+            while True:
+                while not stopped and len(inflight) < n:
+                    if stop():
+                        stopped = True
+                        break
+                    nxt = next(todo, None)
+                    if nxt is None:
+                        break
+                    inflight.add(pool.submit(task, *nxt))
+                if not inflight:
+                    break
+                finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    done(*f.result())
+    finally:
+        for db in opened:
+            db.close()
+    return not stopped
 
 
 # ---------------------------------------------------------------------------------------------

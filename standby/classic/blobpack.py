@@ -26,6 +26,7 @@ import base64
 import errno
 import os
 import shutil
+import threading
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -122,29 +123,38 @@ def _zip_members(path: Path) -> tuple[set[str], int] | None:
 
 @dataclass
 class SessionBlobs:
-    """The blob containers of one session being written under `root`."""
+    """The blob containers of one session being written under `root`. Safe to use from the
+    session's worker threads: which container holds a digest is decided under a lock, before
+    the container is written, so a digest two accounts hold is stored by one of them."""
 
     root: Path
     mode: str
     stats: BlobStats = field(default_factory=BlobStats)
     where: dict[str, str] = field(default_factory=dict)  # digest -> container
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
+
+    def _count(self, written: bool, members: Sequence[BlobFile]) -> None:
+        with self._lock:
+            n, size = len(members), sum(m.size for m in members)
+            if written:
+                self.stats.written += n
+                self.stats.written_bytes += size
+            else:
+                self.stats.linked += n
+                self.stats.linked_bytes += size
 
     # -- containers ------------------------------------------------------------------------
     def _pack(self, container: str, members: Sequence[BlobFile], prev: Path | None) -> None:
         dest = self.root / container
         dest.parent.mkdir(parents=True, exist_ok=True)
-        want = {m.digest for m in members}
-        size = sum(m.size for m in members)
         if prev is not None:
             have = _zip_members(prev)
-            if have is not None and have[0] == want and have[1] == _COMPRESSION[self.mode] \
-                    and _link(prev, dest):
-                self.stats.linked += len(members)
-                self.stats.linked_bytes += size
-                return
+            if have is not None and have[0] == {m.digest for m in members} \
+                    and have[1] == _COMPRESSION[self.mode] and _link(prev, dest):
+                return self._count(False, members)
         tmp = dest.with_name(f".{dest.name}.tmp")
         with zipfile.ZipFile(tmp, "w", compression=_COMPRESSION[self.mode],
                              allowZip64=True) as z:
@@ -155,41 +165,36 @@ class SessionBlobs:
                 info.compress_type = _COMPRESSION[self.mode]
                 z.writestr(info, data)
         os.replace(tmp, dest)  # made durable with the whole session (syncfs)
-        self.stats.written += len(members)
-        self.stats.written_bytes += size
+        self._count(True, members)
 
-    def _plain(self, folder: str, members: Sequence[BlobFile], prev_dir: Path | None) -> None:
-        d = self.root / folder
-        d.mkdir(parents=True, exist_ok=True)
-        for m in members:
-            dest = d / m.digest
-            if prev_dir is not None and (prev_dir / m.digest).is_file() \
-                    and _link(prev_dir / m.digest, dest):
-                self.stats.linked += 1
-                self.stats.linked_bytes += m.size
-                continue
-            shutil.copyfile(m.source, dest)
-            self.stats.written += 1
-            self.stats.written_bytes += m.size
+    def _plain(self, container: str, m: BlobFile, prev: Path | None) -> None:
+        dest = self.root / container
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if prev is not None and prev.is_file() and _link(prev, dest):
+            return self._count(False, [m])
+        shutil.copyfile(m.source, dest)
+        self._count(True, [m])
 
-    def _store(self, folder: str, members: list[BlobFile], k: int,
-               previous: Path | None) -> None:
-        """Store `members` under `folder` (relative to the session) in `k` buckets, linking
-        what equals the same place in the `previous` session's folder."""
-        prev_root = previous / folder if previous is not None else None
-        if self.mode == "noZip":
-            self._plain(folder, members, prev_root)
-            for m in members:
-                self.where[m.digest] = f"{folder}/{m.digest}"
-            return
-        buckets: dict[int, list[BlobFile]] = {}
+    def _place(self, folder: str, members: Sequence[BlobFile],
+               k: int) -> dict[str, list[BlobFile]]:
+        """Container -> members for `members` stored under `folder` in `k` buckets, entered in
+        `where` (the caller holds the lock)."""
+        out: dict[str, list[BlobFile]] = {}
         for m in members:
-            buckets.setdefault(bucket_of(m.digest, k), []).append(m)
-        for b, ms in sorted(buckets.items()):
-            container = f"{folder}/{b:02x}.zip"
-            self._pack(container, ms, prev_root / f"{b:02x}.zip" if prev_root else None)
-            for m in ms:
-                self.where[m.digest] = container
+            c = f"{folder}/{m.digest}" if self.mode == "noZip" else \
+                f"{folder}/{bucket_of(m.digest, k):02x}.zip"
+            out.setdefault(c, []).append(m)
+            self.where[m.digest] = c
+        return out
+
+    def _write(self, placed: dict[str, list[BlobFile]], previous: Path | None) -> None:
+        """Write each container, linking what equals the same place in `previous`."""
+        for c, ms in sorted(placed.items()):
+            prev = previous / c if previous is not None else None
+            if self.mode == "noZip":
+                self._plain(c, ms[0], prev)
+            else:
+                self._pack(c, ms, prev)
 
     # -- the session's shared blobs and each account's ---------------------------------------
     def store_shared(self, candidates: Iterable[tuple[str, Sequence[Path]]],
@@ -205,8 +210,9 @@ class SessionBlobs:
                 except FileNotFoundError:
                     continue
         members.sort(key=lambda m: m.digest)
-        if members:
-            self._store("blobs", members, bucket_count(sum(m.size for m in members)), previous)
+        with self._lock:
+            placed = self._place("blobs", members, bucket_count(sum(m.size for m in members)))
+        self._write(placed, previous)
         return len(members)
 
     def store_account(self, account_rel: str, files: Sequence[BlobFile],
@@ -214,16 +220,17 @@ class SessionBlobs:
         """Store one account's blob files (`previous`: the session folder of its last full
         backup); returns its manifest rows and bucket count."""
         fresh: dict[str, BlobFile] = {}
-        for f in files:
-            if f.digest in self.where:
-                self.stats.referenced += 1
-            else:
-                fresh.setdefault(f.digest, f)
-        members = sorted(fresh.values(), key=lambda m: m.digest)
-        k = bucket_count(sum(m.size for m in members))
-        if members:
-            self._store(f"{account_rel}/blobs", members, k, previous)
-        refs = [BlobRef(f.path, f.digest, self.where[f.digest], f.size) for f in files]
+        with self._lock:
+            for f in files:
+                if f.digest in self.where:
+                    self.stats.referenced += 1
+                else:
+                    fresh.setdefault(f.digest, f)
+            members = sorted(fresh.values(), key=lambda m: m.digest)
+            k = bucket_count(sum(m.size for m in members))
+            placed = self._place(f"{account_rel}/blobs", members, k)
+            refs = [BlobRef(f.path, f.digest, self.where[f.digest], f.size) for f in files]
+        self._write(placed, previous)
         return refs, k
 
 

@@ -42,6 +42,7 @@ class Env:
     # Ask the running store to roll its redo log over (None when no store runs).
     rollover: Callable[[], object] | None = None
     mailer: Mailer | None = None
+    workers: int = 2  # accounts a full session backs up at a time (each waits on MariaDB and disks)
     log: Any = field(default_factory=lambda: slog.get("standby.classic"))
 
     @property

@@ -27,6 +27,7 @@ import errno
 import fcntl
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -246,6 +247,7 @@ class SessionDir:
             raise StateConflict(f"a session labelled {label} already exists") from None
         self._fd: int | None = _lock(self.root / LOCK, f"session {label}")
         self._progress_at = -PROGRESS_EVERY_S
+        self._progress_lock = threading.Lock()
 
     @classmethod
     def reserve(cls, target: Target, kind: str, now_ms: int) -> Label:
@@ -281,11 +283,12 @@ class SessionDir:
     def write_progress(self, session: Session, *, now: float | None = None) -> None:
         """session.xml while running, so zmbackupquery can show progress (at most once a
         second when `now`, a monotonic clock, is given)."""
-        if now is not None and now - self._progress_at < PROGRESS_EVERY_S:
-            return
-        self._progress_at = now if now is not None else 0.0
-        xmlfiles.write_xml(self.root / SESSION_XML,
-                           xmlfiles.session_to_xml(session), durable=False)
+        with self._progress_lock:
+            if now is not None and now - self._progress_at < PROGRESS_EVERY_S:
+                return
+            self._progress_at = now if now is not None else 0.0
+            xmlfiles.write_xml(self.root / SESSION_XML,
+                               xmlfiles.session_to_xml(session), durable=False)
 
     def discard(self) -> None:
         """Remove everything the session wrote (a failed session: a full disk)."""
