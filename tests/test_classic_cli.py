@@ -166,7 +166,7 @@ def test_tools_and_bad_input(make_store, tmp_path: Path, capsys, smtp) -> None:
     with ExitStack() as mounts:
         for path, opts in ((ro, "ro,size=1m"), (small, "size=192k")):
             _mount(path, opts)
-            mounts.callback(subprocess.run, ["umount", str(path)], check=False)
+            mounts.callback(_umount, path)
         code, _, err = zm(capsys, "zmbackup", "-f", "-a", "all", "-sync", "-t", str(ro),
                           "--config", cfg)
         assert code == 4 and "not writable" in err, err
@@ -184,3 +184,8 @@ def _accounts(h: StoreHandle) -> list[str]:
 
 def _mount(path: Path, opts: str) -> None:
     subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], check=True)
+
+
+def _umount(path: Path) -> None:
+    r = subprocess.run(["umount", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, f"umount {path}: {r.stderr}"

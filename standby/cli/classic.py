@@ -32,11 +32,13 @@ from standby.classic import (
     query,
     restore,
 )
+from standby import schedule as sched_pkg
 from standby.classic import env as env_mod
+from standby.classic import schedule as classic_schedule
 from standby.classic.env import Env
 from standby.cli import common
 from standby.cli.replay import expand_multi
-from standby.errors import StandbyError, UsageError
+from standby.errors import NotFound, StandbyError, UsageError
 from standby.store.site import Site
 
 app = typer.Typer(help="Zimbra's classic backups: zmbackup, zmrestore and their companions.",
@@ -45,9 +47,9 @@ app = typer.Typer(help="Zimbra's classic backups: zmbackup, zmrestore and their 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Config file.")]
 LongConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file.")]
 ServerOpt = Annotated[str | None, typer.Option("-s", "--server", help="The server (this one).")]
-TargetOpt = Annotated[Path | None, typer.Option(
-    "-t", "--target", help="The backup target (default: zimbraBackupTarget, else "
-    "<state_dir>/backup).")]
+TargetOpt = Annotated[str | None, typer.Option(
+    "-t", "--target", help="The backup target: a folder or file:///path (default: "
+    "zimbraBackupTarget, else <state_dir>/backup).")]
 AccountsOpt = Annotated[list[str] | None, typer.Option(
     "-a", "--account", "--a", help="Accounts (several after one -a), or 'all'.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout.")]
@@ -55,12 +57,23 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan; chan
 MULTI = ("-a", "--account", "--a")
 
 
-def _env(ctx: typer.Context, config: Path | None, *, target: Path | None = None,
+def _target(text: str) -> Path:
+    """-t: a folder, or a file:// URL; other transfer URLs are not backup targets yet."""
+    if "://" not in text:
+        return Path(text).absolute()
+    scheme, _, rest = text.partition("://")
+    if scheme == "file" and rest.startswith("/"):
+        return Path(rest)
+    raise UsageError(f"-t {text}: backup targets are local folders (or file:///path) for now",
+                     hint="back up to a folder, and ship it with standby's transfer targets")
+
+
+def _env(ctx: typer.Context, config: Path | None, *, target: str | None = None,
          server: str | None = None) -> Env:
     if config is not None:
         common.ctx_obj(ctx).config = config
     site = Site.open(common.settings(ctx))
-    return env_mod.build(site, target=target.absolute() if target else None, server=server)
+    return env_mod.build(site, target=_target(target) if target else None, server=server)
 
 
 def _accounts(values: list[str] | None) -> tuple[str, ...] | None:
@@ -278,7 +291,7 @@ def _restore(ctx: typer.Context, *, online: bool, account: list[str] | None, lab
              rf: bool, br: bool, to_time: str | None, to_incr: str | None, to_seq: int | None,
              ca: bool, pre: str | None, ra: bool, sys_: bool, cont: bool, skip_deletes: bool,
              skip_deleted: bool, ex_index: bool, ex_blobs: bool, ex_hsm: bool,
-             allow_incomplete: bool, server: str | None, target: Path | None, dry_run: bool,
+             allow_incomplete: bool, server: str | None, target: str | None, dry_run: bool,
              json_out: bool, config: Path | None) -> None:
     if online and not account and not sys_:
         raise UsageError("zmrestore needs -a (accounts, or all) and/or -sys")
@@ -480,6 +493,72 @@ def zmlocalconfig_command(
 
 
 # ---------------------------------------------------------------------------------------------
+# zmschedulebackup
+
+
+def zmschedulebackup_command(
+    ctx: typer.Context,
+    words: Annotated[list[str] | None, typer.Argument(
+        help='Entries: f "CRON" (full), i "CRON" (incremental), d AGE "CRON" (delete).',
+        metavar="ENTRIES...")] = None,
+    query_: Annotated[bool, typer.Option("-q", "--query", help="Show the schedule.")] = False,
+    save: Annotated[bool, typer.Option("-s", "--save",
+                                       help="Print the command that recreates it.")] = False,
+    replace: Annotated[bool, typer.Option("-R", "--replace",
+                                          help="Replace the schedule with ENTRIES.")] = False,
+    add: Annotated[bool, typer.Option("-A", "--append", help="Add ENTRIES.")] = False,
+    default: Annotated[bool, typer.Option(
+        "-D", "--default", help="The default schedule (from zimbraBackupMode and "
+        "zimbraBackupAutoGroupedInterval).")] = False,
+    target: TargetOpt = None,
+    crontab_file: Annotated[Path | None, typer.Option(
+        "--crontab-file", help="Work on this file instead of the user's crontab.")] = None,
+    systemd: Annotated[bool, typer.Option("--systemd", help="systemd timers instead.")] = False,
+    unit_dir: Annotated[Path, typer.Option("--unit-dir", help="Where --systemd writes.")]
+    = Path("/etc/systemd/system"),
+    dry_run: DryRunOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Show or change the backup schedule (cron lines, or systemd timers with --systemd)."""
+    flags = {"-q": query_, "-s": save, "-R": replace, "-A": add, "-D": default}
+    given = [k for k, v in flags.items() if v]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} exclude each other")
+    action = given[0][1] if given else "q"
+    if systemd and crontab_file:
+        raise UsageError("--systemd and --crontab-file exclude each other")
+    tgt: sched_pkg.Target = sched_pkg.SystemdTarget(sched_pkg.UnitDir(unit_dir.absolute())) \
+        if systemd else sched_pkg.CrontabTarget(
+            sched_pkg.CrontabFile(crontab_file.absolute()) if crontab_file
+            else sched_pkg.UserCrontab())
+    try:
+        installed: sched_pkg.Schedule | None = sched_pkg.installed_schedule(
+            tgt, classic_schedule.OWNER)
+    except NotFound:
+        installed = None
+    if action in ("q", "s"):
+        if installed is None:
+            raise NotFound(f"no backup schedule is installed in {tgt.describe()}",
+                           hint="zmschedulebackup -D installs the default")
+        common.emit("\n".join(classic_schedule.lines(installed)) if action == "q" else
+                    classic_schedule.command_line(classic_schedule.from_schedule(installed)))
+        return
+    env = _env(ctx, config, target=target)
+    zmbackup = sched_pkg.locate_program("zmbackup", argv0=sys.argv[0],
+                                        executable=sys.executable)
+    extra = ["-t", str(env.target.root)] if target else []
+    if env.settings.source is not None:
+        extra += ["--config", str(env.settings.source)]
+    s = classic_schedule.build(action, list(words or ()), installed=installed,
+                               cfg=env.config, zmbackup=zmbackup, extra=extra)
+    plan = tgt.plan_install(s)
+    if dry_run:
+        common.emit("\n".join(plan.preview()))
+        return
+    common.emit("\n".join([*plan.execute().describe(), *classic_schedule.lines(s)]))
+
+
+# ---------------------------------------------------------------------------------------------
 # The console scripts
 
 
@@ -493,6 +572,7 @@ TOOLS: dict[str, tuple[Callable[..., None], dict[str, Any]]] = {
     "zmrestoreldap": (zmrestoreldap_command, {}),
     "zmprov": (zmprov_command, _PASS),
     "zmlocalconfig": (zmlocalconfig_command, {"ignore_unknown_options": True}),
+    "zmschedulebackup": (zmschedulebackup_command, {}),
 }
 for _name, (_fn, _cs) in TOOLS.items():
     app.command(_name, context_settings=_cs)(_fn)
@@ -550,6 +630,10 @@ def zmprov() -> None:
 
 def zmlocalconfig() -> None:
     _main("zmlocalconfig")
+
+
+def zmschedulebackup() -> None:
+    _main("zmschedulebackup")
 
 
 if __name__ == "__main__":  # `python -m standby.cli.classic TOOL ARGS` (background sessions)
