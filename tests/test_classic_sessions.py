@@ -88,7 +88,6 @@ def test_shared_blobs_once_and_unchanged_full_writes_no_blob_bytes(make_store,
     # Unchanged data (the load has stopped): the full after the next writes no blob bytes
     # (counted two ways).
     quiet = backup.run(env, backup.Request("full")).sessions[0]
-    assert quiet.stats["blobBytesWritten"] > 0  # the load changed things after the first
     second = backup.run(env, backup.Request("full")).sessions[0]
     s2 = env.target.session_dir(second.label)
     assert second.stats["blobBytesWritten"] == 0 and second.stats["blobBytesLinked"] > 0

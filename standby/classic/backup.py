@@ -239,100 +239,110 @@ def _record_fulls(target: Target, rec: Session) -> None:
     target.write_accounts(list(entries.values()))
 
 
+def _ended(env: Env, sd: SessionDir, box: list[Session],
+           body: Callable[[], Session]) -> Session:
+    """Run a session's `body` and end the session as it says; a full disk discards the
+    session (VolumeError), another failure ends it as failed and is raised. `box[0]` is the
+    session record as far as it got."""
+    try:
+        return _end(env, sd, body())
+    except OSError as e:
+        if is_disk_full(e):
+            raise _fail(env, sd, box[0], e) from e
+        _end(env, sd, replace(box[0], status="failed", errors=(*box[0].errors, str(e))))
+        raise
+    except StandbyError as e:
+        _end(env, sd, replace(box[0], status="failed", errors=(*box[0].errors, e.message)))
+        raise
+
+
 def _full(env: Env, req: Request, accounts: list[Account]) -> Session:
     sd, rec = _start(env, "full", req)
-    rec = replace(rec, accounts=tuple(SessionAccount(a.id, a.email, "NOTSTARTED", a.mailbox_id)
-                                      for a in accounts))
-    sd.write_progress(rec)
+    box = [replace(rec, accounts=tuple(SessionAccount(a.id, a.email, "NOTSTARTED",
+                                                      a.mailbox_id) for a in accounts))]
+    sd.write_progress(box[0])
+    return _ended(env, sd, box, lambda: _full_body(env, req, accounts, sd, box))
+
+
+def _full_body(env: Env, req: Request, accounts: list[Account], sd: SessionDir,
+               box: list[Session]) -> Session:
+    rec = box[0]
     done: list[SessionAccount] = []
     metas: list[AccountMeta] = []
     db = _Db(env)
     try:
-        try:
-            _backup_sys(env, db, sd.root)
-            blobs = blobpack.SessionBlobs(sd.root, req.zip_mode)
-            if not rec.skip_blobs:
-                _store_shared(env, db, blobs, accounts)
-            fulls = {e.zimbra_id: e.latest_full for e in env.target.accounts()}
-            slots = list(rec.accounts)
+        _backup_sys(env, db, sd.root)
+        blobs = blobpack.SessionBlobs(sd.root, req.zip_mode)
+        if not rec.skip_blobs:
+            _store_shared(env, db, blobs, accounts)
+        fulls = {e.zimbra_id: e.latest_full for e in env.target.accounts()}
+        slots = list(rec.accounts)
 
-            def progress(r: Session) -> None:
-                sd.write_progress(r)
+        def progress(r: Session) -> None:
+            sd.write_progress(r)
 
-            def on_done(i: int, entry: SessionAccount, meta: AccountMeta | None) -> None:
-                nonlocal rec
-                slots[i] = entry
-                done.append(entry)
-                if meta is not None:
-                    metas.append(meta)
-                rec = replace(rec, accounts=tuple(slots))
-                sd.write_progress(rec, now=time.monotonic())
+        def on_done(i: int, entry: SessionAccount, meta: AccountMeta | None) -> None:
+            nonlocal rec
+            slots[i] = entry
+            done.append(entry)
+            if meta is not None:
+                metas.append(meta)
+            rec = box[0] = replace(rec, accounts=tuple(slots))
+            sd.write_progress(rec, now=time.monotonic())
 
-            def one(db: _Db, a: Account) -> tuple[SessionAccount, AccountMeta | None]:
-                prev = fulls.get(a.id)
-                prev_dir = env.target.session_dir(prev) if prev else None
-                return _backup_account(env, db, sd.root, blobs, a, rec, prev_dir,
-                                       on_wait=partial(progress, rec))
+        def one(db: _Db, a: Account) -> tuple[SessionAccount, AccountMeta | None]:
+            prev = fulls.get(a.id)
+            prev_dir = env.target.session_dir(prev) if prev else None
+            return _backup_account(env, db, sd.root, blobs, a, rec, prev_dir,
+                                   on_wait=partial(progress, rec))
 
-            if not _each(env, accounts, one, on_done, stop=sd.abort_requested):
-                raise _Aborted
-            status = "completed"
-        except _Aborted:
-            status = "aborted"
-        finally:
-            db.close()
-        logs: tuple[str, ...] = ()
-        if env.config.auto_grouped and status == "completed":
-            logs = _save_redologs(env, sd.root / "redologs")
-        seqs = [m.redo_seq for m in metas]
-        end_seq = redo.current_seq(env.redolog_dir)
-        rec = replace(rec, status=status,
-                      min_redo_seq=min(seqs) if seqs else end_seq,
-                      max_redo_seq=end_seq, redologs=logs,
-                      stats={**blobs.stats.as_dict(), "accounts": len(done),
-                             "bytes": _size(sd.root)})
-        return _end(env, sd, rec)
-    except OSError as e:
-        if is_disk_full(e):
-            raise _fail(env, sd, rec, e) from e
-        _end(env, sd, replace(rec, status="failed", errors=(*rec.errors, str(e))))
-        raise
-    except StandbyError as e:
-        _end(env, sd, replace(rec, status="failed", errors=(*rec.errors, e.message)))
-        raise
+        if not _each(env, accounts, one, on_done, stop=sd.abort_requested):
+            raise _Aborted
+        status = "completed"
+    except _Aborted:
+        status = "aborted"
+    finally:
+        db.close()
+    logs: tuple[str, ...] = ()
+    if env.config.auto_grouped and status == "completed":
+        logs = _save_redologs(env, sd.root / "redologs")
+    seqs = [m.redo_seq for m in metas]
+    end_seq = redo.current_seq(env.redolog_dir)
+    rec = replace(rec, status=status,
+                  min_redo_seq=min(seqs) if seqs else end_seq,
+                  max_redo_seq=end_seq, redologs=logs,
+                  stats={**blobs.stats.as_dict(), "accounts": len(done),
+                         "bytes": _size(sd.root)})
+    return rec
 
 
 def _incremental(env: Env, req: Request) -> Session:
     sd, rec = _start(env, "incr", req)
+    box = [rec]
+    return _ended(env, sd, box, lambda: _incremental_body(env, sd, rec))
+
+
+def _incremental_body(env: Env, sd: SessionDir, rec: Session) -> Session:
+    db = _Db(env)
     try:
-        db = _Db(env)
-        try:
-            _backup_sys(env, db, sd.root)
-        finally:
-            db.close()
-        entries = []
-        for a in env.site.directory.accounts():
-            adir = sd.root / account_relpath(a.id)
-            adir.mkdir(parents=True)
-            xmlfiles.write_xml(adir / "ldap.xml", xmlfiles.account_ldap_to_xml(asdict(a)),
+        _backup_sys(env, db, sd.root)
+    finally:
+        db.close()
+    entries = []
+    for a in env.site.directory.accounts():
+        adir = sd.root / account_relpath(a.id)
+        adir.mkdir(parents=True)
+        xmlfiles.write_xml(adir / "ldap.xml", xmlfiles.account_ldap_to_xml(asdict(a)),
                            durable=False)
-            entries.append(SessionAccount(a.id, a.email, "COMPLETED", a.mailbox_id))
-        saved = _save_redologs(env, env.target.redologs_dir)
-        seqs = [q for q in (files.seq_of(n) for n in saved) if q >= 0]
-        cur = redo.current_seq(env.redolog_dir)
-        rec = replace(rec, status="completed", accounts=tuple(entries), redologs=saved,
-                      min_redo_seq=min(seqs) if seqs else cur,
-                      max_redo_seq=max(seqs) if seqs else cur,
-                      stats={"redologs": len(saved), "bytes": _size(sd.root)})
-        return _end(env, sd, rec)
-    except OSError as e:
-        if is_disk_full(e):
-            raise _fail(env, sd, rec, e) from e
-        _end(env, sd, replace(rec, status="failed", errors=(*rec.errors, str(e))))
-        raise
-    except StandbyError as e:
-        _end(env, sd, replace(rec, status="failed", errors=(*rec.errors, e.message)))
-        raise
+        entries.append(SessionAccount(a.id, a.email, "COMPLETED", a.mailbox_id))
+    saved = _save_redologs(env, env.target.redologs_dir)
+    seqs = [q for q in (files.seq_of(n) for n in saved) if q >= 0]
+    cur = redo.current_seq(env.redolog_dir)
+    rec = replace(rec, status="completed", accounts=tuple(entries), redologs=saved,
+                  min_redo_seq=min(seqs) if seqs else cur,
+                  max_redo_seq=max(seqs) if seqs else cur,
+                  stats={"redologs": len(saved), "bytes": _size(sd.root)})
+    return rec
 
 
 def _save_redologs(env: Env, dest: Path) -> tuple[str, ...]:

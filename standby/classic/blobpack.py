@@ -241,7 +241,8 @@ def write_manifest(folder: Path, refs: Sequence[BlobRef]) -> None:
                                 "container": [r.container for r in refs],
                                 "size": [r.size for r in refs]}, schema=_MANIFEST_SCHEMA)
     tmp = folder / f".{MANIFEST}.tmp"
-    pq.write_table(tbl, tmp)
+    with open(tmp, "wb") as f:  # closed even when the disk fills half-way
+        pq.write_table(tbl, f)
     os.replace(tmp, folder / MANIFEST)
 
 

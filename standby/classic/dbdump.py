@@ -136,7 +136,8 @@ def dump(cur: Any, out_dir: Path, database: str, table: str, *, where: str = "",
         return TableDump(database, table, cols, ddl, 0, 0, values)
     path = out_dir / f"{database}.{table}.parquet"
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(tbl, tmp)
+    with open(tmp, "wb") as f:  # closed even when the disk fills half-way
+        pq.write_table(tbl, f)
     os.replace(tmp, path)
     return TableDump(database, table, cols, ddl, len(rows), path.stat().st_size, values)
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from standby import fsutil
 from standby.errors import FormatError, VolumeError
 
 ACCOUNT_STATUSES = ("NOTSTARTED", "INPROGRESS", "COMPLETED", "ERROR")
@@ -54,25 +55,20 @@ def syncfs(path: Path) -> None:
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write `data` at `path`: temporary name, rename; with `durable`, fsync of the file
-    before and of the folder after."""
+    """Replace `path` with `data`: durable, through `fsutil.write_atomic` (fsync of the file
+    and its folder); else only a temporary name and a rename (a session's own files, synced
+    with the whole session)."""
+    if durable:
+        return fsutil.write_atomic(path, data)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
         os.replace(tmp, path)
     except FileNotFoundError as e:
         raise VolumeError(f"cannot write {path}: its folder does not exist") from e
-    except PermissionError as e:
-        raise VolumeError(f"cannot write {path}: permission denied",
-                          hint="the backup target must be writable by this user") from e
     finally:
         tmp.unlink(missing_ok=True)
-    if durable:
-        fsync_dir(path.parent)
 
 
 def to_bytes(root: ET.Element, *, indent: bool = True) -> bytes:

@@ -38,6 +38,14 @@ from standby.classic import schedule as classic_schedule
 from standby.classic.env import Env
 from standby.cli import common
 from standby.cli.replay import expand_multi
+from standby.cli.schedule import (
+    DEFAULT_UNIT_DIR,
+    CrontabFileOpt,
+    EnableOpt,
+    SystemdOpt,
+    UnitDirOpt,
+)
+from standby.cli.schedule import _target as schedule_target
 from standby.errors import NotFound, StandbyError, UsageError
 from standby.store.site import Site
 
@@ -511,11 +519,10 @@ def zmschedulebackup_command(
         "-D", "--default", help="The default schedule (from zimbraBackupMode and "
         "zimbraBackupAutoGroupedInterval).")] = False,
     target: TargetOpt = None,
-    crontab_file: Annotated[Path | None, typer.Option(
-        "--crontab-file", help="Work on this file instead of the user's crontab.")] = None,
-    systemd: Annotated[bool, typer.Option("--systemd", help="systemd timers instead.")] = False,
-    unit_dir: Annotated[Path, typer.Option("--unit-dir", help="Where --systemd writes.")]
-    = Path("/etc/systemd/system"),
+    crontab_file: CrontabFileOpt = None,
+    systemd: SystemdOpt = False,
+    unit_dir: UnitDirOpt = DEFAULT_UNIT_DIR,
+    enable: EnableOpt = False,
     dry_run: DryRunOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -525,12 +532,7 @@ def zmschedulebackup_command(
     if len(given) > 1:
         raise UsageError(f"{' and '.join(given)} exclude each other")
     action = given[0][1] if given else "q"
-    if systemd and crontab_file:
-        raise UsageError("--systemd and --crontab-file exclude each other")
-    tgt: sched_pkg.Target = sched_pkg.SystemdTarget(sched_pkg.UnitDir(unit_dir.absolute())) \
-        if systemd else sched_pkg.CrontabTarget(
-            sched_pkg.CrontabFile(crontab_file.absolute()) if crontab_file
-            else sched_pkg.UserCrontab())
+    tgt = schedule_target(crontab_file, systemd, unit_dir.absolute(), enable)
     try:
         installed: sched_pkg.Schedule | None = sched_pkg.installed_schedule(
             tgt, classic_schedule.OWNER)
