@@ -289,6 +289,7 @@ def run(env: Env, req: Request, *, online: bool) -> Outcome:
             _restore_sys(env, conn, p.sys_session, online=online)
             out.sys = True
         loaded: list[tuple[Step, int, str]] = []  # (step, mailbox id now, account id now)
+        first_error: BaseException | None = None
         remap: dict[int, int] = {}
         undeleted: set[int] = set()
         for i, step in enumerate(p.steps):
@@ -312,6 +313,7 @@ def run(env: Env, req: Request, *, online: bool) -> Outcome:
                     zipfile.BadZipFile) as e:
                 msg = e.message if isinstance(e, StandbyError) else str(e)
                 out.failed.append((step.email, msg))
+                first_error = first_error or e
                 env.log.warning("restore_account_failed", account=step.email, error=msg)
                 if not req.continue_on_error:
                     out.not_restored = [s.email for s in p.steps[i + 1:]]
@@ -328,8 +330,12 @@ def run(env: Env, req: Request, *, online: bool) -> Outcome:
         reg.finish(out.not_restored, aborted=bool(out.not_restored))
     if out.failed and not req.continue_on_error:
         email, why = out.failed[0]
-        raise ServiceError(f"restoring {email} failed: {why}",
+        # The exit code of what went wrong (a missing redo log is 9, a database error 7).
+        code = first_error.exit_code if isinstance(first_error, StandbyError) else 1
+        err = StandbyError(f"restoring {email} failed: {why}",
                            hint="-c (--continueOnError) restores the other accounts anyway")
+        err.exit_code = code
+        raise err
     return out
 
 

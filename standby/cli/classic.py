@@ -337,7 +337,9 @@ def _restore(ctx: typer.Context, *, online: bool, account: list[str] | None, lab
             common.emit("Accounts that could not be restored:")
             for a, why in out.failed:
                 common.emit(f"  {a}: {why}")
-    if out.failed or out.not_restored:
+        for e in out.replay.get("errors", []):
+            common.emit(f"replay error: {e}")
+    if out.failed or out.not_restored or out.replay.get("errors"):
         raise typer.Exit(1)
 
 
