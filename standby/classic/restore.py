@@ -323,8 +323,8 @@ def run(env: Env, req: Request, *, online: bool) -> Outcome:
         if loaded:  # what the loads wrote is made durable once, not file by file
             for vol in (env.settings.volumes.blob.path, env.settings.volumes.index.path):
                 xmlfiles.syncfs(vol)
+        site.directory.bump_epoch(*(m for _step, m, _acct in loaded))
         for step, m, _acct in loaded:
-            site.directory.bump_epoch(m)
             if not any(step.email == f for f, _ in out.failed):
                 out.restored.append(_restored_name(step, req))
         reg.finish(out.not_restored, aborted=bool(out.not_restored))

@@ -122,7 +122,8 @@ def store(
 
 @app.command("classic")
 def classic(
-    mb: Annotated[int, typer.Option(help="Size of the store to back up, in MB of volumes.")]
+    mb: Annotated[int, typer.Option(
+        help="Size of the store to back up: MB of mail data (blob, index, redolog volumes).")]
     = 2000,
     accounts: Annotated[int, typer.Option(help="Accounts the data is spread over.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the workload.")] = 1,

@@ -142,12 +142,20 @@ class Directory:
         with self.maintenance(mailbox_id):
             pass
 
-    def bump_epoch(self, mailbox_id: int) -> None:
-        """Say that the mailbox's volumes changed behind the store's back (a restore)."""
+    def bump_epoch(self, *mailbox_ids: int) -> None:
+        """Say that these mailboxes' volumes changed behind the store's back (a restore), in
+        one transaction."""
         with self._lock:
-            self.db.execute("INSERT INTO mailbox_epoch (mailbox_id, epoch) VALUES (?, 1)"
-                            " ON CONFLICT (mailbox_id) DO UPDATE SET epoch = epoch + 1",
-                            (mailbox_id,))
+            self.db.execute("BEGIN")
+            try:
+                self.db.executemany(
+                    "INSERT INTO mailbox_epoch (mailbox_id, epoch) VALUES (?, 1)"
+                    " ON CONFLICT (mailbox_id) DO UPDATE SET epoch = epoch + 1",
+                    [(m,) for m in mailbox_ids])
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
 
     # -- domains and classes of service -----------------------------------------------------
     def ensure_domain(self, name: str) -> None:
