@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from standby.classic import backup, control, restore
+from standby.classic import backup, control, redo, restore
 from standby.classic.env import Env
 from standby.classic.target import held
 from standby.redolog.ops import DeleteItem
@@ -83,7 +83,7 @@ def test_restore_options(make_store, tmp_path: Path) -> None:
         c.deliver(b"Subject: hello copy\r\n\r\nhi\r\n", [new.email])
 
     # --skipDeletes: what was deleted since the full backup is back.
-    logs = restore.redo.log_files(*_all_logs(env))
+    logs = redo.log_files(*_all_logs(env))
     deleted = {i for rec, _ in Player(Selection(mailbox_ids=frozenset({x.mailbox_id}))).play(logs)
                if isinstance(rec.op, DeleteItem) and rec.tstamp > full.start_ms
                for i in rec.op.ids}
@@ -138,5 +138,5 @@ def test_restore_options(make_store, tmp_path: Path) -> None:
 
 
 def _all_logs(env: Env) -> tuple[dict[int, Path], list[int]]:
-    found = restore.redo.gather([env.target.redologs_dir], env.redolog_dir)
+    found = redo.gather([env.target.redologs_dir], env.redolog_dir)
     return found, sorted(found)
