@@ -148,11 +148,14 @@ def test_golden_shapes(logs: Path) -> None:
     lines = text.splitlines()
     assert lines[0] == "VERIFYING DIRECTORY: <DIR>"
     verifying = [ln for ln in lines if ln.startswith("VERIFYING: ")]
+    # In sequence order: the archived logs, then redo.log (Zimbra lists redo.log first).
     assert [v.rsplit("/", 1)[1] for v in verifying] == [
-        "redo.log", *sorted((p.name for p in logs.iterdir() if p.name != "redo.log"),
-                            key=files.seq_of)]
-    # redo.log was never closed: its last-op time is stale (0) and flagged.
-    assert "last op:  Thu, 1970/01/01 00:00:00.000 UTC (0) (not up to date)" in text
+        *sorted((p.name for p in logs.iterdir() if p.name != "redo.log"), key=files.seq_of),
+        "redo.log"]
+    # redo.log was never closed: its last-op time is not recorded (0), said so and flagged.
+    assert "last op:  none (0) (not up to date)" in text
+    assert not [ln for ln in lines if ln.startswith(("created:", "first op:", "last op:"))
+                and "1970/01/01" in ln]
     assert "open:     1" in text and "open:     0" in text
     op_rx = re.compile(r"^\[([0-9a-f]{8}) - ([0-9a-f]{8}): (\d+) bytes; tstamp: "
                        r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3} UTC\] txn -?\d+\.-?\d+ "
@@ -196,7 +199,7 @@ def test_quiet_prints_only_file_names(logs: Path) -> None:
     assert r.returncode == 0
     names = sorted((p.name for p in logs.iterdir() if p.name != "redo.log"), key=files.seq_of)
     assert _norm(r.stdout.decode(), logs).splitlines() == [
-        f"VERIFYING: <DIR>/{n}" for n in ["redo.log", *names]]
+        f"VERIFYING: <DIR>/{n}" for n in [*names, "redo.log"]]
 
 
 def test_mailbox_filter(logs: Path) -> None:
@@ -233,8 +236,8 @@ def test_show_blob_prints_raw_bytes(logs: Path) -> None:
     assert b"<START OF BLOB>" not in quiet.stdout
 
 
-def test_directory_order_is_by_sequence_with_redo_log_first(tmp_path: Path,
-                                                             logs: Path) -> None:
+def test_directory_order_is_by_sequence_with_redo_log_last(tmp_path: Path,
+                                                            logs: Path) -> None:
     seq0 = next(logs.glob("*-seq0.log"))
     for n in (10, 2, 1):
         shutil.copy(seq0, tmp_path / f"redo-20240101.000000.000-seq{n}.log")
@@ -244,16 +247,16 @@ def test_directory_order_is_by_sequence_with_redo_log_first(tmp_path: Path,
     r = zmredodump("-q", tmp_path)
     assert r.returncode == 0, r.stdout
     assert [ln.rsplit("/", 1)[1] for ln in r.stdout.decode().splitlines()] == [
-        "redo.log", "redo-20240101.000000.000-seq1.log", "redo-20240101.000000.000-seq2.log",
-        "redo-20240101.000000.000-seq10.log"]
+        "redo-20240101.000000.000-seq1.log", "redo-20240101.000000.000-seq2.log",
+        "redo-20240101.000000.000-seq10.log", "redo.log"]
 
 
 def test_json_carries_every_record(logs: Path) -> None:
     r = zmredodump("--json", "--show-blob", logs)
     assert r.returncode == 0, r.stderr
     objs = [json.loads(ln) for ln in r.stdout.decode().splitlines()]
-    paths = [p for p in (logs / "redo.log", *sorted(logs.glob("*-seq*.log"),
-                                                     key=lambda p: files.seq_of(p.name)))]
+    paths = [*sorted(logs.glob("*-seq*.log"), key=lambda p: files.seq_of(p.name)),
+             logs / "redo.log"]
     headers = [x for x in objs if x["kind"] == "header"]
     assert [Path(h["file"]).name for h in headers] == [p.name for p in paths]
     recs = [x for x in objs if x["kind"] == "record"]
@@ -278,9 +281,9 @@ def test_json_carries_every_record(logs: Path) -> None:
             assert j[key] == json.loads(json.dumps(list(v) if isinstance(v, tuple) else v))
         if rec.op.blob is not None:
             assert base64.b64decode(j["blob"]) == rec.op.blob
-    h0 = headers[0]
-    assert (h0["sequence"], h0["open"], h0["serverId"], h0["version"]) == (2, True, SERVER_ID,
-                                                                         "1.42")
+    current = headers[-1]  # redo.log, last in sequence order
+    assert (current["sequence"], current["open"], current["serverId"],
+            current["version"]) == (2, True, SERVER_ID, "1.42")
 
 
 def test_parquet_has_one_row_per_record(logs: Path, tmp_path: Path) -> None:
@@ -289,8 +292,8 @@ def test_parquet_has_one_row_per_record(logs: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     t = pq.read_table(out)
     want = []
-    for p in (logs / "redo.log", *sorted(logs.glob("*-seq*.log"),
-                                         key=lambda p: files.seq_of(p.name))):
+    for p in (*sorted(logs.glob("*-seq*.log"), key=lambda p: files.seq_of(p.name)),
+              logs / "redo.log"):
         with scan(p) as sc:
             want += [(str(p.resolve()), rec.offset, rec.length, rec.op.NAME) for rec in sc]
     assert t.num_rows == len(want)

@@ -6,6 +6,9 @@ between `<START OF BLOB>` and `<END OF BLOB>` with `--show-blob`, an error block
 around a torn tail, and at the end `The following files had errors:`. Two improvements: a bad
 record mid-file, an unknown opcode or a newer record version is skipped to the next marker with
 a warning (Zimbra dies on an unknown opcode), and such a file is listed among those with errors.
+A directory is read as a redolog directory (its `archive/`, then `redo.log`, in sequence order;
+Zimbra reads only the files directly in it, `redo.log` first); a header time of 0 prints as
+"none"; a path that does not exist is refused with NotFound (exit 9) before anything is printed.
 
 `--json` writes one object per line: a `kind: "header"` object per file, a `kind: "record"` per
 record (offset, length, opcode, op, version, txnId, tstamp, changeId, changeConstraint,
@@ -68,14 +71,20 @@ def parse_mailbox_ids(text: str) -> frozenset[int]:
 
 
 def expand(args: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
-    """(path, is_directory_listing) for each argument, directories expanded as Zimbra does."""
+    """(path, is_directory_listing) for each argument; a directory is read as a redolog
+    directory (`files.redolog_dir_logs`: its archive, then its current log). A path that does
+    not exist is refused (NotFound) before anything is printed."""
+    paths = [Path(a) for a in args]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise NotFound(f"no such redolog file or directory: {', '.join(missing)}",
+                       hint="name redo log files, or a redolog directory such as the "
+                       "configured redolog volume")
     out: list[tuple[Path, bool]] = []
-    for a in args:
-        p = Path(a)
+    for p in paths:
         if p.is_dir():
-            logs = [c for c in p.iterdir() if c.is_file() and c.name.endswith(".log")]
             out.append((p, True))
-            out.extend((c, False) for c in files.sort_for_dump(logs))
+            out.extend((lf.path, False) for lf in files.redolog_dir_logs(p))
         else:
             out.append((p, False))
     return out
@@ -86,9 +95,12 @@ def expand(args: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
 
 
 def _date(ms: int) -> str:
-    t = time.localtime(ms / 1000)
-    return (time.strftime("%a, %Y/%m/%d %H:%M:%S", t) + f".{ms % 1000:03d} "
-            + time.strftime("%Z", t))
+    """Zimbra's header date, `EEE, yyyy/MM/dd HH:mm:ss.SSS z` in local time. A header holds 0
+    until its log has an op (and while a log is open, for its last op): that is "none", not
+    Zimbra's "Thu, 1970/01/01"."""
+    if ms == 0:
+        return "none"
+    return time.strftime("%a, ", time.localtime(ms / 1000)) + timefmt.verify_stamp(ms)
 
 
 def header_text(h: FileHeader) -> str:

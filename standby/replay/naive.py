@@ -53,6 +53,7 @@ def replay(logs: list[LogFile], sel: Selection, *, conn: Any, effects: Effects,
                 res.errors.append(msg)
                 log.warning("replay_op_failed", error=msg)
                 conn.rollback()
+                res.tally(rec.op.NAME, "error", "none", "none")  # as the fast engine counts it
                 if stop_on_error:
                     raise ServiceError(f"replay stopped on error: {msg}") from e
                 continue
