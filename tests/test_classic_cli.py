@@ -127,6 +127,10 @@ def test_tools_and_bad_input(make_store, tmp_path: Path, capsys, smtp) -> None:
     code, out, _ = zm(capsys, "zmbackupquery", "-t", t, "--config", cfg, "-lb", label)
     assert code == 0 and f"Label:   {label}" in out and "Status:  completed" in out
     before = _files(Path(t))
+    # The guide's disaster-recovery line parses as Zimbra's (-c: --continueOnError).
+    code, out, err = zm(capsys, "zmrestoreoffline", "-sys", "-a", "all", "-c", "-br",
+                        "--dry-run", "-t", t, "--config", cfg)
+    assert code == 0 and out.count("would restore") == 3, err
 
     bad: list[tuple[int, str, tuple[str, ...]]] = [
         (9, "no such account", ("zmbackup", "-f", "-a", "nobody@example.com", "-sync")),

@@ -5,9 +5,10 @@
 Thin commands over `standby.classic`: each checks its flags, builds the `Env` (the composition
 root: the site, the target, the attributes, the SMTP mailer, the clock) and calls one library
 function. Zimbra spells options with one dash (`-sync`, `-lb`, `-restoreToTime`) and takes
-several values after one `-a`; both work. `--config FILE` names the configuration everywhere;
-`-c` means it too, except in zmrestore and zmrestoreoffline, where `-c` is Zimbra's
---continueOnError. Exit codes are README's table.
+several values after one `-a`; both work. `-c/--config FILE` names the configuration
+everywhere, except in the zmrestore and zmrestoreoffline tools, where `-c` is Zimbra's
+--continueOnError and the configuration is `--config` alone (`standby classic zmrestore` keeps
+standby's `-c/--config`). Exit codes are README's table.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from standby.classic import env as env_mod
 from standby.classic import schedule as classic_schedule
 from standby.classic.env import Env
 from standby.cli import common
+from standby.cli.common import _remember_config
 from standby.cli.replay import expand_multi
 from standby.cli.schedule import (
     DEFAULT_UNIT_DIR,
@@ -52,8 +54,17 @@ from standby.store.site import Site
 app = typer.Typer(help="Zimbra's classic backups: zmbackup, zmrestore and their companions.",
                   no_args_is_help=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Config file.")]
-LongConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file.")]
+ConfigOpt = common.ConfigOpt
+# zmrestore and zmrestoreoffline as Zimbra's tools: -c is --continueOnError there, so the
+# config file is --config alone; under `standby classic` they keep standby's -c/--config.
+ZimbraConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", metavar="FILE", help=common.CONFIG_HELP, callback=_remember_config)]
+ContinueOpt = Annotated[bool, typer.Option(
+    "--continueOnError", "--contineOnError",
+    help="Go on after an account fails; list the failures at the end.")]
+ZimbraContinueOpt = Annotated[bool, typer.Option(
+    "-c", "--continueOnError", "--contineOnError",
+    help="Go on after an account fails; list the failures at the end.")]
 ServerOpt = Annotated[str | None, typer.Option("-s", "--server", help="The server (this one).")]
 TargetOpt = Annotated[str | None, typer.Option(
     "-t", "--target", help="The backup target: a folder or file:///path (default: "
@@ -343,7 +354,7 @@ def _restore(ctx: typer.Context, *, online: bool, account: list[str] | None, lab
         raise typer.Exit(1)
 
 
-def _restore_command(online: bool) -> Callable[..., None]:
+def _restore_command(online: bool, *, zimbra: bool) -> Callable[..., None]:
     def command(
         ctx: typer.Context,
         account: AccountsOpt = None,
@@ -374,9 +385,7 @@ def _restore_command(online: bool) -> Callable[..., None]:
         sys_: Annotated[bool, typer.Option(
             "-sys", "--systemData", help="Restore the system data (localconfig.xml as "
             "localconfig.xml.restore).")] = False,
-        cont: Annotated[bool, typer.Option(
-            "-c", "--continueOnError", "--contineOnError",
-            help="Go on after an account fails; list the failures at the end.")] = False,
+        cont: ContinueOpt = False,
         skip_deletes: Annotated[bool, typer.Option(
             "--skipDeletes", help="Leave out deletions while replaying.")] = False,
         skip_deleted: Annotated[bool, typer.Option(
@@ -399,7 +408,7 @@ def _restore_command(online: bool) -> Callable[..., None]:
         target: TargetOpt = None,
         dry_run: DryRunOpt = False,
         json_out: JsonOpt = False,
-        config: LongConfigOpt = None,
+        config: ConfigOpt = None,
     ) -> None:
         _restore(ctx, online=online, account=account, label=label, rf=rf, br=br,
                  to_time=to_time, to_incr=to_incr, to_seq=to_seq, ca=ca, pre=pre, ra=ra,
@@ -408,6 +417,9 @@ def _restore_command(online: bool) -> Callable[..., None]:
                  allow_incomplete=allow_incomplete, server=server, target=target,
                  dry_run=dry_run, json_out=json_out, config=config)
 
+    if zimbra:  # Zimbra's -c (see ZimbraConfigOpt)
+        command.__annotations__ = {**command.__annotations__, "cont": ZimbraContinueOpt,
+                                   "config": ZimbraConfigOpt}
     command.__doc__ = ("Restore accounts into the running store (zmrestore)." if online else
                        "Restore with the store service stopped and MariaDB up "
                        "(zmrestoreoffline; default: every account backed up).")
@@ -448,12 +460,13 @@ def zmrestoreldap_command(
 def zmprov_command(
     ctx: typer.Context,
     words: Annotated[list[str], typer.Argument(help=prov.USAGE, metavar="COMMAND ARGS...")],
-    config: Annotated[Path | None, typer.Option("--config", help="Config file.")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Set and read the backup attributes; put accounts and domains in maintenance."""
     words = list(words)
-    if "--config" in words:  # after the words too (they are taken as they come, '-ATTR' too)
-        i = words.index("--config")
+    given = [w for w in ("-c", "--config") if w in words]
+    if given:  # after the words too (they are taken as they come, '-ATTR' too)
+        i = words.index(given[0])
         if i + 1 >= len(words):
             raise UsageError("--config needs a file")
         config = Path(words[i + 1])
@@ -571,15 +584,17 @@ TOOLS: dict[str, tuple[Callable[..., None], dict[str, Any]]] = {
     "zmbackup": (zmbackup_command, {}),
     "zmbackupquery": (zmbackupquery_command, {}),
     "zmbackupabort": (zmbackupabort_command, {}),
-    "zmrestore": (_restore_command(online=True), {}),
-    "zmrestoreoffline": (_restore_command(online=False), {}),
+    "zmrestore": (_restore_command(online=True, zimbra=True), {}),
+    "zmrestoreoffline": (_restore_command(online=False, zimbra=True), {}),
     "zmrestoreldap": (zmrestoreldap_command, {}),
     "zmprov": (zmprov_command, _PASS),
     "zmlocalconfig": (zmlocalconfig_command, {"ignore_unknown_options": True}),
     "zmschedulebackup": (zmschedulebackup_command, {}),
 }
+STANDBY_VARIANTS = {"zmrestore": _restore_command(online=True, zimbra=False),
+                    "zmrestoreoffline": _restore_command(online=False, zimbra=False)}
 for _name, (_fn, _cs) in TOOLS.items():
-    app.command(_name, context_settings=_cs)(_fn)
+    app.command(_name, context_settings=_cs)(STANDBY_VARIANTS.get(_name, _fn))
 
 
 def _tool(name: str) -> typer.Typer:
