@@ -115,6 +115,10 @@ def test_restore_options(make_store, tmp_path: Path) -> None:
     assert out.restored == [y.email]
     assert env.site.directory.get(y.email).mailbox_id == y.mailbox_id
     assert digests(h)[1][y.id] == now[1][y.id]
+    # -ra: the directory entry comes back too (here its status, changed since the backup).
+    env.site.directory.set_status(y.email, "locked")
+    restore.run(env, restore.Request(accounts=(y.email,), restore_account=True), online=True)
+    assert env.site.directory.get(y.email).status == "active"
 
     # zmbackupabort -r: the restore stops after the account in hand and says what is left.
     _load(h, 120, 4, accounts=10)
