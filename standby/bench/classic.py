@@ -28,10 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from standby import _process
+from standby import _process, fsutil
 from standby import settings as settings_mod
 from standby.bench import replay as bench_replay
-from standby.classic import backup, ldap, restore, xmlfiles
+from standby.classic import backup, ldap, restore
 from standby.classic import env as env_mod
 from standby.errors import ServiceError, StandbyError
 from standby.settings import Settings
@@ -129,7 +129,7 @@ def run(*, mb: int, workdir: Path | None = None, seed: int = 1, accounts: int = 
         tarball = base / "tar" / "volumes.tar"
         _, tar_s = _timed(lambda: _tar(["-cf", str(tarball), "-C", str(base / "primary"),
                                         *VOLUMES]))
-        _, tar_sync_s = _timed(lambda: xmlfiles.syncfs(base / "tar"))
+        _, tar_sync_s = _timed(lambda: fsutil.syncfs(base / "tar"))
         tar_sync_s += tar_s
         say("full backup of all accounts")
         env = env_mod.build(site, target=base / "target")
@@ -157,7 +157,7 @@ def run(*, mb: int, workdir: Path | None = None, seed: int = 1, accounts: int = 
         res, restore_s = _timed(lambda: restore.run(denv, req, online=False))
         (base / "untar").mkdir()
         _, untar_s = _timed(lambda: _tar(["-xf", str(tarball), "-C", str(base / "untar")]))
-        _, untar_sync_s = _timed(lambda: xmlfiles.syncfs(base / "untar"))
+        _, untar_sync_s = _timed(lambda: fsutil.syncfs(base / "untar"))
         untar_sync_s += untar_s
         out.update(restore_seconds=round(restore_s, 2),
                    restore_mb_s=round(mbytes / restore_s, 1), untar_seconds=round(untar_s, 2),

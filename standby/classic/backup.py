@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-
+from standby import fsutil
+from standby.classic import accounts as parts
 from standby.classic import (
     autogroup,
     blobpack,
@@ -38,7 +39,6 @@ from standby.classic import (
     xmlfiles,
 )
 from standby.classic import target as target_mod
-from standby.classic import accounts as parts
 from standby.classic.env import Env
 from standby.classic.labels import Label
 from standby.classic.target import SessionDir, Target, account_relpath, is_disk_full
@@ -52,7 +52,6 @@ from standby.errors import (
 )
 from standby.redolog import files
 from standby.store.directory import Account
-
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ class _Aborted(Exception):
 def preflight(env: Env, req: Request) -> None:
     """The checks a session makes before it starts (also run before going to the background)."""
     env.target.check_usable(create=True)
-    if target_mod.held(env.target.tmp_dir / target_mod.LOCK):
+    if fsutil.flock_held(env.target.tmp_dir / target_mod.LOCK):
         raise StateConflict(f"a backup session is already running on {env.target.root}",
                             hint="`zmbackupquery` shows it; wait for it or stop it with "
                             "`zmbackupabort -lb LABEL`")

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from standby import _process
+from standby import _process, fsutil
 from standby.classic import target as target_mod
 from standby.classic import xmlfiles
 from standby.classic.labels import Label
@@ -74,11 +74,11 @@ def abort_restore(state_dir: Path, *, timeout_s: float = 3600.0,
     """Ask the running restore to stop after the current account; wait for it and return the
     accounts it did not restore."""
     d = folder(state_dir)
-    if not target_mod.held(d / LOCK):
+    if not fsutil.flock_held(d / LOCK):
         raise NotFound("no restore is running on this server")
     (d / ABORT).touch()
     deadline = time.monotonic() + timeout_s
-    while target_mod.held(d / LOCK):
+    while fsutil.flock_held(d / LOCK):
         if time.monotonic() > deadline:
             raise StateConflict(f"the restore did not stop within {timeout_s:.0f} s")
         sleep(0.2)

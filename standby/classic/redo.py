@@ -26,8 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from standby import timefmt
-from standby.classic import xmlfiles
+from standby import fsutil, timefmt
 from standby.errors import NotFound, UsageError
 from standby.redolog import files
 from standby.redolog import header as fileheader
@@ -110,9 +109,9 @@ def save(redolog_dir: Path, dest: Path, steps: Sequence[SaveStep]) -> list[SaveS
                 src.unlink()
         saved.append(st)
     if saved:
-        xmlfiles.fsync_dir(dest)
+        fsutil.fsync_dir(dest)
     if any(st.action != "copy" for st in steps):
-        xmlfiles.fsync_dir(archive)
+        fsutil.fsync_dir(archive)
     return saved
 
 

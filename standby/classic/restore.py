@@ -33,6 +33,7 @@ from typing import Any
 
 import pymysql
 
+from standby import fsutil
 from standby.classic import blobpack, labels, load, redo, xmlfiles
 from standby.classic.control import RestoreRun
 from standby.classic.env import Env
@@ -305,7 +306,7 @@ def run(env: Env, req: Request, *, online: bool) -> Outcome:
             out.replay = _replay(env, req, p, loaded, remap, undeleted, out)
         if loaded:  # what the loads wrote is made durable once, not file by file
             for vol in (env.settings.volumes.blob.path, env.settings.volumes.index.path):
-                xmlfiles.syncfs(vol)
+                fsutil.syncfs(vol)
         site.directory.bump_epoch(*(m for _step, m, _acct in loaded))
         for step, m, _acct in loaded:
             if not any(step.email == f for f, _ in out.failed):

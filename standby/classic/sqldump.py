@@ -12,10 +12,10 @@ import gzip
 import os
 from pathlib import Path
 
-from standby import _process
-from standby.classic import xmlfiles
+from standby import _process, fsutil
 from standby.classic.env import Env
 from standby.errors import CommandFailed
+from standby.store.schema import FLUSH_TABLE
 
 PROGRAM = "mariadb-dump"
 PREFIX, SUFFIX = "mysql-", ".sql.gz"
@@ -24,7 +24,7 @@ PREFIX, SUFFIX = "mysql-", ".sql.gz"
 def command(socket: Path) -> _process.Command:
     return _process.Command.of(PROGRAM, "--no-defaults", f"--socket={socket}", "--user=root",
                                "--all-databases", "--single-transaction", "--quick",
-                               "--skip-lock-tables")
+                               "--skip-lock-tables", f"--ignore-table={FLUSH_TABLE}")
 
 
 def dump(env: Env, label: str) -> Path:
@@ -46,7 +46,7 @@ def dump(env: Env, label: str) -> Path:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, dest)
-        xmlfiles.fsync_dir(d)
+        fsutil.fsync_dir(d)
     finally:
         tmp.unlink(missing_ok=True)
         if proc.poll() is None:

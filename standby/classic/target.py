@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from standby import fsutil
 from standby.classic import labels, xmlfiles
 from standby.classic.labels import Label, MinFree
 from standby.classic.xmlfiles import AccountEntry, Session
@@ -67,21 +68,6 @@ class SessionInfo:
 def account_relpath(zimbra_id: str) -> Path:
     labels.check_name(zimbra_id, what="account id")
     return Path("accounts") / zimbra_id[0:3] / zimbra_id[3:6] / zimbra_id
-
-
-def held(path: Path) -> bool:
-    """True if some process holds an exclusive flock on `path`."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def _lock(path: Path, what: str) -> int:
@@ -219,7 +205,7 @@ class Target:
                                             where=str(path / SESSION_XML))
         except (FileNotFoundError, FormatError):
             rec = None
-        running = not finished and held(path / LOCK)
+        running = not finished and fsutil.flock_held(path / LOCK)
         return SessionInfo(lb, path, rec, finished, running)
 
     def session(self, label: Label) -> SessionInfo:
@@ -272,12 +258,12 @@ class SessionDir:
         """Write session.xml, make the session durable, move it into sessions/."""
         xmlfiles.write_xml(self.root / SESSION_XML, xmlfiles.session_to_xml(session),
                            durable=False)
-        xmlfiles.syncfs(self.root)
+        fsutil.syncfs(self.root)
         dest = self.target.session_dir(self.label)
         self._release()
         os.rename(self.root, dest)
-        xmlfiles.fsync_dir(self.target.tmp_dir)
-        xmlfiles.fsync_dir(self.target.sessions_dir)
+        fsutil.fsync_dir(self.target.tmp_dir)
+        fsutil.fsync_dir(self.target.sessions_dir)
         return dest
 
     def write_progress(self, session: Session, *, now: float | None = None) -> None:

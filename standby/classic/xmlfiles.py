@@ -16,7 +16,6 @@ with `syncfs`, before it is renamed out of `sessions_tmp/`.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 import xml.etree.ElementTree as ET
@@ -29,29 +28,6 @@ from standby import fsutil
 from standby.errors import FormatError, VolumeError
 
 ACCOUNT_STATUSES = ("NOTSTARTED", "INPROGRESS", "COMPLETED", "ERROR")
-
-
-def fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def syncfs(path: Path) -> None:
-    """Make everything written on the file system holding `path` durable (syncfs(2)), once,
-    rather than fsyncing thousands of files one by one."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _LIBC.syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), str(path))
-    finally:
-        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
