@@ -171,6 +171,8 @@ def summary_lines(res: ReplayResult) -> list[str]:
              + (f", {c.failed} failed" if c.failed else ""),
              f"  db: {_volume_words(res.db)}; blob: {_volume_words(res.blob)}; "
              f"index: {_volume_words(res.index)}"]
+    if res.not_applied:
+        lines.append(f"  {res.not_applied_text()}")
     pl = res.player
     problems = list(pl.get("problems", []))
     lines.append(f"  uncommitted {pl.get('uncommitted', 0)}, aborted {pl.get('aborted', 0)}, "

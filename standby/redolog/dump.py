@@ -31,6 +31,7 @@ from standby import timefmt
 from standby.errors import FormatError, NotFound, UsageError
 from standby.redolog import files
 from standby.redolog.header import FileHeader
+from standby.redolog.layout import camel
 from standby.redolog.ops import StoreIncomingBlob
 from standby.redolog.reader import Problem, Scan, scan
 from standby.redolog.record import Record
@@ -118,8 +119,9 @@ def header_text(h: FileHeader) -> str:
 
 
 def op_text(rec: Record) -> str:
-    """Zimbra's RedoableOp.toString()."""
-    s = (f"txn {rec.txn_time}.{rec.txn_counter} [{rec.op.NAME}] "
+    """Zimbra's RedoableOp.toString(): the data part is appended unless it is null (an empty
+    one still adds its ", ")."""
+    s = (f"txn {rec.txn_time}.{rec.txn_counter} [{rec.op.printed_name}] "
          f"ver={rec.version[0]}.{rec.version[1]}, tstamp={rec.tstamp}")
     if rec.change_id != -1:
         s += f", change={rec.change_id}"
@@ -127,8 +129,8 @@ def op_text(rec: Record) -> str:
         s += f", constraint={rec.change_constraint}"
     if rec.mailbox_id != 0:
         s += f", mailbox={rec.mailbox_id}"
-    data = rec.op.printable()
-    if data:
+    data = rec.op.printable(rec.version)
+    if data is not None:
         s += ", " + data
     return s
 
@@ -185,7 +187,7 @@ def header_json(path: Path, h: FileHeader) -> dict[str, Any]:
 
 def record_json(rec: Record, *, path: Path | None = None, blob: bool = False) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "kind": "record", "offset": rec.offset, "length": rec.length, "opcode": rec.op.OPCODE,
+        "kind": "record", "offset": rec.offset, "length": rec.length, "opcode": rec.opcode,
         "op": rec.op.NAME, "version": f"{rec.version[0]}.{rec.version[1]}",
         "txnId": {"time": rec.txn_time, "counter": rec.txn_counter}, "tstamp": rec.tstamp,
         "changeId": rec.change_id, "changeConstraint": rec.change_constraint,
@@ -193,18 +195,15 @@ def record_json(rec: Record, *, path: Path | None = None, blob: bool = False) ->
     }
     if path is not None:
         d["file"] = str(path)
+    if rec.op.CLASS:
+        d["class"] = rec.op.CLASS
     for k, v in rec.op.fields().items():
-        key = _camel(k)
+        key = camel(k)
         if key not in d:
             d[key] = list(v) if isinstance(v, tuple) else v
     if blob and rec.op.blob is not None:
         d["blob"] = base64.b64encode(rec.op.blob).decode("ascii")
     return d
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(w.capitalize() for w in rest)
 
 
 def problem_json(path: Path, p: Problem) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from standby.replay import DEFAULT_CHUNK_OPS
 from standby.replay.player import LogFile, Player, Selection
 from standby.replay.result import ReplayResult
 from standby.replay.worker import ChunkStats, OpTuple, WorkerConfig, serve
+from standby.store.effects import applies, not_applied
 
 _GETTERS: dict[int, tuple[Callable[[Any], tuple[Any, ...]], int]] = {}
 
@@ -136,6 +137,11 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
                 continue
             if limit is not None and n + res.ops_applied >= limit:
                 break
+            if not applies(op):
+                res.not_applied[op.NAME] += 1
+                if stop_on_error:
+                    raise ServiceError(f"replay stopped: {not_applied(rec)}")
+                continue
             get, data_at = _getter(op.OPCODE)
             vals = get(op)
             ref = None

@@ -20,7 +20,7 @@ from standby.redolog.ops import StoreIncomingBlob
 from standby.redolog.record import Record
 from standby.replay.player import LogFile, Player, Selection
 from standby.replay.result import ReplayResult
-from standby.store.effects import Effects, IncomingBlobs
+from standby.store.effects import Effects, IncomingBlobs, applies, not_applied
 
 
 def replay(logs: list[LogFile], sel: Selection, *, conn: Any, effects: Effects,
@@ -46,6 +46,11 @@ def replay(logs: list[LogFile], sel: Selection, *, conn: Any, effects: Effects,
                 continue
             if limit is not None and res.ops_applied >= limit:
                 break
+            if not applies(rec.op):
+                res.not_applied[rec.op.NAME] += 1
+                if stop_on_error:
+                    raise ServiceError(f"replay stopped: {not_applied(rec)}")
+                continue
             try:
                 out = effects.apply(conn, rec)
             except pymysql.err.Error as e:

@@ -47,6 +47,7 @@ class ReplayResult:
     blob: Counter[str] = field(default_factory=Counter)
     index: Counter[str] = field(default_factory=Counter)
     by_op: Counter[str] = field(default_factory=Counter)
+    not_applied: Counter[str] = field(default_factory=Counter)  # ops outside the store, by name
     errors: list[str] = field(default_factory=list)
     garbage_removed: int = 0
     seconds: float = 0.0
@@ -71,6 +72,13 @@ class ReplayResult:
                         skipped=self.db["skipped"], missing=self.db["missing"],
                         failed=self.db["error"], not_selected=not_selected(self.player))
 
+    def not_applied_text(self) -> str:
+        """"not applied: CreateInvite ×12, CreateNote ×1" (empty when every op applied)."""
+        if not self.not_applied:
+            return ""
+        return "not applied: " + ", ".join(f"{name} ×{n}" for name, n in
+                                            sorted(self.not_applied.items()))
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "engine": self.engine,
@@ -84,6 +92,7 @@ class ReplayResult:
             "seconds": round(self.seconds, 3),
             "db": dict(self.db), "blob": dict(self.blob), "index": dict(self.index),
             "by_op": dict(sorted(self.by_op.items())),
+            "not_applied": dict(sorted(self.not_applied.items())),
             "garbage_removed": self.garbage_removed,
             "errors": len(self.errors), "error_samples": self.errors[:10],
             "player": self.player, "notes": self.notes,
