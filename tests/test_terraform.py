@@ -573,6 +573,28 @@ def test_cli_says_the_policy_in_words(tmp_path: Path,
     assert not re.search(r"[{}]|None", out)
 
 
+def test_cli_takes_what_no_flag_says_from_the_target_section(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path / "site", server_id=SRV, sections={"target": {
+        "url": f"s3://{B}/{PFX}", "kms_key_id": KEY, "object_lock": True}})
+    code, out, _ = run(["--config", str(cfg), "target", "iam-policy", "--role", "shipper",
+                        "--json"], capsys)
+    assert code == 0
+    assert json.loads(out) == policy(Role.SHIPPER, bucket=B, prefix=PFX, server_id=SRV,
+                                     kms_key_arn=KEY, object_lock=True)
+    # A flag still wins over the section.
+    code, out, _ = run(["--config", str(cfg), "target", "iam-policy", "--role", "shipper",
+                        "--no-object-lock", "--prefix", "", "--json"], capsys)
+    assert code == 0
+    assert json.loads(out) == policy(Role.SHIPPER, bucket=B, prefix="", server_id=SRV,
+                                     kms_key_arn=KEY, object_lock=False)
+    file_cfg = write_config(tmp_path / "file", server_id=SRV, sections={"target": {
+        "url": f"file://{tmp_path / 'target'}"}})
+    code, _, err = run(["--config", str(file_cfg), "target", "iam-policy", "--role",
+                        "standby"], capsys)
+    assert code == 2 and "not an s3:// URL" in err and "--bucket" in err
+
+
 def test_cli_errors_name_what_is_wrong(tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["target", "iam-policy", "--role", "shipper", "--bucket", B,

@@ -8,12 +8,15 @@ from the one table of those calls; `--json` prints the policy document itself, r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
 
 from standby.cli import common
 from standby.errors import ConfigError, UsageError
+from standby.settings import Settings
+from standby.transfer._base import parse_url
 from standby.transfer.s3_calls import Role, calls_for, policy, server_prefix
 
 app = typer.Typer(help="Shipping targets: the IAM policy an S3 target needs.",
@@ -50,32 +53,75 @@ def iam_policy(
     role: Annotated[Role, typer.Option(
         "--role", help="shipper (ship, stream, prune on the primary) or standby (pull, "
         "verify).", case_sensitive=False)],
-    bucket: Annotated[str, typer.Option("--bucket", help="The target's bucket.")],
-    prefix: Annotated[str, typer.Option(
-        "--prefix", help="The target's key prefix (PREFIX of s3://BUCKET/PREFIX).")] = "",
+    bucket: Annotated[str | None, typer.Option(
+        "--bucket", help="The target's bucket (default: the bucket of target.url).")] = None,
+    prefix: Annotated[str | None, typer.Option(
+        "--prefix", help="The target's key prefix, PREFIX of s3://BUCKET/PREFIX (default: the "
+        "prefix of target.url).")] = None,
     server_id: Annotated[str | None, typer.Option(
         "--server-id", help="The server whose objects the role reaches (default: server_id "
         "of the configuration).")] = None,
     kms_key_id: Annotated[str | None, typer.Option(
-        "--kms-key-id", help="ARN of the bucket's KMS key (SSE-KMS); omit for SSE-S3.")] = None,
-    object_lock: Annotated[bool, typer.Option(
+        "--kms-key-id", help="ARN of the bucket's KMS key (SSE-KMS; default: target.kms_key_id)"
+        "; without one, SSE-S3.")] = None,
+    object_lock: Annotated[bool | None, typer.Option(
         "--object-lock/--no-object-lock", help="The bucket has Object Lock: the shipper gets "
-        "no delete, so prune removes nothing at the target.")] = False,
+        "no delete, so prune removes nothing at the target (default: target.object_lock).",
+        show_default=False)] = None,
     json_out: Annotated[bool, typer.Option(
         "--json", help="Print the IAM policy document (JSON).")] = False,
 ) -> None:
-    """Print the exact IAM policy a role needs for the S3 target's calls, and nothing more."""
-    sid = server_id
-    if sid is None:
-        try:
-            sid = common.settings(ctx).server_id
-        except ConfigError as e:
-            raise UsageError(f"no --server-id, and no server_id to take: {e.message}",
-                             hint="pass --server-id ID, or --config FILE") from e
-    document = policy(role, bucket=bucket, prefix=prefix, server_id=sid,
-                      kms_key_arn=kms_key_id, object_lock=object_lock)
+    """Print the exact IAM policy a role needs for the S3 target's calls, and nothing more.
+
+    What a flag does not say comes from the configuration: the bucket and prefix of an s3://
+    target.url, target.kms_key_id, target.object_lock and server_id."""
+    need_config = bucket is None or server_id is None
+    s: Settings | None = None
+    try:
+        s = common.settings(ctx)
+    except (ConfigError, UsageError) as e:
+        if need_config:
+            raise UsageError(f"a flag is missing, and the configuration to take it from could "
+                             f"not be read: {e.message}",
+                             hint="pass --bucket and --server-id, or --config FILE") from e
+    d = policy_defaults(s)
+    bucket = bucket if bucket is not None else d.bucket
+    if not bucket:
+        raise UsageError("no bucket: target.url is not an s3:// URL and --bucket is not given",
+                         hint="pass --bucket BUCKET, or set target.url = 's3://BUCKET/PREFIX'")
+    prefix = prefix if prefix is not None else d.prefix
+    sid = server_id if server_id is not None else d.server_id
+    kms = kms_key_id if kms_key_id is not None else d.kms_key_id
+    lock = object_lock if object_lock is not None else d.object_lock
+    document = policy(role, bucket=bucket, prefix=prefix, server_id=sid, kms_key_arn=kms,
+                      object_lock=lock)
     if json_out:
         common.emit_json(document)
         return
     common.emit("\n".join(describe(role, document, bucket=bucket, prefix=prefix,
-                                   server_id=sid, object_lock=object_lock)))
+                                   server_id=sid, object_lock=lock)))
+
+
+@dataclass(frozen=True)
+class PolicyDefaults:
+    """What `[target]` and `server_id` say about the policy's bucket, prefix, key and lock."""
+
+    bucket: str = ""
+    prefix: str = ""
+    server_id: str = ""
+    kms_key_id: str | None = None
+    object_lock: bool = False
+
+
+def policy_defaults(s: Settings | None) -> PolicyDefaults:
+    """The defaults a configuration gives (none without one, or with a target that is not S3)."""
+    if s is None:
+        return PolicyDefaults()
+    t = s.target
+    bucket = prefix = ""
+    if t.url:
+        u = parse_url(t.url)
+        if u.scheme == "s3":
+            bucket, prefix = u.bucket, u.path
+    return PolicyDefaults(bucket=bucket, prefix=prefix, server_id=s.server_id,
+                          kms_key_id=t.kms_key_id, object_lock=t.object_lock)
