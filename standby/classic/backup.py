@@ -89,7 +89,10 @@ class _Aborted(Exception):
 
 
 def preflight(env: Env, req: Request) -> None:
-    """The checks a session makes before it starts (also run before going to the background)."""
+    """The checks a session makes before it starts (also run before going to the background);
+    with a remote target, its local copy brought up to date first."""
+    if env.remote is not None:
+        env.remote.pull()
     env.target.check_usable(create=True)
     if fsutil.flock_held(env.target.tmp_dir / target_mod.LOCK):
         raise StateConflict(f"a backup session is already running on {env.target.root}",
@@ -123,6 +126,9 @@ def run(env: Env, req: Request) -> Outcome:
     for s in out.sessions:
         if s.status != "failed" and env.mysql_retention > 0:
             sqldump.dump(env, s.label)
+    if env.remote is not None:
+        with env.target.locked():
+            env.remote.push(out.labels)
     return out
 
 

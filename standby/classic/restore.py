@@ -183,6 +183,38 @@ def plan(env: Env, req: Request) -> Plan:
     return Plan(tuple(steps), tuple(failed), None if req.full_only else to_seq, sys_session)
 
 
+def fetch(env: Env, req: Request) -> None:
+    """With a remote target (`-t s3://…`): its local copy brought up to date, and the data of
+    the sessions `req` reads fetched — the session of `-lb`, else for each account the newest
+    full session holding it (at or before `-restoreToTime`), the newest full for `-sys`, and
+    the auto-grouped sessions, which keep redo logs. A no-op for a folder target."""
+    r = env.remote
+    if r is None:
+        return
+    r.pull()
+    sessions = env.target.sessions()
+    fulls = [s for s in sessions if s.finished and s.label.kind == "full" and s.record]
+    want: set[str] = set()
+    if req.label is not None:
+        want.add(str(labels.resolve(req.label, [s.label for s in sessions])))
+    else:
+        named = None if req.accounts is None else {a.lower() for a in req.accounts}
+        covered: set[str] = set()
+        for s in reversed(fulls):
+            if req.to_time is not None and s.label.ms > req.to_time:
+                continue
+            assert s.record is not None
+            for a in s.record.accounts:
+                if a.status == "COMPLETED" and a.zimbra_id not in covered and (
+                        named is None or a.email in named or a.zimbra_id in named):
+                    covered.add(a.zimbra_id)
+                    want.add(str(s.label))
+        if req.sys and fulls:
+            want.add(str(fulls[-1].label))
+    want.update(str(s.label) for s in fulls if s.record and s.record.redologs)
+    r.fetch(want)
+
+
 def _incomplete(info: SessionInfo) -> StateConflict:
     return StateConflict(f"the backup session {info.label} is not complete (status: "
                          f"{info.status}); a crash or an abort interrupted it",
@@ -260,6 +292,7 @@ def run(env: Env, req: Request, *, online: bool) -> Outcome:
                             "service stopped with zmrestoreoffline")
     if not online:
         site.check_stopped("zmrestoreoffline")
+    fetch(env, req)
     p = plan(env, req)
     out = Outcome(failed=list(p.failed))
     with RestoreRun(env.settings.state_dir) as reg, ExitStack() as stack:
