@@ -128,7 +128,7 @@ def run(env: Env, req: Request) -> Outcome:
             sqldump.dump(env, s.label)
     if env.remote is not None:
         with env.target.locked():
-            env.remote.push(out.labels)
+            env.remote.push()
     return out
 
 

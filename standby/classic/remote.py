@@ -129,14 +129,11 @@ class Remote:
         acc = [k for k in listing if k.startswith(f"{ROOT}/{ACCOUNTS_XML}.")]
         if acc:
             fsutil.write_atomic(t.root / ACCOUNTS_XML, self._get(acc[0]))
-        head = f"{ROOT}/sessions/"
-        for k in listing:
-            rest = k[len(head):] if k.startswith(head) else ""
-            label, _, name = rest.partition("/")
-            if not any(name == SESSION_XML + e for e in _EXTS):
-                continue
+        for label in sorted(self._sessions(listing)):
             d = t.session_dir(label)
             if not d.is_dir():
+                k = next(k for k in listing if k.startswith(f"{ROOT}/sessions/{label}/"
+                                                            f"{SESSION_XML}."))
                 tmp = t.tmp_dir / f".stub-{label}"
                 shutil.rmtree(tmp, ignore_errors=True)
                 tmp.mkdir(parents=True)
@@ -189,15 +186,18 @@ class Remote:
         self.log.info("backup_session_fetched", label=label, files=len(index.entries))
 
     # -- the store up to date ---------------------------------------------------------------
-    def push(self, labels: Iterable[str]) -> None:
-        """Send the finished sessions `labels`, then the redo logs and database dumps the store
-        lacks, then accounts.xml; then cut the local copy back (see the module docstring)."""
+    def push(self) -> None:
+        """Send every finished session the store lacks (this run's, and any an earlier run
+        failed to send), then the redo logs and database dumps it lacks, then accounts.xml;
+        then cut the local copy back (see the module docstring)."""
         t = self.local
-        for label in labels:
-            d = t.session_dir(label)
-            if d.is_dir() and not self.is_stub(label):
-                self._send_session(label, d)
         listing = self.store.list(ROOT + "/")
+        sent = self._sessions(listing)
+        for i in t.sessions():
+            label = str(i.label)
+            if i.finished and label not in sent and not self.is_stub(label):
+                self._send_session(label, i.path)
+                sent.add(label)
         for folder, local in (("redologs", t.redologs_dir), ("mysql", t.mysql_dir)):
             there = self._names(listing, folder)
             if local.is_dir():
@@ -206,7 +206,17 @@ class Remote:
                         self._send(self._key(folder, p.name), self._file_chunks(p))
         if (t.root / ACCOUNTS_XML).is_file():
             self._put(self._key(ACCOUNTS_XML), (t.root / ACCOUNTS_XML).read_bytes())
-        self.trim()
+        self.trim(sent)
+
+    def _sessions(self, listing: dict[str, int]) -> set[str]:
+        """The labels of the sessions whole in the store (their record is there)."""
+        head = f"{ROOT}/sessions/"
+        out = set()
+        for k in listing:
+            label, _, name = (k[len(head):] if k.startswith(head) else "").partition("/")
+            if any(name == SESSION_XML + e for e in _EXTS):
+                out.add(label)
+        return out
 
     def _send_session(self, label: str, d: Path) -> None:
         index = tarstream.scan(d)
@@ -217,15 +227,17 @@ class Remote:
         self._put(self._key("sessions", label, SESSION_XML), (d / SESSION_XML).read_bytes())
         self.log.info("backup_session_sent", label=label, files=len(index.entries))
 
-    def trim(self) -> None:
-        """Cut the sessions older than the newest full one back to stubs."""
+    def trim(self, sent: set[str]) -> None:
+        """Cut the sessions older than the newest full one back to stubs, those the store
+        holds (`sent`) only."""
         infos = [i for i in self.local.sessions() if i.finished]
         fulls = [i for i in infos if i.label.kind == "full" and not self.is_stub(str(i.label))]
         if not fulls:
             return
         newest = fulls[-1].label
         for i in infos:
-            if i.label < newest and not self.is_stub(str(i.label)):
+            label = str(i.label)
+            if i.label < newest and label in sent and not self.is_stub(label):
                 for p in i.path.iterdir():
                     if p.name != SESSION_XML:
                         shutil.rmtree(p) if p.is_dir() else p.unlink()
