@@ -9,12 +9,16 @@
    of the target), so tar is timed with the same sync of its archive (`tar_sync_seconds`):
    `full_ratio` compares the two durable copies (target 0.8), `full_ratio_nosync` plain tar.
 3. An incremental of the unchanged store (`incr_seconds`, target under 2 s).
-4. On a fresh store with its MariaDB up: the directory restored (zmrestoreldap), then every
+4. On a fresh store (the default settings' InnoDB log) with its MariaDB up: the directory restored (zmrestoreldap), then every
    account restored offline from the target (`zmrestoreoffline -sys -a all -c -br`, durable at
    its end), timed, and `tar -xf` of the archive into a fresh folder followed by a sync:
    `restore_ratio` of the two rates (target 0.5), `restore_ratio_nosync` without the sync.
    The restored store's digest must equal the primary's (`digest_equal`).
-Everything lives under a temporary work folder, removed at the end unless `keep`.
+The machine is shared: each copy and its reference are timed twice, interleaved (tar, full,
+tar, full; restore, untar, restore, untar — each full into an empty target, each restore into
+a fresh store), and each side's faster run kept (`*_rounds` list them all).
+Everything lives under a temporary work folder, removed at the end unless `keep` (also when
+the run fails); the first round's copies are removed before the second.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from standby.bench import replay as bench_replay
 from standby.classic import backup, ldap, restore
 from standby.classic import env as env_mod
 from standby.errors import ServiceError, StandbyError
-from standby.settings import Settings
+from standby.settings import MariaDBSettings, Settings
 from standby.store import control, loadgen
 from standby.store.digest import digest_site
 from standby.store.site import Site
@@ -42,11 +46,17 @@ from standby.store.site import Site
 LOAD_CHUNK = 2000  # loadgen actions between two looks at the volumes' size
 VOLUMES = ("db", "blob", "index", "redolog")
 DATA = ("blob", "index", "redolog")
+RESTORED_LOG = MariaDBSettings.log_file_size  # the default settings' InnoDB log
+ROUNDS = 2  # each copy timed this many times, interleaved with its reference; the best kept
 
 
-def _store(root: Path) -> Settings:
+def _store(root: Path, *, log_file_size: str = "48M") -> Settings:
+    """A store for the bench: the primary's InnoDB log kept small (it is a file of the db
+    volume that tar copies and a backup does not); a restored store gets the default
+    settings' log (a small one makes a bulk load wait on checkpoints)."""
     s = bench_replay.make_store(root, groups=20, buffer_pool="512M")
-    s = dataclasses.replace(s, mariadb=dataclasses.replace(s.mariadb, log_file_size="48M"))
+    s = dataclasses.replace(s, mariadb=dataclasses.replace(s.mariadb,
+                                                           log_file_size=log_file_size))
     assert s.source is not None
     s.source.write_text(settings_mod.to_toml(s))
     return settings_mod.load(s.source)
@@ -123,20 +133,32 @@ def run(*, mb: int, workdir: Path | None = None, seed: int = 1, accounts: int = 
         out["volume_files"] = vol_files
         mbytes = vol_bytes / 1e6
 
-        say("warming the page cache, then tar of the four volumes")
+        say("warming the page cache")
         _warm(base / "primary")
         (base / "tar").mkdir()
         tarball = base / "tar" / "volumes.tar"
-        _, tar_s = _timed(lambda: _tar(["-cf", str(tarball), "-C", str(base / "primary"),
-                                        *VOLUMES]))
-        _, tar_sync_s = _timed(lambda: fsutil.syncfs(base / "tar"))
-        tar_sync_s += tar_s
-        say("full backup of all accounts")
+        tars: list[tuple[float, float]] = []  # (tar, tar + sync) seconds of each round
+        fulls: list[float] = []
         env = env_mod.build(site, target=base / "target")
-        full, full_s = _timed(lambda: backup.run(env, backup.Request("full")))
-        session = full.sessions[0]
+        session = None
+        for r in range(ROUNDS):
+            say(f"round {r + 1}: tar of the four volumes, then a full backup of all accounts")
+            tarball.unlink(missing_ok=True)
+            shutil.rmtree(env.target.root, ignore_errors=True)
+            _, tar_s = _timed(lambda: _tar(["-cf", str(tarball), "-C", str(base / "primary"),
+                                            *VOLUMES]))
+            _, sync_s = _timed(lambda: fsutil.syncfs(base / "tar"))
+            tars.append((tar_s, tar_s + sync_s))
+            full, full_s = _timed(lambda: backup.run(env, backup.Request("full")))
+            fulls.append(full_s)
+            session = full.sessions[0]
+        assert session is not None
+        tar_s, tar_sync_s = min(tars, key=lambda t: t[1])
+        full_s = min(fulls)
         out.update(tar_seconds=round(tar_s, 2), tar_sync_seconds=round(tar_sync_s, 2),
                    tar_mb_s=round(mbytes / tar_sync_s, 1), full_seconds=round(full_s, 2),
+                   full_rounds=[round(f, 2) for f in fulls],
+                   tar_sync_rounds=[round(t[1], 2) for t in tars],
                    full_mb_s=round(mbytes / full_s, 1), full_ratio=round(tar_sync_s / full_s, 3),
                    full_ratio_nosync=round(tar_s / full_s, 3), full_status=session.status,
                    full_stats=dict(session.stats))
@@ -144,22 +166,37 @@ def run(*, mb: int, workdir: Path | None = None, seed: int = 1, accounts: int = 
         _, incr_s = _timed(lambda: backup.run(env, backup.Request("incr")))
         out["incr_seconds"] = round(incr_s, 2)
 
-        say("restore of all accounts on a fresh store, then untar")
-        ds = _store(base / "restored")
-        stores.append(ds)
-        dsite = Site.open(ds)
-        dsite.db.start()
-        dsite.ensure_schema()
-        denv = env_mod.build(dsite, target=base / "target")
-        ldap.restore(denv.target, dsite.directory, session.label)
-        req = restore.Request(accounts=None, sys=True, continue_on_error=True,
-                              backup_redo_only=True)
-        res, restore_s = _timed(lambda: restore.run(denv, req, online=False))
-        (base / "untar").mkdir()
-        _, untar_s = _timed(lambda: _tar(["-xf", str(tarball), "-C", str(base / "untar")]))
-        _, untar_sync_s = _timed(lambda: fsutil.syncfs(base / "untar"))
-        untar_sync_s += untar_s
+        restores: list[float] = []
+        untars: list[tuple[float, float]] = []
+        res = None
+        dsite = None
+        for r in range(ROUNDS):
+            say(f"round {r + 1}: restore of all accounts on a fresh store, then untar")
+            if dsite is not None:  # the previous round's store and folders go first
+                control.stop(stores.pop(), timeout=30)
+                shutil.rmtree(base / "restored", ignore_errors=True)
+                shutil.rmtree(base / "untar", ignore_errors=True)
+            ds = _store(base / "restored", log_file_size=RESTORED_LOG)
+            stores.append(ds)
+            dsite = Site.open(ds)
+            dsite.db.start()
+            dsite.ensure_schema()
+            denv = env_mod.build(dsite, target=env.target.root)
+            ldap.restore(denv.target, dsite.directory, session.label)
+            req = restore.Request(accounts=None, sys=True, continue_on_error=True,
+                                  backup_redo_only=True)
+            res, restore_s = _timed(lambda: restore.run(denv, req, online=False))
+            restores.append(restore_s)
+            (base / "untar").mkdir()
+            _, untar_s = _timed(lambda: _tar(["-xf", str(tarball), "-C", str(base / "untar")]))
+            _, sync_s = _timed(lambda: fsutil.syncfs(base / "untar"))
+            untars.append((untar_s, untar_s + sync_s))
+        assert res is not None and dsite is not None
+        untar_s, untar_sync_s = min(untars, key=lambda t: t[1])
+        restore_s = min(restores)
         out.update(restore_seconds=round(restore_s, 2),
+                   restore_rounds=[round(x, 2) for x in restores],
+                   untar_sync_rounds=[round(t[1], 2) for t in untars],
                    restore_mb_s=round(mbytes / restore_s, 1), untar_seconds=round(untar_s, 2),
                    untar_sync_seconds=round(untar_sync_s, 2),
                    untar_mb_s=round(mbytes / untar_sync_s, 1),
@@ -168,7 +205,7 @@ def run(*, mb: int, workdir: Path | None = None, seed: int = 1, accounts: int = 
                    restored_accounts=len(res.restored), restore_failed=len(res.failed))
         say("digests")
         out["digest_equal"] = digest_site(dsite).total == digest_site(site).total
-        out["backup_mb"] = round(sum(f.stat().st_size for f in (base / "target").rglob("*")
+        out["backup_mb"] = round(sum(f.stat().st_size for f in env.target.root.rglob("*")
                                      if f.is_file()) / 1e6, 1)
         out["targets"] = {"full_ratio": 0.8, "incr_seconds": 2.0, "restore_ratio": 0.5}
         out["meets_targets"] = (out["full_ratio"] >= 0.8 and out["incr_seconds"] < 2.0

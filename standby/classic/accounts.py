@@ -12,17 +12,15 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import threading
 import zipfile
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pymysql
 
-from standby.classic import blobpack, dbdump, localconfig, redo, xmlfiles
+from standby.classic import blobpack, dbdump, localconfig, pool, redo, xmlfiles
 from standby.classic.env import Env
 from standby.classic.target import Target, account_relpath, is_disk_full
 from standby.classic.xmlfiles import AccountMeta, Session, SessionAccount
@@ -33,51 +31,32 @@ from standby.store.directory import Account
 
 SYS_TABLES = ("volume", "current_volumes", "config", "deleted_account")
 INDEX_MEMBER = "index.sqlite"
+IMAGE_MAX = 128 * 1024 * 1024  # an index larger than this is backed up through a file
+COPY_CHUNK = 1 << 20
 
 
 def each(env: Env, accounts: Sequence[Account],
-          work: Callable[[Db, Account], tuple[SessionAccount, AccountMeta | None]],
-          done: Callable[[int, SessionAccount, AccountMeta | None], None], *,
-          stop: Callable[[], bool]) -> bool:
+         work: Callable[[Db, Account], tuple[SessionAccount, AccountMeta | None]],
+         done: Callable[[int, SessionAccount, AccountMeta | None], None], *,
+         stop: Callable[[], bool]) -> bool:
     """Back up `accounts` with up to `env.workers` at a time (a connection each: most of an
     account's time is spent waiting on MariaDB and the disks), calling `done` in this thread
     as each ends; no new account starts once `stop()`; returns False if it stopped early. An
     exception in one account (a full disk) ends the run with it."""
-    local = threading.local()
-    opened: list[Db] = []
-    lock = threading.Lock()
-
-    def task(i: int, a: Account) -> tuple[int, SessionAccount, AccountMeta | None]:
-        db = getattr(local, "db", None)
-        if db is None:
-            db = local.db = Db(env)
-            with lock:
-                opened.append(db)
-        return (i, *work(db, a))
-
-    todo = iter(enumerate(accounts))
-    inflight: set[Future[tuple[int, SessionAccount, AccountMeta | None]]] = set()
     stopped = False
-    n = max(1, min(env.workers, len(accounts)))
-    try:
-        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="backup") as pool:
-            while True:
-                while not stopped and len(inflight) < n:
-                    if stop():
-                        stopped = True
-                        break
-                    nxt = next(todo, None)
-                    if nxt is None:
-                        break
-                    inflight.add(pool.submit(task, *nxt))
-                if not inflight:
-                    break
-                finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    done(*f.result())
-    finally:
-        for db in opened:
-            db.close()
+
+    def todo() -> Iterator[tuple[int, Account]]:
+        nonlocal stopped
+        for i, a in enumerate(accounts):
+            if stop():
+                stopped = True
+                return
+            yield i, a
+
+    pool.each(todo(), lambda db, ia: work(db, ia[1]),
+              lambda ia, r: done(ia[0], *r),
+              workers=min(env.workers, len(accounts)), open_context=lambda: Db(env),
+              close_context=Db.close, name="backup")
     return not stopped
 
 
@@ -115,8 +94,9 @@ def backup_sys(env: Env, db: Db, root: Path) -> None:
 
 
 def store_shared(env: Env, db: Db, blobs: blobpack.SessionBlobs,
-                  accounts: list[Account]) -> None:
-    """Store once the blobs more than one of the session's mailboxes holds."""
+                  accounts: list[Account]) -> Callable[[], int]:
+    """Store once the blobs more than one of the session's mailboxes holds: chosen now,
+    written by the returned call (`SessionBlobs.store_shared`)."""
     holders: dict[str, dict[int, Path]] = {}
     groups: dict[str, list[int]] = {}
     for a in accounts:
@@ -135,7 +115,7 @@ def store_shared(env: Env, db: Db, blobs: blobpack.SessionBlobs,
     db.conn.commit()
     shared = [(dg, list(by_m.values())) for dg, by_m in holders.items() if len(by_m) > 1]
     previous = latest_full_dir(env.target)
-    blobs.store_shared(sorted(shared), previous)
+    return blobs.store_shared(sorted(shared), previous)
 
 
 def latest_full_dir(target: Target) -> Path | None:
@@ -194,33 +174,27 @@ def _account_error(log: Any, a: Account, msg: str) -> SessionAccount:
 
 def dump_rows(env: Env, db: Db, out: Path,
                m: int) -> tuple[int, dict[tuple[int, int], str]]:
-    """The mailbox's rows as Parquet; its change number and its blobs' digests."""
+    """The mailbox's rows as Parquet, read by one statement (`dbdump.dump_many`: one read
+    view, and one round trip per account); its change number and its blobs' digests."""
     g = schema.group_db(m, env.site.groups)
-    conn, tables = db.conn, db.tables
+    parts = [dbdump.Part(schema.ZIMBRA_DB, "mailbox", "id = %s", (m,))] + [
+        dbdump.Part(g, t, "mailbox_id = %s", (m,)) for t in schema.GROUP_TABLE_COLUMNS]
     try:
-        cur = conn.cursor()
-        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        cur.execute("SELECT change_checkpoint FROM zimbra.mailbox WHERE id = %s", (m,))
-        row = cur.fetchone()
-        if row is None:
-            raise NotFound(f"mailbox {m} does not exist in the database")
-        dumps = [dbdump.dump(cur, out, schema.ZIMBRA_DB, "mailbox", where="id = %s", args=(m,),
-                             tables=tables)]
-        digests: dict[tuple[int, int], str] = {}
-        for t in schema.GROUP_TABLE_COLUMNS:
-            d = dbdump.dump(cur, out, g, t, where="mailbox_id = %s", args=(m,), tables=tables)
-            dumps.append(d)
-            key = {"mail_item": "id", "revision": "item_id"}.get(t)
-            if key is not None and d.rows:  # the blobs' digests, from the rows just read
-                c = d.column_values
-                digests.update({(i, mc): dg for i, mc, dg in zip(
-                    c[key], c["mod_content"], c["blob_digest"]) if dg is not None})
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
+        dumps = dbdump.dump_many(db.conn.cursor(), out, parts, tables=db.tables)
+    finally:
+        db.conn.rollback()  # a part read on its own opened a transaction: end it
+    box = dumps[0]
+    if not box.rows:
+        raise NotFound(f"mailbox {m} does not exist in the database")
+    digests: dict[tuple[int, int], str] = {}
+    for d in dumps[1:]:
+        key = {"mail_item": "id", "revision": "item_id"}.get(d.table)
+        if key is not None and d.rows:  # the blobs' digests, from the rows just read
+            c = d.column_values
+            digests.update({(i, mc): dg for i, mc, dg in zip(
+                c[key], c["mod_content"], c["blob_digest"]) if dg is not None})
     dbdump.write_schema(out, dumps)
-    return int(row[0]), digests
+    return int(box.column_values["change_checkpoint"][0]), digests
 
 
 def blob_files(env: Env, m: int, digests: dict[tuple[int, int], str]) -> list[blobpack.BlobFile]:
@@ -239,28 +213,55 @@ def blob_files(env: Env, m: int, digests: dict[tuple[int, int], str]) -> list[bl
 
 
 def backup_index(env: Env, m: int, out: Path, zip_mode: str) -> str:
+    """The mailbox's index, read through SQLite (the store may have it open, in WAL mode):
+    serialized in memory and written once into its container when it is small enough (most
+    are), else backed up into a file first."""
     src_path = env.site.index.path(m)
     if not src_path.exists():
         return "none"
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{INDEX_MEMBER}.tmp"
     src = sqlite3.connect(src_path)
     try:
-        dst = sqlite3.connect(tmp)
-        try:
-            dst.execute("PRAGMA synchronous=OFF")  # the session is synced as a whole
-            src.backup(dst)
-        finally:
-            dst.close()
+        data = index_image(src)
+        if data is None:
+            tmp = out / f".{INDEX_MEMBER}.tmp"
+            dst = sqlite3.connect(tmp)
+            try:
+                dst.execute("PRAGMA synchronous=OFF")  # the session is synced as a whole
+                src.backup(dst)
+            finally:
+                dst.close()
     finally:
         src.close()
     if zip_mode == "noZip":
-        os.replace(tmp, out / INDEX_MEMBER)
+        if data is None:
+            os.replace(tmp, out / INDEX_MEMBER)
+        else:
+            (out / INDEX_MEMBER).write_bytes(data)
         return "file"
-    comp = zipfile.ZIP_STORED if zip_mode == "zipStore" else zipfile.ZIP_DEFLATED
+    info = zipfile.ZipInfo(INDEX_MEMBER, date_time=blobpack.ZIP_EPOCH)
+    info.compress_type = zipfile.ZIP_STORED if zip_mode == "zipStore" else zipfile.ZIP_DEFLATED
     ztmp = out / ".index.zip.tmp"
-    with zipfile.ZipFile(ztmp, "w", compression=comp, allowZip64=True) as z:
-        z.write(tmp, INDEX_MEMBER)
-    tmp.unlink()
+    with zipfile.ZipFile(ztmp, "w", allowZip64=True) as z:
+        if data is not None:
+            z.writestr(info, data)
+        else:
+            with open(tmp, "rb") as f, z.open(info, "w", force_zip64=True) as w:
+                shutil.copyfileobj(f, w, COPY_CHUNK)
+            tmp.unlink()
     os.replace(ztmp, out / "index.zip")
     return "zip"
+
+
+def index_image(conn: sqlite3.Connection) -> bytes | None:
+    """The database of `conn` as the bytes of a database file (its WAL's pages included,
+    marked as a rollback-journal file, which needs no WAL beside it), or None when larger
+    than `IMAGE_MAX` (not held in memory)."""
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    if pages * size > IMAGE_MAX:
+        return None
+    data = bytearray(conn.serialize())
+    if len(data) >= 20 and data[18:20] == b"\x02\x02":  # file format versions: WAL
+        data[18:20] = b"\x01\x01"
+    return bytes(data)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -88,7 +89,10 @@ class _Aborted(Exception):
 
 
 def preflight(env: Env, req: Request) -> None:
-    """The checks a session makes before it starts (also run before going to the background)."""
+    """The checks a session makes before it starts (also run before going to the background);
+    with a remote target, its local copy brought up to date first."""
+    if env.remote is not None:
+        env.remote.pull()
     env.target.check_usable(create=True)
     if fsutil.flock_held(env.target.tmp_dir / target_mod.LOCK):
         raise StateConflict(f"a backup session is already running on {env.target.root}",
@@ -122,6 +126,9 @@ def run(env: Env, req: Request) -> Outcome:
     for s in out.sessions:
         if s.status != "failed" and env.mysql_retention > 0:
             sqldump.dump(env, s.label)
+    if env.remote is not None:
+        with env.target.locked():
+            env.remote.push()
     return out
 
 
@@ -259,8 +266,7 @@ def _full_body(env: Env, req: Request, accounts: list[Account], sd: SessionDir,
     try:
         parts.backup_sys(env, db, sd.root)
         blobs = blobpack.SessionBlobs(sd.root, req.zip_mode)
-        if not rec.skip_blobs:
-            parts.store_shared(env, db, blobs, accounts)
+        shared = parts.store_shared(env, db, blobs, accounts) if not rec.skip_blobs else None
         fulls = {e.zimbra_id: e.latest_full for e in env.target.accounts()}
         slots = list(rec.accounts)
 
@@ -282,7 +288,14 @@ def _full_body(env: Env, req: Request, accounts: list[Account], sd: SessionDir,
             return parts.backup_account(env, db, sd.root, blobs, a, rec, prev_dir,
                                    on_wait=partial(progress, rec))
 
-        if not parts.each(env, accounts, one, on_done, stop=sd.abort_requested):
+        # The shared blobs are written beside the accounts (they only need to know which
+        # digests the session stores itself, decided above).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shared") as bg:
+            written = bg.submit(shared) if shared is not None else None
+            finished = parts.each(env, accounts, one, on_done, stop=sd.abort_requested)
+            if written is not None:
+                written.result()
+        if not finished:
             raise _Aborted
         status = "completed"
     except _Aborted:

@@ -28,7 +28,7 @@ import os
 import shutil
 import threading
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,7 @@ ZIP_MODES = ("zipStore", "zip", "noZip")
 MANIFEST = "blobs.parquet"
 BUCKET_BYTES = 32 * 1024 * 1024
 MAX_BUCKETS = 256
-_EPOCH = (1980, 1, 1, 0, 0, 0)
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # every member's time stamp: equal content, equal zip
 _COMPRESSION = {"zipStore": zipfile.ZIP_STORED, "zip": zipfile.ZIP_DEFLATED}
 _MANIFEST_SCHEMA = pa.schema([("path", pa.string()), ("digest", pa.string()),
                               ("container", pa.string()), ("size", pa.int64())])
@@ -161,7 +161,7 @@ class SessionBlobs:
             for m in sorted(members, key=lambda m: m.digest):
                 with open(m.source, "rb") as f:
                     data = f.read()
-                info = zipfile.ZipInfo(m.digest, date_time=_EPOCH)
+                info = zipfile.ZipInfo(m.digest, date_time=ZIP_EPOCH)
                 info.compress_type = _COMPRESSION[self.mode]
                 z.writestr(info, data)
         os.replace(tmp, dest)  # made durable with the whole session (syncfs)
@@ -198,9 +198,11 @@ class SessionBlobs:
 
     # -- the session's shared blobs and each account's ---------------------------------------
     def store_shared(self, candidates: Iterable[tuple[str, Sequence[Path]]],
-                     previous: Path | None = None) -> int:
-        """Store the blobs several accounts hold, each from the first of its copies that still
-        exists; returns how many were stored."""
+                     previous: Path | None = None) -> Callable[[], int]:
+        """Take the blobs several accounts hold, each from the first of its copies that still
+        exists, as the session's: their containers are chosen now (so accounts see them as
+        stored) and written by the returned call, which may run beside the accounts'; it
+        returns how many were stored."""
         members = []
         for digest, paths in candidates:
             for p in paths:
@@ -212,8 +214,12 @@ class SessionBlobs:
         members.sort(key=lambda m: m.digest)
         with self._lock:
             placed = self._place("blobs", members, bucket_count(sum(m.size for m in members)))
-        self._write(placed, previous)
-        return len(members)
+
+        def write() -> int:
+            self._write(placed, previous)
+            return len(members)
+
+        return write
 
     def store_account(self, account_rel: str, files: Sequence[BlobFile],
                       previous: Path | None = None) -> tuple[list[BlobRef], int]:
@@ -249,7 +255,7 @@ def write_manifest(folder: Path, refs: Sequence[BlobRef]) -> None:
 def read_manifest(folder: Path) -> list[BlobRef]:
     p = folder / MANIFEST
     try:
-        tbl = pq.read_table(p)
+        tbl = pq.ParquetFile(p).read()  # lighter than read_table for many small files
     except FileNotFoundError:
         return []
     except pa.ArrowInvalid as e:

@@ -17,13 +17,17 @@ from typing import Any, Protocol
 from standby import log as slog
 from standby import timefmt
 from standby.classic import attrs, localconfig
+from standby.classic import remote as remote_mod
 from standby.classic.attrs import BackupConfig
+from standby.classic.remote import Remote
 from standby.classic.report import SmtpMailer
 from standby.classic.target import Target
 from standby.errors import UsageError
 from standby.settings import Settings
 from standby.store.client import StoreClient
 from standby.store.site import Site
+from standby.transfer import factory
+from standby.transfer._base import ObjectStore, TargetUrl
 
 
 class Mailer(Protocol):
@@ -43,6 +47,8 @@ class Env:
     rollover: Callable[[], object] | None = None
     mailer: Mailer | None = None
     workers: int = 2  # accounts a full session backs up at a time (each waits on MariaDB and disks)
+    # The object store behind `target` when -t is an s3:// URL (`target` is then its local copy).
+    remote: Remote | None = None
     log: Any = field(default_factory=lambda: slog.get("standby.classic"))
 
     @property
@@ -62,12 +68,14 @@ class Env:
         return int(self.local.get("mysql_backup_retention", "0"))
 
 
-def build(site: Site, *, target: Path | None = None, server: str | None = None,
+def build(site: Site, *, target: Path | str | None = None, server: str | None = None,
           now_ms: Callable[[], int] = timefmt.now_ms, mailer: Mailer | None = None,
-          hostname: Callable[[], str] = socket.gethostname) -> Env:
+          hostname: Callable[[], str] = socket.gethostname,
+          s3: Callable[[], Any] | None = None) -> Env:
     """The `Env` for a site: its attributes and localconfig resolved, the target chosen (-t,
-    else zimbraBackupTarget, else `<state_dir>/backup`), the running store's rollover and the
-    SMTP mailer wired in."""
+    else zimbraBackupTarget, else `<state_dir>/backup`: a folder, file:///path, or an
+    s3:// URL kept through its local copy), the running store's rollover and the SMTP mailer
+    wired in. `s3`: the S3 client factory (tests; default from the `[target]` settings)."""
     s = site.settings
     local = localconfig.effective(localconfig.load(s.state_dir), hostname=hostname())
     name = local["zimbra_server_hostname"] or hostname()
@@ -76,7 +84,8 @@ def build(site: Site, *, target: Path | None = None, server: str | None = None,
                          "the server they are for", hint=f"leave out -s, or give -s {name}")
     d = site.directory
     cfg = attrs.backup_config(d.attrs(attrs.GLOBAL), d.attrs(attrs.server_scope(name)))
-    root = target or (Path(cfg.target) if cfg.target else s.state_dir / "backup")
+    where = target if target is not None else (cfg.target or s.state_dir / "backup")
+    root, remote = _target(where, s, now_ms, s3)
 
     def rollover() -> object:
         if site.service_pid() is None:
@@ -84,6 +93,28 @@ def build(site: Site, *, target: Path | None = None, server: str | None = None,
         with StoreClient(s.store_socket) as c:
             return c.call("rollover")
 
-    return Env(site=site, target=Target(root), config=cfg, local=local, server=name,
-               now_ms=now_ms, rollover=rollover,
-               mailer=mailer or SmtpMailer(cfg.smtp_host, cfg.smtp_port))
+    t = Target(root)
+    env = Env(site=site, target=t, config=cfg, local=local, server=name, now_ms=now_ms,
+              rollover=rollover, mailer=mailer or SmtpMailer(cfg.smtp_host, cfg.smtp_port))
+    if remote is not None:
+        url, store = remote
+        env.remote = Remote(url, store, t, level=s.target.compression_level,
+                            key=factory.encryption_key(s), now_ms=now_ms)
+    return env
+
+
+def _target(where: Path | str, s: Settings, now_ms: Callable[[], int],
+            s3: Callable[[], Any] | None) -> tuple[Path, tuple[TargetUrl, ObjectStore] | None]:
+    """(folder of the target or of its local copy, the URL and store behind it if remote)."""
+    text = str(where)
+    if "://" not in text:
+        return Path(text).absolute(), None
+    u = factory.target_url(text, s)
+    if u.scheme == "file":
+        return Path(u.path), None
+    if u.scheme != "s3":
+        raise UsageError(f"-t {u}: a backup target is a folder, file:///path or "
+                         "s3://bucket/prefix; zfs and btrfs targets receive snapshots",
+                         hint="back up to a folder or a bucket, and ship snapshots with "
+                         "`standby ship`")
+    return remote_mod.cache_dir(s.state_dir, u), (u, factory.object_store(u, s, s3=s3))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from standby.classic import labels, xmlfiles
+from standby.classic import labels, remote, xmlfiles
 from standby.classic.target import SessionInfo, Target
 from standby.errors import NotFound
 from standby.store.directory import Directory
@@ -19,13 +19,17 @@ DUMP = "sys/ldap.xml"
 
 
 def sessions(target: Target) -> list[SessionInfo]:
-    """Finished sessions holding a directory dump, oldest first."""
-    return [s for s in target.sessions() if s.finished and (s.path / DUMP).is_file()]
+    """Finished sessions holding a directory dump (every session writes one; a remote
+    target's session not fetched yet is taken to hold it), oldest first."""
+    return [s for s in target.sessions() if s.finished and (
+        (s.path / DUMP).is_file() or (s.path / remote.STUB).exists())]
 
 
 def restore(target: Target, directory: Directory, label: str,
-            accounts: Sequence[str] | None = None) -> int:
-    """Load the directory dump of session `label`; returns the number of accounts loaded."""
+            accounts: Sequence[str] | None = None, *,
+            remote: remote.Remote | None = None) -> int:
+    """Load the directory dump of session `label` (fetched first from a `remote` target);
+    returns the number of accounts loaded."""
     target.check_usable(create=False)
     with_dump = sessions(target)
     lb = labels.resolve(label, [s.label for s in with_dump] or target.labels())
@@ -33,6 +37,8 @@ def restore(target: Target, directory: Directory, label: str,
     if info is None:
         raise NotFound(f"session {lb} holds no directory dump ({DUMP})",
                        hint="`zmrestoreldap -lbs` lists the sessions that do")
+    if remote is not None:
+        remote.fetch([str(lb)])
     p = info.path / DUMP
     dump = xmlfiles.directory_from_xml(xmlfiles.read_xml(p, root="directory"), where=str(p))
     only = None

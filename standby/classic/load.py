@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import tempfile
 import zipfile
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import pymysql
 
 from standby.classic import blobpack, dbdump, localconfig
-from standby.classic.accounts import INDEX_MEMBER
+from standby.classic.accounts import IMAGE_MAX, INDEX_MEMBER
 from standby.classic.env import Env
 from standby.classic.target import SessionInfo, account_relpath
 from standby.classic.xmlfiles import AccountMeta
@@ -122,26 +123,12 @@ def restore_index(env: Env, step: Step, m: int, *, with_index: bool) -> None:
     kind = step.meta.index
     src_dir = step.account_dir / "index"
     if with_index and kind != "none":
-        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".restore-") as tmp:
-            if kind == "zip":
-                try:
-                    with zipfile.ZipFile(src_dir / "index.zip") as z:
-                        z.extract(INDEX_MEMBER, tmp)
-                except (FileNotFoundError, KeyError, zipfile.BadZipFile) as e:
-                    raise FormatError(f"{src_dir / 'index.zip'} is missing or damaged: {e}") \
-                        from e
-                src_path = Path(tmp) / INDEX_MEMBER
-            else:
-                src_path = src_dir / INDEX_MEMBER
-            src = sqlite3.connect(src_path)
-            dst = sqlite3.connect(dest)
-            try:
-                # Not synced page by page: the restore syncs the volume once at its end.
-                dst.execute("PRAGMA synchronous=OFF")
-                src.backup(dst)
-            finally:
-                dst.close()
-                src.close()
+        with ExitStack() as stack:
+            src = stack.enter_context(closing(_index_source(stack, src_dir, kind, dest)))
+            dst = stack.enter_context(closing(sqlite3.connect(dest)))
+            # Not synced page by page: the restore syncs the volume once at its end.
+            dst.execute("PRAGMA synchronous=OFF")
+            src.backup(dst)
         return
     idx = MailboxIndex(dest)
     try:
@@ -153,6 +140,31 @@ def restore_index(env: Env, step: Step, m: int, *, with_index: bool) -> None:
         idx.commit()
     finally:
         idx.close()
+
+
+def _index_source(stack: ExitStack, src_dir: Path, kind: str,
+                  dest: Path) -> sqlite3.Connection:
+    """A connection to the backed-up index: the zip member deserialized in memory when it is
+    small enough, else extracted next to `dest`; the file itself when not zipped."""
+    if kind != "zip":
+        return sqlite3.connect(src_dir / INDEX_MEMBER)
+    path = src_dir / "index.zip"
+    try:
+        z = stack.enter_context(zipfile.ZipFile(path))
+        size = z.getinfo(INDEX_MEMBER).file_size
+        if size <= IMAGE_MAX:
+            data = bytearray(z.read(INDEX_MEMBER))
+            if data[18:20] == b"\x02\x02":  # a WAL-mode image (memory has no WAL)
+                data[18:20] = b"\x01\x01"
+            mem = sqlite3.connect(":memory:")
+            mem.deserialize(bytes(data))
+            return mem
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(dir=dest.parent,
+                                                              prefix=".restore-"))
+        z.extract(INDEX_MEMBER, tmp)
+        return sqlite3.connect(Path(tmp) / INDEX_MEMBER)
+    except (FileNotFoundError, KeyError, zipfile.BadZipFile) as e:
+        raise FormatError(f"{path} is missing or damaged: {e}") from e
 
 
 def restore_sys(env: Env, conn: Any, info: SessionInfo, *, online: bool) -> None:

@@ -26,6 +26,7 @@ import shutil
 import sqlite3
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 import pymysql
 
 from standby import fsutil
-from standby.classic import blobpack, labels, load, redo, xmlfiles
+from standby.classic import blobpack, labels, load, pool, redo, xmlfiles
 from standby.classic.control import RestoreRun
 from standby.classic.env import Env
 from standby.classic.labels import Label
@@ -44,6 +45,7 @@ from standby.classic.xmlfiles import AccountMeta
 from standby.errors import (
     FormatError,
     NotFound,
+    ServiceError,
     StandbyError,
     StateConflict,
     UsageError,
@@ -181,6 +183,38 @@ def plan(env: Env, req: Request) -> Plan:
     return Plan(tuple(steps), tuple(failed), None if req.full_only else to_seq, sys_session)
 
 
+def fetch(env: Env, req: Request) -> None:
+    """With a remote target (`-t s3://…`): its local copy brought up to date, and the data of
+    the sessions `req` reads fetched — the session of `-lb`, else for each account the newest
+    full session holding it (at or before `-restoreToTime`), the newest full for `-sys`, and
+    the auto-grouped sessions, which keep redo logs. A no-op for a folder target."""
+    r = env.remote
+    if r is None:
+        return
+    r.pull()
+    sessions = env.target.sessions()
+    fulls = [s for s in sessions if s.finished and s.label.kind == "full" and s.record]
+    want: set[str] = set()
+    if req.label is not None:
+        want.add(str(labels.resolve(req.label, [s.label for s in sessions])))
+    else:
+        named = None if req.accounts is None else {a.lower() for a in req.accounts}
+        covered: set[str] = set()
+        for s in reversed(fulls):
+            if req.to_time is not None and s.label.ms > req.to_time:
+                continue
+            assert s.record is not None
+            for a in s.record.accounts:
+                if a.status == "COMPLETED" and a.zimbra_id not in covered and (
+                        named is None or a.email in named or a.zimbra_id in named):
+                    covered.add(a.zimbra_id)
+                    want.add(str(s.label))
+        if req.sys and fulls:
+            want.add(str(fulls[-1].label))
+    want.update(str(s.label) for s in fulls if s.record and s.record.redologs)
+    r.fetch(want)
+
+
 def _incomplete(info: SessionInfo) -> StateConflict:
     return StateConflict(f"the backup session {info.label} is not complete (status: "
                          f"{info.status}); a crash or an abort interrupted it",
@@ -258,6 +292,7 @@ def run(env: Env, req: Request, *, online: bool) -> Outcome:
                             "service stopped with zmrestoreoffline")
     if not online:
         site.check_stopped("zmrestoreoffline")
+    fetch(env, req)
     p = plan(env, req)
     out = Outcome(failed=list(p.failed))
     with RestoreRun(env.settings.state_dir) as reg, ExitStack() as stack:
@@ -266,61 +301,121 @@ def run(env: Env, req: Request, *, online: bool) -> Outcome:
             stack.enter_context(site.replaying())
         conn = site.connect()  # one for the whole restore: a connection costs more than a load
         stack.callback(conn.close)
-        containers = blobpack.Containers()
-        stack.callback(containers.close)
         if p.sys_session is not None:
             load.restore_sys(env, conn, p.sys_session, online=online)
             out.sys = True
-        loaded: list[tuple[Step, int, str]] = []  # (step, mailbox id now, account id now)
-        first_error: BaseException | None = None
+        loaded: list[tuple[int, Step, int, str]] = []  # (i, step, mailbox id now, account)
+        first_error: list[BaseException] = []
         remap: dict[int, int] = {}
         undeleted: set[int] = set()
-        for i, step in enumerate(p.steps):
-            if reg.should_stop():
-                out.not_restored = [s.email for s in p.steps[i:]]
-                break
-            try:
-                dest = _destination(env, conn, step, req)
+
+        def fail(step: Step, e: BaseException) -> None:
+            msg = e.message if isinstance(e, StandbyError) else str(e)
+            out.failed.append((step.email, msg))
+            first_error.append(e)
+            env.log.warning("restore_account_failed", account=step.email, error=msg)
+
+        def todo() -> Iterator[_Job]:
+            """Each account's destination made and its mailbox put in maintenance, here, as
+            a worker becomes free; none once told to stop or (without -c) once one failed."""
+            for i, step in enumerate(p.steps):
+                if reg.should_stop() or (first_error and not req.continue_on_error):
+                    out.not_restored = [s.email for s in p.steps[i:]]
+                    return
+                try:
+                    dest = _destination(env, conn, step, req)
+                except _EXPECTED as e:
+                    fail(step, e)
+                    continue
                 if dest is None:
                     out.skipped.append(step.email)
                     continue
                 m, account_id, brought_back = dest
                 stack.enter_context(site.directory.maintenance(m))
-                load.load(env, conn, containers, step, m, account_id,
-                          blobs=req.blobs, search_index=req.search_index)
-                loaded.append((step, m, account_id))
-                if m != step.meta.mailbox_id:
-                    remap[step.meta.mailbox_id] = m
-                if brought_back:
-                    undeleted.add(step.meta.mailbox_id)
-            except (StandbyError, pymysql.err.Error, OSError, sqlite3.Error,
-                    zipfile.BadZipFile) as e:
-                msg = e.message if isinstance(e, StandbyError) else str(e)
-                out.failed.append((step.email, msg))
-                first_error = first_error or e
-                env.log.warning("restore_account_failed", account=step.email, error=msg)
-                if not req.continue_on_error:
-                    out.not_restored = [s.email for s in p.steps[i + 1:]]
-                    break
+                yield _Job(i, step, m, account_id, brought_back)
+
+        def work(ctx: _Worker, job: _Job) -> BaseException | None:
+            return ctx.load(env, req, job)
+
+        def done(job: _Job, err: BaseException | None) -> None:
+            if err is not None:
+                return fail(job.step, err)
+            loaded.append((job.index, job.step, job.mailbox_id, job.account_id))
+            if job.mailbox_id != job.step.meta.mailbox_id:
+                remap[job.step.meta.mailbox_id] = job.mailbox_id
+            if job.brought_back:
+                undeleted.add(job.step.meta.mailbox_id)
+
+        pool.each(todo(), work, done, workers=min(env.workers, len(p.steps)),
+                  open_context=lambda: _Worker(site), close_context=_Worker.close,
+                  name="restore")
+        loaded.sort(key=lambda x: x[0])
+        steps = [(step, m, acct) for _i, step, m, acct in loaded]
         if loaded and not req.full_only:
-            out.replay = _replay(env, req, p, loaded, remap, undeleted, out)
+            out.replay = _replay(env, req, p, steps, remap, undeleted, out)
         if loaded:  # what the loads wrote is made durable once, not file by file
             for vol in (env.settings.volumes.blob.path, env.settings.volumes.index.path):
                 fsutil.syncfs(vol)
-        site.directory.bump_epoch(*(m for _step, m, _acct in loaded))
-        for step, m, _acct in loaded:
+        site.directory.bump_epoch(*(m for _step, m, _acct in steps))
+        for step, _m, _acct in steps:
             if not any(step.email == f for f, _ in out.failed):
                 out.restored.append(_restored_name(step, req))
         reg.finish(out.not_restored, aborted=bool(out.not_restored))
     if out.failed and not req.continue_on_error:
         email, why = out.failed[0]
         # The exit code of what went wrong (a missing redo log is 9, a database error 7).
-        code = first_error.exit_code if isinstance(first_error, StandbyError) else 1
+        code = first_error[0].exit_code if isinstance(first_error[0], StandbyError) else 1
         err = StandbyError(f"restoring {email} failed: {why}",
                            hint="-c (--continueOnError) restores the other accounts anyway")
         err.exit_code = code
         raise err
     return out
+
+
+_EXPECTED = (StandbyError, pymysql.err.Error, OSError, sqlite3.Error, zipfile.BadZipFile)
+_RETRIED = (1205, 1213)  # lock wait timeout, deadlock: the account's load is tried again
+ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class _Job:
+    index: int
+    step: Step
+    mailbox_id: int
+    account_id: str
+    brought_back: bool
+
+
+class _Worker:
+    """What one restore worker loads accounts with: a connection at READ COMMITTED (two
+    workers' deletes of absent rows take no gap locks, so their loads cannot deadlock on
+    each other) and the containers it has open."""
+
+    def __init__(self, site: Any) -> None:
+        self.conn = site.connect()
+        self.conn.cursor().execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        self.containers = blobpack.Containers()
+
+    def close(self) -> None:
+        self.containers.close()
+        self.conn.close()
+
+    def load(self, env: Env, req: Request, job: _Job) -> BaseException | None:
+        """Load one account; the error it failed with, if it did."""
+        attempt = 1
+        while True:
+            try:
+                load.load(env, self.conn, self.containers, job.step, job.mailbox_id,
+                          job.account_id, blobs=req.blobs, search_index=req.search_index)
+                return None
+            except ServiceError as e:
+                cause = e.__cause__
+                if not (isinstance(cause, pymysql.err.OperationalError) and cause.args
+                        and cause.args[0] in _RETRIED and attempt < ATTEMPTS):
+                    return e
+            except _EXPECTED as e:
+                return e
+            attempt += 1
 
 
 def _restored_name(step: Step, req: Request) -> str:

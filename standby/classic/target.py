@@ -260,8 +260,11 @@ class SessionDir:
                            durable=False)
         fsutil.syncfs(self.root)
         dest = self.target.session_dir(self.label)
-        self._release()
+        # Moved while still locked, then released: a reader sees it running or finished,
+        # never (between the two) as an interrupted session.
         os.rename(self.root, dest)
+        self.root = dest
+        self._release()
         fsutil.fsync_dir(self.target.tmp_dir)
         fsutil.fsync_dir(self.target.sessions_dir)
         return dest

@@ -67,8 +67,8 @@ ZimbraContinueOpt = Annotated[bool, typer.Option(
     help="Go on after an account fails; list the failures at the end.")]
 ServerOpt = Annotated[str | None, typer.Option("-s", "--server", help="The server (this one).")]
 TargetOpt = Annotated[str | None, typer.Option(
-    "-t", "--target", help="The backup target: a folder or file:///path (default: "
-    "zimbraBackupTarget, else <state_dir>/backup).")]
+    "-t", "--target", help="The backup target: a folder, file:///path or s3://bucket/prefix "
+    "(default: zimbraBackupTarget, else <state_dir>/backup).")]
 AccountsOpt = Annotated[list[str] | None, typer.Option(
     "-a", "--account", "--a", help="Accounts (several after one -a), or 'all'.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout.")]
@@ -76,23 +76,18 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan; chan
 MULTI = ("-a", "--account", "--a")
 
 
-def _target(text: str) -> Path:
-    """-t: a folder, or a file:// URL; other transfer URLs are not backup targets yet."""
-    if "://" not in text:
-        return Path(text).absolute()
-    scheme, _, rest = text.partition("://")
-    if scheme == "file" and rest.startswith("/"):
-        return Path(rest)
-    raise UsageError(f"-t {text}: backup targets are local folders (or file:///path) for now",
-                     hint="back up to a folder, and ship it with standby's transfer targets")
-
-
 def _env(ctx: typer.Context, config: Path | None, *, target: str | None = None,
          server: str | None = None) -> Env:
     if config is not None:
         common.ctx_obj(ctx).config = config
     site = Site.open(common.settings(ctx))
-    return env_mod.build(site, target=_target(target) if target else None, server=server)
+    return env_mod.build(site, target=target, server=server)
+
+
+def _pull(env: Env) -> None:
+    """A remote target's local copy brought up to date before it is read."""
+    if env.remote is not None:
+        env.remote.pull()
 
 
 def _accounts(values: list[str] | None) -> tuple[str, ...] | None:
@@ -206,7 +201,8 @@ def zmbackup_command(
 def _child_argv(env: Env, req: backup.Request, account: list[str] | None,
                 server: str | None) -> list[str]:
     """The command line of the same session, for the background process that runs it."""
-    words = ["zmbackup", "-f" if req.kind == "full" else "-i", "-t", str(env.target.root),
+    where = str(env.remote.url) if env.remote is not None else str(env.target.root)
+    words = ["zmbackup", "-f" if req.kind == "full" else "-i", "-t", where,
              {"zip": "--zip", "noZip": "--noZip", "zipStore": "--zipStore"}[req.zip_mode]]
     if account:
         words += ["-a", *account]
@@ -222,11 +218,14 @@ def _child_argv(env: Env, req: backup.Request, account: list[str] | None,
 
 
 def _delete(env: Env, spec: labels.DeleteSpec, *, dry_run: bool, json_out: bool) -> None:
+    _pull(env)
     env.target.check_usable(create=False)
     p = deletion.plan(env.target.sessions(), spec, now_ms=env.now_ms(),
                       redologs=deletion.redologs_of(env.target))
     if not dry_run:
         deletion.execute(env.target, p)
+        if env.remote is not None:
+            env.remote.forget()
     if json_out:
         return common.emit_json({**p.as_dict(), "dry_run": dry_run})
     verb = "would delete" if dry_run else "deleted"
@@ -261,6 +260,7 @@ def zmbackupquery_command(
                     from_ms=timefmt.parse(from_, option="--from") if from_ else None,
                     to_ms=timefmt.parse(to, option="--to") if to else None)
     env = _env(ctx, config, target=target, server=server)
+    _pull(env)
     env.target.check_usable(create=False)
     sessions = env.target.sessions()
     if label is not None:
@@ -324,6 +324,7 @@ def _restore(ctx: typer.Context, *, online: bool, account: list[str] | None, lab
         hsm_blobs=not ex_hsm, allow_incomplete=allow_incomplete)
     env = _env(ctx, config, target=target, server=server)
     if dry_run:
+        restore.fetch(env, req)
         p = restore.plan(env, req)
         if json_out:
             return common.emit_json(p.as_dict())
@@ -443,13 +444,15 @@ def zmrestoreldap_command(
     if list_sessions == (label is not None):
         raise UsageError("give -lbs (list the sessions) or -lb LABEL (restore from one)")
     env = _env(ctx, config, target=target)
+    _pull(env)
     if list_sessions:
         env.target.check_usable(create=False)
         for s in ldap.sessions(env.target):
             common.emit(str(s.label))
         return
     assert label is not None
-    n = ldap.restore(env.target, env.site.directory, label, _accounts(account))
+    n = ldap.restore(env.target, env.site.directory, label, _accounts(account),
+                     remote=env.remote)
     common.emit(f"restored {n} accounts from {label}")
 
 

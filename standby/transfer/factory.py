@@ -16,12 +16,12 @@ from typing import Any
 from standby import _process
 from standby.catalog.manifest import require_key
 from standby.catalog.target import TargetCatalog
-from standby.errors import ConfigError, StateConflict
+from standby.errors import ConfigError, StateConflict, UsageError
 from standby.settings import Settings
 from standby.snapshot import factory as backends_factory
 from standby.snapshot._base import StreamingBackend
 from standby.transfer import codec, hostdir
-from standby.transfer._base import Target, TargetUrl, parse_url, within
+from standby.transfer._base import ObjectStore, Target, TargetUrl, parse_url, within
 from standby.transfer.file import DirStore
 from standby.transfer.objects import ObjectTarget
 from standby.transfer.receive import ReceiveTarget
@@ -89,14 +89,8 @@ def open_target(url: str | None, s: Settings, *,
             return raw  # plain signed JSON: the signature guards it
         return codec.decode(raw, key=enc, encrypted=True, what=what)
 
-    if u.scheme == "s3":
-        t = s.target
-        store: Any = S3Store((s3 or (lambda: s3_client(s)))(), bucket=u.bucket, prefix=u.path,
-                             server_id=s.server_id, sse=t.sse, kms_key_id=t.kms_key_id,
-                             storage_class=t.storage_class, part_size=t.part_size_mb << 20,
-                             concurrency=t.concurrency)
-    elif u.scheme == "file":
-        store = DirStore(Path(u.path), s.server_id, url=str(u))
+    if u.scheme in OBJECT_SCHEMES:
+        store = object_store(u, s, s3=s3)
     else:
         remote = remote_of(u, s)
         be = backends_factory.backend(u.scheme, s)
@@ -117,6 +111,24 @@ def open_target(url: str | None, s: Settings, *,
         return ReceiveTarget(u, be, make_catalog, remote=remote, server_id=s.server_id)
     catalog = TargetCatalog(store, s.server_id, key, seal=seal, unseal=unseal)
     return ObjectTarget(u, store, catalog, level=level, enc_key=enc)
+
+
+OBJECT_SCHEMES = ("s3", "file")
+
+
+def object_store(u: TargetUrl, s: Settings, *,
+                 s3: Callable[[], Any] | None = None) -> ObjectStore:
+    """The `ObjectStore` of an s3 or file URL, from the `[target]` settings (also what the
+    classic backups keep their sessions in when `-t` is such a URL)."""
+    if u.scheme == "s3":
+        t = s.target
+        return S3Store((s3 or (lambda: s3_client(s)))(), bucket=u.bucket, prefix=u.path,
+                       server_id=s.server_id, sse=t.sse, kms_key_id=t.kms_key_id,
+                       storage_class=t.storage_class, part_size=t.part_size_mb << 20,
+                       concurrency=t.concurrency)
+    if u.scheme == "file":
+        return DirStore(Path(u.path), s.server_id, url=str(u))
+    raise UsageError(f"{u} is not an object target (s3:// or file://)")
 
 
 def remote_of(u: TargetUrl, s: Settings) -> _process.Remote | None:
