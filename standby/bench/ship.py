@@ -19,7 +19,9 @@ In one run, against one `moto_server` it starts on 127.0.0.1 (S3 over HTTP):
    Python), each twice, interleaved, the faster of each kept.
 
 Processes start through `standby._process`; the S3 client is made here, the composition root of
-the benchmark, with the configured retry settings.
+the benchmark, with the configured retry settings. The work folder (volumes, tar, pool image)
+goes on every exit: an error, Ctrl-C, and SIGTERM or SIGHUP too (turned into `SystemExit` while
+the run lasts, so the clean-up runs; only SIGKILL can leave it behind).
 """
 
 from __future__ import annotations
@@ -28,17 +30,24 @@ import hashlib
 import random
 import secrets
 import shutil
+import signal
+import socket
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from standby import _process
 from standby import settings as settings_mod
+from standby.bench.snapshot import _Pool
 from standby.errors import ServiceError
 from standby.snapshot import sets
+from standby.snapshot._base import StreamTarget
+from standby.snapshot.zfs import ZfsBackend
 from standby.store.messages import MessageFactory
 from standby.transfer import factory, ship, tarstream
 
@@ -74,8 +83,6 @@ class TimedClient:
 def _moto(workdir: Path, say: Callable[[str], None]) -> tuple[int, str]:
     exe = Path(sys.executable).with_name("moto_server")
     prog = str(exe) if exe.exists() else _process.which("moto_server")
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
@@ -157,8 +164,34 @@ def _config(base: Path, url: str, endpoint: str, key: str) -> Path:
     return cfg
 
 
+@contextmanager
+def _signals_exit() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise `SystemExit` while in the block (so `finally` clauses run and
+    the work folder goes), the handlers before it restored after. Signals reach only the main
+    thread: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    before = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
 def run(*, size_mb: int = 1024, zfs_size_mb: int = 256, workdir: Path | None = None,
         keep: bool = False, say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    with _signals_exit():
+        return _run(size_mb, zfs_size_mb, workdir, keep, say)
+
+
+def _run(size_mb: int, zfs_size_mb: int, workdir: Path | None, keep: bool,
+         say: Callable[[str], None]) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="standby-bench-ship-", dir=workdir))
     out: dict[str, Any] = {"size_mb": size_mb}
     pid = None
@@ -253,10 +286,6 @@ def _small_increment(s: settings_mod.Settings, client: Any, base: Path,
 
 
 def _zfs_vs_bare(base: Path, size_mb: int, say: Callable[[str], None]) -> dict[str, Any]:
-    from standby.bench.snapshot import _Pool
-    from standby.snapshot._base import StreamTarget
-    from standby.snapshot.zfs import ZfsBackend
-
     base.mkdir()
     with _Pool(base, say) as pool:
         lines = [f'server_id = "bench-{secrets.token_hex(4)}"',
