@@ -1,0 +1,160 @@
+"""The drill's proof and its loss window, measured from the redo logs themselves.
+
+After a failover the standby's redolog volume holds the log up to some position. `reach` finds
+it: the newest log on the volume (by the sequence in its header) and the end of its last
+complete record, with the commit time of the last transaction the standby has. The proof then
+compares the standby with the **primary's own log cut there** (`cut_copy`: the primary's logs
+with a lower sequence whole, the one of the reached sequence truncated at the reached offset)
+rather than with what the standby pulled, so a standby that pulled something the primary never
+wrote, or that lacks something the primary wrote before that position, is caught:
+
+- `committed_ops_lost`: ops committed in the primary's cut log that the standby's log lacks
+  (must be 0);
+- `ops_after_cut`: ops the primary committed after the reached position (the loss the guide
+  accepts, the RPO in ops);
+- `rpo_s`: kill time minus the commit time of the last transaction the standby has;
+- a **gap**: the standby reached less than what the primary had confirmed at the target (a
+  redolog snapshot or a streamed segment missing there) — the drill fails and says so.
+
+Invariant: nothing here trusts the drill's own bookkeeping of what it pulled; every figure is
+read from the log bytes on the two volumes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from standby.errors import FormatError, NotFound
+from standby.redolog import header as fileheader
+from standby.redolog.files import ARCHIVE_DIR, CURRENT, archive_name, redolog_dir_logs
+from standby.redolog.ops import CommitTxn, StoreIncomingBlob
+from standby.redolog.reader import scan
+from standby.replay.player import Player, Selection, select_files
+from standby.transfer._base import Target
+
+OpKey = tuple[int, int, int, int, int]  # txn time, txn counter, mailbox, change id, opcode
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How far a redolog volume goes: (seq, offset) just past its last complete record, and
+    the commit time of the last transaction in it (0: none)."""
+
+    seq: int
+    offset: int
+    last_commit_ms: int
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.seq, self.offset)
+
+    def __str__(self) -> str:
+        return f"seq {self.seq} offset {self.offset}"
+
+
+def logs_by_seq(log_dir: Path) -> list[tuple[int, Path]]:
+    """(sequence from the header, path) of every log on the volume, in sequence order."""
+    out = []
+    for lf in redolog_dir_logs(log_dir):
+        try:
+            with open(lf.path, "rb") as f:
+                seq = fileheader.decode(f.read(fileheader.HEADER_SIZE), path=str(lf.path)
+                                        ).sequence
+        except (FormatError, FileNotFoundError):
+            continue
+        out.append((seq, lf.path))
+    return sorted(out)
+
+
+def reach(log_dir: Path) -> Reach:
+    last_commit = 0
+    seq, end = -1, 0
+    for s, path in logs_by_seq(log_dir):
+        with scan(path) as sc:
+            for rec in sc:
+                if isinstance(rec.op, CommitTxn):
+                    last_commit = max(last_commit, rec.tstamp)
+            seq, end = s, sc.good_end
+    return Reach(seq, end, last_commit)
+
+
+def cut_copy(primary_log_dir: Path, at: Reach, into: Path) -> Path:
+    """A redolog folder `into` holding the primary's log up to `at`: the logs of lower
+    sequences in `archive/`, the one of `at.seq` as `redo.log`, truncated at `at.offset`."""
+    (into / ARCHIVE_DIR).mkdir(parents=True, exist_ok=True)
+    for s, path in logs_by_seq(primary_log_dir):
+        if s < at.seq:
+            shutil.copyfile(path, into / ARCHIVE_DIR / archive_name(0, s))
+        elif s == at.seq:
+            with open(path, "rb") as src, open(into / CURRENT, "wb") as dst:
+                left = at.offset
+                while left > 0:
+                    chunk = src.read(min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    dst.write(chunk)
+                    left -= len(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+    return into
+
+
+def committed(log_dir: Path) -> Iterator[OpKey]:
+    """The ops committed in the logs of `log_dir` (blob staging left out: it is not an op on
+    a mailbox), each by its transaction, mailbox, change number and opcode."""
+    logs, _ = select_files(log_dir, Selection())
+    for rec, _path in Player(Selection()).play(logs):
+        if not isinstance(rec.op, StoreIncomingBlob):
+            yield (rec.txn_time, rec.txn_counter, rec.mailbox_id, rec.change_id, rec.opcode)
+
+
+@dataclass(frozen=True)
+class Loss:
+    committed_ops_lost: int
+    ops_after_cut: int
+    primary_ops: int
+    standby_ops: int
+
+
+def loss(primary_log_dir: Path, primary_cut_dir: Path, standby_log_dir: Path) -> Loss:
+    cut = set(committed(primary_cut_dir))
+    mine = set(committed(standby_log_dir))
+    everything = sum(1 for _ in committed(primary_log_dir))
+    return Loss(committed_ops_lost=len(cut - mine), ops_after_cut=max(0, everything - len(cut)),
+                primary_ops=everything, standby_ops=len(mine))
+
+
+def gap(reached: Reach, confirmed: tuple[int, int] | None, what: str) -> str | None:
+    """Why the standby reached less than the target had confirmed (`what` names it), or None."""
+    if confirmed is None or reached.position >= confirmed:
+        return None
+    return (f"gap: the standby reached {reached}, and the primary had {what} at the target up "
+            f"to seq {confirmed[0]} offset {confirmed[1]}: something shipped is missing there")
+
+
+def divergent(standby: dict[int, str], reference: dict[int, str]) -> list[int]:
+    """Mailboxes whose digests differ, or that only one side has."""
+    return sorted(m for m in set(standby) | set(reference)
+                  if standby.get(m) != reference.get(m))
+
+
+def remove_newest_redolog(target: Target) -> str:
+    """Sabotage: remove the newest redolog snapshot (its data, record and manifest) from the
+    target, as a lost object would; say what was removed."""
+    cat = target.catalog
+    cat.listing(fresh=True)
+    newest = max((m for m in cat.manifests() if m.snapshot("redolog") is not None),
+                 key=lambda m: (m.taken_at_ms, m.id), default=None)
+    if newest is None or newest.kind != "redolog":
+        raise NotFound(f"the newest redolog-volume snapshot at {target.url} is "
+                       f"{'none' if newest is None else 'a set'}: nothing to sabotage",
+                       hint="take redolog snapshots after the last set")
+    r = cat.record("redolog", newest.id)
+    target.discard(r)
+    cat.remove_record(r)
+    cat.remove(newest)
+    return f"removed redolog snapshot {newest.id} from {target.url}"
