@@ -47,6 +47,7 @@ from standby import _process
 from standby import drill_proof as proof
 from standby.errors import StandbyError, UsageError, VolumeError
 from standby.fsutil import write_atomic
+from standby.redolog import position
 from standby.replay import engine
 from standby.replay.player import Selection
 from standby.snapshot import sets
@@ -217,7 +218,7 @@ def _prove(rep: DrillReport, base: Path, p: Settings, sb: Settings, killed_ms: i
            say: Callable[[str], None]) -> Settings:
     """Fill the proof's fields: the standby against the primary's own log cut where the
     standby's log ends (see `drill_proof`)."""
-    reached = proof.reach(sb.volumes.redolog.path)
+    reached = position.reach(sb.volumes.redolog.path)
     rep.reached = str(reached)
     rep.last_commit = timefmt.iso_utc(reached.last_commit_ms) if reached.last_commit_ms else ""
     rep.rpo_s = round((killed_ms - reached.last_commit_ms) / 1000, 3)

@@ -28,58 +28,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from standby.errors import FormatError, NotFound
-from standby.redolog import header as fileheader
-from standby.redolog.files import ARCHIVE_DIR, CURRENT, archive_name, redolog_dir_logs
-from standby.redolog.ops import CommitTxn, StoreIncomingBlob
-from standby.redolog.reader import scan
+from standby.errors import NotFound
+from standby.redolog.files import ARCHIVE_DIR, CURRENT, archive_name
+from standby.redolog.ops import StoreIncomingBlob
+from standby.redolog.position import Reach, logs_by_seq
 from standby.replay.player import Player, Selection, select_files
 from standby.transfer._base import Target
 
 OpKey = tuple[int, int, int, int, int]  # txn time, txn counter, mailbox, change id, opcode
-
-
-@dataclass(frozen=True)
-class Reach:
-    """How far a redolog volume goes: (seq, offset) just past its last complete record, and
-    the commit time of the last transaction in it (0: none)."""
-
-    seq: int
-    offset: int
-    last_commit_ms: int
-
-    @property
-    def position(self) -> tuple[int, int]:
-        return (self.seq, self.offset)
-
-    def __str__(self) -> str:
-        return f"seq {self.seq} offset {self.offset}"
-
-
-def logs_by_seq(log_dir: Path) -> list[tuple[int, Path]]:
-    """(sequence from the header, path) of every log on the volume, in sequence order."""
-    out = []
-    for lf in redolog_dir_logs(log_dir):
-        try:
-            with open(lf.path, "rb") as f:
-                seq = fileheader.decode(f.read(fileheader.HEADER_SIZE), path=str(lf.path)
-                                        ).sequence
-        except (FormatError, FileNotFoundError):
-            continue
-        out.append((seq, lf.path))
-    return sorted(out)
-
-
-def reach(log_dir: Path) -> Reach:
-    last_commit = 0
-    seq, end = -1, 0
-    for s, path in logs_by_seq(log_dir):
-        with scan(path) as sc:
-            for rec in sc:
-                if isinstance(rec.op, CommitTxn):
-                    last_commit = max(last_commit, rec.tstamp)
-            seq, end = s, sc.good_end
-    return Reach(seq, end, last_commit)
 
 
 def cut_copy(primary_log_dir: Path, at: Reach, into: Path) -> Path:

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from standby import drill_proof as proof
+from standby.redolog import position
 from standby.drill_runs import spread
 from standby.redolog.files import ARCHIVE_DIR
 from standby.redolog.ops import CreateMailbox
@@ -60,8 +61,8 @@ def test_reach_cut_and_loss_of_a_standby_behind_the_primary(
     pdir, commits = primary
     sb = tmp_path / "standby"
     write_log(sb, [1, 2, 3, 4, 5], roll_after=3)  # the same log, one transaction shorter
-    r = proof.reach(sb)
-    assert r.seq == max(s for s, _ in proof.logs_by_seq(pdir)) and r.last_commit_ms == commits[4]
+    r = position.reach(sb)
+    assert r.seq == max(s for s, _ in position.logs_by_seq(pdir)) and r.last_commit_ms == commits[4]
     cut = proof.cut_copy(pdir, r, tmp_path / "cut")
     assert sorted(p.name for p in (cut / ARCHIVE_DIR).iterdir())[0].endswith(".log")
     lost = proof.loss(pdir, cut, sb)
@@ -74,7 +75,7 @@ def test_a_committed_op_missing_at_the_standby_is_lost(
     pdir, _ = primary
     sb = tmp_path / "standby"
     write_log(sb, [1, 2, 4, 5, 6], roll_after=2)  # transaction 3 never arrived
-    r = proof.reach(sb)
+    r = position.reach(sb)
     cut = proof.cut_copy(pdir, r, tmp_path / "cut")
     lost = proof.loss(pdir, cut, sb)
     assert lost.committed_ops_lost == 1 and lost.ops_after_cut == 0
@@ -82,7 +83,7 @@ def test_a_committed_op_missing_at_the_standby_is_lost(
 
 def test_reaching_less_than_was_confirmed_is_a_gap(primary: tuple[Path, list[int]]) -> None:
     pdir, _ = primary
-    r = proof.reach(pdir)
+    r = position.reach(pdir)
     why = proof.gap(r, (r.seq, r.offset + 1), "confirmed a redolog snapshot")
     assert why is not None and why.startswith(f"gap: the standby reached seq {r.seq} offset")
     assert proof.gap(r, (r.seq - 1, 10**9), "x") is None

@@ -17,6 +17,7 @@ from standby.cli.schedule import app as schedule_app
 from standby.cli.snapshot import app as snapshot_app
 from standby.cli.status import metrics_command, status_command
 from standby.cli.store import app as store_app
+from standby.cli.stream import stream_command
 from standby.cli.target import app as target_app
 from standby.cli.transfer import prune_command, pull_command, ship_command, verify_command
 
@@ -72,6 +73,7 @@ app.command("verify")(verify_command)
 app.command("prune")(prune_command)
 app.command("status")(status_command)
 app.command("metrics")(metrics_command)
+app.command("stream")(stream_command)
 
 
 def main() -> None:

@@ -133,6 +133,13 @@ def pull_command(
         return
     common.emit(f"pulled set {out['set']} (redolog volume as of {out['redolog']}) from "
                 f"{out['target']} in {out['seconds']} s")
+    st = out.get("stream")
+    if st:
+        when = f", last commit {st['last_commit']}" if st["last_commit"] else ""
+        common.emit(f"stream: {st['segments']} segment(s) applied; the redo log reaches seq "
+                    f"{st['seq']} offset {st['offset']}{when}")
+        for note in st["notes"]:
+            common.emit(f"stream: {note}")
     common.emit(f"next: zmplayredo --set {out['set']} (replays from seq "
                 f"{out['replay_from_seq']})")
 
