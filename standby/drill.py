@@ -58,6 +58,9 @@ from standby.settings import Settings, TargetSettings, Volumes, VolumeSettings
 from standby.snapshot import btrfs as btrfs_mod
 from standby.snapshot import zfs_cli
 from standby.transfer import factory, hostdir
+from standby.transfer.objects import ObjectTarget
+from standby.transfer.stream import Streamer
+from standby.transfer.stream_state import StreamPosition
 from standby.transfer import pull as pull_mod
 from standby.transfer import ship as ship_mod
 
@@ -213,6 +216,34 @@ def _on_volumes(s: Settings, vols: Volumes) -> Settings:
     return settings_mod.load(s.source)
 
 
+class _Streaming:
+    """`standby stream` on the primary, in a thread, to the drill's target (object targets)."""
+
+    def __init__(self, shipping: Shipping, p: Settings, say: Callable[[str], None]) -> None:
+        self.stop = threading.Event()
+        self.streamer: Streamer | None = None
+        self.result: StreamPosition | None = None
+        if not isinstance(shipping, TargetShipping) or not isinstance(shipping.out,
+                                                                      ObjectTarget):
+            say("stream: not to this target (s3:// and file:// only)")
+            self.thread = None
+            return
+        self.streamer = Streamer(p, shipping.out)
+        self.thread = threading.Thread(target=self._run, name="drill-stream", daemon=True)
+        self.thread.start()
+        say(f"stream: following redo.log every {p.stream.interval_ms} ms")
+
+    def _run(self) -> None:
+        assert self.streamer is not None
+        self.result = self.streamer.run(self.stop)
+
+    def join(self) -> StreamPosition:
+        if self.thread is None or self.streamer is None:
+            return StreamPosition("-")
+        self.thread.join(60)
+        return self.result or self.streamer.pos
+
+
 def _prove(rep: DrillReport, base: Path, p: Settings, sb: Settings, killed_ms: int,
            confirmed: tuple[int, int], groups: int, standby_digest: StoreDigest,
            say: Callable[[str], None]) -> Settings:
@@ -222,7 +253,7 @@ def _prove(rep: DrillReport, base: Path, p: Settings, sb: Settings, killed_ms: i
     rep.reached = str(reached)
     rep.last_commit = timefmt.iso_utc(reached.last_commit_ms) if reached.last_commit_ms else ""
     rep.rpo_s = round((killed_ms - reached.last_commit_ms) / 1000, 3)
-    rep.gap = proof.gap(reached, confirmed, "confirmed a redolog snapshot") or ""
+    rep.gap = proof.gap(reached, confirmed, "confirmed a redolog snapshot or segment") or ""
     if rep.gap:
         rep.notes.append(rep.gap)
     cut = proof.cut_copy(p.volumes.redolog.path, reached, base / "primary-cut")
@@ -253,15 +284,16 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
         keep: bool = False, say: Callable[[str], None] = lambda m: None,
         target: str | None = None, target_settings: TargetSettings | None = None,
         backend: str = "dir", root: str | None = None,
-        shipping: Shipping | None = None, sabotage: str | None = None) -> DrillReport:
+        shipping: Shipping | None = None, sabotage: str | None = None,
+        stream: bool = True) -> DrillReport:
     """The drill (see the module docstring). Snapshots go to `target` (default: a `file://`
     folder in the work folder) with `target_settings` (the `[target]` section of a config
     file, for an S3 endpoint, an encryption key...), or through `shipping` when given. The
     volumes are `backend` ones (`DrillVolumes`: zfs under the dataset `root`, btrfs in the
     folder `root`)."""
-    if sabotage not in (None, "redolog"):
+    if sabotage not in (None, "redolog", "segment"):
         raise UsageError(f"--sabotage {sabotage}: the drill can remove a redolog snapshot "
-                         "(redolog)")
+                         "(redolog) or a streamed segment (segment)")
     volumes = DrillVolumes(backend, root, say)
     seed = seed if seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -300,6 +332,7 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
             except StandbyError as e:  # the kill cuts it off; that is the point
                 result["error"] = str(e)
 
+        streaming = _Streaming(shipping, p, say) if stream else None
         t_load = threading.Thread(target=load, name="drill-load", daemon=True)
         t_load.start()
         kill_after = rng.uniform(*kill_window_s)
@@ -328,6 +361,8 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
                 next_redo = now + redolog_every_s
             time.sleep(0.05)
         killed_ms = timefmt.now_ms()
+        if streaming is not None:
+            streaming.stop.set()  # the streamer runs on the primary: it dies with it
         control.kill(p)
         t_kill = time.monotonic()
         stop.set()
@@ -343,9 +378,16 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
         assert last is not None
         rep.last_shipped = timefmt.iso_utc(last.taken_at_ms)
         confirmed = (last.redo.seq, last.redo.offset)
-        if sabotage == "redolog":
+        if streaming is not None:
+            acked = streaming.join()
+            rep.notes.append(f"streamed {acked.segments} segments in {acked.puts} PUTs, up to "
+                             f"seq {acked.seq} offset {acked.offset}")
+            confirmed = max(confirmed, (acked.seq, acked.offset))
+        if sabotage is not None:
             assert isinstance(shipping, TargetShipping)
-            say("sabotage: " + proof.remove_newest_redolog(shipping.into))
+            undo = (proof.remove_newest_redolog if sabotage == "redolog"
+                    else proof.remove_a_segment)
+            say("sabotage: " + undo(shipping.into))
 
         say(f"standby: standby pull --set {shipped_set.id} (redolog as of {shipped_redo.id})")
         t = time.monotonic()

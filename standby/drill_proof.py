@@ -33,7 +33,9 @@ from standby.redolog.files import ARCHIVE_DIR, CURRENT, archive_name
 from standby.redolog.ops import StoreIncomingBlob
 from standby.redolog.position import Reach, logs_by_seq
 from standby.replay.player import Player, Selection, select_files
+from standby.transfer import stream_keys
 from standby.transfer._base import Target
+from standby.transfer.objects import ObjectTarget
 
 OpKey = tuple[int, int, int, int, int]  # txn time, txn counter, mailbox, change id, opcode
 
@@ -114,3 +116,17 @@ def remove_newest_redolog(target: Target) -> str:
     cat.remove_record(r)
     cat.remove(newest)
     return f"removed redolog snapshot {newest.id} from {target.url}"
+
+
+def remove_a_segment(target: Target) -> str:
+    """Sabotage: remove one streamed segment — the one before the newest of the newest log, so
+    that later ones are still there — as a lost object would; say which."""
+    if not isinstance(target, ObjectTarget):
+        raise NotFound(f"{target.url} holds no streamed segments")
+    listing = stream_keys.parse(target.store.list(stream_keys.PREFIX))
+    for seq in reversed(listing.seqs):
+        segs = stream_keys.chain(listing.segments.get(seq, []))
+        if len(segs) >= 2:
+            target.store.delete(segs[-2].key)
+            return f"removed segment {segs[-2].key} from {target.url}"
+    raise NotFound(f"{target.url} holds no log with two segments: nothing to sabotage")

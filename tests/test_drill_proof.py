@@ -112,17 +112,21 @@ def short() -> Iterator[Path]:
 QUICK = ["--accounts", "4", "--workers", "2", "--mailbox-groups", "4"]
 
 
+@pytest.mark.parametrize("what", ["redolog", "segment"])
 def test_a_sabotaged_drill_reports_the_gap_and_fails(
-        short: Path, mariadb_available: None, capsys: pytest.CaptureFixture[str]) -> None:
+        what: str, short: Path, mariadb_available: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
     # one set, then a redolog snapshot every second: the newest shipped one is a redolog
-    # snapshot, and the pull falls back to the one before it
+    # snapshot, and the pull falls back to the one before it. Without the stream, which would
+    # cover what that snapshot held; with it, one of its segments goes.
+    stream = "--no-stream" if what == "redolog" else "--stream"
     code, out, err = cli(["drill", *QUICK, "--workdir", str(short), "--seed", "11",
                           "--set-every", "60", "--redolog-every", "1", "--kill-min", "7",
-                          "--kill-max", "8", "--sabotage", "redolog"], capsys)
+                          "--kill-max", "8", "--sabotage", what, stream], capsys)
     assert code == 8, (out, err[-3000:])
     assert "result                 FAILED" in out
     assert "note                   gap: the standby reached seq" in out
-    assert "drill: sabotage: removed redolog snapshot redolog-" in err
+    assert f"drill: sabotage: removed {what}" in err.replace("redolog snapshot", "redolog")
     assert not list(short.iterdir())  # the work folder went
 
 

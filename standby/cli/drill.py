@@ -51,8 +51,11 @@ def drill_command(
         "distribution of RPO and RTO.")] = 1,
     sabotage: Annotated[str | None, typer.Option(
         "--sabotage", help="Test the drill's own check: 'redolog' removes the newest redolog "
-        "snapshot from the target before the pull; the drill must report the gap and fail.")]
-    = None,
+        "snapshot from the target before the pull, 'segment' one streamed segment; the drill "
+        "must report the gap and fail.")] = None,
+    stream: Annotated[bool, typer.Option(
+        "--stream/--no-stream", help="Stream the redo log to the target (standby stream) "
+        "beside the snapshots.")] = True,
 ) -> None:
     """Rehearse a failover: load a primary, snapshot and ship, kill it, restore, replay, prove.
 
@@ -83,7 +86,7 @@ def drill_command(
                         set_every_s=set_every, redolog_every_s=redolog_every,
                         kill_window_s=(kill_min, kill_max), groups=mailbox_groups, keep=keep,
                         say=say, target=target, target_settings=target_settings,
-                        backend=backend, root=root, sabotage=sabotage)
+                        backend=backend, root=root, sabotage=sabotage, stream=stream)
         reports.append(rep)
         _record(ctx, rep)
         if json_out:
