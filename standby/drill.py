@@ -230,6 +230,8 @@ class _Streaming:
             return
         self.streamer = Streamer(p, shipping.out)
         self.thread = threading.Thread(target=self._run, name="drill-stream", daemon=True)
+        self.t0 = time.monotonic()
+        self.seconds = 0.0
         self.thread.start()
         say(f"stream: following redo.log every {p.stream.interval_ms} ms")
 
@@ -241,6 +243,7 @@ class _Streaming:
         if self.thread is None or self.streamer is None:
             return StreamPosition("-")
         self.thread.join(60)
+        self.seconds = time.monotonic() - self.t0
         return self.result or self.streamer.pos
 
 
@@ -380,8 +383,9 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
         confirmed = (last.redo.seq, last.redo.offset)
         if streaming is not None:
             acked = streaming.join()
-            rep.notes.append(f"streamed {acked.segments} segments in {acked.puts} PUTs, up to "
-                             f"seq {acked.seq} offset {acked.offset}")
+            rep.notes.append(f"streamed for {streaming.seconds:.1f} s: {acked.segments} "
+                             f"segments in {acked.puts} PUTs, up to seq {acked.seq} offset "
+                             f"{acked.offset}")
             confirmed = max(confirmed, (acked.seq, acked.offset))
         if sabotage is not None:
             assert isinstance(shipping, TargetShipping)
