@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from standby import metrics
@@ -24,7 +25,7 @@ from tests.test_status import MIN, T, URL, inputs
 NAME = re.compile(r"standby_[a-z_]+\Z")
 
 
-def parsed(text: str) -> dict[str, object]:
+def parsed(text: str) -> dict[str, Metric]:
     return {f.name: f for f in text_string_to_metric_families(text)}
 
 
@@ -41,7 +42,9 @@ def help_and_type_before_every_sample(text: str) -> None:
             assert kind in ("gauge", "counter"), line
             typed[name] = kind
         elif line:
-            name = re.match(r"[a-z_]+", line).group(0)  # type: ignore[union-attr]
+            m = re.match(r"[a-z_]+", line)
+            assert m is not None, line
+            name = m.group(0)
             assert name in helped and name in typed, f"{name} without HELP/TYPE before it"
     for name, kind in typed.items():
         assert NAME.match(name), name
@@ -69,7 +72,7 @@ def test_the_textfile_parses_and_says_what_the_status_says() -> None:
 
     def value(name: str, **labels: str) -> float:
         fam = got[name]
-        vals = [smp.value for smp in fam.samples  # type: ignore[attr-defined]
+        vals = [smp.value for smp in fam.samples
                 if all(smp.labels.get(k) == v for k, v in labels.items())]
         assert len(vals) == 1, (name, labels, vals)
         return float(vals[0])
@@ -112,7 +115,7 @@ def test_cli_writes_the_textfile_and_actions_refresh_it(
     text = prom.read_text()  # written by the snapshot, with no `standby metrics` run
     help_and_type_before_every_sample(text)
     ok = [smp for smp in parsed(text)["standby_last_success_timestamp_seconds"].samples
-          if smp.labels == {"action": "snapshot", "volume": "redolog"}]  # type: ignore
+          if smp.labels == {"action": "snapshot", "volume": "redolog"}]
     assert len(ok) == 1
     assert not list(prom.parent.glob(".*.tmp"))  # atomic: no temporary file left beside it
     # a failed ship is in the next textfile
@@ -120,7 +123,7 @@ def test_cli_writes_the_textfile_and_actions_refresh_it(
                        capsys)
     assert code == 4, err
     fam = parsed(prom.read_text())["standby_action_failing"]
-    assert [smp.value for smp in fam.samples  # type: ignore[attr-defined]
+    assert [smp.value for smp in fam.samples
             if smp.labels["action"] == "ship"] == [1.0]
     # `standby metrics --textfile` writes another file, the same families
     other = tmp_path / "other.prom"

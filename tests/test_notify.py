@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -28,10 +29,10 @@ class Inbox:
     def __init__(self) -> None:
         self.mails: list[tuple[str, list[str], EmailMessage]] = []
 
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
-        msg = email.message_from_bytes(envelope.content,  # type: ignore[attr-defined]
-                                       policy=email.policy.default)
-        self.mails.append((envelope.mail_from, list(envelope.rcpt_tos), msg))  # type: ignore
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        self.mails.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
         return "250 OK"
 
     def wait(self, n: int, timeout: float = 10) -> list[EmailMessage]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -28,14 +29,14 @@ URL = "file:///srv/site"
 
 def inputs(*, shipped_redo: bool = True, stream: StreamPosition | None = None,
            logs: tuple[LogSize, ...] = (LogSize(1, 512),), redo_at: int = T + 10 * MIN,
-           **kw: object) -> Inputs:
+           journal: dict[str, Any] | None = None) -> Inputs:
     s = manifest("set-a", "set", T)
     r = manifest("redolog-b", "redolog", redo_at, offset=512)
     shipped = {f"set-a/{v}": T + 1000 for v in ("db", "blob", "index", "redolog")}
     if shipped_redo:
         shipped["redolog-b/redolog"] = redo_at + 1000
     return Inputs(server_id="srv-1", target=URL, manifests=(s, r), shipped=shipped, logs=logs,
-                  stream=stream, **kw)  # type: ignore[arg-type]
+                  stream=stream, journal=journal or {})
 
 
 def state_of(inp: Inputs, now: int) -> tuple[int, dict[str, int], str]:
