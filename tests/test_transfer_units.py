@@ -1,7 +1,9 @@
-"""Pure parts of shipping: URLs, rates, part sizes, the catalog layout, records, the throttle."""
+"""Pure parts of shipping: URLs, rates, part sizes, the catalog layout, records, the throttle
+and how stored bytes pass it."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,9 @@ from standby.catalog.target import (
 )
 from standby.errors import IntegrityError, NotFound, UsageError
 from standby.transfer import parts
-from standby.transfer._base import TargetUrl, parse_url, within
+from standby.transfer._base import TargetUrl, TransferEffects, parse_url, within
 from standby.transfer.file import DirStore
+from standby.transfer.objects import PACE, ObjectWriter
 from standby.transfer.throttle import Throttle, parse_rate, render_rate
 
 word = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,8}", fullmatch=True)
@@ -204,3 +207,29 @@ def test_target_settings_secret_from_one_source_and_left_out_of_toml(tmp_path: P
                        ({"ssh_options": ["-oProxyCommand=x"]}, "not an ssh option")):
         with pytest.raises(ConfigError, match=match):
             settings_mod.with_overrides(s, {f"target.{k}": v for k, v in bad.items()})
+
+
+def test_stored_bytes_are_paced_in_pieces_not_in_zstd_bursts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """zstd's workers hand over output in bursts (all of it at `finish` when they lag): every
+    piece passes the throttle before it is written, none larger than `PACE`."""
+    paced: list[int] = []
+    written: list[int] = []
+    store = DirStore(tmp_path, "srv", url=f"file://{tmp_path}")
+    fx = TransferEffects(now_ms=lambda: 0, throttle=paced.append)
+    w = ObjectWriter(store, "data/db/s1/stream.tar.zst", level=3, enc_key=None, fx=fx,
+                     what="db")
+    sink_write = w.sink.write
+
+    def write(data: bytes) -> None:
+        assert paced and sum(paced) == sum(written) + len(data)  # paced before it went out
+        written.append(len(data))
+        sink_write(data)
+
+    monkeypatch.setattr(w.sink, "write", write)
+    plain = random.Random(7).randbytes(3 << 20)  # incompressible: output as big as input
+    w.write(plain)
+    out = w.close()
+    assert sum(paced) == sum(written) == out.size > 3 << 20
+    assert max(paced) <= PACE and len(paced) >= (3 << 20) // PACE
+    assert (tmp_path / "srv" / out.key).stat().st_size == out.size

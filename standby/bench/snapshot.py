@@ -43,9 +43,10 @@ def _ok(*argv: str) -> bool:
 class _Pool:
     """A zfs-fuse pool on a sparse file, with the four volume datasets."""
 
-    def __init__(self, workdir: Path, say: Callable[[str], None]) -> None:
+    def __init__(self, workdir: Path, say: Callable[[str], None], *, size: str = "2G") -> None:
         self.workdir = workdir
         self.say = say
+        self.size = size  # of the sparse file: what the pool can hold
         self.name = f"sbbench{secrets.token_hex(3)}"
         self.img = workdir / f"{self.name}.img"
         self.daemon_pid: int | None = None
@@ -62,7 +63,7 @@ class _Pool:
                     raise ServiceError("zfs-fuse did not come up within 20 s")
                 time.sleep(0.2)
             self.daemon_pid = int(pidfile.read_text().strip())
-        _process.run(_process.Command.of("truncate", "-s", "2G", self.img))
+        _process.run(_process.Command.of("truncate", "-s", self.size, self.img))
         _process.run(_process.Command.of("zpool", "create", "-f", "-m",
                                          self.workdir / "pool", self.name, self.img))
         self.created = True

@@ -157,7 +157,7 @@ def classic(
 def ship(
     size_mb: Annotated[int, typer.Option(help="Size of the snapshot set, MiB.")] = 1024,
     zfs_size_mb: Annotated[int, typer.Option(
-        help="Size of the set on zfs volumes for the zfs part (0: skip it), MiB.")] = 256,
+        help="Size of the set on zfs volumes for the zfs part (0: skip it), MiB.")] = 1024,
     workdir: Annotated[Path | None, typer.Option(
         help="Where to write the volumes and the snapshot (default: the system temp folder).")]
     = None,

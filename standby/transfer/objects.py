@@ -53,6 +53,7 @@ from standby.transfer.landing import receive_chain, swap_in
 from standby.transfer.s3 import UploadInterrupted
 
 STREAM_FORMATS = {"dir": "tar", "zfs": "zfs", "btrfs": "btrfs"}
+PACE = 256 << 10  # stored bytes written between two calls of the throttle
 
 
 class ObjectWriter:
@@ -77,17 +78,11 @@ class ObjectWriter:
         fx.stats[key] = self.sink.stats
 
     def write(self, plain: bytes) -> None:
-        out = self.encoder.write(plain)
-        if out:
-            self.fx.throttle(len(out))
-            self.sink.write(out)
+        self._store(self.encoder.write(plain))
         self.fx.progress(Progress(self.what, self.encoder.plain_bytes, self.total))
 
     def close(self) -> StoredObject:
-        out = self.encoder.finish()
-        if out:
-            self.fx.throttle(len(out))
-            self.sink.write(out)
+        self._store(self.encoder.finish())
         self.sink.commit()
         self.fx.resume_put(self.key, {})
         return StoredObject(self.key, self.encoder.stored_bytes, self.encoder.sha256,
@@ -96,6 +91,21 @@ class ObjectWriter:
     def abort(self) -> None:
         self.sink.abort()
         self.fx.resume_put(self.key, {})
+
+    def _store(self, out: bytes) -> None:
+        """Paced in pieces: zstd's workers hand over their output in bursts (a job of
+        megabytes, all the rest at `finish`), which must not go out at full speed after one
+        long pause."""
+        if len(out) <= PACE:
+            if out:
+                self.fx.throttle(len(out))
+                self.sink.write(out)
+            return
+        view = memoryview(out)
+        for i in range(0, len(view), PACE):
+            piece = view[i:i + PACE]
+            self.fx.throttle(len(piece))
+            self.sink.write(bytes(piece))
 
 
 class ObjectTarget:

@@ -7,7 +7,7 @@ size starts at the configured `base` and doubles every `step` parts, with `step`
 still lets 10,000 parts hold 5 TiB: small streams use small parts, and the memory an upload
 needs, (concurrency + 1) parts, grows only with the stream.
 
-Invariants (Hypothesis in tests/test_transfer_parts.py): for every base from 5 MiB to 5 GiB,
+Invariants (Hypothesis in tests/test_transfer_units.py): for every base from 5 MiB to 5 GiB,
 every part is within S3's limits, sizes never shrink, and 10,000 parts hold 5 TiB. The sizes
 depend on the base alone, so a resumed upload cuts its parts where the first run did.
 """

@@ -90,7 +90,9 @@ class ReceiveTarget:
     # -- Target -----------------------------------------------------------------------------
     def check(self, *, write: bool) -> None:
         if write:
-            self.backend.prepare_receive(self.location("db"))
+            first = self.location("db")
+            self.backend.prepare_receive(first)
+            self._prepared.add(first.location)  # not asked again by its send
             self.__dict__.pop("catalog", None)  # made again: the dataset may be new
         self.catalog.store.list("catalog/")  # the catalog's folder is reachable
 

@@ -37,6 +37,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from functools import partial
 from typing import IO, Any
 
 from standby import log as slog
@@ -148,18 +149,30 @@ class _Part:
     def __init__(self, number: int, size: int) -> None:
         self.number = number
         self.size = size
-        self.hash = hashlib.sha256()
         self.length = 0
         self._mem = bytearray()
         self._file: IO[bytes] | None = tempfile.TemporaryFile() if size > SPOOL else None
 
     def add(self, data: bytes) -> None:
-        self.hash.update(data)
         self.length += len(data)
         if self._file is not None:
             self._file.write(data)
         else:
             self._mem += data
+
+    def sha256(self) -> str:
+        """The part's sha256, taken once it is whole: by the worker thread that sends it (off
+        the thread that compresses; hashlib lets go of the GIL), or to compare with a part of
+        an interrupted upload."""
+        h = hashlib.sha256()
+        f = self._file
+        if f is None:
+            h.update(self._mem)
+        else:
+            f.seek(0)
+            for chunk in iter(partial(f.read, 8 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
 
     def body(self) -> bytes | IO[bytes]:
         if self._file is None:
@@ -251,7 +264,7 @@ class S3Sink:
             self._create()
         done = self._done.get(part.number)
         if done is not None:
-            if done.get("sha256") == part.hash.hexdigest():
+            if done.get("sha256") == part.sha256():
                 self.stats.parts_skipped += 1
                 part.close()
                 return
@@ -280,10 +293,10 @@ class S3Sink:
         """Send one part (in a worker thread) and record it at once: a part the server has
         acknowledged is never sent again, whenever the upload stops."""
         assert self._upload_id is not None
+        digest = part.sha256()
         res = self.store._call("upload_part", Key=self.key, UploadId=self._upload_id,
                                PartNumber=part.number, Body=part.body())
-        done = {"etag": str(res["ETag"]), "size": part.length,
-                "sha256": part.hash.hexdigest()}
+        done = {"etag": str(res["ETag"]), "size": part.length, "sha256": digest}
         with self._lock:
             self._done[part.number] = done
             self._save(self._state())
