@@ -19,6 +19,7 @@ tests check argv without running anything.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import shutil
@@ -321,14 +322,18 @@ class Piped:
 
 def pipe(sender: Command, receiver: Command, *,
          on_chunk: Callable[[bytes], None] | None = None, chunk_size: int = 1 << 20,
-         timeout: float | None = None) -> Piped:
+         timeout: float | None = None,
+         on_count: Callable[[int], None] | None = None) -> Piped:
     """Run `sender` with its stdout into `receiver`'s stdin (`zfs send | zfs recv`); wait for
     both and check both exit codes.
 
     Without `on_chunk` the two are joined by an OS pipe and no byte passes through Python. With
     it, each chunk read from the sender is written to the receiver and then given to `on_chunk`
     (to count, hash, show progress, limit the rate); an exception it raises stops both processes
-    and propagates, which is also how a test interrupts a stream mid-way.
+    and propagates, which is also how a test interrupts a stream mid-way. `on_count` (instead
+    of `on_chunk`) is given only each chunk's size: the bytes move from pipe to pipe inside the
+    kernel (`os.splice`, through pipes widened to `chunk_size`), as fast as the OS pipe, and
+    still counted and paced; where there is no splice they pass through Python.
 
     Raises `CommandFailed` for the process that failed first: the receiver when it exited
     non-zero and the sender only saw the pipe close, otherwise the sender (a receiver reading a
@@ -342,14 +347,19 @@ def pipe(sender: Command, receiver: Command, *,
         procs.append(snd)
         assert snd.stdout is not None
         nbytes: int | None = None
+        pumped = on_chunk is not None or on_count is not None
         try:
-            rcv = spawn(receiver, stdin=snd.stdout if on_chunk is None else subprocess.PIPE,
+            rcv = spawn(receiver, stdin=subprocess.PIPE if pumped else snd.stdout,
                         stdout=r_out, stderr=r_err)
             procs.append(rcv)
-            if on_chunk is not None:
+            if on_count is not None and on_chunk is None and hasattr(os, "splice"):
                 assert rcv.stdin is not None
+                nbytes = _splice(snd.stdout, rcv.stdin, on_count, chunk_size)
+            elif pumped:
+                assert rcv.stdin is not None
+                each = on_chunk if on_chunk is not None else _sized(on_count)
                 nbytes = _pump(iter(partial(snd.stdout.read, chunk_size), b""), rcv.stdin,
-                               on_chunk)
+                               each)
         finally:
             # The receiver holds the read end (or we stopped reading): ours must go, or the
             # sender would block on a full pipe instead of seeing it close.
@@ -423,6 +433,30 @@ def _supervised(timeout: float | None, what: str) -> Iterator[list[subprocess.Po
             timer.cancel()
     if expired.is_set():
         raise ServiceError(f"{what} did not finish within {timeout} s and was stopped")
+
+
+def _sized(on_count: Callable[[int], None] | None) -> Callable[[bytes], None] | None:
+    return None if on_count is None else (lambda chunk: on_count(len(chunk)))
+
+
+def _splice(src: IO[bytes], dst: IO[bytes], on_count: Callable[[int], None],
+            chunk_size: int) -> int:
+    """Move everything from the pipe `src` into the pipe `dst` in the kernel, giving each
+    move's size to `on_count`, and close `dst`; stop early if `dst`'s reader exits."""
+    for f in (src, dst):
+        with suppress(OSError):  # a wider pipe lets both ends run while we move a chunk
+            fcntl.fcntl(f.fileno(), fcntl.F_SETPIPE_SZ, chunk_size)
+    n = 0
+    try:
+        while k := os.splice(src.fileno(), dst.fileno(), chunk_size):
+            n += k
+            on_count(k)
+    except BrokenPipeError:
+        pass  # the reader exited early; its exit code says why
+    # As in `_pump`: closed only with every byte in.
+    with suppress(BrokenPipeError):
+        dst.close()
+    return n
 
 
 def _pump(chunks: Iterable[bytes], dst: IO[bytes],

@@ -1,5 +1,6 @@
-"""The drill goes through a real target: `standby ship` to a file:// folder after each snapshot,
-`standby pull` and `zmplayredo --set latest` at the standby, digests equal."""
+"""The drill goes through a real target: `standby ship` to a file:// folder (or a zfs target, from
+zfs volumes) after each snapshot, `standby pull` and `zmplayredo --set latest` at the standby,
+digests equal."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import tempfile
 from pathlib import Path
 
 from standby import drill
+from tests import services
+from tests import test_transfer_support as support
 
 
 def test_the_drill_ships_through_file_and_fails_over_with_pull(mariadb_available: None) -> None:
@@ -33,3 +36,34 @@ def _drill(workdir: Path, said: list[str]) -> None:
     # what the standby pulled came from the target's catalog, every set of it complete
     sets = list(site.glob("*/catalog/sets/*.json"))
     assert len(sets) == rep.sets
+
+
+def test_the_drill_on_zfs_volumes_ships_to_a_zfs_target(mariadb_available: None) -> None:
+    """`standby drill --backend zfs --root DATASET --target zfs://...`: the primary's volumes
+    are datasets, every snapshot is received at a zfs target on a second pool, the standby's
+    datasets are made by the pull's receives, and the replay's digest equals the reference."""
+    said: list[str] = []
+    short = Path(tempfile.mkdtemp(prefix="sbz-"))  # socket paths must stay under 107 bytes
+    try:
+        (short / "p").mkdir()
+        with support.zfs_pools(short / "p") as pools:
+            assert pools.zfs is not None
+            a, b = pools.zfs
+            rep = drill.run(workdir=short, accounts=3, seed=11, workers=2,
+                            set_every_s=4.0, redolog_every_s=1.0,
+                            kill_window_s=(15.0, 16.0),
+                            groups=4, say=said.append, backend="zfs", root=a,
+                            target=f"zfs://{b}/drill")
+            assert rep.equal, rep.as_dict()
+            # zfs-fuse is slow: at least a set and the redolog increments after it
+            assert rep.sets >= 1 and rep.redolog_snapshots >= 1 and rep.replay_ops > 0
+            assert f"target zfs://{b}/drill, zfs volumes" in rep.notes
+            # the target received every volume's snapshots; the drill removed its own datasets
+            got = services._run("zfs", "list", "-H", "-t", "snapshot", "-o", "name", "-r",
+                                f"{b}/drill").stdout.decode().split()
+            assert {n.split("@")[0].rsplit("/", 1)[1] for n in got} == {
+                "db", "blob", "index", "redolog"}
+            left = services._run("zfs", "list", "-H", "-o", "name", "-r", a).stdout.decode()
+            assert "standby-drill-" not in left
+    finally:
+        shutil.rmtree(short, ignore_errors=True)

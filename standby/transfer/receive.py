@@ -50,14 +50,15 @@ from standby.transfer.landing import receive_chain
 
 
 class Counter:
-    """`on_chunk` of a pipe: counts, paces and reports the bytes passing."""
+    """`on_count` of a pipe: counts, paces and reports the bytes passing (which move from pipe
+    to pipe in the kernel, not through Python)."""
 
     def __init__(self, fx: TransferEffects, what: str, total: int | None) -> None:
         self.fx, self.what, self.total, self.n = fx, what, total, 0
 
-    def __call__(self, chunk: bytes) -> None:
-        self.n += len(chunk)
-        self.fx.throttle(len(chunk))
+    def __call__(self, size: int) -> None:
+        self.n += size
+        self.fx.throttle(size)
         self.fx.progress(Progress(self.what, self.n, self.total))
 
 
@@ -146,7 +147,7 @@ class ReceiveTarget:
         # Marked before the stream starts: a ship killed mid-stream is known to the next one.
         job.effects.resume_put(marker, {"snapshot": src.snapshot.name})
         try:
-            _process.pipe(sender, receiver, on_chunk=count)
+            _process.pipe(sender, receiver, on_count=count)
         except CommandFailed as e:
             err = self.backend.stream_error(e, t)
             if isinstance(err, StateConflict):
@@ -240,7 +241,7 @@ class ReceiveTarget:
         def feed(i: int, r: Shipment, receiver: _process.Command) -> None:
             prev = there[chain[i - 1].stream_id] if i else None
             sender = self.backend.send(there[r.stream_id], prev, remote=self.remote)
-            _process.pipe(sender, receiver, on_chunk=Counter(fx, f"{r.volume} of "
+            _process.pipe(sender, receiver, on_count=Counter(fx, f"{r.volume} of "
                                                                  f"{r.manifest_id}", None))
 
         receive_chain(chain, landing, staging, feed)
