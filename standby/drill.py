@@ -224,16 +224,18 @@ class _Streaming:
         self.stop = threading.Event()
         self.streamer: Streamer | None = None
         self.result: StreamPosition | None = None
+        self.t0 = time.monotonic()
+        self.seconds = 0.0
+        self.thread: threading.Thread | None = None
         if not isinstance(shipping, TargetShipping) or not isinstance(shipping.out,
                                                                       ObjectTarget):
             say("stream: not to this target (s3:// and file:// only)")
-            self.thread = None
             return
         self.streamer = Streamer(p, shipping.out)
-        self.thread = threading.Thread(target=self._run, name="drill-stream", daemon=True)
+        thread = threading.Thread(target=self._run, name="drill-stream", daemon=True)
         self.t0 = time.monotonic()
-        self.seconds = 0.0
-        self.thread.start()
+        thread.start()
+        self.thread = thread
         say(f"stream: following redo.log every {p.stream.interval_ms} ms")
 
     def _run(self) -> None:
@@ -383,7 +385,7 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
         assert last is not None
         rep.last_shipped = timefmt.iso_utc(last.taken_at_ms)
         confirmed = (last.redo.seq, last.redo.offset)
-        if streaming is not None:
+        if streaming is not None and streaming.thread is not None:
             acked = streaming.join()
             rep.notes.append(f"streamed for {streaming.seconds:.1f} s: {acked.segments} "
                              f"segments in {acked.puts} PUTs, up to seq {acked.seq} offset "
