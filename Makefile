@@ -1,5 +1,5 @@
 # `make drill` and `make test` are the two commands README.md opens with.
-.PHONY: setup drill test bench lint
+.PHONY: setup drill test bench lint soak
 
 setup:
 	bash scripts/setup.sh
@@ -18,3 +18,7 @@ lint: setup
 	.venv/bin/pip install -q ruff mypy
 	.venv/bin/ruff check standby tests
 	.venv/bin/mypy standby
+
+# The loss window over 10 drills killed at random moments, streaming to moto_server (minutes).
+soak: setup
+	STANDBY_RPO_KILLS=10 STANDBY_REQUIRE_SERVICES=1 .venv/bin/pytest -q -s tests/test_stream_s3.py -k rpo

@@ -182,6 +182,63 @@ class TargetSettings:
 
 
 @dataclass(frozen=True)
+class StreamSettings:
+    """`[stream]`: `standby stream`, the redo log shipped as it grows (standby/transfer/stream*)."""
+
+    # Ship what redo.log gained every interval_ms, or sooner once max_bytes have accumulated.
+    interval_ms: int = 500
+    max_bytes: int = 4 << 20
+    # Segments the target could not take wait in the state dir, up to this many bytes; beyond
+    # it the stream stops reading (the store's disk keeps the log) and status is CRITICAL.
+    buffer_max_bytes: int = 1 << 30
+    # Segments of an archived log are compacted into one object once it is complete.
+    compact: bool = True
+    # A target other than target.url (default: that one).
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """`[monitor]`: the WARNING / CRITICAL thresholds of `standby status --monitor` (seconds)."""
+
+    set_warn_s: int = 5400  # newest complete set older than this
+    set_crit_s: int = 10800
+    redolog_warn_s: int = 1800  # newest redolog-volume snapshot (either kind) older than this
+    redolog_crit_s: int = 3600
+    ship_warn_s: int = 3600  # a complete snapshot still not at the target after this long
+    ship_crit_s: int = 7200
+    stream_warn_s: float = 5.0  # the stream this far behind redo.log, or silent this long
+    stream_crit_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """`[metrics]`: the Prometheus textfile written after each action (node_exporter's
+    textfile collector reads `*.prom` in its folder)."""
+
+    textfile: Path | None = None
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """`[notify]`: mail about failed and overdue work and drill results, through SMTP."""
+
+    smtp_host: str | None = None  # None: no mail
+    smtp_port: int = 25
+    starttls: bool = False
+    username: str | None = None
+    # A secret. Exactly one source: this key or STANDBY_SMTP_PASSWORD.
+    password: str | None = None
+    sender: str = "standby@localhost"
+    to: tuple[str, ...] = ()
+    subject_prefix: str = "[standby]"
+    timeout_s: float = 10.0
+    # What is mailed: failure (an action failed), overdue (status WARNING/CRITICAL, once per
+    # change), drill (every drill's result).
+    events: tuple[str, ...] = ("failure", "overdue", "drill")
+
+
+@dataclass(frozen=True)
 class Settings:
     server_id: str
     state_dir: Path
@@ -193,6 +250,10 @@ class Settings:
     snapshot: SnapshotSettings = field(default_factory=SnapshotSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     target: TargetSettings = field(default_factory=TargetSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     source: Path | None = None  # the file these settings came from (not a config key)
 
     # Derived locations -------------------------------------------------------------------
@@ -303,7 +364,8 @@ def log_from_env(default_level: str = "info") -> LogSettings:
 
 
 _SECRET_ENV = (("STANDBY_MANIFEST_KEY", "snapshot", "manifest_key", "manifest key"),
-               ("STANDBY_TARGET_KEY", "target", "encryption_key", "target encryption key"))
+               ("STANDBY_TARGET_KEY", "target", "encryption_key", "target encryption key"),
+               ("STANDBY_SMTP_PASSWORD", "notify", "password", "SMTP password"))
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -428,6 +490,7 @@ def validate(s: Settings) -> None:
         raise ConfigError("mariadb.flush_log_at_trx_commit must be 0, 1 or 2")
     _validate_snapshot(s.snapshot, s.retention)
     _validate_target(s.target)
+    _validate_observing(s)
 
 
 def _validate_snapshot(sn: SnapshotSettings, rt: RetentionSettings) -> None:
@@ -471,6 +534,30 @@ def _validate_target(t: TargetSettings) -> None:
                               hint='write them as for `ssh -o`, e.g. "StrictHostKeyChecking=yes"')
 
 
+NOTIFY_EVENTS = ("failure", "overdue", "drill")
+
+
+def _validate_observing(s: Settings) -> None:
+    st, mo, no = s.stream, s.monitor, s.notify
+    if not 50 <= st.interval_ms <= 60000:
+        raise ConfigError("stream.interval_ms must be within 50..60000")
+    if st.max_bytes < 4096 or st.buffer_max_bytes < st.max_bytes:
+        raise ConfigError("stream: need 4096 <= max_bytes <= buffer_max_bytes")
+    for what in ("set", "redolog", "ship", "stream"):
+        warn, crit = getattr(mo, f"{what}_warn_s"), getattr(mo, f"{what}_crit_s")
+        if not 0 < warn <= crit:
+            raise ConfigError(f"monitor: need 0 < {what}_warn_s <= {what}_crit_s")
+    bad = [e for e in no.events if e not in NOTIFY_EVENTS]
+    if bad:
+        raise ConfigError(f"notify.events: {bad[0]!r} is not an event",
+                          hint="choose from " + ", ".join(NOTIFY_EVENTS))
+    if no.smtp_host is not None and not no.to:
+        raise ConfigError("notify.smtp_host is set and notify.to names nobody",
+                          hint='e.g. to = ["oncall@example.org"]')
+    if not 0 < no.smtp_port < 65536 or no.timeout_s <= 0:
+        raise ConfigError("notify: smtp_port must be 1-65535 and timeout_s more than 0")
+
+
 def check_volumes(s: Settings, *, writable: bool = True) -> None:
     """Each volume path must exist, be a directory, and (if `writable`) be writable."""
     for name, vol in s.volumes.items():
@@ -484,7 +571,7 @@ def check_volumes(s: Settings, *, writable: bool = True) -> None:
             raise VolumeError(f"volume {name}: {p} is not writable by this user")
 
 
-SECRET_KEYS = frozenset({"manifest_key", "encryption_key"})
+SECRET_KEYS = frozenset({"manifest_key", "encryption_key", "password"})
 
 
 def to_toml(s: Settings, *, include_secrets: bool = False) -> str:

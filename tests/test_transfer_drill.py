@@ -26,7 +26,8 @@ def _drill(workdir: Path, said: list[str]) -> None:
     rep = drill.run(workdir=workdir, accounts=4, seed=7, workers=2, set_every_s=3.0,
                     redolog_every_s=1.0, kill_window_s=(8.0, 9.0), groups=4, keep=True,
                     say=said.append)
-    assert rep.equal, rep.as_dict()
+    assert rep.equal and rep.ok, rep.as_dict()
+    assert rep.committed_ops_lost == 0 and rep.divergent_mailboxes == 0 and not rep.gap
     assert rep.sets >= 2 and rep.replay_ops > 0
     site = Path(rep.workdir) / "site"
     assert f"target file://{site}, dir volumes" in rep.notes

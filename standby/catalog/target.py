@@ -137,6 +137,8 @@ def parse_listing(entries: Mapping[str, int]) -> Listing:
                 out.records[(vol, mid)] = parent
         elif _DATA_RX.match(key):
             out.objects[key] = size
+        elif key.startswith("stream/"):
+            pass  # streamed redo segments: their own layout (transfer/stream_keys.py)
         else:
             strays.append(key)
     return Listing(out.manifests, out.records, out.objects, tuple(sorted(strays)))

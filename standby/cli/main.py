@@ -15,7 +15,9 @@ from standby.cli.redolog import app as redolog_app
 from standby.cli.replay import replay_command
 from standby.cli.schedule import app as schedule_app
 from standby.cli.snapshot import app as snapshot_app
+from standby.cli.status import metrics_command, status_command
 from standby.cli.store import app as store_app
+from standby.cli.stream import stream_command
 from standby.cli.target import app as target_app
 from standby.cli.transfer import prune_command, pull_command, ship_command, verify_command
 
@@ -69,6 +71,9 @@ app.command("ship")(ship_command)
 app.command("pull")(pull_command)
 app.command("verify")(verify_command)
 app.command("prune")(prune_command)
+app.command("status")(status_command)
+app.command("metrics")(metrics_command)
+app.command("stream")(stream_command)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 
 from standby import settings as settings_mod
-from standby import timefmt
+from standby import observe, timefmt
 from standby.catalog import local
 from standby.catalog.manifest import require_key
 from standby.catalog.start import replay_start
@@ -116,7 +116,11 @@ def replay_command(
             sys.stderr.write(f"\rreplay: {done} ops ({rate:,.0f} ops/s)")
             sys.stderr.flush()
 
-    res = engine.run(site, logs, sel, opts, progress=progress)
+    with observe.action(s, "replay") as noted:
+        res = engine.run(site, logs, sel, opts, progress=progress)
+        noted.detail = {"ops": res.ops_applied, "seconds": round(res.seconds, 3),
+                        "ops_per_s": round(res.ops_applied / res.seconds) if res.seconds else 0}
+        noted.add = {"replay_ops": res.ops_applied}
     if tty:
         sys.stderr.write("\n")
     if json_out:

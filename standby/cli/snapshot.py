@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from standby import timefmt
+from standby import observe, timefmt
 from standby.cli import common
 from standby.errors import ServiceError
 from standby.snapshot import sets
@@ -34,7 +34,11 @@ def _take(ctx: typer.Context, kind: str, overrides: dict[str, Any], dry_run: boo
     if dry_run:
         _emit_plan(sets.plan_take(kind, s), json_out)
     else:
-        _emit_outcome(sets.take(kind, s), json_out)
+        with observe.action(s, "snapshot") as noted:
+            res = sets.take(kind, s)
+            noted.detail = {"kind": kind, "id": res.manifest.id,
+                            "skew_ms": res.manifest.skew_ms}
+        _emit_outcome(res, json_out)
 
 
 def _emit_outcome(res: Outcome, json_out: bool) -> None:

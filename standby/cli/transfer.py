@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Annotated, Any
 
 import typer
 
+from standby import observe
 from standby.cli import common
 from standby.errors import IntegrityError, ServiceError
 from standby.transfer import factory
@@ -71,8 +72,14 @@ def ship_command(
 
     s = common.settings(ctx, {"target.bwlimit": bwlimit})
     t = factory.open_target(target, s)
-    with progress_bar(not json_out) as bar:
+    noting = nullcontext(observe.Outcome()) if dry_run else observe.action(s, "ship")
+    with progress_bar(not json_out) as bar, noting as noted:
         out = ship.ship(s, t, dry_run=dry_run, full=full, progress=bar)
+        if isinstance(out, ship.ShipResult):
+            d = out.as_dict()
+            noted.detail = {"target": d["target"], "snapshots": len(d["shipped"]),
+                            "plain_bytes": d["plain_bytes"]}
+            noted.add = {"ship_bytes": int(d["plain_bytes"])}
     if isinstance(out, ship.ShipPlan):
         if json_out:
             common.emit_json(out.as_dict())
@@ -119,13 +126,20 @@ def pull_command(
         else:
             common.emit("\n".join(p.describe()))
         return
-    with progress_bar(not json_out) as bar:
+    with progress_bar(not json_out) as bar, observe.action(s, "pull"):
         out = pull.pull(s, t, p, progress=bar or (lambda x: None))
     if json_out:
         common.emit_json(out)
         return
     common.emit(f"pulled set {out['set']} (redolog volume as of {out['redolog']}) from "
                 f"{out['target']} in {out['seconds']} s")
+    st = out.get("stream")
+    if st:
+        when = f", last commit {st['last_commit']}" if st["last_commit"] else ""
+        common.emit(f"stream: {st['segments']} segment(s) applied; the redo log reaches seq "
+                    f"{st['seq']} offset {st['offset']}{when}")
+        for note in st["notes"]:
+            common.emit(f"stream: {note}")
     common.emit(f"next: zmplayredo --set {out['set']} (replays from seq "
                 f"{out['replay_from_seq']})")
 

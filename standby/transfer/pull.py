@@ -45,6 +45,8 @@ from standby.snapshot import factory as backends_factory
 from standby.snapshot._base import SnapshotBackend, StreamingBackend, Volume
 from standby.store.site import Site
 from standby.transfer._base import Landing, Progress, Target, TransferEffects
+from standby.transfer import stream_pull
+from standby.transfer.objects import ObjectTarget
 
 STAGING = ".standby-pull"
 PULLED = "pulled.json"
@@ -162,8 +164,13 @@ def pull(sb: Settings, target: Target, p: PullPlan, *,
             for vol, chain in p.chains.items():
                 target.land(chain, landings[vol], landings[vol].volume.path / STAGING, fx)
                 log.info("volume_pulled", volume=vol, snapshot=chain[-1].manifest_id)
+            # The streamed redo after the snapshot, while the replay marker still keeps a
+            # store off these volumes.
+            streamed = stream_pull.extend(sb, target) if isinstance(target, ObjectTarget) \
+                else None
         _record(sb, p)
-    out = {**p.as_dict(), "seconds": round(time.monotonic() - t0, 3)}
+    out = {**p.as_dict(), "seconds": round(time.monotonic() - t0, 3),
+           "stream": streamed.as_dict() if streamed is not None else None}
     log.info("pulled", seconds=out["seconds"], stored_bytes=p.stored_bytes)
     return out
 
