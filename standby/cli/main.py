@@ -11,6 +11,7 @@ from standby import __version__
 from standby.cli import common
 from standby.cli.bench import app as bench_app
 from standby.cli.drill import drill_command
+from standby.cli.index import app as index_app
 from standby.cli.redolog import app as redolog_app
 from standby.cli.replay import replay_command
 from standby.cli.schedule import app as schedule_app
@@ -61,6 +62,7 @@ app.command("replay")(replay_command)
 app.command("drill")(drill_command)
 app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(index_app, name="index")
 
 
 def main() -> None:

@@ -100,7 +100,8 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
            progress: Callable[[int], None] | None = None) -> ReplayResult:
     log = slog.get("standby.replay.fast")
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
-    res = ReplayResult(engine="fast", files=[str(lf.path) for lf in logs])
+    res = ReplayResult(engine="fast", files=[str(lf.path) for lf in logs],
+                       index_mode=cfg.index_mode)
     file_index = {str(lf.path): i for i, lf in enumerate(logs)}
     files = [str(lf.path) for lf in logs]
     sibs: dict[str, tuple[tuple[int, int, int], set[int]]] = {}
@@ -180,8 +181,9 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
         for i in range(workers):
             pool.send(i, ("finish",))
         for i in range(workers):
-            removed, secs = pool.wait(i)
+            removed, secs, behind = pool.wait(i)
             res.garbage_removed += removed
+            res.behind.update(behind)
             for phase, v in secs.items():
                 res.phase_seconds[phase] += v
         res.phase_seconds["finish"] += time.perf_counter() - t_finish
@@ -196,6 +198,7 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
             res.phase_seconds[phase] += secs
         res.parsed += st.parsed
         res.documents += st.documents
+        res.documents_deferred += st.deferred
         res.rows_loaded += st.rows_loaded
     res.seconds = time.perf_counter() - t0
     res.player = player.stats.as_dict()

@@ -21,13 +21,16 @@ from standby.redolog.record import Record
 from standby.replay.player import LogFile, Player, Selection
 from standby.replay.result import ReplayResult
 from standby.store.effects import Effects, IncomingBlobs
+from standby.store.index import IndexMode
 
 
 def replay(logs: list[LogFile], sel: Selection, *, conn: Any, effects: Effects,
            stop_on_error: bool = False, limit: int | None = None,
-           progress: Callable[[int], None] | None = None) -> ReplayResult:
+           progress: Callable[[int], None] | None = None,
+           index_mode: IndexMode = "now") -> ReplayResult:
     log = slog.get("standby.replay.naive")
-    res = ReplayResult(engine="naive", files=[str(lf.path) for lf in logs])
+    res = ReplayResult(engine="naive", files=[str(lf.path) for lf in logs],
+                       index_mode=index_mode)
     source = IncomingBlobs(effects.blobs)
 
     def remember(rec: Record, path: Path) -> None:
@@ -47,7 +50,7 @@ def replay(logs: list[LogFile], sel: Selection, *, conn: Any, effects: Effects,
             if limit is not None and res.ops_applied >= limit:
                 break
             try:
-                out = effects.apply(conn, rec)
+                out = effects.apply(conn, rec, index_mode=index_mode)
             except pymysql.err.Error as e:
                 msg = f"{rec.op.NAME} mailbox {rec.mailbox_id} change {rec.change_id}: {e}"
                 res.errors.append(msg)
@@ -65,6 +68,7 @@ def replay(logs: list[LogFile], sel: Selection, *, conn: Any, effects: Effects,
             if progress and res.ops_applied % 1000 == 0:
                 progress(res.ops_applied)
         res.garbage_removed = effects.collect_garbage(conn, touched)
+        res.behind = effects.index.pending_counts(touched)
     finally:
         effects.source = saved
     res.seconds = time.perf_counter() - t0

@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -35,7 +35,6 @@ from standby.redolog.ops import (
     CreateContact,
     CreateMailbox,
     CreateMessage,
-    DeleteMailbox,
     IndexItem,
     ModifyContact,
 )
@@ -45,7 +44,7 @@ from standby.replay.model import MailboxModel, contact_digest, referenced_ids
 from standby.store import effects as fx
 from standby.store.blobs import BlobStore, blob_relpath
 from standby.store.blobs import digest as blob_digest
-from standby.store.index import Doc, IndexStore, MailboxIndex
+from standby.store.index import Doc, IndexMode, IndexStore, MailboxIndex
 from standby.store.mime import MessageFields, message_fields
 
 # copy_file_range errors that mean "not between these two files": fall back to read + write.
@@ -65,6 +64,7 @@ class WorkerConfig:
     index_root: str
     compress_blobs: bool
     compression_threshold: int
+    index_mode: IndexMode = "now"
 
 
 def _raise_fd_limit() -> None:
@@ -131,6 +131,7 @@ class ChunkStats:
     rows_loaded: int = 0
     parsed: int = 0
     documents: int = 0  # full-text documents inserted
+    deferred: int = 0  # documents left pending for the catch-up (--index defer)
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
@@ -139,27 +140,55 @@ _INDEXED = fx.INDEXED_OPS
 
 
 class _Deferred:
-    """A MailboxIndex whose document inserts wait until the end of the chunk."""
+    """A MailboxIndex whose documents wait until the end of the chunk: then they are tokenized
+    (`now`) or recorded as pending for the catch-up (`defer`), only for items still there."""
 
-    def __init__(self, idx: MailboxIndex, *, fresh: bool = False) -> None:
+    def __init__(self, idx: MailboxIndex, *, fresh: bool = False,
+                 mode: IndexMode = "now") -> None:
         self.idx = idx
         self.db = idx.db
         self.fresh = fresh  # created in this chunk: no document existed before it
-        self.pending: dict[int, tuple[Doc | None, Any]] = {}
+        self.mode = mode
+        # item id -> (document, None) or (None, its fields to be parsed)
+        self.pending: dict[int, tuple[Doc | None, Callable[[], MessageFields] | None]] = {}
 
-    def put(self, doc: Doc, lazy: Any = None) -> None:
+    def _item(self, item_id: int, type: int, folder_id: int, mod_content: int) -> None:
         if not self.fresh:
-            self.db.execute("DELETE FROM docs WHERE rowid = ?", (doc.item_id,))
+            self.db.execute("DELETE FROM docs WHERE rowid = ?", (item_id,))
+            self.db.execute("DELETE FROM pending WHERE id = ?", (item_id,))
         self.db.execute("INSERT OR REPLACE INTO items (id, type, folder_id, mod_content)"
-                        " VALUES (?, ?, ?, ?)",
-                        (doc.item_id, doc.type, doc.folder_id, doc.mod_content))
-        self.pending[doc.item_id] = (doc, lazy)
+                        " VALUES (?, ?, ?, ?)", (item_id, type, folder_id, mod_content))
+
+    def put(self, doc: Doc) -> None:
+        self._item(doc.item_id, doc.type, doc.folder_id, doc.mod_content)
+        self.pending[doc.item_id] = (doc, None)
+
+    def put_message(self, item_id: int, type: int, folder_id: int, mod_content: int,
+                    fields: Callable[[], MessageFields]) -> None:
+        """As `MailboxIndex.put_message` (an IndexItem's re-index from its blob): with `now`
+        the fields are read at once, so a blob that cannot be read changes nothing."""
+        if self.mode == "now":
+            f = fields()
+            self.put(Doc(item_id, type, folder_id, mod_content, f.subject, f.sender,
+                         f.recipients, f.text))
+        else:
+            self.put_lazy(item_id, type, folder_id, mod_content, fields)
+
+    def put_lazy(self, item_id: int, type: int, folder_id: int, mod_content: int,
+                 fields: Callable[[], MessageFields]) -> None:
+        """A message of this chunk: parsed at the flush, and only if it is still there."""
+        self._item(item_id, type, folder_id, mod_content)
+        self.pending[item_id] = (None, fields)
 
     def remove(self, ids: Any) -> None:
         ids = list(ids)
         for i in ids:
             self.pending.pop(i, None)
         self.idx.remove(ids)
+
+    def wipe(self) -> None:
+        self.pending.clear()
+        self.idx.wipe()
 
     def move(self, ids: Iterable[int], folder_id: int) -> None:
         self.idx.move(ids, folder_id)
@@ -176,18 +205,25 @@ class _Deferred:
     def remove_folders(self, folder_ids: Iterable[int]) -> None:
         self.idx.remove_folders(folder_ids)
 
-    def flush(self, fields_for: Any) -> int:
-        rows = []
-        for iid, (doc, lazy) in self.pending.items():
-            if lazy is not None:
-                f: MessageFields = fields_for(lazy)
-                rows.append((iid, f.subject, f.sender, f.recipients, f.text))
-            else:
-                assert doc is not None
-                rows.append((iid, doc.subject, doc.sender, doc.recipients, doc.body))
+    def flush(self) -> int:
+        """Write the chunk's documents (or pending entries); returns how many."""
+        rows: list[tuple[Any, ...]] = []
+        if self.mode == "defer":
+            for iid, (doc, _f) in self.pending.items():
+                rows.append((iid, doc.subject, doc.sender, doc.recipients, doc.body)
+                            if doc is not None else (iid, None, None, None, None))
+            sql = "INSERT OR REPLACE INTO pending (id, subject, sender, recipients, body)"
+        else:
+            for iid, (doc, fields) in self.pending.items():
+                if doc is None:
+                    assert fields is not None
+                    f = fields()
+                    rows.append((iid, f.subject, f.sender, f.recipients, f.text))
+                else:
+                    rows.append((iid, doc.subject, doc.sender, doc.recipients, doc.body))
+            sql = "INSERT INTO docs (rowid, subject, sender, recipients, body)"
         if rows:
-            self.db.executemany("INSERT INTO docs (rowid, subject, sender, recipients, body)"
-                                " VALUES (?, ?, ?, ?, ?)", rows)
+            self.db.executemany(sql + " VALUES (?, ?, ?, ?, ?)", rows)
         self.pending.clear()
         return len(rows)
 
@@ -436,7 +472,7 @@ class Worker:
         dummy = ChunkStats()
         with self.index.use(m, create=True) as idx:
             assert idx is not None
-            d = _Deferred(idx, fresh=not exists)
+            d = _Deferred(idx, fresh=not exists, mode=self.cfg.index_mode)
             idx.begin()
             try:
                 started = exists
@@ -451,50 +487,54 @@ class Worker:
                         stats.index["skipped"] += 1
                         continue
                     if type(op) in _INDEXED:
-                        self._index_op(d, Record(op, ts, 0, 0, m, change), op, ref)
+                        self._index_op(d, Record(op, ts, 0, 0, m, change), op, ref, dummy)
                     hwm = change
                     stats.index["applied"] += 1
-                docs = d.flush(lambda key: self._fields(key[0], key[1], dummy))
+                docs = d.flush()
                 idx.set_hwm(hwm)
                 idx.commit()
             except BaseException:
                 idx.rollback()
                 raise
         stats.parsed += dummy.parsed
-        stats.documents += docs
+        if d.mode == "defer":
+            stats.deferred += docs
+        else:
+            stats.documents += docs
 
-    def _index_op(self, d: _Deferred, rec: Record, op: Op, ref: Any) -> None:
+    def _index_op(self, d: _Deferred, rec: Record, op: Op, ref: Any,
+                  stats: ChunkStats) -> None:
         if isinstance(op, CreateMessage):
             if ref is None:
                 return
-            d.put(Doc(op.msg_id, TYPE_MESSAGE, op.folder_id, rec.change_id, "", "", "", ""),
-                  lazy=(ref, op.msg_size))
+            size = op.msg_size
+            d.put_lazy(op.msg_id, TYPE_MESSAGE, op.folder_id, rec.change_id,
+                       lambda: self._fields(ref, size, stats))
         elif isinstance(op, CreateContact | ModifyContact):
             fx.index_contact(self.effects, d, rec, op, fx.Content(None))
         elif isinstance(op, IndexItem):
             if op.item_id in d.pending:
                 return  # its document is about to be written from the same bytes
             fx.index_item_from_blob(self.effects, d, rec, op, fx.Content(None))
-        elif isinstance(op, DeleteMailbox):
-            d.pending.clear()
-            fx.index_delete_mailbox(self.effects, d, rec, op, fx.Content(None))
         else:
             effect = fx.INDEX_EFFECTS.get(type(op))
             if effect is not None:
                 effect(self.effects, d, rec, op, fx.Content(None))
 
     # -- end --------------------------------------------------------------------------------
-    def finish(self) -> tuple[int, dict[str, float]]:
-        """Garbage pass and closing; returns (blobs removed, seconds per step)."""
+    def finish(self) -> tuple[int, dict[str, float], dict[int, int]]:
+        """Garbage pass and closing; returns (blobs removed, seconds per step, documents
+        pending per mailbox this worker touched)."""
         tm = time.perf_counter
         t0 = tm()
         self.pool.shutdown()
         removed = self.effects.collect_garbage(self.conn, self.touched)
+        behind = self.index.pending_counts(self.touched)
         t1 = tm()
         self.blobs.close()
         self.index.close()
         self.conn.close()
-        return removed, {"finish_garbage": t1 - t0, "finish_close": tm() - t1}
+        return removed, {"finish_garbage": t1 - t0, "finish_close": tm() - t1}, behind
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -512,9 +552,9 @@ def _discard(path: str) -> None:
         pass
 
 
-def _die_with_parent(parent: int) -> None:
-    """Ask the kernel to SIGKILL this worker when the main process dies (Linux), so a killed
-    replay leaves no worker writing behind it."""
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when `parent` dies (Linux), so a killed replay
+    or catch-up leaves no worker writing behind it."""
     try:
         import ctypes
         import signal
@@ -529,9 +569,9 @@ def _die_with_parent(parent: int) -> None:
 
 def serve(cfg: WorkerConfig, conn: Connection, parent: int = 0) -> None:
     """Worker process main loop: ("chunk", files, boxes) -> ChunkStats; ("finish",) ->
-    (blobs removed, seconds per step)."""
+    (blobs removed, seconds per step, documents pending per mailbox)."""
     if parent:
-        _die_with_parent(parent)
+        die_with_parent(parent)
     try:
         w = Worker(cfg)
     except BaseException as e:  # noqa: BLE001 - reported to the parent, not swallowed

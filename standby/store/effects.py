@@ -8,7 +8,9 @@ Exact idempotency per volume (DESIGN.md §1):
 - database: an op is applied only if its change number is above `mailbox.change_checkpoint`,
   which the same transaction raises; a mailbox that was deleted is remembered in
   `deleted_account`, so a replayed CreateMailbox does not bring it back;
-- index: the same rule against the mailbox index's own `hwm`, in one SQLite transaction;
+- index: the same rule against the mailbox index's own `hwm`, in one SQLite transaction; with
+  `index_mode="defer"` documents are recorded as pending instead of tokenized (`store.index`),
+  everything else the op does to the index is applied as with "now";
 - blobs: a blob is written only if missing or wrong. Blob deletions are known from the database's
   state before the op; when the database had already applied the op (replay, crash recovery) they
   are made by `collect_garbage`, which removes the blob files of a mailbox that no database row
@@ -59,7 +61,7 @@ from standby.redolog.ops import (
 from standby.redolog.record import Op, Record
 from standby.store import blobs as blobmod
 from standby.store.blobs import BlobStore
-from standby.store.index import Doc, IndexStore
+from standby.store.index import Doc, DeferringWriter, IndexMode, IndexStore
 from standby.store.mime import MessageFields, message_fields
 from standby.store.schema import INDEX_VOLUME_ID, SCHEMA_VERSION, group_of
 
@@ -214,11 +216,12 @@ class Effects:
 
     # -- entry point ------------------------------------------------------------------------
     def apply(self, conn: Any, rec: Record, *, content: bytes | None = None,
-              volumes: tuple[str, ...] = ("db", "blob", "index")) -> Outcome:
+              volumes: tuple[str, ...] = ("db", "blob", "index"),
+              index_mode: IndexMode = "now") -> Outcome:
         """Apply one committed op to the volumes named; each checks its own change number.
 
         `content` may pass a message's bytes the caller already has (a LINK delivery in the
-        live store).
+        live store); `index_mode` "defer" leaves documents pending for the catch-up.
         """
         op = rec.op
         out = Outcome()
@@ -237,7 +240,7 @@ class Effects:
         if "blob" in volumes:
             self._apply_blob(rec, c, out)
         if "index" in volumes:
-            self._apply_index(rec, c, out)
+            self._apply_index(rec, c, out, index_mode)
         return out
 
     # -- database ---------------------------------------------------------------------------
@@ -578,7 +581,7 @@ class Effects:
             self.blobs.delete(p)
 
     # -- index ------------------------------------------------------------------------------
-    def _apply_index(self, rec: Record, c: Content, out: Outcome) -> None:
+    def _apply_index(self, rec: Record, c: Content, out: Outcome, mode: IndexMode) -> None:
         op, m, change = rec.op, rec.mailbox_id, rec.change_id
         with self.index.use(m, create=isinstance(op, CreateMailbox)) as idx:
             if idx is None:
@@ -590,7 +593,8 @@ class Effects:
                     out.index = "skipped"
                     idx.rollback()
                     return
-                INDEX_EFFECTS.get(type(op), index_noop)(self, idx, rec, op, c)
+                writer: IndexWriter = idx if mode == "now" else DeferringWriter(idx)
+                INDEX_EFFECTS.get(type(op), index_noop)(self, writer, rec, op, c)
                 idx.set_hwm(change)
                 idx.commit()
                 out.index = "applied"
@@ -659,7 +663,12 @@ class IndexWriter(Protocol):
 
     def put(self, doc: Doc) -> None: ...
 
+    def put_message(self, item_id: int, type: int, folder_id: int, mod_content: int,
+                    fields: Callable[[], MessageFields]) -> None: ...
+
     def remove(self, ids: Iterable[int]) -> None: ...
+
+    def wipe(self) -> None: ...
 
     def move(self, ids: Iterable[int], folder_id: int) -> None: ...
 
@@ -683,10 +692,7 @@ def index_create_mailbox(e: Effects, idx: IndexWriter, rec: Record, op: Op,
 
 def index_delete_mailbox(e: Effects, idx: IndexWriter, rec: Record, op: Op,
     c: Content) -> None:
-    idx.db.execute("DELETE FROM docs")
-    idx.db.execute("DELETE FROM items")
-    idx.db.execute("DELETE FROM folders")
-    idx.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('deleted', 1)")
+    idx.wipe()
 
 
 def index_put_folder(e: Effects, idx: IndexWriter, rec: Record, op: Any,
@@ -705,9 +711,7 @@ def index_create_message(e: Effects, idx: IndexWriter, rec: Record, op: Any,
     c: Content) -> None:
     if c.data is None:
         return
-    f = c.fields
-    idx.put(Doc(op.msg_id, TYPE_MESSAGE, op.folder_id, rec.change_id, f.subject, f.sender,
-                f.recipients, f.text))
+    idx.put_message(op.msg_id, TYPE_MESSAGE, op.folder_id, rec.change_id, lambda: c.fields)
 
 
 def index_move_item(e: Effects, idx: IndexWriter, rec: Record, op: Any,
@@ -750,14 +754,12 @@ def index_item_from_blob(e: Effects, idx: IndexWriter, rec: Record, op: Any,
                          (op.item_id,)).fetchone()
     if row is None or row[0] != TYPE_MESSAGE:
         return
+    path = e.blobs.path(rec.mailbox_id, op.item_id, row[2])
     try:
-        data = e.blobs.read(e.blobs.path(rec.mailbox_id, op.item_id, row[2]))
+        idx.put_message(op.item_id, TYPE_MESSAGE, row[1], row[2],
+                        lambda: message_fields(e.blobs.read(path)))
     except FileNotFoundError:
         e.warn(f"IndexItem {rec.mailbox_id}/{op.item_id}: blob missing, left as indexed")
-        return
-    f = message_fields(data)
-    idx.put(Doc(op.item_id, TYPE_MESSAGE, row[1], row[2], f.subject, f.sender, f.recipients,
-                f.text))
 
 
 def index_noop(e: Effects, idx: IndexWriter, rec: Record, op: Any,

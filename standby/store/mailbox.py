@@ -65,7 +65,7 @@ from standby.store import blobs as blobmod
 from standby.store.blobs import BlobStore
 from standby.store.directory import Directory
 from standby.store.effects import SYSTEM_FOLDER_IDS, Effects
-from standby.store.index import IndexStore
+from standby.store.index import IndexStore, catch_up_mailbox
 from standby.store.schema import group_db
 
 INBOX, TRASH, JUNK, SENT, DRAFTS, CONTACTS, USER_ROOT = 2, 3, 4, 5, 6, 7, 1
@@ -108,6 +108,7 @@ class Store:
         self._mailbox_create_lock = threading.Lock()
         self.log = slog.get("standby.store")
         self.ops_done = 0
+        self.catchup_state: Callable[[], str] = lambda: "not needed"
 
     # -- plumbing ---------------------------------------------------------------------------
     def conn(self) -> Any:
@@ -486,14 +487,36 @@ class Store:
             raise NotFound(f"mailbox {m} has no message {item_id}")
         return self.blobs.read(self.blobs.path(m, item_id, rows[0][0]))
 
-    def search(self, m: int, query: str, limit: int = 50) -> list[int]:
+    def search(self, m: int, query: str, limit: int = 50, *, wait: bool = True
+               ) -> dict[str, Any]:
+        """{"ids": best matches, "complete": bool, "pending": documents not yet indexed}.
+
+        A mailbox whose index is behind (documents pending after a `--index defer` replay) is
+        caught up first, under the mailbox's lock, as Zimbra indexes a mailbox's deferred items
+        before searching it; with `wait=False` it is searched as it is and the answer says it is
+        incomplete. An answer is never partial without `complete` being false."""
         with self.index.use(m, create=False) as idx:
             if idx is None:
                 raise NotFound(f"mailbox {m} has no index")
+            pending = idx.pending_count()
+            if pending and wait:
+                with self._mailbox(m):
+                    done = catch_up_mailbox(idx, self.blobs, m)
+                    pending = idx.pending_count()
+                self.log.info("search_caught_up", mailbox=m, documents=done.documents,
+                              pending=pending)
             try:
-                return idx.search(query, limit)
+                ids = idx.search(query, limit)
             except sqlite3.OperationalError as e:
                 raise UsageError(f"bad search query {query!r}: {e}") from e
+            return {"ids": ids, "complete": pending == 0, "pending": pending}
+
+    def index_status(self) -> dict[str, Any]:
+        """The background catch-up's state and, per mailbox, the documents still pending."""
+        behind = self.index.pending_counts()
+        return {"catchup": self.catchup_state(), "mailboxes_behind": len(behind),
+                "documents_pending": sum(behind.values()),
+                "behind": {str(m): n for m, n in behind.items()}}
 
     def tags(self, m: int) -> list[dict[str, Any]]:
         rows = self._query(f"SELECT id, name FROM {self._t(m, 'tag')} WHERE mailbox_id = %s"
