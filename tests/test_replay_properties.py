@@ -4,6 +4,11 @@ Each example runs a real primary (private MariaDB, store service) under loadgen 
 seed, 3-8 accounts, 100-400 actions, 1-3 concurrent clients and small rollover sizes (so the log
 spans several files), stops it, and takes its digest as the truth. Then:
 
+Every replay runs with `--index defer` (the default), and every digest is taken after the index
+catch-up (`replay_util.digest`): the properties hold for the two-phase replay. (a) also checks
+the phases apart — db and blob equal the primary's the moment the replay ends, the index once
+`standby index catch-up` has run — and the one-phase `--index now` with the fast engine.
+
 - (a) `zmplayredo` from empty with the fast and with the naive engine gives the primary's digest;
 - (b) a standby assembled from DB, blob and index copies taken at three moments while the load
   runs (each a consistent copy of one volume: store frozen, MariaDB quiesced for the db volume),
@@ -93,16 +98,30 @@ def test_replay_from_empty_gives_primary_digest(make_store, w: dict[str, Any]) -
     with Lab(make_store) as lab:
         p = run_primary(lab, **w)
         assert len(log_files(p.redolog)) > 2, "the workload should span several log files"
-        for engine in ("fast", "naive"):
-            t = lab.store(f"standby-{engine}")
+        for engine, mode in (("fast", "defer"), ("naive", "defer"), ("fast", "now")):
+            t = lab.store(f"standby-{engine}-{mode}")
             args: list[str | Path] = ["--json", "--log-dir", p.redolog]
             args += ["--naive"] if engine == "naive" else []
+            args += ["--index", "now"] if mode == "now" else []
             r = zmplayredo(t.cfg, *args).assert_ok()
             s = r.summary
             assert s["engine"] == engine
             assert s["errors"] == 0 and s["player"]["uncommitted"] == 0, s
             assert not (t.settings.state_dir / "replay.incomplete").exists()
-            _assert_same(digest(t), p.digest, f"{engine} replay from empty")
+            what = f"{engine} --index {mode} replay from empty"
+            mail = digest(t, catch_up=False)
+            eq = mail.equal(p.digest)
+            assert eq["db"] and eq["blob"], f"{what}: db/blob not equal right after it: {eq}"
+            index = s["phases"]["index"]
+            if mode == "defer":
+                pending = sum(m.pending for m in mail.mailboxes)
+                assert index["documents_pending"] == pending > 0, (index, pending)
+                assert not eq["index"], "the index cannot be complete before its catch-up"
+                c = standby_cli(t.cfg, "index", "catch-up", "--json").assert_ok().summary
+                assert c["documents"] == pending and c["complete"], c
+            else:
+                assert index == {"mode": "now", "state": "done"}, index
+            _assert_same(digest(t, catch_up=False), p.digest, what)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import typer
 from standby.cli import common
 from standby.errors import UsageError
 from standby.replay import catchup
+from standby.store.index import CATCHUP_BATCH
 from standby.store.site import Site
 
 app = typer.Typer(help="The full-text index: catch-up after a deferred replay, and its state.",
@@ -30,14 +31,17 @@ def catch_up(
     = None,
     workers: Annotated[int, typer.Option(
         help="Worker processes (default: one per core).")] = 0,
+    batch_docs: Annotated[int, typer.Option(
+        help="Documents per index transaction (a running store waits at most one batch).")]
+    = CATCHUP_BATCH,
     json_out: Annotated[bool, typer.Option("--json", help="JSON summary on the last line.")]
     = False,
 ) -> None:
     """Index the documents a `--index defer` replay left pending, from the blob volume."""
     if mailbox_id is not None and mailbox_id <= 0:
         raise UsageError("--mailboxId must be a positive mailbox id")
-    if workers < 0:
-        raise UsageError("--workers must be 0 (one per core) or more")
+    if workers < 0 or batch_docs < 1:
+        raise UsageError("--workers must be 0 (one per core) or more, --batch-docs at least 1")
     site = Site.open(common.settings(ctx))
     tty = sys.stderr.isatty() and not json_out
 
@@ -47,7 +51,7 @@ def catch_up(
             sys.stderr.flush()
 
     res = catchup.run(site, mailbox_ids=None if mailbox_id is None else [mailbox_id],
-                      workers=workers, progress=progress)
+                      workers=workers, batch=batch_docs, progress=progress)
     if tty and res.mailboxes:
         sys.stderr.write("\n")
     d = res.as_dict()

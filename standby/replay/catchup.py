@@ -40,7 +40,7 @@ from typing import Any, Literal
 from standby import log as slog
 from standby.errors import StandbyError, StateConflict
 from standby.store.blobs import BlobStore
-from standby.store.index import IndexStore, MailboxCatchup, catch_up_mailbox
+from standby.store.index import CATCHUP_BATCH, IndexStore, MailboxCatchup, catch_up_mailbox
 from standby.store.site import Site
 
 Priority = Literal["normal", "idle"]
@@ -88,7 +88,7 @@ _W: dict[str, Any] = {}
 
 
 def _init_worker(index_root: str, blob_root: str, compress: bool, threshold: int,
-                 priority: Priority, parent: int) -> None:
+                 priority: Priority, parent: int, batch: int) -> None:
     from standby.replay.worker import die_with_parent
 
     die_with_parent(parent)
@@ -96,6 +96,7 @@ def _init_worker(index_root: str, blob_root: str, compress: bool, threshold: int
         lower_priority()
     _W["index"] = IndexStore(Path(index_root), cache_size=8)
     _W["blobs"] = BlobStore(Path(blob_root), compress=compress, threshold=threshold)
+    _W["batch"] = batch
 
 
 def _work(m: int) -> MailboxCatchup:
@@ -103,14 +104,15 @@ def _work(m: int) -> MailboxCatchup:
     with index.use(m, create=False) as idx:
         if idx is None:
             return MailboxCatchup(m)
-        return catch_up_mailbox(idx, _W["blobs"], m)
+        return catch_up_mailbox(idx, _W["blobs"], m, batch=_W["batch"])
 
 
 def run(site: Site, *, mailbox_ids: Iterable[int] | None = None, workers: int = 0,
-        priority: Priority = "normal",
+        priority: Priority = "normal", batch: int = CATCHUP_BATCH,
         progress: Callable[[int, int], None] | None = None) -> CatchupResult:
     """Catch up the indexes of these mailboxes (default: every one that is behind) on the
-    site's volumes; `progress(done, total)` after each mailbox."""
+    site's volumes, `batch` documents per transaction; `progress(done, total)` after each
+    mailbox."""
     log = slog.get("standby.replay.catchup")
     if site.replay_interrupted():
         raise StateConflict("a replay is running on these volumes, or was interrupted: the "
@@ -129,7 +131,7 @@ def run(site: Site, *, mailbox_ids: Iterable[int] | None = None, workers: int = 
     if order:
         ctx = mp.get_context("fork")
         args = (str(s.volumes.index.path), str(s.volumes.blob.path), s.store.compress_blobs,
-                s.store.compression_threshold, priority, os.getpid())
+                s.store.compression_threshold, priority, os.getpid(), batch)
         with ctx.Pool(res.workers, initializer=_init_worker, initargs=args) as pool:
             for done, mc in enumerate(pool.imap_unordered(_work, order), start=1):
                 res.mailboxes += 1

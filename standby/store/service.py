@@ -299,8 +299,10 @@ class BackgroundCatchup:
         s = self.settings
         if s.source is None or not (s.volumes.index.path / CATCHUP_MARKER).exists():
             return False
-        cmd = _process.Command.of(sys.executable, "-m", "standby.replay.catchup", "--config",
-                                  s.source, "--priority", "idle", "--parent", str(os.getpid()))
+        # Under `nice` from its first instruction; it adds SCHED_IDLE itself.
+        cmd = _process.Command.of("nice", "-n", "19", sys.executable, "-m",
+                                  "standby.replay.catchup", "--config", s.source, "--priority",
+                                  "idle", "--parent", str(os.getpid()))
         self.proc = _process.spawn(cmd, stdout=None, stderr=None)  # into the service's log
         return True
 
