@@ -196,6 +196,8 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
         res.errors.extend(st.errors)
         for phase, secs in st.seconds.items():
             res.phase_seconds[phase] += secs
+        for phase, secs in st.cpu.items():
+            res.phase_cpu[phase] += secs
         res.parsed += st.parsed
         res.documents += st.documents
         res.documents_deferred += st.deferred

@@ -58,7 +58,7 @@ from standby.store.effects import (
     contact_text,
     folder_metadata,
 )
-from standby.store.mime import MessageFields
+from standby.store.mime import RowFields
 from standby.store.schema import MAIL_ITEM_COLUMNS, TAG_COLUMNS
 
 C = {name: i for i, name in enumerate(MAIL_ITEM_COLUMNS)}
@@ -113,7 +113,7 @@ class Counts:
 class MailboxModel:
     def __init__(self, m: int, *, exists: bool, hwm: int, item_ckpt: int,
                  account_id: str | None, deleted_before: bool, source: RowSource,
-                 fields_for: Callable[[int], MessageFields]) -> None:
+                 fields_for: Callable[[int], RowFields]) -> None:
         self.m = m
         self.present = exists
         self.existed = exists

@@ -23,6 +23,7 @@ class ReplayResult:
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    phase_cpu: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     parsed: int = 0
     documents: int = 0
     rows_loaded: int = 0
@@ -51,6 +52,7 @@ class ReplayResult:
             "errors": len(self.errors), "error_samples": self.errors[:10],
             "player": self.player, "notes": self.notes,
             "worker_seconds": {k: round(v, 2) for k, v in self.phase_seconds.items()},
+            "worker_cpu_seconds": {k: round(v, 2) for k, v in self.phase_cpu.items()},
             "messages_parsed": self.parsed,
             "documents_indexed": self.documents,
             "rows_loaded": self.rows_loaded,

@@ -11,7 +11,8 @@ For each mailbox of a chunk, in the order the ops committed:
    change number; documents are inserted only for items still present at the end of the chunk,
    so a message created and deleted within it is never tokenized.
 Message fields (sender, subject, text) are parsed once per message, and only when a surviving row
-or document needs them. Blob bytes are read from the log files by (file, offset, length).
+or document needs them; with `--index defer` only the headers a row needs
+(`mime.message_headers`), the text being the catch-up's work. Blob bytes are read from the log files by (file, offset, length).
 """
 
 from __future__ import annotations
@@ -45,7 +46,13 @@ from standby.store import effects as fx
 from standby.store.blobs import BlobStore, blob_relpath
 from standby.store.blobs import digest as blob_digest
 from standby.store.index import Doc, IndexMode, IndexStore, MailboxIndex
-from standby.store.mime import MessageFields, message_fields
+from standby.store.mime import (
+    MessageFields,
+    MessageHeaders,
+    RowFields,
+    message_fields,
+    message_headers,
+)
 
 # copy_file_range errors that mean "not between these two files": fall back to read + write.
 _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP,
@@ -76,11 +83,26 @@ def _raise_fd_limit() -> None:
 
 
 def make_op(opcode: int, values: tuple[Any, ...]) -> Op:
-    cls = REGISTRY[opcode]
-    op = cls.__new__(cls)
-    for name, v in zip(op_fields(cls), values):
-        object.__setattr__(op, name, v)
-    return op
+    """The op of class REGISTRY[opcode] whose fields (`op_fields` order) are `values`."""
+    mk = _MAKERS.get(opcode)
+    if mk is None:
+        mk = _MAKERS[opcode] = _maker(REGISTRY[opcode])
+    return mk(values)
+
+
+_MAKERS: dict[int, Callable[[tuple[Any, ...]], Op]] = {}
+
+
+def _maker(cls: type[Op]) -> Callable[[tuple[Any, ...]], Op]:
+    """A constructor from a values tuple, as straight-line code (as `dataclasses` generates its
+    methods): one slot store per field, not a loop of `setattr` calls — it runs once per op."""
+    names = op_fields(cls)
+    body = "".join(f"    o.{n} = v[{i}]\n" for i, n in enumerate(names))
+    src = f"def make(v):\n    o = new(cls)\n{body}    return o\n"
+    scope: dict[str, Any] = {"new": cls.__new__, "cls": cls}
+    exec(src, scope)  # the names are the op classes' own __slots__
+    made: Callable[[tuple[Any, ...]], Op] = scope["make"]
+    return made
 
 
 class _Blobs:
@@ -133,6 +155,7 @@ class ChunkStats:
     documents: int = 0  # full-text documents inserted
     deferred: int = 0  # documents left pending for the catch-up (--index defer)
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    cpu: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # thread CPU
 
 
 # Ops that change an index (every other op only raises its change number).
@@ -246,6 +269,7 @@ class Worker:
         self.effects = fx.Effects(groups=cfg.groups, blobs=self.blobstore, index=self.index)
         self.blobs = _Blobs()
         self.fields: dict[tuple[int, int, int], MessageFields] = {}
+        self.headers: dict[tuple[int, int, int], MessageHeaders] = {}
         self.touched: set[int] = set()
         self._kernel_copy = hasattr(os, "copy_file_range")
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="replay-io")
@@ -259,6 +283,7 @@ class Worker:
 
     def _fields(self, ref: tuple[int, int, int] | None, msg_size: int | None,
                 stats: ChunkStats) -> MessageFields:
+        """A message's full fields (for its document and its row), parsed once per chunk."""
         if ref is None:
             return message_fields(b"")
         f = self.fields.get(ref)
@@ -268,12 +293,28 @@ class Worker:
             stats.parsed += 1
         return f
 
+    def _row_fields(self, ref: tuple[int, int, int] | None, msg_size: int | None,
+                    stats: ChunkStats) -> RowFields:
+        """What a message's row needs. With `--index defer` no document is written, so only
+        the headers are parsed (`message_headers`), never the text."""
+        if self.cfg.index_mode == "now":
+            return self._fields(ref, msg_size, stats)
+        if ref is None:
+            return message_headers(b"")
+        h = self.headers.get(ref)
+        if h is None:
+            h = message_headers(self.blobs.read(ref, msg_size))
+            self.headers[ref] = h
+            stats.parsed += 1
+        return h
+
     def process(self, files: list[str], boxes: dict[int, list[OpTuple]]) -> ChunkStats:
         stats = ChunkStats()
-        tm = time.perf_counter
-        t0 = tm()
+        tm, cpu = time.perf_counter, time.thread_time
+        t0, c0 = tm(), cpu()
         self.blobs.set_files(files)
         self.fields.clear()
+        self.headers.clear()
         states = self.source.mailbox_states(list(boxes))
         deleted = self.source.deleted_mailboxes([m for m in boxes if m not in states])
         self.conn.commit()
@@ -287,8 +328,9 @@ class Worker:
             ch, blobs_wanted = self._fold(m, ops, states.get(m), m in deleted, stats)
             all_changes.append(ch)
             work.append((m, ops, blobs_wanted))
-        t1 = tm()
+        t1, c1 = tm(), cpu()
         stats.seconds["fold"] += t1 - t0
+        stats.cpu["fold"] += c1 - c0
         # The three volumes are independent now: the database load runs in a thread (it mostly
         # waits on MariaDB), blobs in a small pool (file creation mostly waits in the kernel),
         # the index here. Threads release the GIL while they wait, so the waits overlap.
@@ -299,12 +341,15 @@ class Worker:
         for m, ops, _ in work:
             self._index(m, ops, stats)
         stats.seconds["index"] += tm() - t1
+        stats.cpu["index"] += cpu() - c1
         for job in blob_jobs:
-            counts, secs = job.result()
+            counts, secs, csecs = job.result()
             stats.blob.update(counts)
             stats.seconds["blobs"] += secs
-        _r, secs = db_job.result()
+            stats.cpu["blobs"] += csecs
+        _r, secs, csecs = db_job.result()
         stats.seconds["db_write"] += secs
+        stats.cpu["db_write"] += csecs
         t2 = tm()
         stats.blob["deleted"] += self._drop_garbage(all_changes)
         stats.seconds["blob_garbage"] += tm() - t2
@@ -313,10 +358,11 @@ class Worker:
         return stats
 
     @staticmethod
-    def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
-        t = time.perf_counter()
+    def _timed(fn: Any, *args: Any) -> tuple[Any, float, float]:
+        """fn(*args), its wall seconds and the CPU seconds of the thread that ran it."""
+        t, c = time.perf_counter(), time.thread_time()
         out = fn(*args)
-        return out, time.perf_counter() - t
+        return out, time.perf_counter() - t, time.thread_time() - c
 
     # -- database ---------------------------------------------------------------------------
     def _fold(self, m: int, ops: list[tuple[Op, int, int, Any]],
@@ -327,9 +373,9 @@ class Worker:
             if isinstance(op, CreateMessage):
                 refs[op.msg_id] = (ref, op.msg_size)
 
-        def fields_for(item_id: int) -> MessageFields:
+        def fields_for(item_id: int) -> RowFields:
             ref, size = refs.get(item_id, (None, 0))
-            return self._fields(ref, size, stats)
+            return self._row_fields(ref, size, stats)
 
         hwm, ckpt, acct = state if state else (0, 0, None)
         mm = MailboxModel(m, exists=state is not None, hwm=hwm, item_ckpt=ckpt,
