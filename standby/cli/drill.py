@@ -58,11 +58,16 @@ def drill_command(
         common.emit(f"last shipped position  {d['last_shipped']}")
         common.emit(f"RPO                    {d['rpo_s']} s "
                     f"({d['ops_never_shipped']} committed ops never shipped)")
-        common.emit(f"RTO                    {d['rto_s']} s (restore {d['restore_s']} s, "
+        common.emit(f"RTO, mail              {d['rto_mail_s']} s (restore {d['restore_s']} s, "
                     f"replay {d['replay_s']} s)")
+        common.emit(f"RTO, search            {d['rto_search_s']} s (index catch-up "
+                    f"{d['catchup_s']} s, {d['catchup_documents']} documents)")
         common.emit(f"replay                 {d['replay_ops']} ops at "
                     f"{d['replay_ops_per_s']} ops/s")
-        common.emit(f"standby == primary     {d['equal']} ({d['standby_digest'][:16]})")
+        common.emit(f"db, blob == primary    {'yes' if d['equal_mail'] else 'NO'} right after "
+                    "the replay")
+        common.emit(f"standby == primary     {'yes' if d['equal'] else 'NO'}, index included, "
+                    f"after the catch-up ({d['standby_digest'][:16]})")
         for n in d["notes"]:
             common.emit(f"note                   {n}")
     if not rep.equal:
