@@ -14,6 +14,7 @@ garbage pass over the mailboxes it touched, as in the naive engine.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import operator
 import os
@@ -118,6 +119,10 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
     pool = _Pool(cfg, workers)
     t0 = time.perf_counter()
     pending_stats: list[ChunkStats] = []
+    # As in the workers: no cyclic collection while decoding (records and tuples make no
+    # cycles); it is switched back on below, however the replay ends.
+    gc_was = gc.isenabled()
+    gc.disable()
     try:
         chunk: list[dict[int, list[OpTuple]]] = [{} for _ in range(workers)]
         n = 0
@@ -189,6 +194,8 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
         res.phase_seconds["finish"] += time.perf_counter() - t_finish
     finally:
         pool.close()
+        if gc_was:
+            gc.enable()
     for st in pending_stats:
         res.db.update(st.db)
         res.blob.update(st.blob)

@@ -89,14 +89,23 @@ class MailboxIndex:
         self.db.execute("PRAGMA synchronous=NORMAL")
         if cache_kb is not None:  # many open indexes: keep each one's page cache small
             self.db.execute(f"PRAGMA cache_size=-{int(cache_kb)}")
-        fresh = self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'docs'").fetchone() \
-            is None
-        for ddl in _SCHEMA:
-            self.db.execute(ddl)
-        if fresh:
-            # Merge segments 8 at a time, not FTS5's default 4 (Lucene, Zimbra's index, merges
-            # 10): about a fifth less work per document inserted, a few more segments to read.
-            self.db.execute(f"INSERT INTO docs (docs, rank) VALUES ('automerge', {AUTOMERGE})")
+        have = {r[0] for r in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE name IN ('docs', 'pending')")}
+        if len(have) < 2:  # new, or from before deferred documents: one transaction for all
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for ddl in _SCHEMA:
+                    self.db.execute(ddl)
+                if "docs" not in have:
+                    # Merge segments 8 at a time, not FTS5's default 4 (Lucene, Zimbra's index,
+                    # merges 10): a fifth less work per document inserted, a few more segments
+                    # to read.
+                    self.db.execute("INSERT INTO docs (docs, rank) VALUES ('automerge',"
+                                    f" {AUTOMERGE})")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         self.db.close()
