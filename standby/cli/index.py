@@ -67,7 +67,7 @@ def catch_up(
             common.emit(f"  still pending: {d['documents_pending']} documents in "
                         f"{d['mailboxes_behind']} mailboxes; searches there say the index is "
                         "incomplete")
-            for m in res.missing[:10]:
+            for m in res.missing[:10] + res.errors[:10]:
                 common.emit(f"  {m}")
         else:
             common.emit("  the index is complete" + ("" if mailbox_id is None

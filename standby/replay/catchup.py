@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -51,6 +52,7 @@ class CatchupResult:
     mailboxes: int = 0
     documents: int = 0
     missing: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # indexes that could not be caught up
     seconds: float = 0.0
     workers: int = 0
     priority: str = "normal"
@@ -65,6 +67,7 @@ class CatchupResult:
             "seconds": round(self.seconds, 3), "workers": self.workers,
             "priority": self.priority, "cpu_seconds": round(self.cpu_seconds, 2),
             "missing_blobs": len(self.missing), "missing_samples": self.missing[:10],
+            "errors": len(self.errors), "error_samples": self.errors[:10],
             "mailboxes_behind": len(self.behind),
             "documents_pending": sum(self.behind.values()),
             "complete": not self.behind, "marker_cleared": self.marker_cleared,
@@ -99,12 +102,23 @@ def _init_worker(index_root: str, blob_root: str, compress: bool, threshold: int
     _W["batch"] = batch
 
 
-def _work(m: int) -> MailboxCatchup:
+def _work(m: int) -> MailboxCatchup | tuple[int, str]:
+    """One mailbox caught up, or (mailbox, error) if its index cannot be read or written. A
+    running store holding the index's write lock a moment too long is waited for, twice."""
     index: IndexStore = _W["index"]
-    with index.use(m, create=False) as idx:
-        if idx is None:
-            return MailboxCatchup(m)
-        return catch_up_mailbox(idx, _W["blobs"], m, batch=_W["batch"])
+    for attempt in range(3):
+        try:
+            with index.use(m, create=False) as idx:
+                if idx is None:
+                    return MailboxCatchup(m)
+                return catch_up_mailbox(idx, _W["blobs"], m, batch=_W["batch"])
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e) or attempt == 2:
+                return m, f"mailbox {m}: its index: {e}"
+            time.sleep(1.0)
+        except sqlite3.DatabaseError as e:  # corrupt, not a database, ...
+            return m, f"mailbox {m}: its index: {e}"
+    return m, f"mailbox {m}: its index stayed locked"
 
 
 def run(site: Site, *, mailbox_ids: Iterable[int] | None = None, workers: int = 0,
@@ -134,6 +148,9 @@ def run(site: Site, *, mailbox_ids: Iterable[int] | None = None, workers: int = 
                 s.store.compression_threshold, priority, os.getpid(), batch)
         with ctx.Pool(res.workers, initializer=_init_worker, initargs=args) as pool:
             for done, mc in enumerate(pool.imap_unordered(_work, order), start=1):
+                if isinstance(mc, tuple):
+                    res.errors.append(mc[1])
+                    continue
                 res.mailboxes += 1
                 res.documents += mc.documents
                 res.cpu_seconds += mc.cpu_seconds
