@@ -8,6 +8,11 @@ remote commands are quoted with `shlex.join` by whoever builds them. Three ways 
 - `daemon(cmd)`: start it detached in its own session with output to a log file, for the
   long-lived services (a private `mariadbd`, the store service, `zfs-fuse`, `moto_server`).
 
+Two compositions on top: `over_ssh(cmd, remote)` turns a command into the `ssh` command that runs
+it on another host (the only place an ssh argv is built; the remote command is one word made with
+`shlex.join`), and `pipe(sender, receiver)` runs one command into another (`zfs send | zfs recv`)
+and checks both exit codes, naming the one that failed first.
+
 Builders elsewhere return `Command`s; parsers elsewhere take bytes. Keeping the three apart lets
 tests check argv without running anything.
 """
@@ -15,16 +20,21 @@ tests check argv without running anything.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from standby.errors import CommandFailed, CommandNotFound, ServiceError
+from standby.errors import CommandFailed, CommandNotFound, ServiceError, UsageError
 
 
 @dataclass(frozen=True)
@@ -41,8 +51,6 @@ class Command:
         return cls(tuple(os.fspath(a) for a in argv), **kw)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
-        import shlex
-
         return shlex.join(self.argv)
 
 
@@ -79,6 +87,7 @@ _PACKAGE_HINTS = {
     "mkfs.btrfs": "apt-get install btrfs-progs",
     "lvcreate": "apt-get install lvm2",
     "moto_server": "pip install 'moto[server]'",
+    "ssh": "apt-get install openssh-client",
 }
 
 
@@ -181,8 +190,6 @@ def daemon(cmd: Command, *, log_path: Path) -> int:
         )
     # Reap it in the background if it dies while we are still alive, so it does not linger as a
     # zombie that `alive()` would report as running.
-    import threading
-
     threading.Thread(target=proc.wait, daemon=True).start()
     return proc.pid
 
@@ -234,3 +241,247 @@ def kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+# --------------------------------------------------------------------------------------------
+# Remote commands and pipelines
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A host that commands run on over ssh: `user@host`, a port, a key file, `-o` options.
+
+    `BatchMode=yes` by default: from cron there is nobody to type a password or accept a host
+    key, so ssh must fail at once instead of waiting for a prompt."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+    identity: Path | None = None
+    options: tuple[str, ...] = ("BatchMode=yes",)
+    program: str = "ssh"
+
+    def __post_init__(self) -> None:
+        for what, value in (("host", self.host), ("user", self.user)):
+            if value is None:
+                continue
+            # A leading dash would be read as an ssh option (`-oProxyCommand=...`).
+            if not value or value.startswith("-") or "@" in value or any(
+                    c.isspace() or c in "/\\'\"" for c in value):
+                raise UsageError(f"{value!r} is not an ssh {what} name",
+                                 hint="write the target as user@host/path")
+        if self.port is not None and not 0 < self.port < 65536:
+            raise UsageError(f"ssh port {self.port} is out of range", hint="use 1-65535")
+
+    def __str__(self) -> str:
+        who = f"{self.user}@{self.host}" if self.user else self.host
+        return f"{who}:{self.port}" if self.port is not None else who
+
+
+def over_ssh(cmd: Command, remote: Remote) -> Command:
+    """The `ssh` command that runs `cmd` on `remote`.
+
+    The remote command is a single word made with `shlex.join`, so the remote shell sees exactly
+    `cmd.argv`; `cmd.env` becomes an `env K=V ...` prefix (ssh forwards no environment). A
+    working directory cannot be carried over and is refused. The timeout stays with the local
+    ssh process. Pure: runs nothing."""
+    if cmd.cwd is not None:
+        raise ValueError(f"over_ssh: {cmd.argv[0]!r} has a working directory, which ssh cannot "
+                         "carry; use absolute paths")
+    words = cmd.argv
+    if cmd.env:
+        words = ("env", *(f"{k}={v}" for k, v in sorted(cmd.env.items())), *words)
+    argv: list[str] = [remote.program]
+    for opt in remote.options:
+        argv += ["-o", opt]
+    if remote.port is not None:
+        argv += ["-p", str(remote.port)]
+    if remote.identity is not None:
+        argv += ["-i", os.fspath(remote.identity)]
+    if remote.user:
+        argv += ["-l", remote.user]
+    argv += ["--", remote.host, shlex.join(words)]
+    return Command(tuple(argv), timeout=cmd.timeout)
+
+
+def located(cmd: Command, remote: Remote | None) -> Command:
+    """`cmd` as run on `remote` (over ssh), or unchanged to run here when `remote` is None."""
+    return cmd if remote is None else over_ssh(cmd, remote)
+
+
+@dataclass(frozen=True)
+class Piped:
+    """What `pipe` saw: both results (the sender's stdout went to the receiver, so its `stdout`
+    is empty) and the number of bytes that passed, when they went through Python."""
+
+    sender: Result
+    receiver: Result
+    nbytes: int | None
+
+
+def pipe(sender: Command, receiver: Command, *,
+         on_chunk: Callable[[bytes], None] | None = None, chunk_size: int = 1 << 20,
+         timeout: float | None = None) -> Piped:
+    """Run `sender` with its stdout into `receiver`'s stdin (`zfs send | zfs recv`); wait for
+    both and check both exit codes.
+
+    Without `on_chunk` the two are joined by an OS pipe and no byte passes through Python. With
+    it, each chunk read from the sender is written to the receiver and then given to `on_chunk`
+    (to count, hash, show progress, limit the rate); an exception it raises stops both processes
+    and propagates, which is also how a test interrupts a stream mid-way.
+
+    Raises `CommandFailed` for the process that failed first: the receiver when it exited
+    non-zero and the sender only saw the pipe close, otherwise the sender (a receiver reading a
+    truncated stream fails too, but the sender's error is the cause). On any error, and when
+    `timeout` seconds (for the whole pipe) pass, both processes are killed and reaped; a timeout
+    raises `ServiceError`."""
+    with (tempfile.TemporaryFile() as s_err, tempfile.TemporaryFile() as r_err,
+          tempfile.TemporaryFile() as r_out,
+          _supervised(timeout, f"`{sender.argv[0]} | {receiver.argv[0]}`") as procs):
+        snd = spawn(sender, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=s_err)
+        procs.append(snd)
+        assert snd.stdout is not None
+        nbytes: int | None = None
+        try:
+            rcv = spawn(receiver, stdin=snd.stdout if on_chunk is None else subprocess.PIPE,
+                        stdout=r_out, stderr=r_err)
+            procs.append(rcv)
+            if on_chunk is not None:
+                assert rcv.stdin is not None
+                nbytes = _pump(iter(partial(snd.stdout.read, chunk_size), b""), rcv.stdin,
+                               on_chunk)
+        finally:
+            # The receiver holds the read end (or we stopped reading): ours must go, or the
+            # sender would block on a full pipe instead of seeing it close.
+            snd.stdout.close()
+        snd.wait()
+        rcv.wait()
+        sres = Result(sender.argv, snd.returncode, b"", _contents(s_err))
+        rres = Result(receiver.argv, rcv.returncode, _contents(r_out), _contents(r_err))
+    _check_pipe(sres, rres)
+    return Piped(sres, rres, nbytes)
+
+
+def read_from(cmd: Command, on_chunk: Callable[[bytes], None], *, chunk_size: int = 1 << 20,
+              timeout: float | None = None) -> Result:
+    """Run `cmd` and give its stdout to `on_chunk`, chunk by chunk (a `zfs send` into an
+    uploader); raise `CommandFailed` if it exits non-zero. An exception from `on_chunk`, or the
+    `timeout` (`ServiceError`), kills it. The returned `stdout` is empty: it went to `on_chunk`."""
+    with (tempfile.TemporaryFile() as err,
+          _supervised(timeout, f"`{cmd.argv[0]}`") as procs):
+        proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        procs.append(proc)
+        assert proc.stdout is not None
+        try:
+            while chunk := proc.stdout.read(chunk_size):
+                on_chunk(chunk)
+        finally:
+            proc.stdout.close()
+        proc.wait()
+        res = Result(cmd.argv, proc.returncode, b"", _contents(err))
+    _check(res)
+    return res
+
+
+def write_into(cmd: Command, chunks: Iterable[bytes], *, timeout: float | None = None) -> Result:
+    """Run `cmd` with `chunks` on its stdin (a download into `zfs recv`), then close it and
+    check the exit code (`CommandFailed`). An exception while producing the chunks, or the
+    `timeout` (`ServiceError`), kills the command, so a receiver never takes a truncated
+    stream for a complete one. A command that exits before reading everything fails with its
+    own error."""
+    with (tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err,
+          _supervised(timeout, f"`{cmd.argv[0]}`") as procs):
+        proc = spawn(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err)
+        procs.append(proc)
+        assert proc.stdin is not None
+        _pump(chunks, proc.stdin)
+        proc.wait()
+        res = Result(cmd.argv, proc.returncode, _contents(out), _contents(err))
+    _check(res)
+    return res
+
+
+@contextmanager
+def _supervised(timeout: float | None, what: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The processes appended to the yielded list are killed and reaped if the block raises,
+    and when `timeout` seconds pass (then `ServiceError`, once the block is left)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    expired = threading.Event()
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, _expire, (procs, expired))
+        timer.daemon = True
+        timer.start()
+    try:
+        yield procs
+    except BaseException:
+        for p in procs:
+            _kill_reap(p)
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if expired.is_set():
+        raise ServiceError(f"{what} did not finish within {timeout} s and was stopped")
+
+
+def _pump(chunks: Iterable[bytes], dst: IO[bytes],
+          on_chunk: Callable[[bytes], None] | None = None) -> int:
+    """Write `chunks` into `dst` and close it; stop early if `dst`'s reader exits."""
+    n = 0
+    try:
+        for chunk in chunks:
+            dst.write(chunk)
+            n += len(chunk)
+            if on_chunk is not None:
+                on_chunk(chunk)
+    except BrokenPipeError:
+        pass  # the reader exited early; its exit code says why
+    # Closed only here, with every chunk in: on an error `_supervised` kills the reader first,
+    # so that it never sees the end of a truncated stream and takes it for complete.
+    with suppress(BrokenPipeError):
+        dst.close()
+    return n
+
+
+def _check(res: Result) -> None:
+    if res.returncode != 0:
+        raise CommandFailed(res.argv, res.returncode, res.stderr.decode("utf-8", "replace"))
+
+
+def _expire(procs: list[subprocess.Popen[bytes]], expired: threading.Event) -> None:
+    expired.set()
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+
+
+def _kill_reap(p: subprocess.Popen[bytes]) -> None:
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+    if p.stdin is not None:
+        with suppress(OSError):  # unflushed bytes to a dead reader
+            p.stdin.close()
+
+
+def _contents(f: IO[bytes]) -> bytes:
+    f.seek(0)
+    return f.read()
+
+
+def _broken_pipe(r: Result) -> bool:
+    return r.returncode == -signal.SIGPIPE or b"Broken pipe" in r.stderr
+
+
+def _check_pipe(sres: Result, rres: Result) -> None:
+    def failed(r: Result) -> CommandFailed:
+        return CommandFailed(r.argv, r.returncode, r.stderr.decode("utf-8", "replace"))
+
+    if rres.returncode != 0 and (sres.returncode == 0 or _broken_pipe(sres)):
+        raise failed(rres)
+    if sres.returncode != 0:
+        e = failed(sres)
+        if rres.returncode != 0:
+            e.add_note(f"{rres.argv[0]!r} then failed too (exit code {rres.returncode})")
+        raise e

@@ -94,8 +94,7 @@ def zfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZfsFuse]:
     z.stop()
 
 
-@pytest.fixture
-def zpool(zfs: ZfsFuse) -> Iterator[str]:
+def _pool(zfs: ZfsFuse) -> Iterator[str]:
     name = f"sbt{uuid.uuid4().hex[:8]}"
     pool, img = zfs.create_pool(name)
     yield pool
@@ -103,11 +102,32 @@ def zpool(zfs: ZfsFuse) -> Iterator[str]:
 
 
 @pytest.fixture
-def btrfs(tmp_path: Path) -> Iterator[Path]:
+def zpool(zfs: ZfsFuse) -> Iterator[str]:
+    yield from _pool(zfs)
+
+
+@pytest.fixture
+def zpool_b(zfs: ZfsFuse) -> Iterator[str]:
+    """A second pool beside `zpool`: the receiving side of send/receive tests."""
+    yield from _pool(zfs)
+
+
+def _btrfs(tmp_path: Path) -> Iterator[Path]:
     ok, why = BtrfsLoop.available()
     require("btrfs", ok, why)
     with BtrfsLoop(tmp_path) as mnt:
         yield mnt
+
+
+@pytest.fixture
+def btrfs(tmp_path: Path) -> Iterator[Path]:
+    yield from _btrfs(tmp_path)
+
+
+@pytest.fixture
+def btrfs_b(tmp_path: Path) -> Iterator[Path]:
+    """A second btrfs file system (its own loop device) beside `btrfs`."""
+    yield from _btrfs(tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -223,3 +223,33 @@ def _toml(v: object) -> str:
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml(x) for x in v) + "]"
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class IamMotoServer(MotoServer):
+    """`moto_server` that enforces IAM after its first `free_actions` requests.
+
+    moto's INITIAL_NO_AUTH_ACTION_COUNT: the first requests (the bootstrap of an admin user and
+    its key) pass unsigned; every later one must be signed by a known access key and allowed by
+    that user's policies. What moto evaluates of a policy is its Action and Resource elements;
+    conditions it does not understand (StringLike, Bool, ...) count as met.
+    """
+
+    def __init__(self, free_actions: int) -> None:
+        super().__init__()
+        self.free_actions = free_actions
+
+    def __enter__(self) -> IamMotoServer:
+        exe = Path(sys.executable).with_name("moto_server")
+        cmd = [str(exe) if exe.exists() else "moto_server", "-p", str(self.port)]
+        env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(self.free_actions)}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError("moto_server (IAM enforcing) did not start")

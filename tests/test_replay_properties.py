@@ -298,7 +298,11 @@ def test_replay_twice_and_killed_replays_converge(make_store) -> None:
                 killed_mid_way.append(len(members))
                 if kill_db:
                     Site(b.settings).db.kill()
-                assert marker.exists(), "a killed replay must leave its marker"
+                if not marker.exists():
+                    # Only a finished replay clears its marker: the kill came in the last
+                    # moments of a complete run (printing its summary), which the volumes show.
+                    _assert_same(digest(b), p.digest, "a replay that cleared its marker")
+                    break
                 refused = standby_cli(b.cfg, "store", "start")
                 assert refused.rc == 5, refused.describe()
                 assert "replay" in refused.err and "interrupted" in refused.err, refused.describe()

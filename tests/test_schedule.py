@@ -18,13 +18,14 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 from standby import _process
+from standby import schedule as sched
 from standby._process import Command
 from standby.cli import common
 from standby.cli import main as cli_main
 from standby.errors import FormatError, NotFound, StateConflict, UsageError
-from standby.snapshot import schedule as sched
-from standby.snapshot.schedule import (
+from standby.schedule import (
     CrontabFile,
+    CrontabTarget,
     Schedule,
     ScheduleEntry,
     UnitDir,
@@ -413,10 +414,8 @@ def test_oncalendar_fires_when_cron_does(data: st.DataObject) -> None:
         assert it == nxt, (expr, calendar)
 
 
-@needs_systemd_analyze
-def test_systemd_accepts_the_units(tmp_path: Path) -> None:
-    s = sched.standby_schedule(program="/bin/echo", config="/etc/x y.toml",
-                               then=("/bin/echo", "a$b", "100%", 'q"uo\\te', "it's"))
+def systemd_verify(tmp_path: Path, s: Schedule) -> None:
+    """systemd-analyze verify accepts every unit of `s` without a word about them."""
     for name, text in sched.render_units(s).items():
         (tmp_path / name).write_text(text)
     units = sorted(str(p) for p in tmp_path.iterdir())
@@ -424,6 +423,13 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
                           check=False)
     assert result.returncode == 0, result.stderr.decode()
     assert b"standby-" not in result.stderr, result.stderr.decode()
+
+
+@needs_systemd_analyze
+def test_systemd_accepts_the_units(tmp_path: Path) -> None:
+    systemd_verify(tmp_path, sched.standby_schedule(
+        program="/bin/echo", config="/etc/x y.toml",
+        then=("/bin/echo", "a$b", "100%", 'q"uo\\te', "it's")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,10 +449,10 @@ def test_crontab_file_store(tmp_path: Path) -> None:
 def test_apply_refuses_a_crontab_changed_meanwhile(tmp_path: Path) -> None:
     f = CrontabFile(tmp_path / "ct")
     s = Schedule("o", (ScheduleEntry("a", "0 * * * *", ("/bin/true",)),))
-    change = sched.plan_crontab(f, s, "o")
+    plan = CrontabTarget(f).plan_install(s)
     f.write("1 1 * * * /usr/bin/someone-else\n")
     with pytest.raises(StateConflict):
-        sched.apply_crontab(f, change)
+        plan.execute()
 
 
 def test_user_crontab_commands() -> None:

@@ -163,7 +163,7 @@ def test_where_the_config_comes_from(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert s is not None and s.source == here.resolve()
     monkeypatch.chdir(tmp_path)
     if not Path("/etc/standby/standby.toml").exists():
-        assert sm.load(None, required=False) is None
+        assert sm.find_config(None) is None
         with pytest.raises(ConfigError, match="no configuration found"):
             sm.load(None)
 

@@ -22,7 +22,6 @@ from standby.store.site import LOCK_NAME, Site
 from tests.replay_util import standby_cli, zmplayredo
 from tests.services import write_config
 
-
 SNAP = {"snapshot": {"manifest_key": "k" * 32}}
 
 

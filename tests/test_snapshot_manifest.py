@@ -107,7 +107,7 @@ def test_catalog_writes_atomically_lists_and_tracks_shipped(tmp_path: Path) -> N
     cat = LocalCatalog(tmp_path, "srv-1", KEY)
     a = sample("set-20261129.010000.000", t=1_000)
     b = sample("redolog-20261129.011500.000", kind="redolog", t=10_000, volumes=("redolog",))
-    pa, pb = cat.write(a), cat.write(b)
+    pa, pb = Path(cat.write(a)), Path(cat.write(b))
     assert pa == tmp_path / "catalog/srv-1/sets/set-20261129.010000.000.json"
     assert pb.parent.name == "redolog"
     assert not list(pa.parent.glob(".*tmp"))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from standby import _process
 from standby.errors import CommandFailed, ServiceError, UsageError, VolumeError
-from standby.snapshot import _fs, btrfs, lvm, zfs
+from standby.snapshot import _fs, btrfs, lvm, zfs, zfs_cli
 from standby.snapshot._base import Volume
 
 name_part = st.text(string.ascii_letters + string.digits + "_-.:", min_size=1, max_size=12)
@@ -31,19 +31,19 @@ datasets = st.lists(name_part, min_size=1, max_size=5).map("/".join)
                                        min_size=1), max_size=6))
 def test_zfs_get_round_trip(table: dict[str, dict[str, str]]) -> None:
     text = "".join(f"{n}\t{p}\t{v}\n" for n, props in table.items() for p, v in props.items())
-    assert zfs.parse_get(text) == table
+    assert zfs_cli.parse_get(text) == table
 
 
 def test_zfs_get_rejects_garbage() -> None:
     with pytest.raises(ServiceError, match="unexpected"):
-        zfs.parse_get("no tabs here\n")
+        zfs_cli.parse_get("no tabs here\n")
 
 
 @given(st.integers(0, 2**64 - 1), st.integers(1, 2**40), st.integers(0, 2**33))
 def test_zfs_identity(guid: int, txg: int, created: int) -> None:
-    ident = zfs.identity_of({"guid": str(guid), "createtxg": str(txg), "creation": str(created)})
+    ident = zfs_cli.identity_of({"guid": str(guid), "createtxg": str(txg), "creation": str(created)})
     assert ident == {"guid": str(guid), "createtxg": txg, "creation_s": created}
-    assert zfs.identity_of({"guid": "-", "createtxg": "-"}) == {}
+    assert zfs_cli.identity_of({"guid": "-", "createtxg": "-"}) == {}
 
 
 ZFS_FUSE_USAGE = """missing snapshot argument
@@ -61,16 +61,16 @@ For the property list, run: zfs set|get
 
 
 def test_zfs_multi_snapshot_detected_from_usage() -> None:
-    assert not zfs.parse_multi_snapshot(ZFS_FUSE_USAGE)
-    assert zfs.parse_multi_snapshot(OPENZFS_USAGE)
-    assert not zfs.parse_multi_snapshot("")
+    assert not zfs_cli.parse_multi_snapshot(ZFS_FUSE_USAGE)
+    assert zfs_cli.parse_multi_snapshot(OPENZFS_USAGE)
+    assert not zfs_cli.parse_multi_snapshot("")
 
 
 @given(st.lists(st.lists(name_part, min_size=1, max_size=4), min_size=1, max_size=5),
        name_part)
 def test_common_ancestor_is_deepest_shared_prefix(tails: list[list[str]], pool: str) -> None:
     ds = ["/".join([pool, *t]) for t in tails]
-    anc = zfs.common_ancestor(ds)
+    anc = zfs_cli.common_ancestor(ds)
     parts = anc.split("/")
     for d in ds:
         assert d == anc or d.startswith(anc + "/")
@@ -81,15 +81,15 @@ def test_common_ancestor_is_deepest_shared_prefix(tails: list[list[str]], pool: 
 
 def test_common_ancestor_needs_one_pool() -> None:
     with pytest.raises(ValueError, match="different pools"):
-        zfs.common_ancestor(["a/x", "b/x"])
+        zfs_cli.common_ancestor(["a/x", "b/x"])
 
 
 def test_zfs_commands() -> None:
-    assert zfs.snapshot_cmd("zfs", ["p/a@s", "p/b@s"]).argv == ("zfs", "snapshot", "p/a@s",
+    assert zfs_cli.snapshot_cmd("zfs", ["p/a@s", "p/b@s"]).argv == ("zfs", "snapshot", "p/a@s",
                                                                  "p/b@s")
-    assert zfs.snapshot_cmd("zfs", ["p@s"], recursive=True).argv == ("zfs", "snapshot", "-r",
+    assert zfs_cli.snapshot_cmd("zfs", ["p@s"], recursive=True).argv == ("zfs", "snapshot", "-r",
                                                                      "p@s")
-    assert zfs.get_cmd("zfs", zfs.IDENTITY_PROPS, ["p/a@s"]).argv == (
+    assert zfs_cli.get_cmd("zfs", zfs_cli.IDENTITY_PROPS, ["p/a@s"]).argv == (
         "zfs", "get", "-Hp", "-o", "name,property,value", "guid,createtxg,creation", "p/a@s")
 
 

@@ -22,38 +22,19 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from standby.errors import FormatError, NotFound, StateConflict
 from standby.catalog import manifest as mf
 from standby.catalog.manifest import Manifest
+from standby.errors import FormatError, NotFound, StateConflict
+from standby.fsutil import write_atomic
 from standby.settings import Settings
 
 _DIRS = {"set": "sets", "redolog": "redolog"}
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalCatalog:
@@ -85,7 +66,7 @@ class LocalCatalog:
 
     def write(self, m: Manifest) -> str:
         path = self.path_for(m.kind, m.id)
-        _write_atomic(path, mf.sign(m, self.key))
+        write_atomic(path, mf.sign(m, self.key))
         return str(path)
 
     def exists(self, kind: str, manifest_id: str) -> bool:
@@ -141,7 +122,7 @@ class LocalCatalog:
             fcntl.flock(lk.fileno(), fcntl.LOCK_EX)
             st = self._read_state(path)
             yield st
-            _write_atomic(path, json.dumps(st, sort_keys=True, indent=1).encode() + b"\n")
+            write_atomic(path, json.dumps(st, sort_keys=True, indent=1).encode() + b"\n")
 
     def _read_state(self, path: Path) -> dict[str, Any]:
         try:

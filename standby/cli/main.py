@@ -17,6 +17,7 @@ from standby.cli.replay import replay_command
 from standby.cli.schedule import app as schedule_app
 from standby.cli.snapshot import app as snapshot_app
 from standby.cli.store import app as store_app
+from standby.cli.target import app as target_app
 
 app = typer.Typer(
     name="standby",
@@ -63,6 +64,7 @@ app.command("drill")(drill_command)
 app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(index_app, name="index")
+app.add_typer(target_app, name="target")
 
 
 def main() -> None:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-from struct import error as struct_error
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from struct import error as struct_error
 
 from standby.redolog import header as fileheader
 from standby.redolog import ops as _ops  # noqa: F401  (registers the op classes)

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from standby import log as slog
+from standby.catalog._base import CatalogStore
+from standby.catalog.manifest import Manifest, RedoPoint, ReplayStart, SnapshotRecord, skew
 from standby.errors import ServiceError, StandbyError
 from standby.snapshot import hooks
 from standby.snapshot._base import Snapshot, SnapshotBackend, Volume
-from standby.catalog._base import CatalogStore
-from standby.catalog.manifest import Manifest, RedoPoint, ReplayStart, SnapshotRecord, skew
 from standby.snapshot.plan import HookStep, Plan, SnapshotStep
 from standby.snapshot.quiesce import Database
 from standby.snapshot.redo import RedoSource

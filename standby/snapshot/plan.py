@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from standby import timefmt
+from standby.catalog._base import CatalogStore, latest
 from standby.errors import UsageError
 from standby.settings import VOLUME_NAMES
 from standby.snapshot._base import SnapshotBackend, Volume
-from standby.catalog._base import CatalogStore, latest
 
 
 @dataclass(frozen=True)

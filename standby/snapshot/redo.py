@@ -17,11 +17,11 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
+from standby.catalog.manifest import RedoPoint
 from standby.errors import ServiceError, StateConflict
 from standby.redolog import files
 from standby.redolog import header as fileheader
 from standby.settings import Settings
-from standby.catalog.manifest import RedoPoint
 from standby.store.client import StoreClient
 from standby.store.site import Site
 from standby.timefmt import now_ms

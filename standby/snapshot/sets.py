@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from standby import timefmt
-from standby.catalog import manifest
-from standby.catalog import local
+from standby.catalog import local, manifest
 from standby.catalog.local import LocalCatalog
 from standby.catalog.manifest import Manifest
 from standby.errors import StateConflict

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import secrets
 import sys
 import time
@@ -34,6 +33,7 @@ from standby.errors import (
     UsageError,
     VolumeError,
 )
+from standby.fsutil import write_atomic
 from standby.redolog import files
 from standby.redolog import header as fileheader
 from standby.settings import Settings, Volumes, VolumeSettings
@@ -65,11 +65,7 @@ def init(directory: Path, *, server_id: str | None = None, mailbox_groups: int =
             "# Paths are relative to this file. See README.md for every key.\n"
             "# It holds the manifest signing key: keep it private (mode 0600).\n\n"
             + settings_mod.to_toml(s, include_secrets=True))
-    tmp = cfg.with_suffix(".toml.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    tmp.replace(cfg)
+    write_atomic(cfg, text, mode=0o600)  # it holds the manifest key
     return cfg
 
 

@@ -12,6 +12,7 @@ tests can check argv; `start`/`stop` run them through `standby._process`.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,11 +57,16 @@ class MariaDB:
         return self.run_dir / (self.socket.stem + ".tmp")
 
     # -- commands ---------------------------------------------------------------------------
+    @property
+    def partial_datadir(self) -> Path:
+        """Where a new data directory is installed before it is renamed into place."""
+        return self.volume / "data.partial"
+
     def install_command(self) -> _process.Command:
         return _process.Command.of(
             self.settings.install_db,
             "--no-defaults",
-            f"--datadir={self.datadir}",
+            f"--datadir={self.partial_datadir}",
             "--user=root",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
@@ -105,11 +111,23 @@ class MariaDB:
         return (self.datadir / "mysql").is_dir()
 
     def install(self) -> None:
+        """Create the system tables in a data directory beside the real one and rename it into
+        place when complete, so an install cut off half way (a kill, a full disk) is never
+        mistaken for a data directory: the next start installs again."""
         log = slog.get("standby.store.mariadb", datadir=str(self.datadir))
-        self.datadir.mkdir(parents=True, exist_ok=True)
+        if self.datadir.exists() and any(self.datadir.iterdir()):
+            raise StateConflict(f"{self.datadir} holds files but no MariaDB system tables",
+                                hint="move them away; standby installs a new data directory "
+                                     "only into an empty or missing folder")
+        partial = self.partial_datadir
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
         self.tmpdir.mkdir(parents=True, exist_ok=True)
         log.info("mariadb_install")
         _process.run(self.install_command())
+        if self.datadir.exists():
+            self.datadir.rmdir()
+        partial.rename(self.datadir)
 
     def pid(self) -> int | None:
         try:

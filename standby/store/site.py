@@ -30,10 +30,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from standby import _process
+from standby import _process, timefmt
 from standby import log as slog
 from standby import settings as settings_mod
-from standby import timefmt
 from standby.errors import StateConflict
 from standby.settings import Settings
 from standby.store import schema

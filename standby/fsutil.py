@@ -1,0 +1,46 @@
+"""Writing a file so that a reader sees all of it or none of it.
+
+`write_atomic` writes to a temporary name in the same folder, fsyncs it, gives it its mode,
+renames it over the target and fsyncs the folder: a crash at any moment leaves either the old
+file or the new one, never a half-written one. Every file standby rewrites in place (manifests,
+catalog state, crontabs, units, configurations) goes through it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from standby.errors import VolumeError
+
+
+def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> None:
+    """Replace `path` with `data` atomically. `mode`: the new file's permissions (default: the
+    old file's, else 0o644). `VolumeError` (exit 4) if the folder cannot be written."""
+    if mode is None:
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o644
+    raw = data.encode() if isinstance(data, str) else data
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise VolumeError(f"cannot write in {path.parent}: {e.strerror}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
