@@ -50,6 +50,7 @@ from standby.bench.replay import (
     ceiling,
     file_create_rate,
     make_store,
+    ops_ceiling,
     proc_cpu_s,
 )
 from standby.catalog import local
@@ -379,10 +380,11 @@ def run(*, history_ops: int = 500_000, ops: int = 300_000, accounts: int = 500, 
         made.append(cs)
         cl = ceiling(cs)
         out.update(cl)
-        cost = rows_per_op / cl["load_data_rows_per_s"] + files_per_op / cl["file_creates_per_s"]
         out["rows_per_op"] = round(rows_per_op, 3)
         out["files_per_op"] = round(files_per_op, 3)
-        out["ceiling_mail_ops_per_s"] = round(1 / cost) if cost else None
+        out["ceiling_mail_ops_per_s"] = ops_ceiling(rows_per_op, files_per_op,
+                                                    cl["load_data_rows_per_s"],
+                                                    cl["file_creates_per_s"])
         out["ratio_to_ceiling_mail"] = round(out["mail_ops_per_s"] / out[
             "ceiling_mail_ops_per_s"], 3) if out["ceiling_mail_ops_per_s"] else None
         say("ceiling: MIME parse + FTS5 insert per document on every core")
@@ -395,9 +397,8 @@ def run(*, history_ops: int = 500_000, ops: int = 300_000, accounts: int = 500, 
         rate = file_create_rate(cs.volumes.blob.path / "sized", file_size=mean_blob)
         out["file_creates_per_s_at_blob_size"] = round(rate)
         out["mean_blob_bytes"] = mean_blob
-        cost_sized = rows_per_op / cl["load_data_rows_per_s"] + files_per_op / rate
-        out["ceiling_mail_ops_per_s_at_blob_size"] = round(1 / cost_sized) if cost_sized \
-            else None
+        out["ceiling_mail_ops_per_s_at_blob_size"] = ops_ceiling(
+            rows_per_op, files_per_op, cl["load_data_rows_per_s"], rate)
         out["ratio_to_ceiling_catchup"] = round(out["catchup_docs_per_s"] / cc[
             "ceiling_catchup_docs_per_s"], 3) if out["catchup_docs_per_s"] and cc[
             "ceiling_catchup_docs_per_s"] else None

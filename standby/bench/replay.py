@@ -151,6 +151,14 @@ def ceiling(s: Settings, *, rows: int = 200_000, files: int = 20_000,
     return {"load_data_rows_per_s": round(load_rate), "file_creates_per_s": round(file_rate)}
 
 
+def ops_ceiling(rows_per_op: float, files_per_op: float, load_rows_per_s: float,
+                file_creates_per_s: float) -> int | None:
+    """Ops/s if an op cost nothing but its rows' LOAD DATA and its files' creation, at the
+    measured rates (None when the ops leave neither)."""
+    cost = rows_per_op / load_rows_per_s + files_per_op / file_creates_per_s
+    return round(1 / cost) if cost else None
+
+
 def file_create_rate(d: Path, *, files: int = 20_000, file_size: int = 8192) -> float:
     """Files of `file_size` bytes created per second under `d` (256 folders), one thread; the
     files are left for the caller to remove (a removal just before another measurement would
@@ -350,10 +358,11 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
         cs = make_store(base / "ceiling")
         c = ceiling(cs)
         out.update(c)
-        cost = rows_per_op / c["load_data_rows_per_s"] + files_per_op / c["file_creates_per_s"]
         out["rows_per_op"] = round(rows_per_op, 3)
         out["files_per_op"] = round(files_per_op, 3)
-        out["ceiling_ops_per_s"] = round(1 / cost) if cost else None
+        out["ceiling_ops_per_s"] = ops_ceiling(rows_per_op, files_per_op,
+                                               c["load_data_rows_per_s"],
+                                               c["file_creates_per_s"])
         out["ratio_to_ceiling"] = round(out["ops_per_s"] / out["ceiling_ops_per_s"], 3) \
             if out["ceiling_ops_per_s"] else None
         return out

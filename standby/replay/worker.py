@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from standby.redolog.ops import (
     TYPE_MESSAGE,
@@ -46,7 +46,7 @@ from standby.replay.model import MailboxModel, contact_digest, referenced_ids
 from standby.store import effects as fx
 from standby.store.blobs import BlobStore, blob_relpath
 from standby.store.blobs import digest as blob_digest
-from standby.store.index import Doc, IndexMode, IndexStore, MailboxIndex
+from standby.store.index import Doc, IndexMode, IndexOverlay, IndexStore, MailboxIndex
 from standby.store.mime import (
     MessageFields,
     MessageHeaders,
@@ -58,6 +58,8 @@ from standby.store.mime import (
 # copy_file_range errors that mean "not between these two files": fall back to read + write.
 _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP,
                              errno.EBADF})
+
+P = TypeVar("P")
 
 # An op as the main process sends it: (opcode, change, tstamp, slot values, blob ref or None);
 # a ref is (file index, offset, length) of the message bytes inside a log file.
@@ -163,14 +165,13 @@ class ChunkStats:
 _INDEXED = fx.INDEXED_OPS
 
 
-class _Deferred:
+class _Deferred(IndexOverlay):
     """A MailboxIndex whose documents wait until the end of the chunk: then they are tokenized
     (`now`) or recorded as pending for the catch-up (`defer`), only for items still there."""
 
     def __init__(self, idx: MailboxIndex, *, fresh: bool = False,
                  mode: IndexMode = "now") -> None:
-        self.idx = idx
-        self.db = idx.db
+        super().__init__(idx)
         self.fresh = fresh  # created in this chunk: no document existed before it
         self.mode = mode
         # item id -> (document, None) or (None, its fields to be parsed)
@@ -204,7 +205,7 @@ class _Deferred:
         self._item(item_id, type, folder_id, mod_content)
         self.pending[item_id] = (None, fields)
 
-    def remove(self, ids: Any) -> None:
+    def remove(self, ids: Iterable[int]) -> None:
         ids = list(ids)
         for i in ids:
             self.pending.pop(i, None)
@@ -213,21 +214,6 @@ class _Deferred:
     def wipe(self) -> None:
         self.pending.clear()
         self.idx.wipe()
-
-    def move(self, ids: Iterable[int], folder_id: int) -> None:
-        self.idx.move(ids, folder_id)
-
-    def put_folder(self, folder_id: int, parent_id: int) -> None:
-        self.idx.put_folder(folder_id, parent_id)
-
-    def subfolders(self, folder_id: int, exclude: frozenset[int] = frozenset()) -> list[int]:
-        return self.idx.subfolders(folder_id, exclude)
-
-    def items_in(self, folder_ids: list[int]) -> list[int]:
-        return self.idx.items_in(folder_ids)
-
-    def remove_folders(self, folder_ids: Iterable[int]) -> None:
-        self.idx.remove_folders(folder_ids)
 
     def flush(self) -> int:
         """Write the chunk's documents (or pending entries); returns how many."""
@@ -285,14 +271,7 @@ class Worker:
     def _fields(self, ref: tuple[int, int, int] | None, msg_size: int | None,
                 stats: ChunkStats) -> MessageFields:
         """A message's full fields (for its document and its row), parsed once per chunk."""
-        if ref is None:
-            return message_fields(b"")
-        f = self.fields.get(ref)
-        if f is None:
-            f = message_fields(self.blobs.read(ref, msg_size))
-            self.fields[ref] = f
-            stats.parsed += 1
-        return f
+        return self._parsed(self.fields, message_fields, ref, msg_size, stats)
 
     def _row_fields(self, ref: tuple[int, int, int] | None, msg_size: int | None,
                     stats: ChunkStats) -> RowFields:
@@ -300,14 +279,17 @@ class Worker:
         the headers are parsed (`message_headers`), never the text."""
         if self.cfg.index_mode == "now":
             return self._fields(ref, msg_size, stats)
+        return self._parsed(self.headers, message_headers, ref, msg_size, stats)
+
+    def _parsed(self, cache: dict[tuple[int, int, int], P], parse: Callable[[bytes], P],
+                ref: tuple[int, int, int] | None, msg_size: int | None, stats: ChunkStats) -> P:
         if ref is None:
-            return message_headers(b"")
-        h = self.headers.get(ref)
-        if h is None:
-            h = message_headers(self.blobs.read(ref, msg_size))
-            self.headers[ref] = h
+            return parse(b"")
+        got = cache.get(ref)
+        if got is None:
+            got = cache[ref] = parse(self.blobs.read(ref, msg_size))
             stats.parsed += 1
-        return h
+        return got
 
     def process(self, files: list[str], boxes: dict[int, list[OpTuple]]) -> ChunkStats:
         stats = ChunkStats()

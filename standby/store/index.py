@@ -440,21 +440,13 @@ class IndexStore:
             self._open.clear()
 
 
-class DeferringWriter:
-    """The index writer of `--index defer`: a MailboxIndex whose documents go to `pending`
-    instead of being tokenized; everything else (items, folders) is applied as usual."""
+class IndexOverlay:
+    """Base of the index writers that change how documents are written (`DeferringWriter`,
+    the fast engine's per-chunk writer) and hand everything else to a MailboxIndex."""
 
     def __init__(self, idx: MailboxIndex) -> None:
         self.idx = idx
         self.db = idx.db
-
-    def put(self, doc: Doc) -> None:
-        self.idx.defer(doc.item_id, doc.type, doc.folder_id, doc.mod_content,
-                       (doc.subject, doc.sender, doc.recipients, doc.body))
-
-    def put_message(self, item_id: int, type: int, folder_id: int, mod_content: int,
-                    fields: Callable[[], MessageFields]) -> None:
-        self.idx.defer(item_id, type, folder_id, mod_content)
 
     def remove(self, ids: Iterable[int]) -> None:
         self.idx.remove(ids)
@@ -476,3 +468,16 @@ class DeferringWriter:
 
     def remove_folders(self, folder_ids: Iterable[int]) -> None:
         self.idx.remove_folders(folder_ids)
+
+
+class DeferringWriter(IndexOverlay):
+    """The index writer of `--index defer`: a MailboxIndex whose documents go to `pending`
+    instead of being tokenized; everything else (items, folders) is applied as usual."""
+
+    def put(self, doc: Doc) -> None:
+        self.idx.defer(doc.item_id, doc.type, doc.folder_id, doc.mod_content,
+                       (doc.subject, doc.sender, doc.recipients, doc.body))
+
+    def put_message(self, item_id: int, type: int, folder_id: int, mod_content: int,
+                    fields: Callable[[], MessageFields]) -> None:
+        self.idx.defer(item_id, type, folder_id, mod_content)

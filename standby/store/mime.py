@@ -112,14 +112,10 @@ _BREAK_SPACE = re.compile(r"\n\s*")  # a line break and the blank lines / indent
 
 def message_fields(raw: bytes, *, max_text: int = 65536) -> MessageFields:
     """Subject, sender, recipients, date, indexable text and attachment flag of `raw`."""
-    try:
-        head, body = _split(raw)
-        headers = _headers(head)
-    except Exception:  # noqa: BLE001 - the contract is "never raise"
+    top = _top(raw)
+    if top is None:
         return _EMPTY
-    subject = _safe_decode(headers.get("subject", ""))
-    sender = _safe_decode(headers.get("from", ""))
-    recipients = ", ".join(_safe_decode(headers[h]) for h in ("to", "cc") if headers.get(h))
+    headers, body, subject, sender, recipients = top
     date_ms = _date_ms(headers.get("date"))
     walker = _Walker(max_text)
     with contextlib.suppress(Exception):  # keep whatever text was gathered before a failure
@@ -134,14 +130,10 @@ def message_headers(raw: bytes) -> MessageHeaders:
     """`message_fields(raw)`'s subject, sender, recipients and attachment flag, exactly, without
     decoding any text: the MIME tree is walked for part headers only, and only until the first
     attachment (which settles the flag)."""
-    try:
-        head, body = _split(raw)
-        headers = _headers(head)
-    except Exception:  # noqa: BLE001 - the contract is "never raise"
+    top = _top(raw)
+    if top is None:
         return _EMPTY_HEADERS
-    subject = _safe_decode(headers.get("subject", ""))
-    sender = _safe_decode(headers.get("from", ""))
-    recipients = ", ".join(_safe_decode(headers[h]) for h in ("to", "cc") if headers.get(h))
+    headers, body, subject, sender, recipients = top
     walker = _Walker(0, until_attachment=True)
     with contextlib.suppress(Exception):  # as message_fields: keep what was found
         walker.entity(headers, body, 0, False)
@@ -149,6 +141,19 @@ def message_headers(raw: bytes) -> MessageHeaders:
 
 
 # -- headers ---------------------------------------------------------------------------------
+
+def _top(raw: bytes) -> tuple[dict[str, str], bytes, str, str, str] | None:
+    """(headers, body, subject, sender, recipients) of a message; None if it cannot be split."""
+    try:
+        head, body = _split(raw)
+        headers = _headers(head)
+    except Exception:  # noqa: BLE001 - the contract is "never raise"
+        return None
+    subject = _safe_decode(headers.get("subject", ""))
+    sender = _safe_decode(headers.get("from", ""))
+    recipients = ", ".join(_safe_decode(headers[h]) for h in ("to", "cc") if headers.get(h))
+    return headers, body, subject, sender, recipients
+
 
 def _split(raw: bytes) -> tuple[str, bytes]:
     """(header block as text, body bytes)."""
