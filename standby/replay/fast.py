@@ -186,9 +186,10 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
         for i in range(workers):
             pool.send(i, ("finish",))
         for i in range(workers):
-            removed, secs, behind = pool.wait(i)
+            removed, secs, behind, tail = pool.wait(i)
             res.garbage_removed += removed
             res.behind.update(behind)
+            pending_stats.append(tail)
             for phase, v in secs.items():
                 res.phase_seconds[phase] += v
         res.phase_seconds["finish"] += time.perf_counter() - t_finish

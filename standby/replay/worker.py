@@ -6,7 +6,9 @@ For each mailbox of a chunk, in the order the ops committed:
    first in bulk; the changes of all its mailboxes are written in one transaction per chunk
    (`bulk.BulkWriter`);
 2. blobs: every message or contact blob the run leaves in the database is written if missing or
-   wrong; blobs of items created and deleted within the chunk are never written;
+   wrong; blobs of items created and deleted within the chunk are never written. The writes
+   run on while the next chunk is folded; the next chunk's blob garbage, and the end, wait for
+   them;
 3. index: the ops run against the mailbox's SQLite index in one transaction, gated by its own
    change number; documents are inserted only for items still present at the end of the chunk,
    so a message created and deleted within it is never tokenized.
@@ -26,7 +28,7 @@ import time
 import traceback
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -259,7 +261,11 @@ class Worker:
         self.headers: dict[tuple[int, int, int], MessageHeaders] = {}
         self.touched: set[int] = set()
         self._kernel_copy = hasattr(os, "copy_file_range")
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="replay-io")
+        # Blob files in two threads (creation mostly waits in the kernel), the database load in
+        # its own (it mostly waits on MariaDB), so neither queues behind the other.
+        self.io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="replay-blobs")
+        self.dbio = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-db")
+        self.inflight: list[Future[tuple[Counter[str], float, float]]] = []
 
     # -- helpers ----------------------------------------------------------------------------
     def _op(self, code: int, vals: tuple[Any, ...], ref: tuple[int, int, int] | None) -> Op:
@@ -298,6 +304,7 @@ class Worker:
         self.blobs.set_files(files)
         self.fields.clear()
         self.headers.clear()
+        existed, opening = self._open_indexes(boxes)
         states = self.source.mailbox_states(list(boxes))
         deleted = self.source.deleted_mailboxes([m for m in boxes if m not in states])
         self.conn.commit()
@@ -317,28 +324,43 @@ class Worker:
         # The three volumes are independent now: the database load runs in a thread (it mostly
         # waits on MariaDB), blobs in a small pool (file creation mostly waits in the kernel),
         # the index here. Threads release the GIL while they wait, so the waits overlap.
+        # Blob writes may run on into the next chunk's fold (which reads only the database):
+        # this chunk returns once its rows and index are committed. Its blob garbage waits for
+        # the previous chunk's blob writes, the only ones it could remove (garbage is always a
+        # blob of a row from before the chunk, never one the chunk writes).
         before = self.writer.rows_loaded
-        db_job = self.pool.submit(self._timed, self.writer.write, all_changes)
-        blob_jobs = [self.pool.submit(self._timed, self._blobs, m, wanted)
+        db_job = self.dbio.submit(self._timed, self.writer.write, all_changes)
+        blob_jobs = [self.io.submit(self._timed, self._blobs, m, wanted)
                      for m, _ops, wanted in work if wanted]
+        for job in opening:
+            job.result()
         for m, ops, _ in work:
-            self._index(m, ops, stats)
+            self._index(m, ops, stats, existed[m])
         stats.seconds["index"] += tm() - t1
         stats.cpu["index"] += cpu() - c1
-        for job in blob_jobs:
-            counts, secs, csecs = job.result()
-            stats.blob.update(counts)
-            stats.seconds["blobs"] += secs
-            stats.cpu["blobs"] += csecs
         _r, secs, csecs = db_job.result()
         stats.seconds["db_write"] += secs
         stats.cpu["db_write"] += csecs
         t2 = tm()
-        stats.blob["deleted"] += self._drop_garbage(all_changes)
-        stats.seconds["blob_garbage"] += tm() - t2
+        self._collect(self.inflight, stats)
+        stats.seconds["blob_wait"] += tm() - t2
+        self.inflight = blob_jobs + [self.io.submit(self._timed, self._drop_garbage,
+                                                    all_changes)]
         stats.rows_loaded = self.writer.rows_loaded - before
         stats.seconds["chunk"] += tm() - t0
         return stats
+
+    @staticmethod
+    def _collect(jobs: list[Future[tuple[Counter[str], float, float]]],
+                 stats: ChunkStats) -> None:
+        """Wait for blob jobs (writes and garbage) and add what they did to `stats`."""
+        for job in jobs:
+            counts, secs, csecs = job.result()
+            stats.blob.update(counts)
+            phase = "blob_garbage" if "deleted" in counts else "blobs"
+            stats.seconds[phase] += secs
+            stats.cpu[phase] += csecs
+        jobs.clear()
 
     @staticmethod
     def _timed(fn: Any, *args: Any) -> tuple[Any, float, float]:
@@ -423,7 +445,7 @@ class Worker:
             counts["written"] += 1
         return counts
 
-    def _drop_garbage(self, changes: list[Any]) -> int:
+    def _drop_garbage(self, changes: list[Any]) -> Counter[str]:
         """Remove the blob files of rows the chunk deleted or replaced, now that the database
         no longer refers to them (so no committed row ever points at a missing blob). Done
         here rather than at the end, so it overlaps other work; what is left over (blobs of
@@ -437,7 +459,7 @@ class Worker:
                     n += 1
                 except FileNotFoundError:
                     pass
-        return n
+        return Counter({"deleted": n})
 
     @staticmethod
     def _create(path: str, fill: Any) -> bool:
@@ -491,10 +513,23 @@ class Worker:
         return self._create(path, lambda fd: _write_all(fd, self.blobstore.encode(data)))
 
     # -- index ------------------------------------------------------------------------------
-    def _index(self, m: int, ops: list[tuple[Op, int, int, Any]], stats: ChunkStats) -> None:
+    def _open_indexes(self, boxes: dict[int, list[OpTuple]]
+                      ) -> tuple[dict[int, bool], list[Future[None]]]:
+        """Which of the chunk's mailboxes had an index before it, and jobs opening (creating,
+        for a mailbox created in the chunk) their indexes in the blob threads while the chunk
+        is folded: a new SQLite database in WAL mode costs an fsync, an open a few reads."""
+        existed = {m: self.index.exists(m) for m in boxes}
+        jobs = [self.io.submit(self._open_index, m) for m in sorted(boxes)
+                if existed[m] or any(t[0] == CreateMailbox.OPCODE for t in boxes[m])]
+        return existed, jobs
+
+    def _open_index(self, m: int) -> None:
+        with self.index.use(m, create=True):
+            pass  # it stays open in the cache (never evicted) for the index phase
+
+    def _index(self, m: int, ops: list[tuple[Op, int, int, Any]], stats: ChunkStats,
+               exists: bool) -> None:
         creates = any(isinstance(op, CreateMailbox) for op, *_ in ops)
-        with self.index.use(m, create=False) as existing:
-            exists = existing is not None
         if not exists and not creates:
             stats.index["missing"] += len(ops)
             return
@@ -551,19 +586,24 @@ class Worker:
                 effect(self.effects, d, rec, op, fx.Content(None))
 
     # -- end --------------------------------------------------------------------------------
-    def finish(self) -> tuple[int, dict[str, float], dict[int, int]]:
+    def finish(self) -> tuple[int, dict[str, float], dict[int, int], ChunkStats]:
         """Garbage pass and closing; returns (blobs removed, seconds per step, documents
-        pending per mailbox this worker touched)."""
+        pending per mailbox this worker touched, what the last chunk's blob jobs did)."""
         tm = time.perf_counter
         t0 = tm()
-        self.pool.shutdown()
+        tail = ChunkStats()
+        self._collect(self.inflight, tail)
+        self.io.shutdown()
+        self.dbio.shutdown()
         removed = self.effects.collect_garbage(self.conn, self.touched)
         behind = self.index.pending_counts(self.touched)
         t1 = tm()
         self.blobs.close()
-        self.index.close()
+        # Closing an index checkpoints its WAL (an fsync): two at a time.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="replay-close") as closer:
+            list(closer.map(self.index.close_one, list(self.index.open_ids())))
         self.conn.close()
-        return removed, {"finish_garbage": t1 - t0, "finish_close": tm() - t1}, behind
+        return removed, {"finish_garbage": t1 - t0, "finish_close": tm() - t1}, behind, tail
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -598,7 +638,7 @@ def die_with_parent(parent: int) -> None:
 
 def serve(cfg: WorkerConfig, conn: Connection, parent: int = 0) -> None:
     """Worker process main loop: ("chunk", files, boxes) -> ChunkStats; ("finish",) ->
-    (blobs removed, seconds per step, documents pending per mailbox)."""
+    (blobs removed, seconds per step, documents pending per mailbox, last blob jobs' stats)."""
     if parent:
         die_with_parent(parent)
     # The cyclic collector would scan the chunk's millions of tuples and rows again and again

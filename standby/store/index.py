@@ -433,6 +433,17 @@ class IndexStore:
         return sorted(m for m, d in mailbox_dirs(self.root)
                       if (d / "index" / "index.sqlite").exists())
 
+    def open_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._open)
+
+    def close_one(self, mailbox_id: int) -> None:
+        """Close one cached index (not borrowed at the moment: the caller knows)."""
+        with self._lock:
+            idx = self._open.pop(mailbox_id, None)
+        if idx is not None:
+            idx.close()
+
     def close(self) -> None:
         with self._lock:
             for idx in self._open.values():
