@@ -2,8 +2,8 @@
 forward, chunk by chunk.
 
 For each mailbox of a chunk, in the order the ops committed:
-1. database: fold the ops into net row changes (`model.MailboxModel`), rows it touches loaded
-   first in bulk; the changes of all its mailboxes are written in one transaction per chunk
+1. database: fold the ops into net row changes (`model.MailboxModel`), the rows they name read
+   first for all the chunk's mailboxes at once (`bulk.PrefetchedRows`); the changes of all its mailboxes are written in one transaction per chunk
    (`bulk.BulkWriter`);
 2. blobs: every message or contact blob the run leaves in the database is written if missing or
    wrong; blobs of items created and deleted within the chunk are never written. The writes
@@ -43,7 +43,7 @@ from standby.redolog.ops import (
     ModifyContact,
 )
 from standby.redolog.record import REGISTRY, Op, Record, op_fields
-from standby.replay.bulk import BulkWriter, DbRowSource
+from standby.replay.bulk import BulkWriter, DbRowSource, PrefetchedRows
 from standby.replay.model import MailboxModel, contact_digest, referenced_ids
 from standby.store import effects as fx
 from standby.store.blobs import BlobStore, blob_relpath
@@ -308,16 +308,20 @@ class Worker:
         states = self.source.mailbox_states(list(boxes))
         deleted = self.source.deleted_mailboxes([m for m in boxes if m not in states])
         self.conn.commit()
+        built = {m: [(self._op(code, vals, ref), change, ts, ref)
+                     for code, change, ts, vals, ref in boxes[m]] for m in sorted(boxes)}
+        source = PrefetchedRows(self.source)
+        source.load({m: self._named(ops, states[m][0]) for m, ops in built.items()
+                     if m in states})
         all_changes = []
         work = []
-        for m in sorted(boxes):
-            ops = [(self._op(code, vals, ref), change, ts, ref)
-                   for code, change, ts, vals, ref in boxes[m]]
+        for m, ops in built.items():
             stats.ops += len(ops)
             self.touched.add(m)
-            ch, blobs_wanted = self._fold(m, ops, states.get(m), m in deleted, stats)
+            ch, blobs_wanted = self._fold(m, ops, states.get(m), m in deleted, source, stats)
             all_changes.append(ch)
             work.append((m, ops, blobs_wanted))
+        del built, source
         t1, c1 = tm(), cpu()
         stats.seconds["fold"] += t1 - t0
         stats.cpu["fold"] += c1 - c0
@@ -370,8 +374,19 @@ class Worker:
         return out, time.perf_counter() - t, time.thread_time() - c
 
     # -- database ---------------------------------------------------------------------------
+    @staticmethod
+    def _named(ops: list[tuple[Op, int, int, Any]], hwm: int) -> set[int]:
+        """The ids of the rows a mailbox's ops may touch (to be read before the fold)."""
+        ids: set[int] = set()
+        for op, change, _t, _r in ops:
+            if change > hwm:
+                ids.update(referenced_ids(op))
+            else:  # for blobs of ops the database has already applied
+                ids.update(referenced_ids(op)[:1])
+        return ids
+
     def _fold(self, m: int, ops: list[tuple[Op, int, int, Any]],
-              state: tuple[int, int, str] | None, deleted: bool,
+              state: tuple[int, int, str] | None, deleted: bool, source: PrefetchedRows,
               stats: ChunkStats) -> tuple[Any, list[tuple[int, int, Any, Any, Any]]]:
         refs: dict[int, tuple[tuple[int, int, int] | None, int]] = {}
         for op, _c, _t, ref in ops:
@@ -384,16 +399,10 @@ class Worker:
 
         hwm, ckpt, acct = state if state else (0, 0, None)
         mm = MailboxModel(m, exists=state is not None, hwm=hwm, item_ckpt=ckpt,
-                          account_id=acct, deleted_before=deleted, source=self.source,
+                          account_id=acct, deleted_before=deleted, source=source,
                           fields_for=fields_for)
         if state is not None:
-            ids: list[int] = []
-            for op, change, _t, _r in ops:
-                if change > hwm:
-                    ids.extend(referenced_ids(op))
-                else:  # for blobs of ops the database has already applied
-                    ids.extend(referenced_ids(op)[:1])
-            mm.prefetch(ids)
+            mm.prefetch(self._named(ops, hwm))
         wanted: list[tuple[int, int, Any, Any, Any]] = []
         for op, change, ts, ref in ops:
             data_len, digest = 0, None
