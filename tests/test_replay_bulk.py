@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from standby.replay.bulk import BulkWriter, DbRowSource
+from standby.replay.bulk import BulkWriter, DbRowSource, PrefetchedRows
 from standby.replay.model import Changes
 from standby.store.schema import MAIL_ITEM_COLUMNS
 from standby.store.site import Site
@@ -56,6 +56,44 @@ def test_rows_written_in_bulk_read_back_exactly(make_store) -> None:  # type: ig
         assert sorted(src.items_in_folders(m, [2]), key=lambda r: r[1]) == rows
         assert src.items(m, [999_999]) == []
         assert src.folders(m) == []
+        conn.close()
+    finally:
+        db.stop()
+
+
+def test_prefetched_rows_answer_as_the_database_does(make_store: Any) -> None:
+    """Rows of many mailboxes over several mboxgroup databases, with tags: what `PrefetchedRows`
+    read up front (and what it asks the database for afterwards) equals `DbRowSource`'s
+    answer to each question, for ids asked up front, ids not asked, and ids that do not
+    exist."""
+    h = make_store("prefetch")
+    s = h.settings
+    db = Site(s).db
+    db.start()
+    try:
+        Site(s).ensure_schema()
+        conn = db.connect()
+        groups = s.store.mailbox_groups
+        boxes = list(range(1, 3 * groups + 2))  # every group, some twice or more
+        changes = []
+        for m in boxes:
+            rows = [_row(m, 300 + k, t) for k, t in enumerate(_TRICKY[: 3 + m % 5])]
+            tags: list[list[Any]] = [[m, 260 + t, f"tag{t}", t, 0, 0, 0, 1, None]
+                                     for t in range(m % 3)]
+            tagged = [(m, 260 + t, 300 + k) for t in range(m % 3) for k in range(2)]
+            changes.append(Changes(m, rows=rows, tags=tags, tagged=tagged))
+        BulkWriter(conn, groups).write(changes)
+        base = DbRowSource(conn, groups)
+        pre = PrefetchedRows(base)
+        asked = {m: {300, 301, 302, 999} for m in boxes[::2]}
+        pre.load(asked)
+        for m in boxes:
+            for ids in ([300, 301], [302, 303, 304], [999, 300], list(range(300, 320))):
+                got = sorted(pre.items(m, ids), key=lambda r: r[1])
+                assert got == sorted(base.items(m, ids), key=lambda r: r[1]), (m, ids)
+                assert sorted(pre.tagged(m, ids)) == sorted(base.tagged(m, ids)), (m, ids)
+            assert sorted(pre.tags(m)) == sorted(base.tags(m)), m
+            assert pre.folders(m) == base.folders(m)
         conn.close()
     finally:
         db.stop()
