@@ -19,9 +19,10 @@ import multiprocessing as mp
 import operator
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from standby import log as slog
 from standby.errors import ServiceError
@@ -32,17 +33,25 @@ from standby.replay.player import LogFile, Player, Selection
 from standby.replay.result import ReplayResult
 from standby.replay.worker import ChunkStats, OpTuple, WorkerConfig, serve
 
-_GETTERS: dict[int, tuple[Callable[[Any], tuple[Any, ...]], int]] = {}
+# What the main loop does with an op's bytes: nothing, drop them (sent as None), send a message's
+# by reference into the log, or a contact's by reference (sent as b"").
+PLAIN, DROP, MESSAGE, CONTACT = range(4)
+_GETTERS: dict[int, tuple[Callable[[Any], tuple[Any, ...]], int, int]] = {}
 
 
-def _getter(opcode: int) -> tuple[Callable[[Any], tuple[Any, ...]], int]:
+def _getter(opcode: int) -> tuple[Callable[[Any], tuple[Any, ...]], int, int]:
+    """(the op's slot values as a tuple, where its `data` slot is or -1, what to do with it)."""
     g = _GETTERS.get(opcode)
     if g is None:
-        slots = op_fields(REGISTRY[opcode])
+        cls = REGISTRY[opcode]
+        slots = op_fields(cls)
         get = operator.attrgetter(*slots) if len(slots) > 1 else (
             (lambda o, s=slots[0]: (getattr(o, s),)) if slots else (lambda o: ()))
         data_at = slots.index("data") if "data" in slots else -1
-        g = _GETTERS[opcode] = (get, data_at)
+        kind = (MESSAGE if issubclass(cls, CreateMessage) else
+                CONTACT if issubclass(cls, CreateContact | ModifyContact) else
+                DROP if data_at >= 0 else PLAIN)
+        g = _GETTERS[opcode] = (get, data_at, kind)
     return g
 
 
@@ -103,7 +112,7 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
     res = ReplayResult(engine="fast", files=[str(lf.path) for lf in logs],
                        index_mode=cfg.index_mode)
-    file_index = {str(lf.path): i for i, lf in enumerate(logs)}
+    file_index: dict[Path, int] = {lf.path: i for i, lf in enumerate(logs)}
     files = [str(lf.path) for lf in logs]
     sibs: dict[str, tuple[tuple[int, int, int], set[int]]] = {}
 
@@ -112,7 +121,7 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
         assert isinstance(op, StoreIncomingBlob)
         if op.path:
             n = len(op.data)
-            ref = (file_index[str(path)], rec.offset + rec.length - n, n)
+            ref = (file_index[path], rec.offset + rec.length - n, n)
             sibs[op.path] = (ref, set(op.mailbox_ids or ()))
 
     player = Player(sel, on_incoming=remember, spans=True)
@@ -135,39 +144,43 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
                 if chunk[i]:
                     pool.send(i, ("chunk", files, chunk[i]))
 
+        by_code: Counter[int] = Counter()
+        sib_code = StoreIncomingBlob.OPCODE
         for rec, path in player.play(logs):
             res.ops_read += 1
             op = rec.op
-            if isinstance(op, StoreIncomingBlob):
+            code = op.OPCODE
+            if code == sib_code:
                 continue
             if limit is not None and n + res.ops_applied >= limit:
                 break
-            get, data_at = _getter(op.OPCODE)
+            get, data_at, kind = _GETTERS.get(code) or _getter(code)
             vals = get(op)
             ref = None
-            if isinstance(op, CreateMessage):
-                if op.data is not None:
-                    ln = len(op.data)
-                    ref = (file_index[str(path)], rec.offset + rec.length - ln, ln)
+            if kind == MESSAGE:
+                msg = cast(CreateMessage, op)
+                if msg.data is not None:
+                    ln = len(msg.data)
+                    ref = (file_index[path], rec.offset + rec.length - ln, ln)
                 else:
-                    entry = sibs.get(op.path or "")
+                    entry = sibs.get(msg.path or "")
                     if entry is not None:
                         ref = entry[0]
                         entry[1].discard(rec.mailbox_id)
                         if not entry[1]:
-                            del sibs[op.path or ""]
+                            del sibs[msg.path or ""]
                 vals = vals[:data_at] + (None,) + vals[data_at + 1:]
-            elif isinstance(op, CreateContact | ModifyContact):
-                ln = len(op.data)
+            elif kind == CONTACT:
+                ln = len(cast(CreateContact, op).data)
                 if ln:
-                    ref = (file_index[str(path)], rec.offset + rec.length - ln, ln)
+                    ref = (file_index[path], rec.offset + rec.length - ln, ln)
                 vals = vals[:data_at] + (b"",) + vals[data_at + 1:]
-            elif data_at >= 0:
+            elif kind == DROP:
                 vals = vals[:data_at] + (None,) + vals[data_at + 1:]
-            res.by_op[op.NAME] += 1
+            by_code[code] += 1
             m = rec.mailbox_id
-            chunk[m % workers].setdefault(m, []).append(
-                (op.OPCODE, rec.change_id, rec.tstamp, vals, ref))
+            chunk[m % workers].setdefault(m, []).append((code, rec.change_id, rec.tstamp, vals,
+                                                         ref))
             n += 1
             if n >= chunk_ops:
                 dispatch()
@@ -178,6 +191,8 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
                     progress(res.ops_applied)
         dispatch()
         res.ops_applied += n
+        for code, count in by_code.items():
+            res.by_op[REGISTRY[code].NAME] += count
         for i in range(workers):
             st = pool.wait(i)
             if st is not None:
