@@ -25,6 +25,7 @@ import pytest
 
 from standby.redolog import files, javafmt
 from standby.redolog import ops as o
+from standby.redolog.header import FileHeader
 from standby.redolog.reader import scan
 from standby.redolog.record import MAILBOX_ALL, Record
 from standby.redolog.writer import RedoLogWriter, TxnIds, WriterConfig
@@ -107,6 +108,122 @@ def build_logs(redolog_dir: Path) -> None:
     assert w.rollover(force=True)  # nothing active: no Checkpoint
     change(o.CreateTag(262, "never committed"), 1, 19, end=None)
     w.abandon()  # as after a crash: redo.log stays open=1
+    build_zimbra_ops_log(redolog_dir / files.ARCHIVE_DIR)
+
+
+INVITE = javafmt.bencode_map({"uid": "ev-1@example.com", "n": "Standup", "st": "20231114T090000",
+                              "cn": 0, "ty": 11})
+TZ = javafmt.bencode_map({"tzid": "Europe/Paris", "so": 3600000, "do": 7200000})
+
+
+def zimbra_ops() -> list[tuple[o.Op, int]]:
+    """One of every op a real Zimbra server writes that the store above does not, with its
+    mailbox (0: a server-wide op)."""
+    cal = (TZ, INVITE, 1_700_000_100_000, b"Subject: invite\r\n\r\n")
+    msg = dict(rcpt=":API:", rcv_date=1_700_000_004_000, digest="sha-draft", msg_size=len(MIME),
+               msg_id=263, folder_id=6, flags=o.FLAG_DRAFT, data=MIME)
+    many = [(f"field{i:02d}", f"v{i}") for i in range(14)] + [("email", "zed@example.com")]
+    return [
+        (o.BackupMailbox(1_700_000_000_000, 1_700_000_001_000, 1_700_000_002_000, "nightly"), 1),
+        (o.ReindexMailbox(7, None, (300, 17, 1), True), 1),
+        (o.ReindexMailbox(8, (o.TYPE_CONTACT, o.TYPE_MESSAGE), None, False), 1),
+        (o.PurgeOldMessages(), 1),
+        (o.CreateSavedSearch(264, "0000-0108", "Unread", "is:unread", "message", "dateDesc", 1,
+                             0, 3), 1),
+        (o.ModifySavedSearch(264, "is:unread in:inbox", "conversation", "dateAsc"), 1),
+        (o.ColorItem(o.TYPE_MESSAGE, 0x01FF8000, (259, 260)), 1),
+        (o.CopyItem(o.TYPE_MESSAGE, 257, ((259, 270, "u-270"), (1, 271, "u-271"),
+                                          (18, 272, "u-272"))), 1),
+        (o.CreateFolderPath("/Projets/2023/Q4", 0, o.TYPE_MESSAGE, 0, 0, "", None, "zimbra",
+                            javafmt.bencode_map({"k": "v"}),
+                            ((273, "u-273"), (274, "u-274"))), 1),
+        (o.RenameFolderPath(274, "/Projets/2024", (273,)), 1),
+        (o.SaveDraft(0, **msg), 1),
+        (o.SetImapUid(((259, 1001), (18, 1002), (2, 1003))), 1),
+        (o.CreateNote(275, 1, "Remember the milk", 5, 10, 20, 300, 200), 1),
+        (o.EditNote(275, "Remember the oat milk"), 1),
+        (o.RepositionNote(275, 15, 25, 310, 210), 1),
+        (o.CreateMountpoint(276, "u-276", "Ann's calendar", "acct-ann", 10, "ru-10", 1, 11, 0,
+                            0, True), 1),
+        (o.CreateLink(277, "u-277", "Shared doc", "acct-ann", 300, 16), 1),
+        (o.CreateFileSharedWithMe(278, "u-278", "report.pdf", "acct-ann", 301, "ru-301", 16,
+                                  "Ann", "application/pdf", "r"), 1),
+        (o.ModifyInviteFlag(279, 0, 0x10, True), 1),
+        (o.ModifyInvitePartStat(279, (0, "20231114T090000"), "Bob", "bob@example.com", "IND",
+                                "REQ", "AC", True, 2, 1_700_000_000_000), 1),
+        (o.CreateVolume(3, 1, "message2", "/opt/zimbra/store2", 8, 12, 8, 12, True, 1, None), 0),
+        (o.ModifyVolume(3, 1, "message2", "/opt/zimbra/store2b", 8, 12, 8, 12), 0),
+        (o.SetCurrentVolume(1, 3), 0),
+        (o.DeleteVolume(3), 0),
+        (o.CreateInvite(279, "AC", 10, b"BEGIN:VCALENDAR\r\n", TZ, INVITE, False, True, False), 1),
+        (o.SetCalendarItem(10, 279, "AC", True, 0, ("b",), 0, cal, (cal,), (INVITE,),
+                           1_700_000_200_000), 1),
+        (o.TrackSync(), 1),
+        (o.SetConfig("zimbra.sync", javafmt.bencode_map({"a": 1, "zz": "é"})), 1),
+        (o.GrantAccess(257, "acct-bob", 1, 0x13, "", 0), 1),
+        (o.RevokeAccess(257, "acct-bob"), 1),
+        (o.ExpireAccess(257, "acct-carol", True), 1),
+        (o.SetFolderUrl(257, "https://example.com/feed.ics"), 1),
+        (o.SetSubscriptionData(257, 1_700_000_000_000, "guid-1"), 1),
+        (o.SetPermissions(257, javafmt.bencode_map({"g": "acct-bob", "r": 1})), 1),
+        (o.SaveWiki("Home", "home.wiki", "text/html", "ann", o.TYPE_DOCUMENT, "home page",
+                    True, "u-280", **{**msg, "msg_id": 280, "folder_id": 16}), 1),
+        (o.SaveDocument("a.txt", "text/plain", "ann", o.TYPE_DOCUMENT, "notes", True, "u-281",
+                        **{**msg, "msg_id": 281, "folder_id": 16}), 1),
+        (o.AddDocumentRevision(281, "a.txt", "text/plain", "ann", o.TYPE_DOCUMENT, "notes v2",
+                               True, "u-281", **{**msg, "msg_id": 281, "folder_id": 16}), 1),
+        (o.TrackImap(), 1),
+        (o.ImapCopyItem(o.TYPE_MESSAGE, 2, ((259, 282, "u-282"), (260, 283, "u-283"))), 1),
+        (o.ICalReply(TZ, INVITE, "bob@example.com"), 1),
+        (o.FixCalendarItemTimeZone(279, 1_700_000_000_000, "FR"), 1),
+        (o.RenameItem(259, 2, "Renamed message", o.TYPE_MESSAGE, 1_700_000_300_000), 1),
+        (o.RenameItemPath(277, "/Briefcase/Shared doc 2", ((16, "u-16"),), o.TYPE_LINK), 1),
+        (o.CreateChat(**{**msg, "msg_id": 284, "folder_id": 14}), 1),
+        (o.SaveChat(7, **{**msg, "msg_id": 284, "folder_id": 14}), 1),
+        (o.PurgeImapDeleted(), 1),
+        (o.DismissCalendarItemAlarm(279, 1_700_000_400_000), 1),
+        (o.FixCalendarItemEndTime(279), 1),
+        (o.IndexDeferredItems(((259, o.TYPE_MESSAGE), (261, o.TYPE_CONTACT))), 1),
+        (o.RenameMailbox("ann@new.example", "ann@example.com"), 1),
+        (o.FixCalendarItemTZ(279, (("Romance Standard Time", TZ),)), 1),
+        (o.DateItem(259, o.TYPE_MESSAGE, 1_600_000_000_000), 1),
+        (o.SetFolderDefaultView(257, o.TYPE_CONTACT), 1),
+        (o.SetCustomData(259, o.TYPE_MESSAGE, "zimbra.app", javafmt.bencode_map({"x": "1"})), 1),
+        (o.LockItem(o.TYPE_DOCUMENT, "acct-ann", 281), 1),
+        (o.UnlockItem(o.TYPE_DOCUMENT, "acct-ann", 281), 1),
+        (o.PurgeRevision(281, 1, True), 1),
+        (o.DeleteItemFromDumpster((259, 260)), 1),
+        (o.FixCalendarItemPriority(279), 1),
+        (o.RecoverItem(o.TYPE_MESSAGE, 2, ((260, 285, "u-285"),)), 1),
+        (o.EnableSharedReminder(276, True), 1),
+        (o.SnoozeCalendarItemAlarm(279, 1_700_000_500_000), 1),
+        (o.CreateComment(286, "u-286", 281, "acct-bob", "Looks good"), 1),
+        (o.SetRetentionPolicy(o.TYPE_FOLDER, 257, (("policy-1", None),), ((None, "30d"),)), 1),
+        (o.RefreshMountpoint(276, "acct-ann", 10), 1),
+        (o.SetActiveSyncDisabled(257, True), 1),
+        (o.SetWebOfflineSyncDays(257, 30), 1),
+        (o.DeleteConfig("zimbra.sync"), 1),
+        (o.SetPop3Uid(259, o.TYPE_MESSAGE, "uid-259"), 1),
+        (o.CreateContact(287, 7, o.contact_fields(many), None, b""), 1),
+        (o.ModifyContact(287, o.contact_fields(many[::-1])), 1),
+    ]
+
+
+def build_zimbra_ops_log(archive: Path) -> None:
+    """archive/redo-…-seq3.log: every Zimbra op of `zimbra_ops`, each committed, in a closed
+    file written record by record (as a Zimbra server's archive)."""
+    ids = TxnIds(start_s=1_700_001_000)
+    t0 = 1_700_001_000_000
+    recs = []
+    for i, (op, mbox) in enumerate(zimbra_ops()):
+        t, c = ids.next()
+        rec = Record(op, t0 + 2 * i, t, c, mbox, 20 + i if mbox else -1)
+        recs += [rec, Record(o.CommitTxn(rec.opcode), t0 + 2 * i + 1, t, c, mbox)]
+    body = b"".join(r.encode() for r in recs)
+    head = FileHeader(sequence=3, server_id=SERVER_ID, create_time=t0 - 1, open=False,
+                      file_size=512 + len(body), first_op_tstamp=t0,
+                      last_op_tstamp=recs[-1].tstamp)
+    (archive / files.archive_name(t0 + 10_000, 3)).write_bytes(head.encode() + body)
 
 
 @pytest.fixture(scope="module")
@@ -148,11 +265,14 @@ def test_golden_shapes(logs: Path) -> None:
     lines = text.splitlines()
     assert lines[0] == "VERIFYING DIRECTORY: <DIR>"
     verifying = [ln for ln in lines if ln.startswith("VERIFYING: ")]
+    # In sequence order: the archived logs, then redo.log (Zimbra lists redo.log first).
     assert [v.rsplit("/", 1)[1] for v in verifying] == [
-        "redo.log", *sorted((p.name for p in logs.iterdir() if p.name != "redo.log"),
-                            key=files.seq_of)]
-    # redo.log was never closed: its last-op time is stale (0) and flagged.
-    assert "last op:  Thu, 1970/01/01 00:00:00.000 UTC (0) (not up to date)" in text
+        *sorted((p.name for p in logs.iterdir() if p.name != "redo.log"), key=files.seq_of),
+        "redo.log"]
+    # redo.log was never closed: its last-op time is not recorded (0), said so and flagged.
+    assert "last op:  none (0) (not up to date)" in text
+    assert not [ln for ln in lines if ln.startswith(("created:", "first op:", "last op:"))
+                and "1970/01/01" in ln]
     assert "open:     1" in text and "open:     0" in text
     op_rx = re.compile(r"^\[([0-9a-f]{8}) - ([0-9a-f]{8}): (\d+) bytes; tstamp: "
                        r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3} UTC\] txn -?\d+\.-?\d+ "
@@ -196,7 +316,7 @@ def test_quiet_prints_only_file_names(logs: Path) -> None:
     assert r.returncode == 0
     names = sorted((p.name for p in logs.iterdir() if p.name != "redo.log"), key=files.seq_of)
     assert _norm(r.stdout.decode(), logs).splitlines() == [
-        f"VERIFYING: <DIR>/{n}" for n in ["redo.log", *names]]
+        f"VERIFYING: <DIR>/{n}" for n in [*names, "redo.log"]]
 
 
 def test_mailbox_filter(logs: Path) -> None:
@@ -233,8 +353,8 @@ def test_show_blob_prints_raw_bytes(logs: Path) -> None:
     assert b"<START OF BLOB>" not in quiet.stdout
 
 
-def test_directory_order_is_by_sequence_with_redo_log_first(tmp_path: Path,
-                                                             logs: Path) -> None:
+def test_directory_order_is_by_sequence_with_redo_log_last(tmp_path: Path,
+                                                            logs: Path) -> None:
     seq0 = next(logs.glob("*-seq0.log"))
     for n in (10, 2, 1):
         shutil.copy(seq0, tmp_path / f"redo-20240101.000000.000-seq{n}.log")
@@ -244,16 +364,16 @@ def test_directory_order_is_by_sequence_with_redo_log_first(tmp_path: Path,
     r = zmredodump("-q", tmp_path)
     assert r.returncode == 0, r.stdout
     assert [ln.rsplit("/", 1)[1] for ln in r.stdout.decode().splitlines()] == [
-        "redo.log", "redo-20240101.000000.000-seq1.log", "redo-20240101.000000.000-seq2.log",
-        "redo-20240101.000000.000-seq10.log"]
+        "redo-20240101.000000.000-seq1.log", "redo-20240101.000000.000-seq2.log",
+        "redo-20240101.000000.000-seq10.log", "redo.log"]
 
 
 def test_json_carries_every_record(logs: Path) -> None:
     r = zmredodump("--json", "--show-blob", logs)
     assert r.returncode == 0, r.stderr
     objs = [json.loads(ln) for ln in r.stdout.decode().splitlines()]
-    paths = [p for p in (logs / "redo.log", *sorted(logs.glob("*-seq*.log"),
-                                                     key=lambda p: files.seq_of(p.name)))]
+    paths = [*sorted(logs.glob("*-seq*.log"), key=lambda p: files.seq_of(p.name)),
+             logs / "redo.log"]
     headers = [x for x in objs if x["kind"] == "header"]
     assert [Path(h["file"]).name for h in headers] == [p.name for p in paths]
     recs = [x for x in objs if x["kind"] == "record"]
@@ -278,9 +398,9 @@ def test_json_carries_every_record(logs: Path) -> None:
             assert j[key] == json.loads(json.dumps(list(v) if isinstance(v, tuple) else v))
         if rec.op.blob is not None:
             assert base64.b64decode(j["blob"]) == rec.op.blob
-    h0 = headers[0]
-    assert (h0["sequence"], h0["open"], h0["serverId"], h0["version"]) == (2, True, SERVER_ID,
-                                                                         "1.42")
+    current = headers[-1]  # redo.log, last in sequence order
+    assert (current["sequence"], current["open"], current["serverId"],
+            current["version"]) == (2, True, SERVER_ID, "1.42")
 
 
 def test_parquet_has_one_row_per_record(logs: Path, tmp_path: Path) -> None:
@@ -289,8 +409,8 @@ def test_parquet_has_one_row_per_record(logs: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     t = pq.read_table(out)
     want = []
-    for p in (logs / "redo.log", *sorted(logs.glob("*-seq*.log"),
-                                         key=lambda p: files.seq_of(p.name))):
+    for p in (*sorted(logs.glob("*-seq*.log"), key=lambda p: files.seq_of(p.name)),
+              logs / "redo.log"):
         with scan(p) as sc:
             want += [(str(p.resolve()), rec.offset, rec.length, rec.op.NAME) for rec in sc]
     assert t.num_rows == len(want)

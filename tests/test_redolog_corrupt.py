@@ -315,9 +315,10 @@ def test_zmredodump_zero_length_and_newer_header(pristine: Path, tmp_path: Path)
     assert "shorter than the 512-byte header" in out
     assert "newer than the 1.42 this tool reads" in out and "1.43" in out
     listing = out.split("The following files had errors:\n\n", 1)[1].splitlines()
-    assert listing[0::2] == [str((d / "redo.log").resolve()), str(newer.resolve())]
-    missing = _run(BIN / "zmredodump", tmp_path / "nope.log")
-    assert missing.returncode == 1 and b"does not exist" in missing.stdout
+    # In sequence order: the archived log, then redo.log.
+    assert listing[0::2] == [str(newer.resolve()), str((d / "redo.log").resolve())]
+    missing = _run(BIN / "zmredodump", tmp_path / "nope.log")  # not found: exit 9
+    assert missing.returncode == 9 and b"no such redolog file" in missing.stderr
     none = _run(BIN / "zmredodump")
     assert none.returncode == 2, none
 

@@ -24,11 +24,8 @@ from standby.redolog.header import HEADER_SIZE, FileHeader
 from standby.redolog.reader import scan, scan_bytes
 from standby.redolog.record import REGISTRY, VERSION, Record, decode_at
 from standby.redolog.writer import RedoLogWriter, WriterConfig
+from tests.op_strategies import I8, I32, I64, op_strategy
 
-I8 = st.integers(-(2**7), 2**7 - 1)
-I16 = st.integers(-(2**15), 2**15 - 1)
-I32 = st.integers(-(2**31), 2**31 - 1)
-I64 = st.integers(-(2**63), 2**63 - 1)
 # Plain text, text that is mostly outside ASCII (2-, 3- and 4-byte UTF-8), and the empty string.
 TEXT = st.one_of(
     st.text(max_size=24),
@@ -93,15 +90,22 @@ STRATEGIES: dict[type[o.Op], st.SearchStrategy[o.Op]] = {
     o.ModifyContact: st.builds(o.ModifyContact, I32, ATTRS, BLOB),
     o.IndexItem: st.builds(o.IndexItem, I32, I8, st.booleans()),
 }
-ANY_OP = st.one_of(*STRATEGIES.values())
-START_OPS = st.one_of(*(s for cls, s in STRATEGIES.items() if cls.OPCODE not in (1, 3, 4)))
+# The rest of Zimbra's ops: strategies read off their layouts.
+for _cls in o.ALL_OPS:
+    STRATEGIES.setdefault(_cls, op_strategy(_cls))
+# Whole records: not the two layouts Zimbra also logs as opcode 35, whose bytes CreateMountpoint
+# may read as well (tests/test_ops_codec.py covers them in context).
+_RECORD_OPS = {c: s for c, s in STRATEGIES.items()
+               if c not in (o.CreateLink, o.CreateFileSharedWithMe)}
+ANY_OP = st.one_of(*_RECORD_OPS.values())
+START_OPS = st.one_of(*(s for cls, s in _RECORD_OPS.items() if cls.OPCODE not in (1, 3, 4)))
 
 
 def test_every_op_class_has_a_strategy() -> None:
     assert set(STRATEGIES) == set(o.ALL_OPS)
-    assert set(REGISTRY.values()) == set(o.ALL_OPS), "an op is registered but not in ALL_OPS"
-    assert {c.OPCODE for c in o.ALL_OPS} == {1, 3, 4, 6, 7, 8, 14, 15, 17, 18, 19, 20, 21, 25,
-                                             26, 27, 30, 31, 58, 59}
+    # Every class is registered for an opcode, but the one only ever read as an alternative
+    # layout of opcode 35 (tests/test_ops_codec.py lists them all).
+    assert set(REGISTRY.values()) | {o.CreateFileSharedWithMe} == set(o.ALL_OPS)
 
 
 @pytest.mark.parametrize("cls", o.ALL_OPS, ids=lambda c: c.NAME)

@@ -35,8 +35,18 @@ from standby.redolog.ops import (
     RenameFolder,
     RenameTag,
     SetItemTags,
+    ColorItem,
+    CreateSavedSearch,
+    DateItem,
+    ModifySavedSearch,
+    RenameItem,
+    SetCustomData,
+    SetImapUid,
     StoreIncomingBlob,
+    contact_fields,
+    hashmap_ordered,
 )
+from standby.redolog import metadata
 from standby.redolog.record import MAILBOX_ALL, Op, Record
 from standby.redolog.writer import RedoLogWriter, TxnIds, WriterConfig
 from standby.store import blobs as blobmod
@@ -57,6 +67,7 @@ class _Box:
     folders: dict[int, tuple[int, str]] = field(default_factory=dict)  # user folders
     tags: dict[int, str] = field(default_factory=dict)
     contacts: list[int] = field(default_factory=list)
+    searches: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -265,7 +276,7 @@ class Synth:
     def _create_contact(self, box: _Box) -> None:
         attrs, vcard = self.factory.contact_vcard()
         cid = self._new_id(box)
-        self._log(box, CreateContact(cid, CONTACTS, tuple(attrs.items()), None,
+        self._log(box, CreateContact(cid, CONTACTS, contact_fields(list(attrs.items())), None,
                                      vcard if self.rng.random() < 0.3 else b""))
         box.contacts.append(cid)
 
@@ -273,8 +284,58 @@ class Synth:
         if not box.contacts:
             return self._create_contact(box)
         attrs, vcard = self.factory.contact_vcard()
-        self._log(box, ModifyContact(self.rng.choice(box.contacts), tuple(attrs.items()),
+        self._log(box, ModifyContact(self.rng.choice(box.contacts),
+                                     contact_fields(list(attrs.items())),
                                      vcard if self.rng.random() < 0.3 else b""))
+
+    def _color(self, box: _Box) -> None:
+        color = self.rng.choice([self.rng.randint(0, 9), 0x1000000 | self.rng.getrandbits(24)])
+        if box.folders and self.rng.random() < 0.5:
+            self._log(box, ColorItem(TYPE_FOLDER, color, (self.rng.choice(list(box.folders)),)))
+        elif box.tags and self.rng.random() < 0.5:
+            self._log(box, ColorItem(3, self.rng.randint(0, 9), (self.rng.choice(list(box.tags)),)))
+        else:
+            ids = self._pick(box, self.rng.randint(1, 3))
+            if ids:
+                self._log(box, ColorItem(TYPE_MESSAGE, color, tuple(ids)))
+
+    def _set_custom_data(self, box: _Box) -> None:
+        ids = self._pick(box, 1)
+        if ids:
+            data = {} if self.rng.random() < 0.2 else {"seen": str(self.rng.randrange(10**6))}
+            self._log(box, SetCustomData(ids[0], TYPE_MESSAGE, self.rng.choice(["zimlet", "sync"]),
+                                         metadata.to_string(data) if data else ""))
+
+    def _set_date(self, box: _Box) -> None:
+        ids = self._pick(box, 1)
+        if ids:
+            self._log(box, DateItem(ids[0], TYPE_MESSAGE,
+                                    int(self.now) - self.rng.randint(0, 86_400_000 * 30)))
+
+    def _reset_imap_uids(self, box: _Box) -> None:
+        ids = self._pick(box, self.rng.randint(1, 4))
+        if ids:
+            self._log(box, SetImapUid(hashmap_ordered([(i, self._new_id(box)) for i in ids])))
+
+    def _create_saved_search(self, box: _Box) -> None:
+        sid = self._new_id(box)
+        self._log(box, CreateSavedSearch(sid, f"{box.mailbox_id:08x}-0000-4000-9000-{sid:012x}",
+                                         f"Search {sid}", self.rng.choice(
+                                             ["is:unread", "is:flagged", "in:inbox"]),
+                                         "message", "dateDesc", USER_ROOT, 0, 0))
+        box.searches.append(sid)
+
+    def _modify_saved_search(self, box: _Box) -> None:
+        if not box.searches:
+            return self._create_saved_search(box)
+        self._log(box, ModifySavedSearch(self.rng.choice(box.searches), "is:unread in:inbox",
+                                         "message", self.rng.choice(["dateDesc", "dateAsc"])))
+
+    def _rename_saved_search(self, box: _Box) -> None:
+        if not box.searches:
+            return self._create_saved_search(box)
+        sid = self.rng.choice(box.searches)
+        self._log(box, RenameItem(sid, USER_ROOT, f"Search {sid} r{box.last_change + 1}", 2))
 
     def _index_item(self, box: _Box) -> None:
         ids = self._pick(box, 1)

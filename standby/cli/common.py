@@ -1,11 +1,15 @@
 """What every command shares: the context built by the root callback, output, error handling.
 
-The root callback records `--config`, `--log-format` and `--log-level`; a command that needs
-settings calls `settings(ctx, overrides)`, which resolves them once (file, environment) into the
-frozen `Settings` and merges the command's own flags into it as dotted keys, validated like the
-same keys in the file. `configure_logging` is the one place structlog is configured: flags, else
-the `[log]` section (with `STANDBY_LOG_*` applied), else the command's default. `run(app)` is the
-edge where a `StandbyError` becomes a message on stderr and the exit code it carries.
+The root callback records `--log-format` and `--log-level`; `-c/--config` is recorded by its
+option (`ConfigOpt`), which `command(app)` gives every group and command of an app, so it is
+accepted before or after any sub-command (a later one wins). A command that needs settings calls
+`settings(ctx, overrides)`, which resolves them once (file, environment) into the frozen
+`Settings` and merges the command's own flags into it as dotted keys, validated like the same
+keys in the file. `configure_logging` is the one place structlog is configured: flags, else the
+`[log]` section (with `STANDBY_LOG_*` applied), else the command's default. `command(app)` also
+switches every command to click's plain help formatter, which re-wraps docstrings by paragraph
+and prints no type placeholder for flags. `run(app)` is the edge where a `StandbyError` becomes
+a message on stderr and the exit code it carries.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from standby import log as slog
 from standby import settings as settings_mod
@@ -63,6 +68,58 @@ def settings(ctx: typer.Context, overrides: Mapping[str, Any] | None = None) -> 
     return c._settings
 
 
+CONFIG_HELP = ("Config file, before or after the sub-command. Default: $STANDBY_CONFIG, "
+               "./standby.toml, /etc/standby/standby.toml.")
+
+
+def _remember_config(ctx: typer.Context, value: Path | None) -> Path | None:
+    if value is not None:
+        ctx_obj(ctx).config = Path(value)
+    return value
+
+
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", metavar="FILE", help=CONFIG_HELP, callback=_remember_config)]
+
+
+def _config_option() -> Any:
+    """A fresh click parameter for `ConfigOpt`, as typer builds it (one per command: click keeps
+    per-command state in its parameters)."""
+    probe = typer.Typer(add_completion=False)
+
+    @probe.command()
+    def _probe(config: ConfigOpt = None) -> None:
+        """Only here to have typer build the option."""
+
+    (param,) = typer.main.get_command(probe).params
+    param.expose_value = False  # the callback records it; command functions do not take it
+    return param
+
+
+Command = TyperCommand | TyperGroup
+
+
+def command(app: typer.Typer) -> Command:
+    """The click command of `app`, every (sub-)command of it with `-c/--config` and plain help."""
+    root = typer.main.get_command(app)
+    assert isinstance(root, TyperCommand | TyperGroup)
+    for _path, cmd in walk(root):
+        cmd.rich_markup_mode = None
+        if not any("--config" in p.opts for p in cmd.params):
+            cmd.params.append(_config_option())
+    return root
+
+
+def walk(cmd: Command, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Command]]:
+    """(sub-command names from the root, command) for `cmd` and every command under it."""
+    out: list[tuple[tuple[str, ...], Command]] = [(path, cmd)]
+    if isinstance(cmd, TyperGroup):
+        for name, sub in cmd.commands.items():
+            assert isinstance(sub, TyperCommand | TyperGroup)
+            out += walk(sub, (*path, name))
+    return out
+
+
 def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, default=str) + "\n")
     sys.stdout.flush()
@@ -86,7 +143,8 @@ def run(app: typer.Typer, argv: list[str] | None = None, prog: str | None = None
     """Run a typer app; translate StandbyError into a message and its exit code."""
     try:
         configure_logging(Context(default_log_level=default_log_level))
-        app(args=argv, prog_name=prog, obj=Context(default_log_level=default_log_level))
+        command(app)(args=argv, prog_name=prog,
+                     obj=Context(default_log_level=default_log_level))
     except StandbyError as e:
         sys.exit(fail(e))
     except KeyboardInterrupt:

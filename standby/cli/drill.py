@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from standby.cli import common
+
+if TYPE_CHECKING:  # the drill module itself is imported when the command runs (start-up time)
+    from standby.drill import DrillReport
 
 
 def drill_command(
@@ -48,27 +51,32 @@ def drill_command(
                     set_every_s=set_every, redolog_every_s=redolog_every,
                     kill_window_s=(kill_min, kill_max), groups=mailbox_groups, keep=keep,
                     say=say)
-    d = rep.as_dict()
     if json_out:
-        common.emit_json(d)
+        common.emit_json(rep.as_dict())
     else:
-        common.emit(f"sets shipped           {d['sets']} (+ {d['redolog_snapshots']} redolog "
-                    "snapshots)")
-        common.emit(f"primary killed at      {d['killed_at']}")
-        common.emit(f"last shipped position  {d['last_shipped']}")
-        common.emit(f"RPO                    {d['rpo_s']} s "
-                    f"({d['ops_never_shipped']} committed ops never shipped)")
-        common.emit(f"RTO, mail              {d['rto_mail_s']} s (restore {d['restore_s']} s, "
-                    f"replay {d['replay_s']} s)")
-        common.emit(f"RTO, search            {d['rto_search_s']} s (index catch-up "
-                    f"{d['catchup_s']} s, {d['catchup_documents']} documents)")
-        common.emit(f"replay                 {d['replay_ops']} ops at "
-                    f"{d['replay_ops_per_s']} ops/s")
-        common.emit(f"db, blob == primary    {'yes' if d['equal_mail'] else 'NO'} right after "
-                    "the replay")
-        common.emit(f"standby == primary     {'yes' if d['equal'] else 'NO'}, index included, "
-                    f"after the catch-up ({d['standby_digest'][:16]})")
-        for n in d["notes"]:
-            common.emit(f"note                   {n}")
+        for line in report_lines(rep):
+            common.emit(line)
     if not rep.equal:
         raise typer.Exit(8)
+
+
+def report_lines(rep: DrillReport) -> list[str]:
+    """The drill's report in words."""
+    same = (f"yes (digest {rep.standby_digest[:16]})" if rep.equal else
+            f"NO: standby {rep.standby_digest[:16]}, primary {rep.reference_digest[:16]}")
+    return [
+        f"sets shipped           {rep.sets} (+ {rep.redolog_snapshots} redolog snapshots)",
+        f"primary killed at      {rep.killed_at}",
+        f"last shipped position  {rep.last_shipped}",
+        f"RPO                    {rep.rpo_s} s ({rep.ops_never_shipped} committed ops never "
+        "shipped)",
+        f"RTO, mail              {rep.rto_mail_s} s (restore {rep.restore_s} s, replay "
+        f"{rep.replay_s} s)",
+        f"RTO, search            {rep.rto_search_s} s (index catch-up {rep.catchup_s} s, "
+        f"{rep.catchup_documents} documents)",
+        f"replay                 {rep.replay_ops} ops at {rep.replay_ops_per_s} ops/s",
+        f"db, blob == primary    {'yes' if rep.equal_mail else 'NO'} right after the replay "
+        "(the index once caught up: next line)",
+        f"standby == primary     {same}",
+        *(f"note                   {n}" for n in rep.notes),
+    ]

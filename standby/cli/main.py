@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +9,7 @@ import typer
 from standby import __version__
 from standby.cli import common
 from standby.cli.bench import app as bench_app
+from standby.cli.classic import app as classic_app
 from standby.cli.drill import drill_command
 from standby.cli.index import app as index_app
 from standby.cli.redolog import app as redolog_app
@@ -39,9 +39,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="Config file. Default: $STANDBY_CONFIG, ./standby.toml, "
-        "/etc/standby/standby.toml.", envvar=None)] = None,
+    config: common.ConfigOpt = None,
     log_format: Annotated[str | None, typer.Option(
         help="auto (console on a TTY, else JSON), console or json. Default: log.format, "
         "$STANDBY_LOG_FORMAT, auto.")] = None,
@@ -51,8 +49,10 @@ def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
+    # `config` is recorded by its option's callback. Declared here too (the shared option
+    # type), so that the app run by typer alone, as tests do, still takes it.
     c = common.ctx_obj(ctx)
-    c.config, c.log_format, c.log_level = config, log_format, log_level
+    c.log_format, c.log_level = log_format, log_level
     common.configure_logging(c)
 
 
@@ -64,6 +64,7 @@ app.command("drill")(drill_command)
 app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(index_app, name="index")
+app.add_typer(classic_app, name="classic")
 app.add_typer(target_app, name="target")
 
 

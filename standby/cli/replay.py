@@ -6,7 +6,7 @@ Zimbra's: --fromTime, --toTime (Zimbra's nine local-time formats and the guide's
 position), --dry-run (print the plan), --json (summary), --naive (the baseline engine),
 --batch-ops, --index now|defer (default defer: phase one brings db and blobs forward and leaves
 the index's documents pending for `standby index catch-up` or the store's start-up; now: one
-phase), --config.
+phase), and -c/--config as every command.
 
 Exit codes: 0 replayed without errors; 1 replayed, but some ops failed (see the summary);
 2 bad arguments; 5 the store service is running; 6 a log is corrupt or newer; 9 a log file or
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -29,16 +30,11 @@ from standby.catalog.manifest import require_key
 from standby.catalog.start import replay_start
 from standby.cli import common
 from standby.errors import UsageError
-from standby.replay import DEFAULT_CHUNK_OPS, engine
+from standby.replay import DEFAULT_CHUNK_OPS, engine, result
 from standby.replay.player import Selection
+from standby.replay.result import ReplayResult
 from standby.store.index import INDEX_MODES
 from standby.store.site import Site
-
-
-def _settings(ctx: typer.Context, config: Path | None) -> settings_mod.Settings:
-    if config is not None:
-        common.ctx_obj(ctx).config = config
-    return common.settings(ctx)
 
 
 def replay_command(
@@ -88,8 +84,6 @@ def replay_command(
     catalog: Annotated[Path | None, typer.Option(
         "--catalog", help="With --set: read the set's manifest from this catalog folder (one "
         "that came from a transfer target) instead of the state directory's.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config file.")]
-    = None,
 ) -> None:
     """Replay redo logs onto the store's volumes (zmplayredo)."""
     from_ms = timefmt.parse(from_time, option="--fromTime") if from_time else None
@@ -103,7 +97,7 @@ def replay_command(
         raise UsageError("--threads, --queueCapacity and --batch-ops must be at least 1")
     if index not in INDEX_MODES:
         raise UsageError(f"--index must be now or defer, not {index!r}")
-    s = _settings(ctx, config)
+    s = common.settings(ctx)
     if catalog is not None and set_id is None:
         raise UsageError("--catalog goes with --set: it says where the set's manifest is")
     if set_id is not None:
@@ -120,15 +114,8 @@ def replay_command(
         if json_out:
             common.emit_json(p.as_dict())
         else:
-            d = p.as_dict()
-            common.emit(f"would replay {d['ops']} ops from {len(d['files'])} files "
-                        f"({d['first_op']} .. {d['last_op']}) over {d['mailboxes']} mailboxes")
-            for f in d["files"]:
-                common.emit(f"  {f['path']}  seq {f['seq']}  {f['size']} bytes")
-            for n in d["notes"]:
-                common.emit(f"  skipped: {n}")
-            for op, n in d["by_op"].items():
-                common.emit(f"  {op:20s} {n}")
+            for line in plan_lines(p):
+                common.emit(line)
         return
     tty = sys.stderr.isatty() and not json_out
     t0 = time.perf_counter()
@@ -142,32 +129,82 @@ def replay_command(
     res = engine.run(site, logs, sel, opts, progress=progress)
     if tty:
         sys.stderr.write("\n")
-    d = res.as_dict()
     if json_out:
-        common.emit_json(d)
+        common.emit_json(res.as_dict())
     else:
-        common.emit(f"replayed {d['ops_applied']} ops in {d['seconds']} s "
-                    f"({d['ops_per_s']} ops/s) with the {d['engine']} engine")
-        common.emit(f"  db {d['db']}  blob {d['blob']}  index {d['index']}")
-        ix = d["phases"]["index"]
-        if ix["mode"] == "now":
-            common.emit("  index: documents indexed during the replay")
-        elif ix["state"] == "done":
-            common.emit("  index: complete, nothing was left pending")
-        else:
-            common.emit(f"  index: {ix['documents_pending']} documents pending in "
-                        f"{ix['mailboxes_behind']} mailboxes; mail is ready now, search once "
-                        "`standby index catch-up` has run (or the store catches up when it "
-                        "starts)")
-        pl = d["player"]
-        common.emit(f"  uncommitted {pl.get('uncommitted')}, aborted {pl.get('aborted')}, "
-                    f"orphans {pl.get('orphans')}, problems {len(pl.get('problems', []))}")
-        for prob in pl.get("problems", [])[:10]:
-            common.emit(f"  problem: {prob}")
-        for err in d["error_samples"]:
-            common.emit(f"  error: {err}")
+        for line in summary_lines(res):
+            common.emit(line)
     if res.errors:
         raise typer.Exit(1)
+
+
+# How each volume's outcome reads in the summary ("none": the op does not concern that volume).
+_OUTCOME_WORDS = {"applied": "applied", "skipped": "already there", "missing": "mailbox missing",
+                  "error": "failed", "written": "written", "present": "already there",
+                  "missing-source": "source missing", "deleted": "deleted"}
+
+
+def _volume_words(counts: Mapping[str, int]) -> str:
+    parts = [f"{n} {_OUTCOME_WORDS.get(k, k)}" for k, n in sorted(counts.items())
+             if k != "none" and n]
+    return ", ".join(parts) or "nothing to do"
+
+
+def plan_lines(p: engine.Plan) -> list[str]:
+    """The dry run in words: what would be read and replayed, times as --fromTime takes them."""
+    n_files = f"{len(p.files)} file{'s' if len(p.files) != 1 else ''}"
+    if p.ops and p.first_ms is not None and p.last_ms is not None:
+        head = (f"would replay {p.ops} ops from {n_files} ({timefmt.echo(p.first_ms)} .. "
+                f"{timefmt.echo(p.last_ms)}) over {len(p.by_mailbox)} mailboxes")
+    else:
+        head = f"would replay no ops from {n_files}"
+    left_out = result.not_selected(p.player)
+    lines = [head + (f"; {left_out} other committed ops in them not selected" if left_out
+                     else "")]
+    for f in p.files:
+        lines.append(f"  {f['path']}  seq {f['seq']}  {f['size']} bytes"
+                     + ("  (open)" if f["open"] else ""))
+    lines += [f"  skipped: {n}" for n in p.notes]
+    lines += [f"  {op:20s} {n}" for op, n in sorted(p.by_op.items())]
+    return lines
+
+
+def summary_lines(res: ReplayResult) -> list[str]:
+    """The replay's outcome in words: applied, already there and not selected apart."""
+    c = res.counts
+    rate = f" ({c.selected / res.seconds:,.0f} ops/s)" if res.seconds else ""
+    lines = [f"read {c.selected} selected ops in {res.seconds:.3f} s{rate} with the "
+             f"{res.engine} engine",
+             f"  {c.applied} applied, {c.skipped} skipped (already present), "
+             f"{c.not_selected} not selected"
+             + (f", {c.missing} for a mailbox not on the target" if c.missing else "")
+             + (f", {c.failed} failed" if c.failed else ""),
+             f"  db: {_volume_words(res.db)}; blob: {_volume_words(res.blob)}; "
+             f"index: {_volume_words(res.index)}",
+             _index_phase_words(res)]
+    if res.not_applied:
+        lines.append(f"  {res.not_applied_text()}")
+    pl = res.player
+    problems = list(pl.get("problems", []))
+    lines.append(f"  uncommitted {pl.get('uncommitted', 0)}, aborted {pl.get('aborted', 0)}, "
+                 f"orphans {pl.get('orphans', 0)}, problems {len(problems)}")
+    lines += [f"  problem: {prob}" for prob in problems[:10]]
+    lines += [f"  error: {err}" for err in res.errors[:10]]
+    if len(res.errors) > 10:
+        lines.append(f"  ... and {len(res.errors) - 10} more errors")
+    return lines
+
+
+def _index_phase_words(res: ReplayResult) -> str:
+    """Phase two in words: indexed during the replay, complete, or what the catch-up owes."""
+    ix = res.phases()["index"]
+    if ix["mode"] == "now":
+        return "  index: documents indexed during the replay"
+    if ix["state"] == "done":
+        return "  index: complete, nothing was left pending"
+    return (f"  index: {ix['documents_pending']} documents pending in {ix['mailboxes_behind']} "
+            "mailboxes; mail is ready now, search once `standby index catch-up` has run (or the "
+            "store catches up when it starts)")
 
 
 def _from_set(s: settings_mod.Settings, set_id: str, sel: Selection,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from standby import timefmt
 from standby.cli import common
 from standby.errors import ServiceError
 from standby.snapshot import sets
@@ -44,8 +45,8 @@ def _emit_outcome(res: Outcome, json_out: bool) -> None:
     common.emit(f"{m.kind} {m.id}: {len(m.snapshots)} snapshot(s), skew {m.skew_ms} ms, "
                 f"tool overhead {res.tool_ms} ms; manifest {res.path}")
     for s in m.snapshots:
-        common.emit(f"  {s.volume:8s} {s.backend:6s} {s.ref}  taken {s.taken_at_ms} "
-                    f"({s.taken_at_ms - s.started_ms} ms)")
+        common.emit(f"  {s.volume:8s} {s.backend:6s} {s.ref}  taken "
+                    f"{timefmt.verify_stamp(s.taken_at_ms)} ({s.taken_at_ms - s.started_ms} ms)")
 
 
 @app.command("set")

@@ -68,8 +68,9 @@ def status(ctx: typer.Context,
         svc = f"running, pid {st.service_pid}" + ("" if st.service_answering else
                                                    " (not answering)")
     common.emit(f"service:  {svc}")
-    common.emit(f"redo log: sequence {st.redo_seq}, {st.redo_size} bytes; "
-                f"{st.archived_logs} archived")
+    current = ("no readable redo.log yet" if st.redo_seq is None or st.redo_size is None
+               else f"sequence {st.redo_seq}, {st.redo_size} bytes")
+    common.emit(f"redo log: {current}; {st.archived_logs} archived")
 
 
 @app.command()
@@ -107,9 +108,10 @@ def loadgen(
     if json_out:
         common.emit_json(summary)
     else:
-        common.emit(f"{summary['actions']} actions in {summary['seconds']} s "
-                    f"({summary['actions_per_s']} actions/s), {summary['errors']} errors, "
-                    f"{summary['mb_delivered']} MB delivered")
+        rate = summary["actions_per_s"]
+        common.emit(f"{summary['actions']} actions in {summary['seconds']} s"
+                    + (f" ({rate} actions/s)" if rate is not None else "")
+                    + f", {summary['errors']} errors, {summary['mb_delivered']} MB delivered")
         for k, v in summary["by_type"].items():
             common.emit(f"  {k:24s} {v}")
     if summary["errors"]:

@@ -8,24 +8,24 @@ from standby.cli import common
 from standby.cli.redolog import dump as dump_cmd
 from standby.cli.replay import replay_command
 
-_redodump = typer.Typer(
+redodump_app = typer.Typer(
     add_completion=False, pretty_exceptions_enable=False,
     help="zmredodump [options] <redolog file/directory> [...]. Multiple log files/directories "
-         "can be specified; for each directory, all redolog files directly under it are "
-         "processed, sorted in ascending redolog sequence order.",
+         "can be specified; a directory is read as a redolog directory: its archived logs (in "
+         "archive/ or directly under it), then redo.log, in ascending redolog sequence order.",
     context_settings={"help_option_names": ["-h", "--help"]})
-_redodump.command()(dump_cmd)
+redodump_app.command()(dump_cmd)
 
 
 def zmredodump() -> None:
-    common.run(_redodump, prog="zmredodump", default_log_level="warning")
+    common.run(redodump_app, prog="zmredodump", default_log_level="warning")
 
 
-_playredo = typer.Typer(
+playredo_app = typer.Typer(
     add_completion=False, pretty_exceptions_enable=False,
     help="zmplayredo: replay redo logs onto the store's volumes.",
     context_settings={"help_option_names": ["-h", "--help"]})
-_playredo.command()(replay_command)
+playredo_app.command()(replay_command)
 
 
 def zmplayredo() -> None:
@@ -33,5 +33,5 @@ def zmplayredo() -> None:
 
     from standby.cli.replay import expand_multi
 
-    common.run(_playredo, argv=expand_multi(sys.argv[1:]), prog="zmplayredo",
+    common.run(playredo_app, argv=expand_multi(sys.argv[1:]), prog="zmplayredo",
                default_log_level="warning")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from collections.abc import Sequence
 
 I8 = struct.Struct(">b")
 U8 = struct.Struct(">B")
@@ -197,4 +198,57 @@ def r_bytes(buf: bytes, pos: int, n: int) -> tuple[bytes, int]:
         raise Truncated(f"need {n} bytes at offset {pos}, have {len(buf) - pos}")
     if buf.__class__ is SpanMap:
         return BlobSpan(buf, pos, n), end  # type: ignore[arg-type,return-value]
+    return bytes(buf[pos:end]), end
+
+
+# Writers into a bytearray and readers of whole runs, which generated layout code calls.
+
+_pack_i32 = I32.pack
+
+
+def unpack_run(buf: bytes, pos: int, n: int, code: str) -> tuple[int, ...]:
+    if n <= 0:
+        return ()
+    return struct.unpack_from(f">{n}{code}", buf, pos)
+
+
+def w_utf(buf: bytearray, s: str | None) -> None:
+    if s is None:
+        buf += b"\xff\xff\xff\xff"
+        return
+    b = s.encode("utf-8", "replace")  # as Java: a lone surrogate becomes "?"
+    if len(b) > MAX_UTF:
+        raise ValueError(f"string of {len(b)} bytes exceeds the 32 MiB limit")
+    buf += _pack_i32(len(b))
+    buf += b
+
+
+def w_utf_array(buf: bytearray, items: Sequence[str] | None) -> None:
+    if items is None:
+        buf += b"\xff\xff\xff\xff"
+        return
+    buf += _pack_i32(len(items))
+    for s in items:
+        w_utf(buf, s)
+
+
+def w_i32_array(buf: bytearray, items: Sequence[int]) -> None:
+    buf += _pack_i32(len(items))
+    buf += struct.pack(f">{len(items)}i", *items)
+
+
+def w_bytes(buf: bytearray, data: bytes | None) -> None:
+    data = data or b""
+    buf += _pack_i32(len(data))
+    buf += bytes(data)
+
+
+def r_inline_bytes(buf: bytes, pos: int) -> tuple[bytes, int]:
+    n = I32.unpack_from(buf, pos)[0]
+    pos += 4
+    if n <= 0:
+        return b"", pos
+    end = pos + n
+    if end > len(buf):
+        raise Truncated(f"{n} bytes at offset {pos} run past the end")
     return bytes(buf[pos:end]), end

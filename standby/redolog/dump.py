@@ -6,6 +6,9 @@ between `<START OF BLOB>` and `<END OF BLOB>` with `--show-blob`, an error block
 around a torn tail, and at the end `The following files had errors:`. Two improvements: a bad
 record mid-file, an unknown opcode or a newer record version is skipped to the next marker with
 a warning (Zimbra dies on an unknown opcode), and such a file is listed among those with errors.
+A directory is read as a redolog directory (its `archive/`, then `redo.log`, in sequence order;
+Zimbra reads only the files directly in it, `redo.log` first); a header time of 0 prints as
+"none"; a path that does not exist is refused with NotFound (exit 9) before anything is printed.
 
 `--json` writes one object per line: a `kind: "header"` object per file, a `kind: "record"` per
 record (offset, length, opcode, op, version, txnId, tstamp, changeId, changeConstraint,
@@ -28,6 +31,7 @@ from standby import timefmt
 from standby.errors import FormatError, NotFound, UsageError
 from standby.redolog import files
 from standby.redolog.header import FileHeader
+from standby.redolog.layout import camel
 from standby.redolog.ops import StoreIncomingBlob
 from standby.redolog.reader import Problem, Scan, scan
 from standby.redolog.record import Record
@@ -68,14 +72,20 @@ def parse_mailbox_ids(text: str) -> frozenset[int]:
 
 
 def expand(args: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
-    """(path, is_directory_listing) for each argument, directories expanded as Zimbra does."""
+    """(path, is_directory_listing) for each argument; a directory is read as a redolog
+    directory (`files.redolog_dir_logs`: its archive, then its current log). A path that does
+    not exist is refused (NotFound) before anything is printed."""
+    paths = [Path(a) for a in args]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise NotFound(f"no such redolog file or directory: {', '.join(missing)}",
+                       hint="name redo log files, or a redolog directory such as the "
+                       "configured redolog volume")
     out: list[tuple[Path, bool]] = []
-    for a in args:
-        p = Path(a)
+    for p in paths:
         if p.is_dir():
-            logs = [c for c in p.iterdir() if c.is_file() and c.name.endswith(".log")]
             out.append((p, True))
-            out.extend((c, False) for c in files.sort_for_dump(logs))
+            out.extend((lf.path, False) for lf in files.redolog_dir_logs(p))
         else:
             out.append((p, False))
     return out
@@ -86,9 +96,12 @@ def expand(args: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
 
 
 def _date(ms: int) -> str:
-    t = time.localtime(ms / 1000)
-    return (time.strftime("%a, %Y/%m/%d %H:%M:%S", t) + f".{ms % 1000:03d} "
-            + time.strftime("%Z", t))
+    """Zimbra's header date, `EEE, yyyy/MM/dd HH:mm:ss.SSS z` in local time. A header holds 0
+    until its log has an op (and while a log is open, for its last op): that is "none", not
+    Zimbra's "Thu, 1970/01/01"."""
+    if ms == 0:
+        return "none"
+    return time.strftime("%a, ", time.localtime(ms / 1000)) + timefmt.verify_stamp(ms)
 
 
 def header_text(h: FileHeader) -> str:
@@ -106,8 +119,9 @@ def header_text(h: FileHeader) -> str:
 
 
 def op_text(rec: Record) -> str:
-    """Zimbra's RedoableOp.toString()."""
-    s = (f"txn {rec.txn_time}.{rec.txn_counter} [{rec.op.NAME}] "
+    """Zimbra's RedoableOp.toString(): the data part is appended unless it is null (an empty
+    one still adds its ", ")."""
+    s = (f"txn {rec.txn_time}.{rec.txn_counter} [{rec.op.printed_name}] "
          f"ver={rec.version[0]}.{rec.version[1]}, tstamp={rec.tstamp}")
     if rec.change_id != -1:
         s += f", change={rec.change_id}"
@@ -115,8 +129,8 @@ def op_text(rec: Record) -> str:
         s += f", constraint={rec.change_constraint}"
     if rec.mailbox_id != 0:
         s += f", mailbox={rec.mailbox_id}"
-    data = rec.op.printable()
-    if data:
+    data = rec.op.printable(rec.version)
+    if data is not None:
         s += ", " + data
     return s
 
@@ -173,7 +187,7 @@ def header_json(path: Path, h: FileHeader) -> dict[str, Any]:
 
 def record_json(rec: Record, *, path: Path | None = None, blob: bool = False) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "kind": "record", "offset": rec.offset, "length": rec.length, "opcode": rec.op.OPCODE,
+        "kind": "record", "offset": rec.offset, "length": rec.length, "opcode": rec.opcode,
         "op": rec.op.NAME, "version": f"{rec.version[0]}.{rec.version[1]}",
         "txnId": {"time": rec.txn_time, "counter": rec.txn_counter}, "tstamp": rec.tstamp,
         "changeId": rec.change_id, "changeConstraint": rec.change_constraint,
@@ -181,18 +195,15 @@ def record_json(rec: Record, *, path: Path | None = None, blob: bool = False) ->
     }
     if path is not None:
         d["file"] = str(path)
+    if rec.op.CLASS:
+        d["class"] = rec.op.CLASS
     for k, v in rec.op.fields().items():
-        key = _camel(k)
+        key = camel(k)
         if key not in d:
             d[key] = list(v) if isinstance(v, tuple) else v
     if blob and rec.op.blob is not None:
         d["blob"] = base64.b64encode(rec.op.blob).decode("ascii")
     return d
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(w.capitalize() for w in rest)
 
 
 def problem_json(path: Path, p: Problem) -> dict[str, Any]:

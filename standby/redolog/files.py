@@ -3,7 +3,9 @@
 The current log is `redo.log`; rolled-over logs are `archive/redo-<yyyyMMdd.HHmmss.SSS>-seq<N>.log`
 with the rollover time in GMT. Rollover writes the next file as `~tmp-redo-<stamp>-seq<N>.log`
 first. Listing accepts any `redo-*.log`; the sequence is parsed between the last `-seq` and `.log`;
-order is by sequence, then by the name's time stamp.
+order is by sequence, then by the name's time stamp. `redolog_dir_logs` is the one listing of a
+redolog directory that zmredodump, zmplayredo and the replay use: archives in that order, then the
+current log, which is always the newest.
 """
 
 from __future__ import annotations
@@ -64,6 +66,12 @@ def list_archive(archive_dir: Path) -> list[LogFile]:
     return out
 
 
-def sort_for_dump(paths: list[Path]) -> list[Path]:
-    """zmredodump's order for a directory: by sequence in the name; `redo.log` (-1) first."""
-    return sorted(paths, key=lambda p: (seq_of(p.name), _stamp_of(p.name), p.name))
+def redolog_dir_logs(directory: Path) -> list[LogFile]:
+    """The logs of a redolog directory in sequence order: the archived ones (in `archive/`, and
+    any directly in `directory`, as in a copied archive folder), then `redo.log`, the current log,
+    whose sequence is only in its header (`seq` -1 here) and is always the highest."""
+    out = sorted(list_archive(directory / ARCHIVE_DIR) + list_archive(directory))
+    current = directory / CURRENT
+    if current.is_file():
+        out.append(LogFile(-1, "", current))
+    return out

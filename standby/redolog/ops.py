@@ -1,1023 +1,80 @@
-"""The redo ops the store writes, each with Zimbra's opcode, payload layout and printable form.
+"""Every redo op Zimbra has (redo log version 1.42), declared once: opcode, layout, printed form.
 
-Layouts are Zimbra's at serialization version 1.42 (`redolog/op/*.java`); readers honour the
-version gates that matter for older records (message size as int32 before 1.42, tag names since
-1.33, and so on). Several layouts carry constants that Zimbra writes and ignores (an int16 -1
-where a volume id used to be; an int32 -1 "id list follows" marker) and these are kept byte for
-byte. `printable()` is the data part of zmredodump's line, in Zimbra's exact wording.
+Each class is Zimbra's `redolog/op/<Name>.java` read as data: `LAYOUT` is its `serializeData` /
+`deserializeData` in wire order with their `getVersion().atLeast(...)` branches (see `layout`),
+`TEXT` its `getPrintableData` (see `javafmt.compile_text`; None where Zimbra returns null).
+`PARAMS` keeps the constructor order of the ops the store already wrote before the layouts
+existed. The codec, equality, JSON (`Op.fields`) and zmredodump's text all come from these.
+
+Quirks kept from Zimbra, byte for byte: the int16 -1 where a volume id used to be; the int32 -1
+"id list follows" marker of id-list ops (an id > 0 there is a legacy single id); the boolean
+`true` CreateInvite and GrantAccess still write. Where Zimbra's own reader cannot read what its
+writer wrote we read the bytes anyway: CreateLink and CreateFileSharedWithMe log opcode 35
+(CreateMountpoint) in their own layouts (the reader tries each, `record.ALTERNATIVES`); a
+RevokeAccess due to expiry logs opcode 90 (ExpireAccess) and SetActiveSyncDisabled logs 91
+(SetDisableActiveSync), which name no class. Opcodes with no class at all (MoveBlobs, Download,
+Preview, Watch, Unwatch, View) are skipped by marker, as are opcodes Zimbra does not define.
+
+Printing: calendar ops print an invite or timezone where Zimbra prints its calendar object model
+re-encoded (`Invite.encodeMetadata`, `Util.encodeAsMetadata`); we print the Metadata read, decoded
+and encoded again, which is the same text for the invites Zimbra writes. SetCalendarItem,
+FixCalendarItemTZ and SetCalendarItem's replies, where Zimbra calls `Invite.toString()`,
+`ICalTimeZone.toString()` and `ReplyInfo.toString()`, print that Metadata instead (the one place
+the text is not Zimbra's).
 
 Item types are Zimbra's `MailItem.Type` bytes; flags are Zimbra's bit masks (`FLAG_*`).
 """
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
-from standby.redolog import javafmt
-from standby.redolog.codec import (
-    I32,
-    DecodeError,
-    Out,
-    Truncated,
-    r_bool,
-    r_bytes,
-    r_i8,
-    r_i16,
-    r_i32,
-    r_i32_array,
-    r_i64,
-    r_utf,
-    r_utf_array,
+from standby.redolog import javafmt, javahash, optext, quirks
+from standby.redolog.javafmt import FORMATS, If, jstr, type_name
+from standby.redolog.layout import (
+    BLOB,
+    BOOL,
+    BYTE,
+    BYTES,
+    INT,
+    INTS,
+    LONG,
+    META,
+    SHORT,
+    UTF,
+    UTF_ARRAY,
+    Blob,
+    Const,
+    Expr,
+    Field,
+    ListOf,
+    Optional,
+    Seconds,
+    Struct,
+    f,
+    hidden,
+    req,
 )
-from standby.redolog.record import Op, register
+from standby.redolog.record import CLASSLESS, Op, register, register_alternative
+
+__all__ = ["type_name"]
 
 # MailItem.Type
 TYPE_UNKNOWN, TYPE_FOLDER, TYPE_SEARCH, TYPE_TAG, TYPE_CONVERSATION = -1, 1, 2, 3, 4
-TYPE_MESSAGE, TYPE_CONTACT, TYPE_DOCUMENT = 5, 6, 8
-TYPE_NAMES = {
-    -1: "unknown", 1: "folder", 2: "searchfolder", 3: "tag", 4: "conversation", 5: "message",
-    6: "contact", 7: "invite", 8: "document", 9: "note", 10: "flag", 11: "appointment",
-    12: "virtual_conversation", 13: "mountpoint", 14: "wiki", 15: "task", 16: "chat",
-    17: "comment", 18: "link", 19: "smartfolder",
-}
+TYPE_MESSAGE, TYPE_CONTACT, TYPE_DOCUMENT, TYPE_NOTE, TYPE_APPOINTMENT = 5, 6, 8, 9, 11
+TYPE_MOUNTPOINT, TYPE_TASK, TYPE_CHAT, TYPE_COMMENT, TYPE_LINK = 13, 15, 16, 17, 18
+TYPE_NAMES = javafmt.TYPE_NAMES
 
 # Flag bit masks (Flag.FlagInfo: bitmask = 1 << (-id - 1)) and their names.
 FLAG_FROM_ME, FLAG_ATTACHED, FLAG_REPLIED, FLAG_FORWARDED = 0x1, 0x2, 0x4, 0x8
 FLAG_FLAGGED, FLAG_DRAFT, FLAG_DELETED, FLAG_UNREAD = 0x20, 0x40, 0x80, 0x200
 FLAG_UNCHANGED = -0x80000000
-FLAG_NAMES = {
-    "\\Sent": FLAG_FROM_ME, "\\Attached": FLAG_ATTACHED, "\\Answered": FLAG_REPLIED,
-    "\\Forwarded": FLAG_FORWARDED, "\\Flagged": FLAG_FLAGGED, "\\Draft": FLAG_DRAFT,
-    "\\Deleted": FLAG_DELETED, "\\Unread": FLAG_UNREAD,
-}
+FLAG_NAMES = quirks.FLAG_BITS
 
 BODY_INLINE, BODY_LINK = 1, 2
+MAX_BLOB_SIZE = 100 * 1024 * 1024  # StoreIncomingBlob.MAX_BLOB_SIZE
 
-
-_QB = struct.Struct(">qB").unpack_from
-_QIIII = struct.Struct(">qiiii").unpack_from
-_IB = struct.Struct(">iB").unpack_from
-_I = struct.Struct(">i").unpack_from
-
-
-def type_name(t: int) -> str:
-    return TYPE_NAMES.get(t, "unknown")
-
-
-def _s(v: object) -> str:
-    """Java's string concatenation of a possibly-null value."""
-    return "null" if v is None else str(v)
-
-
-def _jbool(b: bool) -> str:
-    return "true" if b else "false"
-
-
-def _jlist(items: tuple[int, ...] | None) -> str:
-    return "null" if items is None else "[" + ", ".join(str(i) for i in items) + "]"
-
-
-def _encode_tags(tags: tuple[str, ...] | None) -> str:
-    """Zimbra TagUtil.encodeTags: names joined by ',', with '\\' and ',' escaped."""
-    if not tags:
-        return ""
-    return ",".join(t.replace("\\", "\\\\").replace(",", "\\,") for t in tags)
-
-
-def _w_constraint(out: Out, c: str | None) -> None:
-    out.bool(c is not None)
-    if c is not None:
-        out.utf(c)
-
-
-def _r_constraint(buf: bytes, pos: int) -> tuple[str | None, int]:
-    has, pos = r_bool(buf, pos)
-    if has:
-        return r_utf(buf, pos)
-    return None, pos
-
-
-def _r_legacy_ids(buf: bytes, pos: int) -> tuple[int, int]:
-    """The leading int32 of an id-list op: -1 (list follows), or a legacy single id."""
-    return r_i32(buf, pos)
-
-
-def _r_custom(buf: bytes, pos: int) -> tuple[str | None, str | None, int]:
-    key, pos = r_utf(buf, pos)
-    if key is None:
-        return None, None, pos
-    value, pos = r_utf(buf, pos)
-    return key, value, pos
-
-
-def _w_custom(out: Out, key: str | None, value: str | None) -> None:
-    out.utf(key)
-    if key is not None:
-        out.utf(value)
-
-
-def _custom_str(key: str | None, value: str | None) -> str:
-    if key is None:
-        return "null"
-    return f"{key}: {javafmt.custom_metadata_map(value)}"
-
-
-def _attrs_block(attrs: tuple[tuple[str, str], ...]) -> str:
-    if not attrs:
-        return ""
-    ordered = javafmt.hashmap_order([k for k, _ in attrs], capacity=len(attrs))
-    values = dict(attrs)
-    return ", attrs={" + "".join(f"\n    {k}: {values[k]}" for k in ordered) + "\n}"
-
-
-# --------------------------------------------------------------------------------------------
-# Control records
-
-
-@register
-class Checkpoint(Op):
-    OPCODE, NAME = 1, "Checkpoint"
-    __slots__ = ("txns",)
-
-    def __init__(self, txns: tuple[tuple[int, int], ...] = ()) -> None:
-        self.txns = tuple(txns)
-
-    @property
-    def is_start_marker(self) -> bool:
-        return False
-
-    def encode_data(self, out: Out) -> None:
-        out.i32(len(self.txns))
-        for t, c in self.txns:
-            out.i32(t)
-            out.i32(c)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        n, pos = r_i32(buf, pos)
-        if n < 0 or n * 8 > len(buf) - pos:
-            raise DecodeError(f"checkpoint count {n} is implausible")
-        seen: dict[tuple[int, int], None] = {}
-        for _ in range(n):
-            t, pos = r_i32(buf, pos)
-            c, pos = r_i32(buf, pos)
-            seen[(t, c)] = None
-        return cls(tuple(seen)), pos
-
-    def printable(self) -> str:
-        if not self.txns:
-            return ""
-        return f"{len(self.txns)} active txns: " + ", ".join(f"{t}.{c}" for t, c in self.txns)
-
-
-class _ControlOp(Op):
-    __slots__ = ("txn_opcode",)
-
-    def __init__(self, txn_opcode: int) -> None:
-        self.txn_opcode = txn_opcode
-
-    @property
-    def is_start_marker(self) -> bool:
-        return False
-
-    def encode_data(self, out: Out) -> None:
-        out.i32(self.txn_opcode)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        if pos + 4 > len(buf):
-            raise Truncated("control record runs past the end")
-        return cls(I32.unpack_from(buf, pos)[0]), pos + 4
-
-    def printable(self) -> str:
-        return f"txnType={op_name(self.txn_opcode)}"
-
-
-@register
-class CommitTxn(_ControlOp):
-    OPCODE, NAME = 3, "CommitTxn"
-    __slots__ = ()
-
-
-@register
-class AbortTxn(_ControlOp):
-    OPCODE, NAME = 4, "AbortTxn"
-    __slots__ = ()
-
-
-@register
-class Rollover(Op):
-    OPCODE, NAME = 6, "Rollover"
-    __slots__ = ("filename", "seq")
-
-    def __init__(self, seq: int, filename: str | None) -> None:
-        self.seq, self.filename = seq, filename
-
-    def encode_data(self, out: Out) -> None:
-        out.i64(self.seq)
-        out.utf(self.filename)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        seq, pos = r_i64(buf, pos)
-        name, pos = r_utf(buf, pos)
-        return cls(seq, name), pos
-
-    def printable(self) -> str:
-        return f"seq={self.seq}, filename={_s(self.filename)}"
-
-
-# --------------------------------------------------------------------------------------------
-# Mailbox lifecycle
-
-
-@register
-class CreateMailbox(Op):
-    OPCODE, NAME = 7, "CreateMailbox"
-    __slots__ = ("account_id",)
-
-    def __init__(self, account_id: str | None) -> None:
-        self.account_id = account_id
-
-    def encode_data(self, out: Out) -> None:
-        out.utf(self.account_id)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        acct, pos = r_utf(buf, pos)
-        return cls(acct), pos
-
-    def printable(self) -> str:
-        return f"account={self.account_id or ''}"
-
-
-@register
-class DeleteMailbox(Op):
-    OPCODE, NAME = 8, "DeleteMailbox"
-    __slots__ = ()
-
-    def encode_data(self, out: Out) -> None:
-        pass
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        return cls(), pos
-
-    def printable(self) -> str:
-        return ""
-
-
-# --------------------------------------------------------------------------------------------
-# Folders and tags
-
-
-@register
-class CreateFolder(Op):
-    OPCODE, NAME = 58, "CreateFolder"
-    __slots__ = (
-        "attrs",
-        "color",
-        "custom_key",
-        "custom_value",
-        "date",
-        "flags",
-        "folder_id",
-        "name",
-        "parent_id",
-        "url",
-        "uuid",
-        "view",
-    )
-
-    def __init__(self, name: str, parent_id: int, attrs: int = 0, view: int = TYPE_UNKNOWN,
-                 flags: int = 0, color: int = 0, url: str = "", folder_id: int = -1,
-                 uuid: str | None = None, date: int | None = None,
-                 custom_key: str | None = None, custom_value: str | None = None) -> None:
-        self.name, self.parent_id, self.attrs, self.view = name, parent_id, attrs, view
-        self.flags, self.color, self.url, self.folder_id = flags, color, url, folder_id
-        self.uuid, self.date = uuid, date
-        self.custom_key, self.custom_value = custom_key, custom_value
-
-    def encode_data(self, out: Out) -> None:
-        out.utf(self.name or "")
-        out.i32(self.parent_id)
-        out.i8(self.attrs)
-        out.i8(self.view)
-        out.i32(self.flags)
-        out.i64(self.color)
-        out.utf(self.url or "")
-        out.i32(self.folder_id)
-        out.utf(self.uuid)
-        out.bool(self.date is not None)
-        if self.date is not None:
-            out.i64(self.date)
-        _w_custom(out, self.custom_key, self.custom_value)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        name, pos = r_utf(buf, pos)
-        parent, pos = r_i32(buf, pos)
-        attrs = 0
-        if version >= (1, 19):
-            attrs, pos = r_i8(buf, pos)
-        view, pos = r_i8(buf, pos)
-        flags, pos = r_i32(buf, pos)
-        if version >= (1, 27):
-            color, pos = r_i64(buf, pos)
-        else:
-            color, pos = r_i8(buf, pos)
-        url, pos = r_utf(buf, pos)
-        fid, pos = r_i32(buf, pos)
-        uuid = None
-        if version >= (1, 37):
-            uuid, pos = r_utf(buf, pos)
-        date = None
-        if version >= (1, 39):
-            has, pos = r_bool(buf, pos)
-            if has:
-                if version >= (1, 40):
-                    date, pos = r_i64(buf, pos)
-                else:
-                    secs, pos = r_i32(buf, pos)
-                    date = secs * 1000
-        ck = cv = None
-        if version >= (1, 41):
-            ck, cv, pos = _r_custom(buf, pos)
-        return cls(name or "", parent, attrs, view, flags, color, url or "", fid, uuid, date,
-                   ck, cv), pos
-
-    def printable(self) -> str:
-        return (f"name={self.name}, parent={self.parent_id}, attrs={self.attrs}, "
-                f"view={type_name(self.view)}, flags={self.flags}, color={self.color}, "
-                f"url={self.url}, id={self.folder_id}, uuid={_s(self.uuid)}, "
-                f"date={'null' if self.date is None else self.date}, "
-                f"custom={_custom_str(self.custom_key, self.custom_value)}")
-
-
-@register
-class RenameFolder(Op):
-    """Rename and/or move a folder: `parent_id` is the (new) parent."""
-
-    OPCODE, NAME = 59, "RenameFolder"
-    __slots__ = ("folder_id", "name", "parent_id")
-
-    def __init__(self, folder_id: int, parent_id: int, name: str) -> None:
-        self.folder_id, self.parent_id, self.name = folder_id, parent_id, name
-
-    def encode_data(self, out: Out) -> None:
-        out.i32(self.folder_id)
-        out.i32(self.parent_id)
-        out.utf(self.name)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        fid, pos = r_i32(buf, pos)
-        parent, pos = r_i32(buf, pos)
-        name, pos = r_utf(buf, pos)
-        return cls(fid, parent, name or ""), pos
-
-    def printable(self) -> str:
-        return f"id={self.folder_id}, type=folder, name={self.name},parent={self.parent_id}, date=null"
-
-
-@register
-class EmptyFolder(Op):
-    OPCODE, NAME = 25, "EmptyFolder"
-    __slots__ = ("folder_id", "subfolders")
-
-    def __init__(self, folder_id: int, subfolders: bool) -> None:
-        self.folder_id, self.subfolders = folder_id, subfolders
-
-    def encode_data(self, out: Out) -> None:
-        out.i32(self.folder_id)
-        out.bool(self.subfolders)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        fid, pos = r_i32(buf, pos)
-        sub, pos = r_bool(buf, pos)
-        return cls(fid, sub), pos
-
-    def printable(self) -> str:
-        return f"id={self.folder_id}, subfolders={_jbool(self.subfolders)}"
-
-
-@register
-class CreateTag(Op):
-    OPCODE, NAME = 14, "CreateTag"
-    __slots__ = ("color", "name", "tag_id")
-
-    def __init__(self, tag_id: int, name: str, color: int = 0) -> None:
-        self.tag_id, self.name, self.color = tag_id, name, color
-
-    def encode_data(self, out: Out) -> None:
-        out.i32(self.tag_id)
-        out.utf(self.name)
-        out.i64(self.color)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        tid, pos = r_i32(buf, pos)
-        name, pos = r_utf(buf, pos)
-        if version >= (1, 27):
-            color, pos = r_i64(buf, pos)
-        else:
-            color, pos = r_i8(buf, pos)
-        return cls(tid, name or "", color), pos
-
-    def printable(self) -> str:
-        return f"id={self.tag_id}, name={self.name}, color={self.color}"
-
-
-@register
-class RenameTag(Op):
-    OPCODE, NAME = 15, "RenameTag"
-    __slots__ = ("name", "tag_id")
-
-    def __init__(self, tag_id: int, name: str) -> None:
-        self.tag_id, self.name = tag_id, name
-
-    def encode_data(self, out: Out) -> None:
-        out.i32(self.tag_id)
-        out.utf(self.name)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        tid, pos = r_i32(buf, pos)
-        name, pos = r_utf(buf, pos)
-        return cls(tid, name or ""), pos
-
-    def printable(self) -> str:
-        return f"id={self.tag_id}, type=tag, name={self.name},parent=8, date=null"
-
-
-# --------------------------------------------------------------------------------------------
-# Messages
-
-
-@register
-class StoreIncomingBlob(Op):
-    """A blob delivered to several mailboxes, logged once (header mailbox -1)."""
-
-    OPCODE, NAME = 26, "StoreIncomingBlob"
-    __slots__ = ("data", "digest", "mailbox_ids", "msg_size", "path")
-
-    def __init__(self, mailbox_ids: tuple[int, ...] | None, digest: str | None,
-                 path: str | None, msg_size: int, data: bytes) -> None:
-        self.mailbox_ids = tuple(mailbox_ids) if mailbox_ids else None
-        self.digest, self.path, self.msg_size, self.data = digest, path, msg_size, data
-
-    @property
-    def blob(self) -> bytes | None:
-        return self.data
-
-    def encode_data(self, out: Out) -> None:
-        ids = self.mailbox_ids or ()
-        out.i32(len(ids))
-        for m in ids:
-            out.i64(m)
-        out.utf(self.digest)
-        out.utf(self.path)
-        out.i16(-1)
-        out.i32(self.msg_size)
-        out.i32(len(self.data))
-        out.raw(self.data)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        n, pos = r_i32(buf, pos)
-        if n > 1_000_000 or n < 0:
-            raise DecodeError(f"Deserialized mailbox list too large ({n})")
-        ids: tuple[int, ...] | None = None
-        if n:
-            width = 8 if version >= (1, 26) else 4
-            if pos + width * n > len(buf):
-                raise Truncated("mailbox id list runs past the end")
-            ids = struct.unpack_from(f">{n}{'q' if width == 8 else 'i'}", buf, pos)
-            pos += width * n
-        digest, pos = r_utf(buf, pos)
-        path, pos = r_utf(buf, pos)
-        _v, pos = r_i16(buf, pos)
-        size, pos = r_i32(buf, pos)
-        dlen, pos = r_i32(buf, pos)
-        data, pos = r_bytes(buf, pos, dlen)
-        return cls(ids, digest, path, size, data), pos
-
-    def printable(self) -> str:
-        mbox = "[]" if self.mailbox_ids is None else _jlist(self.mailbox_ids)
-        return (f'blobDigest="{_s(self.digest)}", size={self.msg_size}, dataLen={len(self.data)}, '
-                f"path={_s(self.path)}, mbox={mbox}")
-
-    def fields(self) -> dict[str, Any]:
-        d = super().fields()
-        d["dataLen"] = len(self.data)
-        return d
-
-
-@register
-class CreateMessage(Op):
-    OPCODE, NAME = 27, "CreateMessage"
-    __slots__ = (
-        "body_type",
-        "cal_item_id",
-        "conv_first_msg_id",
-        "conv_id",
-        "custom_key",
-        "custom_value",
-        "data",
-        "digest",
-        "flags",
-        "folder_id",
-        "merged_conv_ids",
-        "msg_id",
-        "msg_size",
-        "no_ical",
-        "part_stat",
-        "path",
-        "rcpt",
-        "rcv_date",
-        "shared",
-        "tags",
-    )
-
-    def __init__(self, rcpt: str, rcv_date: int, shared: bool, digest: str, msg_size: int,
-                 msg_id: int, folder_id: int, conv_id: int = -1, conv_first_msg_id: int = -1,
-                 merged_conv_ids: tuple[int, ...] = (), cal_item_id: int = 0,
-                 part_stat: str | None = "NE", flags: int = 0, no_ical: bool = False,
-                 tags: tuple[str, ...] | None = None, path: str | None = None,
-                 custom_key: str | None = None, custom_value: str | None = None,
-                 body_type: int = BODY_INLINE, data: bytes | None = None) -> None:
-        self.rcpt, self.rcv_date, self.shared, self.digest = rcpt, rcv_date, shared, digest
-        self.msg_size, self.msg_id, self.folder_id = msg_size, msg_id, folder_id
-        self.conv_id, self.conv_first_msg_id = conv_id, conv_first_msg_id
-        self.merged_conv_ids = tuple(merged_conv_ids)
-        self.cal_item_id, self.part_stat, self.flags = cal_item_id, part_stat, flags
-        self.no_ical, self.tags, self.path = no_ical, tags, path
-        self.custom_key, self.custom_value = custom_key, custom_value
-        self.body_type = body_type
-        self.data = data if body_type == BODY_INLINE else None
-
-    @property
-    def blob(self) -> bytes | None:
-        return self.data
-
-    def encode_data(self, out: Out) -> None:
-        out.utf(self.rcpt or "")
-        out.i64(self.rcv_date)
-        out.bool(self.shared)
-        out.utf(self.digest or "")
-        out.i64(self.msg_size)
-        out.i32(self.msg_id)
-        out.i32(self.folder_id)
-        out.i32(self.conv_id)
-        out.i32(self.conv_first_msg_id)
-        out.i32_array(self.merged_conv_ids)
-        out.i32(self.cal_item_id)
-        out.utf(self.part_stat)
-        out.i32(self.flags)
-        out.bool(self.no_ical)
-        out.utf_array(self.tags)
-        out.utf(self.path)
-        out.i16(-1)
-        _w_custom(out, self.custom_key, self.custom_value)
-        out.i8(self.body_type)
-        if self.body_type == BODY_INLINE:
-            data = self.data or b""
-            out.i32(len(data))
-            out.raw(data)
-        else:
-            out.i16(-1)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        if version >= (1, 42):
-            return cls._decode_current(buf, pos)
-        return cls._decode_old(buf, pos, version)
-
-    @classmethod
-    def _decode_current(cls, buf: bytes, pos: int) -> tuple[Op, int]:
-        # The hot path for 1.42 records: fixed runs unpacked together.
-        rcpt, pos = r_utf(buf, pos)
-        rcv_date, shared = _QB(buf, pos)
-        digest, pos = r_utf(buf, pos + 9)
-        size, msg_id, folder_id, conv_id, first = _QIIII(buf, pos)
-        merged, pos = r_i32_array(buf, pos + 24)
-        cal = _I(buf, pos)[0]
-        part_stat, pos = r_utf(buf, pos + 4)
-        flags, no_ical = _IB(buf, pos)
-        tags, pos = r_utf_array(buf, pos + 5)
-        path, pos = r_utf(buf, pos)
-        ck = cv = None
-        key_len = _I(buf, pos + 2)[0]
-        pos += 2
-        if key_len == -1:
-            pos += 4
-        else:
-            ck, cv, pos = _r_custom(buf, pos)
-        body_type = r_i8(buf, pos)[0]  # a signed byte, as Java's readByte
-        pos += 1
-        data = None
-        if body_type == BODY_INLINE:
-            dlen = _I(buf, pos)[0]
-            data, pos = r_bytes(buf, pos + 4, dlen)
-        else:
-            pos += 2
-            if pos > len(buf):
-                raise Truncated("CreateMessage runs past the end")
-        return cls(rcpt or "", rcv_date, shared != 0, digest or "", size, msg_id, folder_id,
-                   conv_id, first, merged, cal, part_stat, flags, no_ical != 0, tags, path, ck,
-                   cv, body_type, data), pos
-
-    @classmethod
-    def _decode_old(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        rcpt, pos = r_utf(buf, pos)
-        rcv_date = 0
-        if version >= (1, 4):
-            rcv_date, pos = r_i64(buf, pos)
-        shared, pos = r_bool(buf, pos)
-        digest, pos = r_utf(buf, pos)
-        size, pos = r_i32(buf, pos)
-        msg_id, pos = r_i32(buf, pos)
-        folder_id, pos = r_i32(buf, pos)
-        conv_id, pos = r_i32(buf, pos)
-        first = -1
-        if version >= (1, 5):
-            first, pos = r_i32(buf, pos)
-        merged: tuple[int, ...] = ()
-        if version >= (1, 32):
-            merged, pos = r_i32_array(buf, pos)
-        cal, pos = r_i32(buf, pos)
-        part_stat = None
-        if version >= (1, 1):
-            part_stat, pos = r_utf(buf, pos)
-        flags, pos = r_i32(buf, pos)
-        no_ical, pos = r_bool(buf, pos)
-        tags: tuple[str, ...] | None
-        if version >= (1, 33):
-            tags, pos = r_utf_array(buf, pos)
-        else:
-            tag_ids, pos = r_utf(buf, pos)
-            tags = tuple(tag_ids.split(",")) if tag_ids else None
-        path, pos = r_utf(buf, pos)
-        _v, pos = r_i16(buf, pos)
-        ck = cv = None
-        if version >= (1, 25):
-            ck, cv, pos = _r_custom(buf, pos)
-        body_type, pos = r_i8(buf, pos)
-        data = None
-        if body_type == BODY_INLINE:
-            dlen, pos = r_i32(buf, pos)
-            data, pos = r_bytes(buf, pos, dlen)
-        else:
-            _v, pos = r_i16(buf, pos)
-        return cls(rcpt or "", rcv_date, shared, digest or "", size, msg_id, folder_id, conv_id,
-                   first, merged, cal, part_stat, flags, no_ical, tags, path, ck, cv, body_type,
-                   data), pos
-
-    def printable(self) -> str:
-        s = [f"id={self.msg_id}, rcpt={self.rcpt}, rcvDate={self.rcv_date}, "
-             f'shared={_jbool(self.shared)}, blobDigest="{self.digest}", size={self.msg_size}']
-        if self.data is not None:
-            s.append(f", dataLen={len(self.data)}")
-        s.append(f", folder={self.folder_id}, conv={self.conv_id}, "
-                 f"convFirstMsgId={self.conv_first_msg_id}")
-        if self.merged_conv_ids:
-            s.append(f", mergedConvIds={_jlist(self.merged_conv_ids)}")
-        if self.cal_item_id != 0:
-            s.append(f", calItemId={self.cal_item_id}")
-        s.append(f", calItemPartStat={_s(self.part_stat)}, noICal={_jbool(self.no_ical)}")
-        if self.custom_key is not None:
-            s.append(f", extended={_custom_str(self.custom_key, self.custom_value)}")
-        s.append(f", flags={self.flags}, tags=[{','.join(self.tags or ())}]")
-        s.append(f", bodyType={self.body_type}")
-        s.append(f", linkSourcePath={_s(self.path)}" if self.body_type == BODY_LINK
-                 else f", path={_s(self.path)}")
-        return "".join(s)
-
-    def fields(self) -> dict[str, Any]:
-        d = super().fields()
-        d["dataLen"] = len(self.data) if self.data is not None else None
-        return d
-
-
-# --------------------------------------------------------------------------------------------
-# Item changes (id-list ops)
-
-
-def _w_ids(out: Out, ids: tuple[int, ...]) -> None:
-    out.i32(len(ids))
-    for i in ids:
-        out.i32(i)
-
-
-def _r_ids(buf: bytes, pos: int, first: int) -> tuple[tuple[int, ...], int]:
-    if first > 0:
-        return (first,), pos
-    return r_i32_array(buf, pos)
-
-
-@register
-class SetItemTags(Op):
-    OPCODE, NAME = 19, "SetItemTags"
-    __slots__ = ("constraint", "flags", "ids", "tags", "type")
-
-    def __init__(self, type: int, flags: int, tags: tuple[str, ...] | None,
-                 ids: tuple[int, ...], constraint: str | None = None) -> None:
-        self.type, self.flags, self.tags = type, flags, tags
-        self.ids, self.constraint = tuple(ids), constraint
-
-    def encode_data(self, out: Out) -> None:
-        out.i32(-1)
-        out.i8(self.type)
-        out.i32(self.flags)
-        out.utf_array(self.tags)
-        _w_constraint(out, self.constraint)
-        _w_ids(out, self.ids)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        first, pos = _r_legacy_ids(buf, pos)
-        typ, pos = r_i8(buf, pos)
-        flags, pos = r_i32(buf, pos)
-        tags: tuple[str, ...] | None
-        if version >= (1, 33):
-            tags, pos = r_utf_array(buf, pos)
-        else:
-            _bits, pos = r_i64(buf, pos)
-            tags = None
-        constraint, pos = _r_constraint(buf, pos)
-        ids, pos = _r_ids(buf, pos, first)
-        return cls(typ, flags, tags, ids, constraint), pos
-
-    def printable(self) -> str:
-        s = (f"ids={_jlist(self.ids)}, type={type_name(self.type)}, flags=[{self.flags}], "
-             f"tags=[{_encode_tags(self.tags)}]")
-        return s + (f", constraint={self.constraint}" if self.constraint is not None else "")
-
-
-@register
-class AlterItemTag(Op):
-    """Set or clear one flag (by its `\\Name`) or one tag (by name) on items."""
-
-    OPCODE, NAME = 18, "AlterItemTag"
-    __slots__ = ("constraint", "ids", "tag", "tagged", "type")
-
-    def __init__(self, type: int, tag: str, tagged: bool, ids: tuple[int, ...],
-                 constraint: str | None = None) -> None:
-        self.type, self.tag, self.tagged = type, tag, tagged
-        self.ids, self.constraint = tuple(ids), constraint
-
-    def encode_data(self, out: Out) -> None:
-        out.i32(-1)
-        out.i8(self.type)
-        out.utf(self.tag)
-        out.bool(self.tagged)
-        _w_constraint(out, self.constraint)
-        _w_ids(out, self.ids)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        first, pos = _r_legacy_ids(buf, pos)
-        typ, pos = r_i8(buf, pos)
-        if version >= (1, 33):
-            tag, pos = r_utf(buf, pos)
-        else:
-            tag_id, pos = r_i32(buf, pos)
-            tag = _legacy_flag_name(tag_id)
-        tagged, pos = r_bool(buf, pos)
-        constraint, pos = _r_constraint(buf, pos)
-        ids, pos = _r_ids(buf, pos, first)
-        return cls(typ, tag or "", tagged, ids, constraint), pos
-
-    def printable(self) -> str:
-        s = (f"ids={_jlist(self.ids)}, type={type_name(self.type)}, tag={self.tag}, "
-             f"tagged={_jbool(self.tagged)}")
-        return s + (f", constraint={self.constraint}" if self.constraint is not None else "")
-
-
-def _legacy_flag_name(tag_id: int) -> str:
-    if tag_id < 0:
-        bit = 1 << (-tag_id - 1)
-        for name, mask in FLAG_NAMES.items():
-            if mask == bit:
-                return name
-    return str(tag_id)
-
-
-@register
-class MoveItem(Op):
-    OPCODE, NAME = 20, "MoveItem"
-    __slots__ = ("constraint", "dest_id", "ids", "type", "uidnext")
-
-    def __init__(self, type: int, dest_id: int, ids: tuple[int, ...],
-                 constraint: str | None = None, uidnext: int = -1) -> None:
-        self.type, self.dest_id, self.ids = type, dest_id, tuple(ids)
-        self.constraint, self.uidnext = constraint, uidnext
-
-    def encode_data(self, out: Out) -> None:
-        out.i32(-1)
-        out.i8(self.type)
-        out.i32(self.dest_id)
-        _w_constraint(out, self.constraint)
-        _w_ids(out, self.ids)
-        out.i32(self.uidnext)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        first, pos = _r_legacy_ids(buf, pos)
-        typ, pos = r_i8(buf, pos)
-        dest, pos = r_i32(buf, pos)
-        constraint, pos = _r_constraint(buf, pos)
-        ids, pos = _r_ids(buf, pos, first)
-        uidnext = -1
-        if version >= (1, 16):
-            uidnext, pos = r_i32(buf, pos)
-        return cls(typ, dest, ids, constraint, uidnext), pos
-
-    def printable(self) -> str:
-        s = f"id={_jlist(self.ids)}, type={type_name(self.type)}, dest={self.dest_id}"
-        if self.constraint is not None:
-            s += f", constraint={self.constraint}"
-        if self.uidnext != -1:
-            s += f", uidnext={self.uidnext}"
-        return s
-
-
-@register
-class DeleteItem(Op):
-    OPCODE, NAME = 21, "DeleteItem"
-    __slots__ = ("constraint", "ids", "type")
-
-    def __init__(self, type: int, ids: tuple[int, ...], constraint: str | None = None) -> None:
-        self.type, self.ids, self.constraint = type, tuple(ids), constraint
-
-    def encode_data(self, out: Out) -> None:
-        out.i32(-1)
-        out.i8(self.type)
-        _w_constraint(out, self.constraint)
-        _w_ids(out, self.ids)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        first, pos = _r_legacy_ids(buf, pos)
-        typ, pos = r_i8(buf, pos)
-        constraint, pos = _r_constraint(buf, pos)
-        ids, pos = _r_ids(buf, pos, first)
-        return cls(typ, ids, constraint), pos
-
-    def printable(self) -> str:
-        s = f"ids={_jlist(self.ids)}, type={type_name(self.type)}"
-        return s + (f", constraint={self.constraint}" if self.constraint is not None else "")
-
-
-# --------------------------------------------------------------------------------------------
-# Contacts and indexing
-
-
-def _w_attrs(out: Out, attrs: tuple[tuple[str, str], ...]) -> None:
-    out.i16(len(attrs))
-    for k, v in attrs:
-        out.utf(k)
-        out.utf(v if v is not None else "")
-
-
-def _r_attrs(buf: bytes, pos: int) -> tuple[tuple[tuple[str, str], ...], int]:
-    n, pos = r_i16(buf, pos)
-    out: list[tuple[str, str]] = []
-    for _ in range(max(n, 0)):
-        k, pos = r_utf(buf, pos)
-        v, pos = r_utf(buf, pos)
-        out.append((k or "", v or ""))
-    return tuple(out), pos
-
-
-@register
-class CreateContact(Op):
-    OPCODE, NAME = 30, "CreateContact"
-    __slots__ = ("attrs", "contact_id", "data", "folder_id", "tags")
-
-    def __init__(self, contact_id: int, folder_id: int, attrs: tuple[tuple[str, str], ...],
-                 tags: tuple[str, ...] | None = None, data: bytes = b"") -> None:
-        self.contact_id, self.folder_id = contact_id, folder_id
-        self.attrs, self.tags, self.data = tuple(attrs), tags, data
-
-    @property
-    def blob(self) -> bytes | None:
-        return self.data or None
-
-    def encode_data(self, out: Out) -> None:
-        out.i32(self.contact_id)
-        out.i32(self.folder_id)
-        out.i16(-1)
-        out.utf_array(self.tags)
-        _w_attrs(out, self.attrs)
-        out.i32(len(self.data))
-        out.raw(self.data)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        cid, pos = r_i32(buf, pos)
-        fid, pos = r_i32(buf, pos)
-        _v, pos = r_i16(buf, pos)
-        tags: tuple[str, ...] | None
-        if version >= (1, 33):
-            tags, pos = r_utf_array(buf, pos)
-        else:
-            tag_ids, pos = r_utf(buf, pos)
-            tags = tuple(tag_ids.split(",")) if tag_ids else None
-        attrs, pos = _r_attrs(buf, pos)
-        data = b""
-        if version >= (1, 14):
-            n, pos = r_i32(buf, pos)
-            if n > 104_857_600:
-                raise DecodeError(f"deserialized message size too large ({n} bytes)")
-            data, pos = r_bytes(buf, pos, n)
-        return cls(cid, fid, attrs, tags, data), pos
-
-    def printable(self) -> str:
-        return f'folder={self.folder_id}, tags="{_encode_tags(self.tags)}"' + \
-            _attrs_block(self.attrs)
-
-    def fields(self) -> dict[str, Any]:
-        d = super().fields()
-        d["attrs"] = dict(self.attrs)
-        d["dataLen"] = len(self.data)
-        return d
-
-
-@register
-class ModifyContact(Op):
-    OPCODE, NAME = 31, "ModifyContact"
-    __slots__ = ("attrs", "contact_id", "data")
-
-    def __init__(self, contact_id: int, attrs: tuple[tuple[str, str], ...],
-                 data: bytes = b"") -> None:
-        self.contact_id, self.attrs, self.data = contact_id, tuple(attrs), data
-
-    @property
-    def blob(self) -> bytes | None:
-        return self.data or None
-
-    def encode_data(self, out: Out) -> None:
-        out.i32(self.contact_id)
-        _w_attrs(out, self.attrs)
-        out.i16(-1)
-        out.i32(len(self.data))
-        out.raw(self.data)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        cid, pos = r_i32(buf, pos)
-        if version < (1, 14):
-            _replace, pos = r_bool(buf, pos)
-        attrs, pos = _r_attrs(buf, pos)
-        data = b""
-        if version >= (1, 14):
-            _v, pos = r_i16(buf, pos)
-            n, pos = r_i32(buf, pos)
-            data, pos = r_bytes(buf, pos, n)
-        return cls(cid, attrs, data), pos
-
-    def printable(self) -> str:
-        return f"id={self.contact_id}" + _attrs_block(self.attrs)
-
-    def fields(self) -> dict[str, Any]:
-        d = super().fields()
-        d["attrs"] = dict(self.attrs)
-        d["dataLen"] = len(self.data)
-        return d
-
-
-@register
-class IndexItem(Op):
-    OPCODE, NAME = 17, "IndexItem"
-    __slots__ = ("delete_first", "item_id", "type")
-
-    def __init__(self, item_id: int, type: int, delete_first: bool = False) -> None:
-        self.item_id, self.type, self.delete_first = item_id, type, delete_first
-
-    def encode_data(self, out: Out) -> None:
-        out.i32(self.item_id)
-        out.i8(self.type)
-        out.bool(self.delete_first)
-
-    @classmethod
-    def decode_data(cls, buf: bytes, pos: int, version: tuple[int, int]) -> tuple[Op, int]:
-        iid, pos = r_i32(buf, pos)
-        typ, pos = r_i8(buf, pos)
-        delete_first = False
-        if version >= (1, 8):
-            delete_first, pos = r_bool(buf, pos)
-        return cls(iid, typ, delete_first), pos
-
-    def printable(self) -> str:
-        return f"id={self.item_id}, type={type_name(self.type)}"
-
-
-# --------------------------------------------------------------------------------------------
-
-# Zimbra's MailboxOperation names, for printing CommitTxn txnType and unknown records.
+# MailboxOperation, by code.
 OP_NAMES: dict[int, str] = {
     1: "Checkpoint", 3: "CommitTxn", 4: "AbortTxn", 6: "Rollover", 7: "CreateMailbox",
     8: "DeleteMailbox", 9: "BackupMailbox", 10: "ReindexMailbox", 11: "PurgeOldMessages",
@@ -1042,16 +99,881 @@ OP_NAMES: dict[int, str] = {
     83: "SnoozeCalendarItemAlarm", 84: "CreateComment", 85: "CreateLink",
     86: "SetRetentionPolicy", 87: "Watch", 88: "Unwatch", 89: "RefreshMountpoint",
     90: "ExpireAccess", 91: "SetDisableActiveSync", 92: "SetWebOfflineSyncDays",
-    93: "DeleteConfig", 94: "AddSearchHistoryEntry", 95: "PurgeSearchHistory",
-    96: "DeleteSearchHistory", 97: "SetSavedSearchStatus",
+    93: "DeleteConfig", 94: "View", 95: "SetPop3Uid",
 }
+CLASSLESS.update({c: OP_NAMES[c] for c in (42, 81, 82, 87, 88, 94)})
 
 
 def op_name(opcode: int) -> str:
     return OP_NAMES.get(opcode, f"Unknown({opcode})")
 
 
-ALL_OPS = (Checkpoint, CommitTxn, AbortTxn, Rollover, CreateMailbox, DeleteMailbox, CreateFolder,
-           RenameFolder, EmptyFolder, CreateTag, RenameTag, StoreIncomingBlob, CreateMessage,
-           SetItemTags, AlterItemTag, MoveItem, DeleteItem, CreateContact, ModifyContact,
-           IndexItem)
+FORMATS["opname"] = op_name
+
+
+# --------------------------------------------------------------------------------------------
+# Shared pieces of layouts
+
+LEGACY_ID = hidden("first_id", INT, -1)  # -1: "the id list follows"; > 0: one legacy id
+IDS = f("ids", INTS, (), when="first_id <= 0", absent=Expr("(first_id,)"))
+CONSTRAINT = f("constraint", Optional(UTF))
+VOLUME_ID = hidden("volume_id_", SHORT, -1)  # Zimbra writes -1 where a volume id used to be
+COLOR = f("color", LONG, 0, since=(1, 27), before=BYTE)
+TAGS = f("tags", UTF_ARRAY, gates=(((1, 33), UTF_ARRAY), ((0, 0), quirks.TagIdString())))
+
+
+def custom(since: tuple[int, int] | None = None) -> tuple[Field, Field]:
+    """A CustomMetadata: section key (null: none), then its serialized value."""
+    return (f("custom_key", UTF, since=since),
+            f("custom_value", UTF, when="custom_key is not None"))
+
+
+# --------------------------------------------------------------------------------------------
+# Control records
+
+
+class Checkpoint(Op):
+    OPCODE, NAME = 1, "Checkpoint"
+    LAYOUT = (f("txns", ListOf(Struct(req("time", INT), req("counter", INT)), min_item=8,
+                               dedup=True), ()),)
+    TEXT = staticmethod(lambda o, v: None if not o.txns else (
+        f"{len(o.txns)} active txns: " + ", ".join(f"{t}.{c}" for t, c in o.txns)))
+
+
+class CommitTxn(Op):
+    OPCODE, NAME = 3, "CommitTxn"
+    LAYOUT = (req("txn_opcode", INT),)
+    TEXT = "txnType={txn_opcode:opname}"
+
+
+class AbortTxn(Op):
+    OPCODE, NAME = 4, "AbortTxn"
+    LAYOUT = CommitTxn.LAYOUT
+    TEXT = CommitTxn.TEXT
+
+
+class Rollover(Op):
+    OPCODE, NAME = 6, "Rollover"
+    LAYOUT = (req("seq", LONG), req("filename", UTF))
+    TEXT = "seq={seq}, filename={filename}"
+
+
+# --------------------------------------------------------------------------------------------
+# Mailboxes
+
+
+class CreateMailbox(Op):
+    OPCODE, NAME = 7, "CreateMailbox"
+    LAYOUT = (req("account_id", UTF),)
+    TEXT = ("account=", If("account_id is not None", "{account_id}"))
+
+
+class DeleteMailbox(Op):
+    OPCODE, NAME = 8, "DeleteMailbox"
+    LAYOUT = ()
+    TEXT = None
+
+
+class BackupMailbox(Op):
+    OPCODE, NAME = 9, "BackupMailbox"
+    LAYOUT = (f("backup_set_tstamp", LONG, 0), f("start_time", LONG, 0), f("end_time", LONG, 0),
+              f("label", UTF, ""))
+    TEXT = ("backupSetTstamp={backup_set_tstamp}, startTime={start_time}, endTime={end_time}",
+            If("label is not None", 'label="{label}"'))
+
+
+class ReindexMailbox(Op):
+    OPCODE, NAME = 10, "ReindexMailbox"
+    LAYOUT = (f("completion_id", INT, 0, since=(1, 9)),
+              f("types", Optional(ListOf(BYTE)), since=(1, 9)),
+              f("item_ids", Optional(ListOf(INT, min_item=4)), since=(1, 10)),
+              f("skip_delete", BOOL, False, since=(1, 20)))
+    TEXT = staticmethod(optext.reindex_mailbox)
+
+
+class PurgeOldMessages(Op):
+    OPCODE, NAME = 11, "PurgeOldMessages"
+    LAYOUT = ()
+    TEXT = None
+
+
+class RenameMailbox(Op):
+    OPCODE, NAME = 69, "RenameMailbox"
+    LAYOUT = (req("new_name", UTF), f("old_name", UTF, since=(1, 25)))
+    TEXT = "newName={new_name} oldName={old_name}"
+
+
+class TrackSync(Op):
+    OPCODE, NAME = 45, "TrackSync"
+    LAYOUT = ()
+    TEXT = None
+
+
+class TrackImap(Op):
+    OPCODE, NAME = 55, "TrackImap"
+    LAYOUT = ()
+    TEXT = None
+
+
+class SetConfig(Op):
+    OPCODE, NAME = 46, "SetConfig"
+    LAYOUT = (f("section", UTF, ""), f("config", META, ""))
+    TEXT = ("section={section}, config=", If("config == ''", "null"),
+            If("config != ''", "{config}"))
+
+
+class DeleteConfig(Op):
+    OPCODE, NAME = 93, "DeleteConfig"
+    LAYOUT = (req("section", UTF),)
+    TEXT = "sectionPart={section}"
+
+
+# --------------------------------------------------------------------------------------------
+# Folders, searches, tags, mountpoints
+
+
+class CreateFolder(Op):
+    OPCODE, NAME = 58, "CreateFolder"
+    LAYOUT = (req("name", UTF), req("parent_id", INT), f("attrs", BYTE, 0, since=(1, 19)),
+              f("view", BYTE, TYPE_UNKNOWN), f("flags", INT, 0), COLOR, f("url", UTF, ""),
+              f("folder_id", INT, -1), f("uuid", UTF, since=(1, 37)),
+              f("date", Optional(LONG), gates=(((1, 40), Optional(LONG)),
+                                               ((1, 39), Optional(Seconds())))),
+              *custom(since=(1, 41)))
+    TEXT = staticmethod(lambda o, v: (
+        f"name={o.name}, parent={o.parent_id}, attrs={o.attrs}, view={type_name(o.view)}, "
+        f"flags={o.flags}, color={o.color}, url={o.url}, id={o.folder_id}, "
+        f"uuid={jstr(o.uuid)}, date={jstr(o.date)}, "
+        f"custom={optext.custom(o.custom_key, o.custom_value)}"))
+
+
+class CreateFolderPath(Op):
+    OPCODE, NAME = 23, "CreateFolderPath"
+    LAYOUT = (req("path", UTF), f("attrs", BYTE, 0), f("view", BYTE, TYPE_UNKNOWN),
+              f("flags", INT, 0), COLOR, f("url", UTF, ""),
+              f("date", Optional(LONG), since=(1, 41)), *custom(since=(1, 41)),
+              f("folders", ListOf(Struct(req("id", INT), f("uuid", UTF, since=(1, 37))),
+                                  min_item=4), ()))
+    TEXT = staticmethod(lambda o, v: (
+        f"name={o.path}, attrs={o.attrs}, view={type_name(o.view)}, flags={o.flags}, "
+        f"color={o.color}, url={o.url}, date={jstr(o.date)}, "
+        f"custom={optext.custom(o.custom_key, o.custom_value)}"
+        + (f", folderIdsAndUuids=[{optext.ids_and_uuids(o.folders)}]" if o.folders else "")))
+
+
+class RenameFolder(Op):
+    """Rename and/or move a folder: `parent_id` is the (new) parent."""
+
+    OPCODE, NAME = 59, "RenameFolder"
+    LAYOUT = (req("folder_id", INT), req("parent_id", INT), req("name", UTF))
+    TEXT = "id={folder_id}, type=folder, name={name},parent={parent_id}, date=null"
+
+
+class RenameFolderPath(Op):
+    OPCODE, NAME = 24, "RenameFolderPath"
+    LAYOUT = (req("folder_id", INT), req("path", UTF),
+              f("parent_ids", ListOf(INT, min_item=4), ()))
+    # RenameItemPath's text; this class never reads the uuids (Java's toString would throw).
+    TEXT = staticmethod(lambda o, v: f"id={o.folder_id}, type=folder, path={o.path}" + (
+        f", destParentIdsAndUuids=[{optext.ids_and_uuids(tuple((p,) for p in o.parent_ids))}]"
+        if o.parent_ids else ""))
+
+
+class EmptyFolder(Op):
+    OPCODE, NAME = 25, "EmptyFolder"
+    LAYOUT = (req("folder_id", INT), f("subfolders", BOOL, False))
+    TEXT = "id={folder_id}, subfolders={subfolders}"
+
+
+class SetFolderDefaultView(Op):
+    OPCODE, NAME = 72, "SetFolderDefaultView"
+    LAYOUT = (req("folder_id", INT), f("view", BYTE, TYPE_UNKNOWN))
+    TEXT = "id={folder_id}, view={view:type}"
+
+
+class SetFolderUrl(Op):
+    OPCODE, NAME = 49, "SetFolderUrl"
+    LAYOUT = (req("folder_id", INT), f("url", UTF, ""))
+    TEXT = "id={folder_id}, url={url}"
+
+
+class SetSubscriptionData(Op):
+    OPCODE, NAME = 50, "SetSubscriptionData"
+    LAYOUT = (req("folder_id", INT), f("last_item_date", LONG, 0), f("last_item_guid", UTF, ""))
+    TEXT = "id={folder_id}, date={last_item_date}, guid={last_item_guid}"
+
+
+class SetActiveSyncDisabled(Op):
+    OPCODE, NAME, CLASS = 91, "SetDisableActiveSync", "SetActiveSyncDisabled"
+    LAYOUT = (req("folder_id", INT), f("disabled", BOOL, False))
+    TEXT = "id={folder_id}, disableActiveSync={disabled:TF}"
+
+
+class SetWebOfflineSyncDays(Op):
+    OPCODE, NAME = 92, "SetWebOfflineSyncDays"
+    LAYOUT = (req("folder_id", INT), f("days", INT, 0))
+    TEXT = "id={folder_id}, webofflinesyncdays={days}"
+
+
+class SetRetentionPolicy(Op):
+    OPCODE, NAME = 86, "SetRetentionPolicy"
+    LAYOUT = (req("type", quirks.RETENTION_TYPE), req("item_id", INT),
+              f("keep", ListOf(Struct(f("id", UTF), f("lifetime", UTF)), min_item=8), ()),
+              f("purge", ListOf(Struct(f("id", UTF), f("lifetime", UTF)), min_item=8), ()))
+    TEXT = staticmethod(lambda o, v: "retentionPolicy=" + javafmt.to_string_helper(
+        "RetentionPolicy", ("keep", optext.Raw(optext.policies(o.keep))),
+        ("purge", optext.Raw(optext.policies(o.purge)))))
+
+
+class CreateSavedSearch(Op):
+    OPCODE, NAME = 12, "CreateSavedSearch"
+    LAYOUT = (f("search_id", INT, 0), f("uuid", UTF, since=(1, 37)), f("name", UTF, ""),
+              f("query", UTF, ""), f("types", UTF, ""), f("sort", UTF, ""),
+              req("folder_id", INT), f("flags", INT, 0, since=(1, 28)), COLOR)
+    TEXT = ("id={search_id}, uuid={uuid}, name={name}, query={query}, types={types}, "
+            "sort={sort}, flags={flags}, color={color}")
+
+
+class ModifySavedSearch(Op):
+    OPCODE, NAME = 13, "ModifySavedSearch"
+    LAYOUT = (req("search_id", INT), f("query", UTF, ""), f("types", UTF, ""), f("sort", UTF, ""))
+    TEXT = "id={search_id}, query={query}, types={types}, sort={sort}"
+
+
+class CreateTag(Op):
+    OPCODE, NAME = 14, "CreateTag"
+    LAYOUT = (req("tag_id", INT), req("name", UTF), COLOR)
+    TEXT = "id={tag_id}, name={name}, color={color}"
+
+
+class RenameTag(Op):
+    OPCODE, NAME = 15, "RenameTag"
+    LAYOUT = (req("tag_id", INT), req("name", UTF))
+    TEXT = "id={tag_id}, type=tag, name={name},parent=8, date=null"
+
+
+class CreateMountpoint(Op):
+    OPCODE, NAME = 35, "CreateMountpoint"
+    LAYOUT = (f("mountpoint_id", INT, 0), f("uuid", UTF, since=(1, 37)), f("name", UTF, ""),
+              f("owner_id", UTF), f("remote_id", INT, 0), f("remote_uuid", UTF, since=(1, 38)),
+              req("folder_id", INT), f("view", BYTE, TYPE_UNKNOWN), f("flags", INT, 0), COLOR,
+              f("reminder", BOOL, False, since=(1, 33)))
+    TEXT = ("id={mountpoint_id}, uuid={uuid}, name={name}, folder={folder_id}, owner={owner_id}, "
+            "remoteId={remote_id}, remoteUuid={remote_uuid}, view={view:type}, flags={flags}, "
+            "color={color}, reminder={reminder}")
+
+
+class CreateLink(Op):
+    """Logs opcode 35 (its constructor says CreateMountpoint) in its own layout."""
+
+    OPCODE, NAME, CLASS = 35, "CreateMountpoint", "CreateLink"
+    LAYOUT = (f("link_id", INT, 0), f("uuid", UTF, since=(1, 37)), f("name", UTF, ""),
+              f("owner_id", UTF), f("remote_id", INT, 0), req("folder_id", INT))
+    TEXT = ("id={link_id}, uuid={uuid}, name={name}, folder={folder_id}, owner={owner_id}, "
+            "remote={remote_id}")
+
+
+class CreateFileSharedWithMe(Op):
+    """Logs opcode 35 as well, in the order its serializeData writes (its deserializeData reads
+    another order; Zimbra never calls it, the opcode's class being CreateMountpoint)."""
+
+    OPCODE, NAME, CLASS = 35, "CreateMountpoint", "CreateFileSharedWithMe"
+    LAYOUT = (f("mountpoint_id", INT, 0), f("uuid", UTF), f("name", UTF, ""), f("owner_id", UTF),
+              f("remote_id", INT, 0), f("remote_uuid", UTF), req("folder_id", INT),
+              f("owner_name", UTF), f("content_type", UTF), f("rights", UTF))
+    TEXT = ("id={mountpoint_id}, uuid={uuid}, name={name}, folder={folder_id}, owner={owner_id}, "
+            "remoteId={remote_id}, remoteUuid={remote_uuid}")
+
+
+class RefreshMountpoint(Op):
+    OPCODE, NAME = 89, "RefreshMountpoint"
+    LAYOUT = (req("mountpoint_id", INT), f("owner_id", UTF), f("remote_id", INT, 0))
+    TEXT = "id={mountpoint_id}, owner={owner_id}, remoteId={remote_id}"
+
+
+class EnableSharedReminder(Op):
+    OPCODE, NAME = 80, "EnableSharedReminder"
+    LAYOUT = (req("mountpoint_id", INT), f("enabled", BOOL, False))
+    TEXT = "mountpoint={mountpoint_id}, reminderEnabled={enabled}"
+
+
+class GrantAccess(Op):
+    OPCODE, NAME = 47, "GrantAccess"
+    LAYOUT = (req("folder_id", INT), f("grantee", UTF, ""), f("grantee_type", BYTE, 0),
+              f("rights", SHORT, 0), hidden("inherit", BOOL, True),
+              f("password", UTF, "", since=(1, 2), absent=None),
+              f("expiry", LONG, 0, since=(1, 36)))
+    TEXT = ("id={folder_id}, grantee={grantee}, type={grantee_type}, rights={rights:rights}, "
+            "args={password}, expiry={expiry}")
+
+
+class RevokeAccess(Op):
+    OPCODE, NAME = 48, "RevokeAccess"
+    LAYOUT = (req("folder_id", INT), f("grantee", UTF, ""),
+              f("due_to_expiry", BOOL, False, since=(1, 39)))
+    TEXT = ("id={folder_id}, grantee={grantee}", If("due_to_expiry", ", dueToExpiry=true"))
+
+    @property
+    def printed_name(self) -> str:
+        return "ExpireAccess" if self.due_to_expiry else self.NAME
+
+
+class ExpireAccess(Op):
+    """A RevokeAccess due to expiry: logged with this opcode, which names no class."""
+
+    OPCODE, NAME, CLASS = 90, "ExpireAccess", "RevokeAccess"
+    LAYOUT = RevokeAccess.LAYOUT
+    TEXT = RevokeAccess.TEXT
+
+
+class SetPermissions(Op):
+    OPCODE, NAME = 51, "SetPermissions"
+    LAYOUT = (req("folder_id", INT), f("acl", UTF, ""))
+    TEXT = "id={folder_id}, acl={acl}"
+
+
+# --------------------------------------------------------------------------------------------
+# Messages and other blobs
+
+
+class StoreIncomingBlob(Op):
+    """A blob delivered to several mailboxes, logged once (header mailbox -1)."""
+
+    OPCODE, NAME = 26, "StoreIncomingBlob"
+    LAYOUT = (f("mailbox_ids", ListOf(LONG), gates=(
+                  ((1, 26), ListOf(LONG, min_item=8, empty_is_none=True, limit=1_000_000)),
+                  ((0, 0), ListOf(INT, min_item=4, empty_is_none=True, limit=1_000_000)))),
+              f("digest", UTF), f("path", UTF), VOLUME_ID, f("msg_size", INT, 0),
+              f("data", BLOB, b""))
+    TEXT = staticmethod(lambda o, v: (
+        f'blobDigest="{jstr(o.digest)}", size={o.msg_size}, dataLen={len(o.data)}, '
+        f"path={jstr(o.path)}, mbox={'[]' if o.mailbox_ids is None else jstr(o.mailbox_ids)}"))
+
+
+MESSAGE = (f("rcpt", UTF, ""), f("rcv_date", LONG, 0, since=(1, 4)), f("shared", BOOL, False),
+           f("digest", UTF, ""), f("msg_size", LONG, 0, since=(1, 42), before=INT),
+           f("msg_id", INT, 0), f("folder_id", INT, 0), f("conv_id", INT, -1),
+           f("conv_first_msg_id", INT, -1, since=(1, 5)),
+           f("merged_conv_ids", INTS, (), since=(1, 32)), f("cal_item_id", INT, 0),
+           f("part_stat", UTF, "NE", since=(1, 1), absent=None), f("flags", INT, 0),
+           f("no_ical", BOOL, False), TAGS, f("path", UTF), VOLUME_ID, *custom(since=(1, 25)),
+           f("body_type", BYTE, BODY_INLINE),
+           f("data", BLOB, None, when=f"body_type == {BODY_INLINE}",
+             otherwise=Const(SHORT, -1)))
+
+
+class _MessageOp(Op):
+    """Shared behaviour of CreateMessage's family: a LINK body carries no bytes."""
+
+    def _post_init(self) -> None:
+        if self.body_type != BODY_INLINE:
+            self.data = None
+        elif self.data is None:
+            self.data = b""
+
+
+class CreateMessage(_MessageOp):
+    OPCODE, NAME = 27, "CreateMessage"
+    LAYOUT = MESSAGE
+    TEXT = staticmethod(optext.message)
+
+
+class SaveDraft(_MessageOp):
+    OPCODE, NAME = 28, "SaveDraft"
+    LAYOUT = (f("imap_id", INT, 0), *MESSAGE)
+    TEXT = staticmethod(lambda o, v: optext.message(o) + f",imap={o.imap_id}")
+
+
+class CreateChat(_MessageOp):
+    OPCODE, NAME = 63, "CreateChat"
+    LAYOUT = MESSAGE
+    TEXT = staticmethod(optext.message)
+
+
+class SaveChat(_MessageOp):
+    OPCODE, NAME = 64, "SaveChat"
+    LAYOUT = SaveDraft.LAYOUT
+    TEXT = SaveDraft.TEXT
+
+
+DOCUMENT = (f("filename", UTF), f("mime_type", UTF), f("author", UTF),
+            f("item_type", BYTE, TYPE_DOCUMENT), f("description", UTF, since=(1, 29)),
+            f("desc_enabled", BOOL, True, since=(1, 31)), f("uuid", UTF, since=(1, 37)),
+            *MESSAGE)
+
+
+def _document_text(o: Any, version: Any) -> str:
+    return f"uuid={jstr(o.uuid)}, " + optext.message(o)
+
+
+class SaveDocument(_MessageOp):
+    OPCODE, NAME = 53, "SaveDocument"
+    LAYOUT = DOCUMENT
+    TEXT = staticmethod(_document_text)
+
+
+class AddDocumentRevision(_MessageOp):
+    OPCODE, NAME = 54, "AddDocumentRevision"
+    LAYOUT = (f("doc_id", INT, 0), *DOCUMENT)
+    TEXT = staticmethod(_document_text)
+
+
+class SaveWiki(_MessageOp):
+    OPCODE, NAME = 52, "SaveWiki"
+    LAYOUT = (f("wikiword", UTF), *DOCUMENT)
+    TEXT = staticmethod(_document_text)
+
+
+# --------------------------------------------------------------------------------------------
+# Item changes
+
+
+class SetItemTags(Op):
+    OPCODE, NAME = 19, "SetItemTags"
+    LAYOUT = (LEGACY_ID, req("type", BYTE), req("flags", INT), f("tags", UTF_ARRAY, since=(1, 33)),
+              f("tag_bits", LONG, 0, until=(1, 33)), CONSTRAINT, IDS)
+    PARAMS = ("type", "flags", "tags", "ids", "constraint", "tag_bits")
+    TEXT = ("ids={ids}, type={type:type}, flags=[{flags}], tags=[{tags:tags}]",
+            If("constraint is not None", ", constraint={constraint}"))
+
+
+class AlterItemTag(Op):
+    """Set or clear one flag (by its `\\Name`) or one tag (by name) on items."""
+
+    OPCODE, NAME = 18, "AlterItemTag"
+    LAYOUT = (LEGACY_ID, req("type", BYTE),
+              req("tag", UTF, gates=(((1, 33), UTF), ((0, 0), quirks.LegacyTagId()))),
+              req("tagged", BOOL), CONSTRAINT, IDS)
+    PARAMS = ("type", "tag", "tagged", "ids", "constraint")
+    TEXT = ("ids={ids}, type={type:type}, tag={tag}, tagged={tagged}",
+            If("constraint is not None", ", constraint={constraint}"))
+
+
+class ColorItem(Op):
+    OPCODE, NAME = 16, "ColorItem"
+    LAYOUT = (LEGACY_ID, req("type", BYTE), COLOR, IDS)
+    PARAMS = ("type", "color", "ids")
+    TEXT = "id={ids}, color={color}"
+
+
+class MoveItem(Op):
+    OPCODE, NAME = 20, "MoveItem"
+    LAYOUT = (LEGACY_ID, req("type", BYTE), req("dest_id", INT), CONSTRAINT, IDS,
+              f("uidnext", INT, -1, since=(1, 16)))
+    PARAMS = ("type", "dest_id", "ids", "constraint", "uidnext")
+    TEXT = ("id={ids}, type={type:type}, dest={dest_id}",
+            If("constraint is not None", ", constraint={constraint}"),
+            If("uidnext != -1", ", uidnext={uidnext}"))
+
+
+class DeleteItem(Op):
+    OPCODE, NAME = 21, "DeleteItem"
+    LAYOUT = (LEGACY_ID, req("type", BYTE), CONSTRAINT, IDS)
+    PARAMS = ("type", "ids", "constraint")
+    TEXT = ("ids={ids}, type={type:type}",
+            If("constraint is not None", ", constraint={constraint}"))
+
+
+COPY = (hidden("first_src", INT, -1), hidden("first_dest", INT, -1), f("type", BYTE, TYPE_UNKNOWN),
+        f("dest_folder_id", INT, 0), VOLUME_ID,
+        f("entries", ListOf(Struct(req("src_id", INT), req("dest_id", INT),
+                                   f("dest_uuid", UTF, since=(1, 37))), min_item=8), (),
+          when="not (first_src > 0 and first_dest > 0)",
+          absent=Expr("((first_src, first_dest, None),)")),
+        f("from_dumpster", BOOL, False, since=(1, 30)))
+
+
+class CopyItem(Op):
+    """`entries` are (source id, copy id, copy uuid), in the writer's HashMap order."""
+
+    OPCODE, NAME = 22, "CopyItem"
+    LAYOUT = COPY
+    TEXT = staticmethod(lambda o, v: (
+        f"type={type_name(o.type)}, destFolder={o.dest_folder_id}, [srcId, destId, destUuid]="
+        + optext.id_map(o.entries) + (", fromDumpster=true" if o.from_dumpster else "")))
+
+
+class RecoverItem(Op):
+    """A CopyItem out of the dumpster (its reader forces fromDumpster afterwards)."""
+
+    OPCODE, NAME = 79, "RecoverItem"
+    LAYOUT = COPY
+    TEXT = staticmethod(lambda o, v: (
+        f"type={type_name(o.type)}, destFolder={o.dest_folder_id}, [srcId, destId, destUuid]="
+        + optext.id_map(o.entries) + ", fromDumpster=true"))
+
+
+class ImapCopyItem(Op):
+    OPCODE, NAME = 56, "ImapCopyItem"
+    LAYOUT = (f("type", BYTE, TYPE_UNKNOWN), f("dest_folder_id", INT, 0), VOLUME_ID,
+              f("entries", ListOf(Struct(req("src_id", INT), req("dest_id", INT),
+                                         hidden("unused", INT, -1),
+                                         f("dest_uuid", UTF, since=(1, 37))), min_item=12), ()))
+    TEXT = staticmethod(lambda o, v: (
+        f"type={type_name(o.type)}, destFolder={o.dest_folder_id}, [srcId, destId, destUuid]="
+        + optext.id_map(o.entries)))
+
+
+class RenameItem(Op):
+    OPCODE, NAME = 61, "RenameItem"
+    LAYOUT = (req("item_id", INT), req("folder_id", INT), req("name", UTF),
+              f("type", BYTE, TYPE_UNKNOWN), f("date", Optional(LONG), since=(1, 40)))
+    TEXT = "id={item_id}, type={type:type}, name={name},parent={folder_id}, date={date}"
+
+
+class RenameItemPath(Op):
+    OPCODE, NAME = 62, "RenameItemPath"
+    LAYOUT = (req("item_id", INT), req("path", UTF),
+              f("parents", ListOf(Struct(req("id", INT), f("uuid", UTF, since=(1, 37))),
+                                  min_item=4), ()),
+              f("type", BYTE, TYPE_UNKNOWN))
+    TEXT = staticmethod(lambda o, v: (
+        f"id={o.item_id}, type={type_name(o.type)}, path={o.path}"
+        + (f", destParentIdsAndUuids=[{optext.ids_and_uuids(o.parents)}]" if o.parents else "")))
+
+
+class DateItem(Op):
+    OPCODE, NAME = 71, "DateItem"
+    LAYOUT = (req("item_id", INT), f("type", BYTE, TYPE_UNKNOWN), req("date", LONG))
+    TEXT = "id={item_id}, date={date}"
+
+
+class SetCustomData(Op):
+    """Set (or, with an empty value, remove) one custom metadata section of an item."""
+
+    OPCODE, NAME = 73, "SetCustomData"
+    LAYOUT = (req("item_id", INT), f("type", BYTE, TYPE_UNKNOWN), req("custom_key", UTF),
+              f("custom_value", UTF))
+    TEXT = staticmethod(lambda o, v: (
+        f"id={o.item_id}, data={optext.custom(o.custom_key, o.custom_value)}"))
+
+
+class SetImapUid(Op):
+    """`uids` are (message id, new IMAP uid) in the writer's HashMap order."""
+
+    OPCODE, NAME = 29, "SetImapUid"
+    LAYOUT = (f("uids", ListOf(Struct(req("msg_id", INT), req("imap_id", INT)), min_item=8), ()),)
+    TEXT = staticmethod(lambda o, v: ", ".join(
+        f"{k}={dict(o.uids)[k]}" for k in javahash.hashmap_order([u for u, _ in o.uids])))
+
+
+class SetPop3Uid(Op):
+    OPCODE, NAME = 95, "SetPop3Uid"
+    LAYOUT = (req("item_id", INT), f("type", BYTE, TYPE_UNKNOWN), f("uid", UTF))
+    TEXT = "id={item_id}, pop3uid={uid}"
+
+
+class LockItem(Op):
+    OPCODE, NAME = 74, "LockItem"
+    LAYOUT = (f("type", BYTE, TYPE_UNKNOWN), f("account_id", UTF), req("item_id", INT))
+    TEXT = "id={item_id}, type={type:type}, accountId={account_id}"
+
+
+class UnlockItem(Op):
+    OPCODE, NAME = 75, "UnlockItem"
+    LAYOUT = LockItem.LAYOUT
+    TEXT = LockItem.TEXT
+
+
+class PurgeRevision(Op):
+    OPCODE, NAME = 76, "PurgeRevision"
+    LAYOUT = (req("item_id", INT), req("revision", INT), f("include_older", BOOL, False))
+    TEXT = "id={item_id}, rev={revision}, includeOlderRevisions={include_older}"
+
+
+class DeleteItemFromDumpster(Op):
+    OPCODE, NAME = 77, "DeleteItemFromDumpster"
+    LAYOUT = (f("ids", INTS, ()),)
+    TEXT = "ids={ids}"
+
+
+class PurgeImapDeleted(Op):
+    OPCODE, NAME = 65, "PurgeImapDeleted"
+    LAYOUT = ()
+    TEXT = None
+
+
+class IndexItem(Op):
+    OPCODE, NAME = 17, "IndexItem"
+    LAYOUT = (req("item_id", INT), req("type", BYTE), f("delete_first", BOOL, False, since=(1, 8)))
+    TEXT = "id={item_id}, type={type:type}"
+
+
+class IndexDeferredItems(Op):
+    """`items` are (id, type) pairs (written as the ids, then the types)."""
+
+    OPCODE, NAME = 68, "IndexDeferredItems"
+    LAYOUT = (f("items", quirks.IdsAndTypes(), ()),)
+    TEXT = staticmethod(lambda o, v: "".join(f"{i}," for i, _ in o.items))
+
+
+class CreateComment(Op):
+    OPCODE, NAME = 84, "CreateComment"
+    LAYOUT = (f("item_id", INT, 0), f("uuid", UTF, since=(1, 37)), req("parent_id", INT),
+              f("creator_id", UTF), f("text", UTF))
+    TEXT = ("id={item_id}, uuid={uuid}, creator={creator_id}, text={text}, "
+            "parentId={parent_id}")
+
+
+# --------------------------------------------------------------------------------------------
+# Contacts
+
+
+ATTRS = ListOf(Struct(req("key", UTF), req("value", UTF)), SHORT, min_item=8)
+
+
+class _Attrs(ListOf):
+    """Contact fields: (name, value) pairs in the writer's HashMap order; JSON as an object."""
+
+    def json(self, v: Any) -> Any:
+        return dict(v or ())
+
+
+CONTACT_ATTRS = _Attrs(Struct(req("key", UTF), req("value", UTF)), SHORT, min_item=8)
+CONTACT_BLOB = Blob(limit=MAX_BLOB_SIZE, none_if_empty=True)
+
+
+class CreateContact(Op):
+    OPCODE, NAME = 30, "CreateContact"
+    LAYOUT = (f("contact_id", INT, 0), req("folder_id", INT), VOLUME_ID, TAGS,
+              f("attrs", CONTACT_ATTRS, ()), f("data", CONTACT_BLOB, b"", since=(1, 14)))
+    PARAMS = ("contact_id", "folder_id", "attrs", "tags", "data")
+    TEXT = staticmethod(lambda o, v: f'folder={o.folder_id}, tags="{javafmt.encode_tags(o.tags)}"'
+                        + optext.contact_attrs(o.attrs))
+
+
+class ModifyContact(Op):
+    OPCODE, NAME = 31, "ModifyContact"
+    LAYOUT = (req("contact_id", INT), hidden("replace", BOOL, False, until=(1, 14)),
+              f("attrs", CONTACT_ATTRS, ()), hidden("volume_id_", SHORT, -1, since=(1, 14)),
+              f("data", CONTACT_BLOB, b"", since=(1, 14)))
+    TEXT = staticmethod(lambda o, v: f"id={o.contact_id}" + optext.contact_attrs(o.attrs))
+
+
+# --------------------------------------------------------------------------------------------
+# Notes
+
+
+class CreateNote(Op):
+    OPCODE, NAME = 32, "CreateNote"
+    LAYOUT = (f("note_id", INT, 0), req("folder_id", INT), VOLUME_ID, f("content", UTF, ""), COLOR,
+              f("x", INT, 0), f("y", INT, 0), f("width", INT, 0), f("height", INT, 0))
+    TEXT = ("id={note_id}, folder={folder_id}, content={content}, color={color}, "
+            "bounds=({x},{y},{width},{height})")
+
+
+class EditNote(Op):
+    OPCODE, NAME = 33, "EditNote"
+    LAYOUT = (req("note_id", INT), f("content", UTF, ""))
+    TEXT = "id={note_id}, content={content}"
+
+
+class RepositionNote(Op):
+    OPCODE, NAME = 34, "RepositionNote"
+    LAYOUT = (req("note_id", INT), f("x", INT, 0), f("y", INT, 0), f("width", INT, 0),
+              f("height", INT, 0))
+    TEXT = "id={note_id}, bounds=({x},{y},{width},{height})"
+
+
+# --------------------------------------------------------------------------------------------
+# Calendar
+
+
+class ModifyInviteFlag(Op):
+    OPCODE, NAME = 36, "ModifyInviteFlag"
+    LAYOUT = (req("item_id", INT), f("comp_num", INT, 0), req("flag", INT), req("add", BOOL))
+    TEXT = "id={item_id}, comp={comp_num}, flag={flag}, add={add}"
+
+
+class ModifyInvitePartStat(Op):
+    """`recur_id` is (range, date-time) or None."""
+
+    OPCODE, NAME = 37, "ModifyInvitePartStat"
+    LAYOUT = (req("cal_item_id", INT),
+              f("recur_id", Optional(Struct(req("range", INT), req("dt", UTF)))),
+              f("cn", UTF, ""), f("address", UTF, ""), f("cutype", UTF, ""), f("role", UTF, ""),
+              f("part_stat", UTF, ""), f("rsvp", BOOL, False), f("seq_no", INT, 0),
+              f("dt_stamp", LONG, 0))
+    TEXT = ("calItemId={cal_item_id}",
+            If("recur_id is not None and recur_id[1] is not None",
+               ", recurIdDt={recur_id[1]}, recurIdRange={recur_id[0]}"),
+            ", cn={cn}, address={address}, cutype={cutype}, role={role}, part={part_stat}, "
+            "rsvp={rsvp}, seqNo={seq_no}, dtStamp={dt_stamp}")
+
+
+class CreateInvite(Op):
+    OPCODE, NAME = 43, "CreateInvite"
+    LAYOUT = (f("cal_item_id", INT, 0), f("part_stat", UTF, "NE", since=(1, 1)),
+              req("folder_id", INT), hidden("volume_id_", SHORT, -1, since=(1, 0)),
+              hidden("force", BOOL, True), f("data", BYTES, b""), f("local_tz", META),
+              f("invite", META), f("preserve_alarms", BOOL, False, since=(1, 22)),
+              f("discard_invites", BOOL, False, since=(1, 22)),
+              f("add_revision", BOOL, False, since=(1, 23)))
+    TEXT = ("calItemId={cal_item_id}, calItemPartStat={part_stat}, folder={folder_id}, "
+            "dataLen={len(data)}, localTZ={local_tz:meta}, inv={invite:meta}, "
+            "preserveExistingAlarms={preserve_alarms}, "
+            "discardExistingInvites={discard_invites}, addRevision={add_revision}")
+
+
+class ICalReply(Op):
+    OPCODE, NAME = 57, "ICalReply"
+    LAYOUT = (f("local_tz", META), f("invite", META), f("sender", UTF))
+    TEXT = "localTZ={local_tz:meta}, inv={invite:meta}, sender={sender}"
+
+
+# Mailbox.SetCalendarItemData: an invite, and the message that carried it.
+CALENDAR_DATA = Struct(hidden("obsolete", BOOL, True), f("local_tz", META), f("invite", META),
+                       hidden("has_message", BOOL, Expr("message is not None"), since=(1, 24),
+                              absent=True),
+                       f("received", LONG, 0, when="has_message"),
+                       f("message", BYTES, None, when="has_message"))
+
+
+class SetCalendarItem(Op):
+    """`default` and each of `exceptions` is (local timezone, invite metadata, received date,
+    message bytes or None); `replies` are ReplyInfo metadata (None: Zimbra's null list)."""
+
+    OPCODE, NAME = 44, "SetCalendarItem"
+    LAYOUT = (req("folder_id", INT), hidden("volume_id_", SHORT, -1, since=(1, 0)),
+              f("cal_item_id", INT, 0), f("part_stat", UTF, "NE", since=(1, 1)),
+              f("attachment_indexing", BOOL, False, since=(1, 2)),
+              f("flags", INT, 0, since=(1, 11)), f("tags", UTF_ARRAY, since=(1, 33)),
+              f("tag_bits", LONG, 0, gates=(((1, 33), None), ((1, 11), LONG))),
+              hidden("has_default", BOOL, Expr("default is not None"), since=(1, 17), absent=True),
+              f("default", CALENDAR_DATA, when="has_default"),
+              f("exceptions", ListOf(CALENDAR_DATA, min_item=9), ()),
+              f("replies", ListOf(META, min_item=4, negative_is_none=True), since=(1, 15)),
+              f("next_alarm", LONG, 0, since=(1, 21)))
+    TEXT = staticmethod(optext.set_calendar_item)
+
+
+class FixCalendarItemTimeZone(Op):
+    OPCODE, NAME = 60, "FixCalendarItemTimeZone"
+    LAYOUT = (req("item_id", INT), f("after", LONG, 0), f("country", UTF))
+    TEXT = "id={item_id}, after={after}, country={country}"
+
+
+class FixCalendarItemTZ(Op):
+    """`replacements` are (old TZID, new timezone metadata) pairs."""
+
+    OPCODE, NAME = 70, "FixCalendarItemTZ"
+    LAYOUT = (req("item_id", INT),
+              f("replacements", ListOf(Struct(req("tzid", UTF), req("timezone", META)),
+                                       min_item=8), ()))
+    TEXT = staticmethod(optext.fix_calendar_item_tz)
+
+
+class FixCalendarItemEndTime(Op):
+    OPCODE, NAME = 67, "FixCalendarItemEndTime"
+    LAYOUT = (req("item_id", INT),)
+    TEXT = "id={item_id}"
+
+
+class FixCalendarItemPriority(Op):
+    OPCODE, NAME = 78, "FixCalendarItemPriority"
+    LAYOUT = (req("item_id", INT),)
+    TEXT = "id={item_id}"
+
+
+class DismissCalendarItemAlarm(Op):
+    OPCODE, NAME = 66, "DismissCalendarItemAlarm"
+    LAYOUT = (req("item_id", INT), req("dismissed_at", LONG))
+    TEXT = "id={item_id}, dismissedAt={dismissed_at}"
+
+
+class SnoozeCalendarItemAlarm(Op):
+    OPCODE, NAME = 83, "SnoozeCalendarItemAlarm"
+    LAYOUT = (req("item_id", INT), req("snooze_until", LONG))
+    TEXT = "id={item_id}, snoozeUntil={snooze_until}"
+
+
+# --------------------------------------------------------------------------------------------
+# Volumes (server-wide: mailbox 0)
+
+
+_BITS = (f("mbox_group_bits", SHORT, 8), f("mbox_bits", SHORT, 12), f("file_group_bits", SHORT, 8),
+         f("file_bits", SHORT, 12))
+
+
+class CreateVolume(Op):
+    OPCODE, NAME = 38, "CreateVolume"
+    LAYOUT = (f("volume_id", SHORT, -1), req("type", SHORT), f("name", UTF), f("root_path", UTF),
+              *_BITS, f("compress_blobs", BOOL, False), f("store_type", SHORT, 1),
+              f("store_manager_class", UTF))
+    TEXT = staticmethod(lambda o, v: javafmt.to_string_helper(
+        "CreateVolume", ("id", o.volume_id), ("type", o.type), ("name", o.name),
+        ("path", o.root_path), ("mboxGroupBits", o.mbox_group_bits), ("mboxBit", o.mbox_bits),
+        ("fileGroupBits", o.file_group_bits), ("fileBits", o.file_bits),
+        ("compressBlobs", o.compress_blobs), ("compressionThreshold", 0),
+        ("storeType", o.store_type), ("storeManagerClass", o.store_manager_class)))
+
+
+class ModifyVolume(Op):
+    OPCODE, NAME = 39, "ModifyVolume"
+    LAYOUT = (req("volume_id", SHORT), req("type", SHORT), f("name", UTF), f("root_path", UTF),
+              *_BITS)
+    TEXT = staticmethod(lambda o, v: javafmt.to_string_helper(
+        "ModifyVolume", ("id", o.volume_id), ("type", o.type), ("name", o.name),
+        ("path", o.root_path), ("mboxGroupBits", o.mbox_group_bits), ("mboxBits", o.mbox_bits),
+        ("fileGroupBits", o.file_group_bits), ("fileBits", o.file_bits),
+        ("compressBlobs", False), ("compressionThrehold", 0)))
+
+
+class DeleteVolume(Op):
+    OPCODE, NAME = 40, "DeleteVolume"
+    LAYOUT = (req("volume_id", SHORT),)
+    TEXT = "id={volume_id}"
+
+
+class SetCurrentVolume(Op):
+    OPCODE, NAME = 41, "SetCurrentVolume"
+    LAYOUT = (req("type", SHORT), req("volume_id", SHORT))
+    TEXT = "type={type}, id={volume_id}"
+
+
+# --------------------------------------------------------------------------------------------
+# The registry
+
+ALL_OPS: tuple[type[Op], ...] = tuple(
+    c for c in list(globals().values())
+    if isinstance(c, type) and issubclass(c, Op) and "LAYOUT" in c.__dict__)
+
+for _cls in ALL_OPS:
+    if _cls not in (CreateLink, CreateFileSharedWithMe):
+        register(_cls)
+register(CreateLink, 85)  # the opcode named after it, which Zimbra never writes
+register_alternative(35, CreateFileSharedWithMe)
+register_alternative(35, CreateLink)
+
+# The ops the store and the replay engines apply; every other op is decoded and reported.
+MAIL_OPS: tuple[type[Op], ...] = (
+    CreateMailbox, DeleteMailbox, CreateFolder, RenameFolder, EmptyFolder, CreateTag, RenameTag,
+    StoreIncomingBlob, CreateMessage, SetItemTags, AlterItemTag, MoveItem, DeleteItem,
+    CreateContact, ModifyContact, IndexItem)
+
+
+def contact_fields(pairs: list[tuple[str, str]] | tuple[tuple[str, str], ...]
+                   ) -> tuple[tuple[str, str], ...]:
+    """A contact's fields as Zimbra's ParsedContact holds and its writer writes them.
+
+    The request's fields go into a default HashMap (`CreateContact.parseContact`), whose
+    iteration feeds another default HashMap in `ParsedContact.init`, keeping only names that
+    are not blank and values that are not empty (control characters stripped from both)."""
+    request = javahash.JavaHashMap()
+    for k, v in pairs:
+        request.put(k, v)
+    parsed = javahash.JavaHashMap()
+    for k, v in request.items():
+        key = javafmt.strip_controls(str(k))
+        value = javafmt.strip_controls(v if isinstance(v, str) else None)
+        if key and key.strip() and value:
+            parsed.put(key, value)
+    return tuple((str(k), str(v)) for k, v in parsed.items())
+
+
+def hashmap_ordered(pairs: list[tuple[int, Any]] | tuple[tuple[int, Any], ...]
+                    ) -> tuple[tuple[int, Any], ...]:
+    """(key, ...) entries in the order Zimbra's default HashMap of their keys iterates (the
+    order CopyItem and SetImapUid write them in)."""
+    by_key = {p[0]: p for p in pairs}
+    return tuple(by_key[k] for k in javahash.hashmap_order(list(by_key)))

@@ -32,10 +32,12 @@ from standby.replay import DEFAULT_CHUNK_OPS
 from standby.replay.player import LogFile, Player, Selection
 from standby.replay.result import ReplayResult
 from standby.replay.worker import ChunkStats, OpTuple, WorkerConfig, serve
+from standby.store.effects import APPLIED_OPS, not_applied
 
-# What the main loop does with an op's bytes: nothing, drop them (sent as None), send a message's
-# by reference into the log, or a contact's by reference (sent as b"").
-PLAIN, DROP, MESSAGE, CONTACT = range(4)
+# What the main loop does with an op: send it, its bytes dropped (sent as None), a message's
+# bytes by reference into the log, a contact's by reference (sent as b""), or count it as not
+# applied (an op outside the store, `effects.applies`).
+PLAIN, DROP, MESSAGE, CONTACT, OUTSIDE = range(5)
 _GETTERS: dict[int, tuple[Callable[[Any], tuple[Any, ...]], int, int]] = {}
 
 
@@ -48,7 +50,8 @@ def _getter(opcode: int) -> tuple[Callable[[Any], tuple[Any, ...]], int, int]:
         get = operator.attrgetter(*slots) if len(slots) > 1 else (
             (lambda o, s=slots[0]: (getattr(o, s),)) if slots else (lambda o: ()))
         data_at = slots.index("data") if "data" in slots else -1
-        kind = (MESSAGE if issubclass(cls, CreateMessage) else
+        kind = (OUTSIDE if cls not in APPLIED_OPS else
+                MESSAGE if issubclass(cls, CreateMessage) else
                 CONTACT if issubclass(cls, CreateContact | ModifyContact) else
                 DROP if data_at >= 0 else PLAIN)
         g = _GETTERS[opcode] = (get, data_at, kind)
@@ -155,6 +158,11 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
             if limit is not None and n + res.ops_applied >= limit:
                 break
             get, data_at, kind = _GETTERS.get(code) or _getter(code)
+            if kind == OUTSIDE:
+                res.not_applied[op.NAME] += 1
+                if stop_on_error:
+                    raise ServiceError(f"replay stopped: {not_applied(rec)}")
+                continue
             vals = get(op)
             ref = None
             if kind == MESSAGE:

@@ -44,6 +44,14 @@ from standby.redolog.ops import (
     MoveItem,
     RenameFolder,
     RenameTag,
+    ColorItem,
+    CreateSavedSearch,
+    DateItem,
+    DeleteItemFromDumpster,
+    ModifySavedSearch,
+    RenameItem,
+    SetCustomData,
+    SetImapUid,
     SetItemTags,
 )
 from standby.redolog.record import Op
@@ -55,8 +63,13 @@ from standby.store.effects import (
     SUBJECT_MAX,
     SYSTEM_FOLDER_IDS,
     SYSTEM_FOLDERS,
+    TYPE_SEARCH,
+    TYPE_TAG,
     contact_text,
+    custom_data_change,
     folder_metadata,
+    search_metadata,
+    with_metadata,
 )
 from standby.store.mime import RowFields
 from standby.store.schema import MAIL_ITEM_COLUMNS, TAG_COLUMNS
@@ -569,12 +582,113 @@ def _delete_mailbox(mm: MailboxModel, op: DeleteMailbox, change: int, tstamp: in
     return ""
 
 
+def _rename_item(mm: MailboxModel, op: RenameItem, change: int, tstamp: int, *_: Any) -> str:
+    if op.type == TYPE_TAG:
+        row = mm._ensure_tags().get(op.item_id)
+        if row is not None:
+            row[2], row[7] = op.name, change
+            mm.tags_dirty.add(op.item_id)
+        return ""
+    r = mm.rows.get(op.item_id)
+    if r is not None:
+        r[NAME], r[FOLDER] = op.name, op.folder_id
+        if op.type in (TYPE_FOLDER, TYPE_SEARCH):
+            r[PARENT] = op.folder_id
+        if op.date is not None:
+            r[C["date"]] = op.date // 1000
+        r[MOD_META], r[CHANGE_DATE] = change, tstamp // 1000
+        mm.dirty.add(op.item_id)
+    return ""
+
+
+def _color_item(mm: MailboxModel, op: ColorItem, change: int, tstamp: int, *_: Any) -> str:
+    if op.type == TYPE_TAG:
+        tags = mm._ensure_tags()
+        for tid in op.ids:
+            row = tags.get(tid)
+            if row is not None:
+                row[3], row[7] = op.color, change
+                mm.tags_dirty.add(tid)
+        return ""
+    for i in mm._existing(op.ids):
+        r = mm.rows[i]
+        assert r is not None
+        r[C["metadata"]] = with_metadata(r[C["metadata"]], c=op.color)
+    mm._touch(op.ids, change, tstamp)
+    return ""
+
+
+def _date_item(mm: MailboxModel, op: DateItem, change: int, tstamp: int, *_: Any) -> str:
+    r = mm.rows.get(op.item_id)
+    if r is not None:
+        r[C["date"]] = op.date // 1000
+        r[MOD_META], r[CHANGE_DATE] = change, tstamp // 1000
+        mm.dirty.add(op.item_id)
+    return ""
+
+
+def _set_imap_uid(mm: MailboxModel, op: SetImapUid, change: int, tstamp: int, *_: Any) -> str:
+    for mid, uid in op.uids:
+        r = mm.rows.get(mid)
+        if uid > 0 and r is not None and r[TYPE] == TYPE_MESSAGE:
+            r[C["imap_id"]] = uid
+            r[MOD_META], r[CHANGE_DATE] = change, tstamp // 1000
+            mm.dirty.add(mid)
+    if op.uids:  # uids come from the item id counter (Mailbox.getNextItemId)
+        mm._bump(max(uid for _, uid in op.uids))
+    return ""
+
+
+def _create_saved_search(mm: MailboxModel, op: CreateSavedSearch, change: int, tstamp: int,
+                         *_: Any) -> str:
+    if mm.rows.get(op.search_id) is not None:
+        return f"mailbox {mm.m}: item id {op.search_id} already exists"
+    r = mm._new_row()
+    r[ID], r[TYPE], r[PARENT], r[FOLDER] = op.search_id, TYPE_SEARCH, op.folder_id, op.folder_id
+    r[C["date"]], r[C["size"]], r[FLAGS], r[NAME] = tstamp // 1000, 0, op.flags, op.name
+    r[C["metadata"]] = search_metadata(op.query, op.types, op.sort, op.color)
+    r[MOD_META], r[CHANGE_DATE], r[MOD_CONTENT] = change, tstamp // 1000, change
+    r[C["uuid"]] = op.uuid
+    mm._put(r)
+    mm._bump(op.search_id)
+    return ""
+
+
+def _modify_saved_search(mm: MailboxModel, op: ModifySavedSearch, change: int, tstamp: int,
+                         *_: Any) -> str:
+    r = mm.rows.get(op.search_id)
+    if r is not None and r[TYPE] == TYPE_SEARCH:
+        r[C["metadata"]] = with_metadata(r[C["metadata"]], q=op.query, t=op.types, s=op.sort)
+        r[MOD_META], r[CHANGE_DATE] = change, tstamp // 1000
+        mm.dirty.add(op.search_id)
+    return ""
+
+
+def _set_custom_data(mm: MailboxModel, op: SetCustomData, change: int, tstamp: int,
+                     *_: Any) -> str:
+    changes = custom_data_change(op.custom_key, op.custom_value)
+    r = mm.rows.get(op.item_id)
+    if changes and r is not None:
+        r[C["metadata"]] = with_metadata(r[C["metadata"]], **changes)
+        r[MOD_META], r[CHANGE_DATE] = change, tstamp // 1000
+        mm.dirty.add(op.item_id)
+    return ""
+
+
+def _noop(mm: MailboxModel, op: Op, change: int, tstamp: int, *_: Any) -> str:
+    return ""
+
+
 _HANDLERS: dict[type, Callable[..., str]] = {
     CreateFolder: _create_folder, RenameFolder: _rename_folder, EmptyFolder: _empty_folder,
     CreateTag: _create_tag, RenameTag: _rename_tag, CreateMessage: _create_message,
     SetItemTags: _set_item_tags, AlterItemTag: _alter_item_tag, MoveItem: _move_item,
     DeleteItem: _delete_item, CreateContact: _create_contact, ModifyContact: _modify_contact,
     IndexItem: _index_item, DeleteMailbox: _delete_mailbox,
+    RenameItem: _rename_item, ColorItem: _color_item, DateItem: _date_item,
+    SetImapUid: _set_imap_uid, CreateSavedSearch: _create_saved_search,
+    ModifySavedSearch: _modify_saved_search, DeleteItemFromDumpster: _noop,
+    SetCustomData: _set_custom_data,
 }
 
 
@@ -596,8 +710,18 @@ def referenced_ids(op: Op) -> list[int]:
         return [*op.ids, op.dest_id]
     if isinstance(op, EmptyFolder):
         return [op.folder_id]
-    if isinstance(op, IndexItem):
+    if isinstance(op, IndexItem | DateItem | SetCustomData):
         return [op.item_id]
+    if isinstance(op, RenameItem):
+        return [op.item_id, op.folder_id]
+    if isinstance(op, ColorItem):
+        return list(op.ids)
+    if isinstance(op, SetImapUid):
+        return [mid for mid, _ in op.uids]
+    if isinstance(op, CreateSavedSearch):
+        return [op.search_id, op.folder_id]
+    if isinstance(op, ModifySavedSearch):
+        return [op.search_id]
     return []
 
 

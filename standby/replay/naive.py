@@ -20,7 +20,7 @@ from standby.redolog.ops import StoreIncomingBlob
 from standby.redolog.record import Record
 from standby.replay.player import LogFile, Player, Selection
 from standby.replay.result import ReplayResult
-from standby.store.effects import Effects, IncomingBlobs
+from standby.store.effects import Effects, IncomingBlobs, applies, not_applied
 from standby.store.index import IndexMode
 
 
@@ -49,6 +49,11 @@ def replay(logs: list[LogFile], sel: Selection, *, conn: Any, effects: Effects,
                 continue
             if limit is not None and res.ops_applied >= limit:
                 break
+            if not applies(rec.op):
+                res.not_applied[rec.op.NAME] += 1
+                if stop_on_error:
+                    raise ServiceError(f"replay stopped: {not_applied(rec)}")
+                continue
             try:
                 out = effects.apply(conn, rec, index_mode=index_mode)
             except pymysql.err.Error as e:
@@ -56,6 +61,7 @@ def replay(logs: list[LogFile], sel: Selection, *, conn: Any, effects: Effects,
                 res.errors.append(msg)
                 log.warning("replay_op_failed", error=msg)
                 conn.rollback()
+                res.tally(rec.op.NAME, "error", "none", "none")  # as the fast engine counts it
                 if stop_on_error:
                     raise ServiceError(f"replay stopped on error: {msg}") from e
                 continue

@@ -1,9 +1,11 @@
 """Which redo records a replay runs, with Zimbra's `PlaybackUtil`/`RedoPlayer` semantics.
 
 File selection (`select_files`): by default the archived logs whose name's sequence is within
-[fromSeq, toSeq], in sequence order, then `redo.log` if its header's sequence is; with explicit
-`--logfiles`, exactly those files in that order. A file is skipped when its header shows no op in
-the time range (first op after `toTime`, or last op before `fromTime` on a closed file).
+[fromSeq, toSeq], in sequence order, then `redo.log` if its header's sequence is (the listing is
+`files.redolog_dir_logs`); with explicit `--logfiles`, exactly those files in that order, a
+directory among them standing for its logs as that listing gives them. A file is skipped when its
+header shows no op in the time range (first op after `toTime`, or last op before `fromTime` on a
+closed file).
 
 Op selection (`Player`): one player scans all files, so transactions pending at the end of one
 file carry into the next (a rollover re-logs active transactions). An op runs when its CommitTxn
@@ -28,6 +30,7 @@ from pathlib import Path
 
 from standby.errors import NotFound, UsageError
 from standby.redolog import files
+from standby.redolog import header as fileheader
 from standby.redolog.header import FileHeader
 from standby.redolog.ops import AbortTxn, CommitTxn, StoreIncomingBlob
 from standby.redolog.reader import Problem, scan
@@ -61,28 +64,23 @@ class LogFile:
 def select_files(redolog_dir: Path | None, sel: Selection,
                  logfiles: list[Path] | None = None) -> tuple[list[LogFile], list[str]]:
     """The files to replay, in order, and a note for each file skipped by its header."""
-    from standby.redolog import header as fileheader
-
     notes: list[str] = []
     chosen: list[LogFile] = []
     if logfiles:
         for p in logfiles:
-            if not p.is_file():
+            if p.is_dir():  # a redolog directory: its archive, then its current log
+                chosen.extend(_dir_logs(p, -(2 ** 63), 2 ** 63))
+            elif p.is_file():
+                h = _read_header(p)
+                chosen.append(LogFile(p, h.sequence if h else files.seq_of(p.name), h))
+            else:
                 raise NotFound(f"--logfiles: {p} does not exist")
-            chosen.append(LogFile(p, files.seq_of(p.name), _read_header(p)))
     else:
         if redolog_dir is None or not redolog_dir.is_dir():
             raise NotFound(f"redo log directory {redolog_dir} does not exist")
         lo = sel.from_seq if sel.from_seq is not None else -(2 ** 63)
         hi = sel.to_seq if sel.to_seq is not None else 2 ** 63
-        for af in files.list_archive(redolog_dir / files.ARCHIVE_DIR):
-            if lo <= af.seq <= hi:
-                chosen.append(LogFile(af.path, af.seq, _read_header(af.path)))
-        current = redolog_dir / files.CURRENT
-        if current.exists() and os.path.getsize(current) >= fileheader.HEADER_SIZE:
-            h = _read_header(current)
-            if h is not None and lo <= h.sequence <= hi:
-                chosen.append(LogFile(current, h.sequence, h))
+        chosen.extend(_dir_logs(redolog_dir, lo, hi))
     out = []
     before: tuple[LogFile, int] | None = None  # last file skipped for ending before fromTime
     for lf in chosen:
@@ -107,9 +105,22 @@ def select_files(redolog_dir: Path | None, sel: Selection,
     return out, notes
 
 
-def _read_header(p: Path) -> FileHeader | None:
-    from standby.redolog import header as fileheader
+def _dir_logs(redolog_dir: Path, lo: int, hi: int) -> list[LogFile]:
+    """The logs of a redolog directory with sequences in [lo, hi]; the current log by its
+    header's sequence, and only once it holds a header."""
+    out = []
+    for lf in files.redolog_dir_logs(redolog_dir):
+        if lf.path.name != files.CURRENT:
+            if lo <= lf.seq <= hi:
+                out.append(LogFile(lf.path, lf.seq, _read_header(lf.path)))
+        elif os.path.getsize(lf.path) >= fileheader.HEADER_SIZE:
+            h = _read_header(lf.path)
+            if h is not None and lo <= h.sequence <= hi:
+                out.append(LogFile(lf.path, h.sequence, h))
+    return out
 
+
+def _read_header(p: Path) -> FileHeader | None:
     with open(p, "rb") as f:
         raw = f.read(fileheader.HEADER_SIZE)
     return fileheader.decode(raw, path=str(p))

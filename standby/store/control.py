@@ -197,6 +197,9 @@ def kill(s: Settings) -> None:
 
 
 def status(s: Settings) -> Status:
+    """The processes and the redo log position; VolumeError (exit 4), as `start`, when a volume
+    is missing: a status of volumes that are not there would only look like a stopped store."""
+    settings_mod.check_volumes(s, writable=False)
     site = Site(s)
     db = site.db
     pid = site.service_pid()

@@ -20,6 +20,14 @@ Exact idempotency per volume (DESIGN.md §1):
 Items and flags follow Zimbra: the `unread` column is kept apart from `flags`; tag membership is
 in `tagged_item`; cached counters (folder and tag counts, mailbox size and contact count) are
 left at zero because they are derivable.
+
+Besides the ops the store writes, Zimbra's other mail-item ops apply as their `redo()` does:
+RenameItem, ColorItem (an item's metadata "c", a tag's color), DateItem, SetImapUid (the uids
+the original run took from the item id counter), CreateSavedSearch/ModifySavedSearch (a search
+folder row, its metadata q/t/s/c), SetCustomData (the item's metadata "xd.<section>"),
+DeleteItemFromDumpster (nothing to purge: items are deleted
+for good, as with Zimbra's dumpster off, its default). Every other op (`APPLIED_OPS`) is outside
+the store's model and a replay reports it as not applied.
 """
 
 from __future__ import annotations
@@ -55,9 +63,18 @@ from standby.redolog.ops import (
     MoveItem,
     RenameFolder,
     RenameTag,
+    ColorItem,
+    CreateSavedSearch,
+    DateItem,
+    DeleteItemFromDumpster,
+    ModifySavedSearch,
+    RenameItem,
+    SetCustomData,
+    SetImapUid,
     SetItemTags,
     StoreIncomingBlob,
 )
+from standby.redolog import metadata
 from standby.redolog.record import Op, Record
 from standby.store import blobs as blobmod
 from standby.store.blobs import BlobStore
@@ -91,7 +108,27 @@ SENDER_MAX, RECIPIENTS_MAX, SUBJECT_MAX = 128, 128, 1024
 # Ops that change a mailbox (and so carry a change number).
 MAILBOX_OPS = (CreateMailbox, DeleteMailbox, CreateFolder, RenameFolder, EmptyFolder, CreateTag,
                RenameTag, CreateMessage, SetItemTags, AlterItemTag, MoveItem, DeleteItem,
-               CreateContact, ModifyContact, IndexItem)
+               CreateContact, ModifyContact, IndexItem, RenameItem, ColorItem, DateItem,
+               SetImapUid, CreateSavedSearch, ModifySavedSearch, DeleteItemFromDumpster,
+               SetCustomData)
+TYPE_TAG, TYPE_SEARCH = 3, 2
+# Every op this store applies to its volumes. The other Zimbra ops (calendar, notes, documents,
+# chats, mountpoints, ACLs, volumes, ...) are outside its model: a replay decodes them, counts
+# them by name and reports them as not applied.
+APPLIED_OPS: frozenset[type[Op]] = frozenset({*MAILBOX_OPS, StoreIncomingBlob})
+
+
+def applies(op: Op) -> bool:
+    """Whether the store applies this op (else a replay counts it as not applied)."""
+    return type(op) in APPLIED_OPS
+
+
+def not_applied(rec: Record) -> str:
+    """The message a replay with --stopOnError stops with on an op outside the store."""
+    return (f"{rec.op.NAME} (mailbox {rec.mailbox_id}, change {rec.change_id}) is not applied: "
+            "this store models a mail server's messages, folders, tags, contacts and "
+            "searches, not calendars, notes, documents, chats, mountpoints, sharing or "
+            "volumes; run without --stopOnError to count such ops and go on")
 
 
 class BlobSource(Protocol):
@@ -182,6 +219,31 @@ def folder_metadata(view: int, color: int, attrs: int, url: str) -> str:
     if url:
         meta["url"] = url
     return javafmt.bencode_map(meta)
+
+
+def search_metadata(query: str | None, types: str | None, sort: str | None, color: int) -> str:
+    """A saved search's metadata (SearchFolder: query "q", types "t", sort "s", color "c")."""
+    return metadata.to_string({"q": query, "t": types, "s": sort, "c": color})
+
+
+def with_metadata(encoded: str | None, **changes: object) -> str:
+    """An item's metadata with some keys set (ColorItem's "c", ModifySavedSearch's q/t/s);
+    a key set to None is removed."""
+    meta: dict[str, object] = dict(metadata.parse_or_none(encoded) or {})
+    meta.update(changes)
+    return metadata.to_string({k: v for k, v in meta.items() if v is not None})
+
+
+def custom_data_change(key: str | None, value: str | None) -> dict[str, object]:
+    """SetCustomData as MailItem.setCustomData stores it: the section under "xd.<section>" as
+    CustomMetadata re-serializes it (every value a string), or removed when it is empty."""
+    if key is None:
+        return {}
+    section = metadata.java_trim(key)
+    meta = metadata.parse_or_none(value)
+    if not meta:
+        return {f"xd.{section}": None}
+    return {f"xd.{section}": metadata.to_string({k: metadata.to_text(v) for k, v in meta.items()})}
 
 
 def contact_text(attrs: tuple[tuple[str, str], ...]) -> tuple[str, str, str]:
@@ -497,7 +559,7 @@ class Effects:
         if not op.ids:
             return
         q = ",".join(["%s"] * len(op.ids))
-        parent = ", parent_id = %s" if op.type == TYPE_FOLDER else ""
+        parent = ", parent_id = %s" if op.type in (TYPE_FOLDER, TYPE_SEARCH) else ""
         args: tuple[Any, ...] = (op.dest_id,) + ((op.dest_id,) if parent else ())
         cur.execute(f"UPDATE {self._t(m, 'mail_item')} SET folder_id = %s{parent},"
                     f" mod_metadata = %s, change_date = %s WHERE mailbox_id = %s AND id IN ({q})",
@@ -559,7 +621,107 @@ class Effects:
 
     def _db_noop(self, cur: Any, rec: Record, op: Op, c: Content, out: Outcome,
                  _a: str) -> None:
-        """IndexItem changes only the index; the database just records the change number."""
+        """IndexItem changes only the index; the database just records the change number.
+        DeleteItemFromDumpster too: this store deletes for good, as Zimbra does with its
+        dumpster off (its default), so the dumpster it purges is empty."""
+
+    # Zimbra's Mailbox.rename/setColor/setDate/resetImapUid/createSearchFolder/
+    # modifySearchFolder, as their redo() calls them. Items not found are left alone, as
+    # NoSuchItem is ignored in a replay.
+    def _db_rename_item(self, cur: Any, rec: Record, op: RenameItem, c: Content, out: Outcome,
+                        _a: str) -> None:
+        m, date = rec.mailbox_id, rec.tstamp // 1000
+        if op.type == TYPE_TAG:
+            cur.execute(f"UPDATE {self._t(m, 'tag')} SET name = %s, sequence = %s"
+                        " WHERE mailbox_id = %s AND id = %s",
+                        (op.name, rec.change_id, m, op.item_id))
+            return
+        parent = ", parent_id = %s" if op.type in (TYPE_FOLDER, TYPE_SEARCH) else ""
+        args: tuple[Any, ...] = (op.folder_id,) if parent else ()
+        when = ", date = %s" if op.date is not None else ""
+        args += (op.date // 1000,) if op.date is not None else ()
+        cur.execute(f"UPDATE {self._t(m, 'mail_item')} SET name = %s, folder_id = %s"
+                    f"{parent}{when}, mod_metadata = %s, change_date = %s"
+                    " WHERE mailbox_id = %s AND id = %s",
+                    (op.name, op.folder_id, *args, rec.change_id, date, m, op.item_id))
+
+    def _db_color_item(self, cur: Any, rec: Record, op: ColorItem, c: Content, out: Outcome,
+                       _a: str) -> None:
+        m = rec.mailbox_id
+        if not op.ids:
+            return
+        q = ",".join(["%s"] * len(op.ids))
+        if op.type == TYPE_TAG:
+            cur.execute(f"UPDATE {self._t(m, 'tag')} SET color = %s, sequence = %s"
+                        f" WHERE mailbox_id = %s AND id IN ({q})", (op.color, rec.change_id, m,
+                                                                  *op.ids))
+            return
+        items = self._t(m, "mail_item")
+        cur.execute(f"SELECT id, metadata FROM {items} WHERE mailbox_id = %s AND id IN ({q})",
+                    (m, *op.ids))
+        for iid, meta in cur.fetchall():
+            cur.execute(f"UPDATE {items} SET metadata = %s WHERE mailbox_id = %s AND id = %s",
+                        (with_metadata(meta, c=op.color), m, iid))
+        self._touch(cur, rec, op.ids)
+
+    def _db_set_custom_data(self, cur: Any, rec: Record, op: SetCustomData, c: Content,
+                            out: Outcome, _a: str) -> None:
+        change = custom_data_change(op.custom_key, op.custom_value)
+        if not change:
+            return
+        m, items = rec.mailbox_id, self._t(rec.mailbox_id, "mail_item")
+        cur.execute(f"SELECT metadata FROM {items} WHERE mailbox_id = %s AND id = %s",
+                    (m, op.item_id))
+        row = cur.fetchone()
+        if row is not None:
+            cur.execute(f"UPDATE {items} SET metadata = %s, mod_metadata = %s, change_date = %s"
+                        " WHERE mailbox_id = %s AND id = %s",
+                        (with_metadata(row[0], **change), rec.change_id, rec.tstamp // 1000, m,
+                         op.item_id))
+
+    def _db_date_item(self, cur: Any, rec: Record, op: DateItem, c: Content, out: Outcome,
+                      _a: str) -> None:
+        cur.execute(f"UPDATE {self._t(rec.mailbox_id, 'mail_item')} SET date = %s,"
+                    " mod_metadata = %s, change_date = %s WHERE mailbox_id = %s AND id = %s",
+                    (op.date // 1000, rec.change_id, rec.tstamp // 1000, rec.mailbox_id,
+                     op.item_id))
+
+    def _db_set_imap_uid(self, cur: Any, rec: Record, op: SetImapUid, c: Content,
+                         out: Outcome, _a: str) -> None:
+        # The uids the original run assigned (0 would mean "allocate one": never logged so).
+        pairs = [(uid, rec.change_id, rec.tstamp // 1000, rec.mailbox_id, mid)
+                 for mid, uid in op.uids if uid > 0]
+        if pairs:
+            cur.executemany(f"UPDATE {self._t(rec.mailbox_id, 'mail_item')} SET imap_id = %s,"
+                            " mod_metadata = %s, change_date = %s WHERE mailbox_id = %s"
+                            f" AND id = %s AND type = {TYPE_MESSAGE}", pairs)
+        if op.uids:  # uids come from the item id counter (Mailbox.getNextItemId)
+            self._bump_item_ids(cur, rec.mailbox_id, max(uid for _, uid in op.uids))
+
+    def _db_create_saved_search(self, cur: Any, rec: Record, op: CreateSavedSearch,
+                                c: Content, out: Outcome, _a: str) -> None:
+        m, change, date = rec.mailbox_id, rec.change_id, rec.tstamp // 1000
+        cur.execute(
+            f"INSERT INTO {self._t(m, 'mail_item')} (mailbox_id, id, type, parent_id, folder_id,"
+            " date, size, flags, name, metadata, mod_metadata, change_date, mod_content, uuid)"
+            " VALUES (%s,%s,%s,%s,%s,%s,0,%s,%s,%s,%s,%s,%s,%s)",
+            (m, op.search_id, TYPE_SEARCH, op.folder_id, op.folder_id, date, op.flags, op.name,
+             search_metadata(op.query, op.types, op.sort, op.color), change, date, change,
+             op.uuid))
+        self._bump_item_ids(cur, m, op.search_id)
+
+    def _db_modify_saved_search(self, cur: Any, rec: Record, op: ModifySavedSearch,
+                                c: Content, out: Outcome, _a: str) -> None:
+        m, items = rec.mailbox_id, self._t(rec.mailbox_id, "mail_item")
+        cur.execute(f"SELECT metadata FROM {items} WHERE mailbox_id = %s AND id = %s AND"
+                    f" type = {TYPE_SEARCH}", (m, op.search_id))
+        row = cur.fetchone()
+        if row is None:
+            return
+        cur.execute(f"UPDATE {items} SET metadata = %s, mod_metadata = %s, change_date = %s"
+                    " WHERE mailbox_id = %s AND id = %s",
+                    (with_metadata(row[0], q=op.query, t=op.types, s=op.sort), rec.change_id,
+                     rec.tstamp // 1000, m, op.search_id))
 
     # -- blobs ------------------------------------------------------------------------------
     def _apply_blob(self, rec: Record, c: Content, out: Outcome) -> None:
@@ -762,6 +924,15 @@ def index_item_from_blob(e: Effects, idx: IndexWriter, rec: Record, op: Any,
         e.warn(f"IndexItem {rec.mailbox_id}/{op.item_id}: blob missing, left as indexed")
 
 
+def index_rename_item(e: Effects, idx: IndexWriter, rec: Record, op: Any,
+                      c: Content) -> None:
+    """RenameItem moves the item (or folder) into `folder_id` too."""
+    if op.type == TYPE_FOLDER:
+        idx.put_folder(op.item_id, op.folder_id)
+    elif op.type not in (TYPE_TAG, TYPE_SEARCH):  # a search holds no items in the index
+        idx.move([op.item_id], op.folder_id)
+
+
 def index_noop(e: Effects, idx: IndexWriter, rec: Record, op: Any,
     c: Content) -> None:
     pass
@@ -782,6 +953,14 @@ _DB_HANDLERS: dict[type, Callable[..., None]] = {
     CreateContact: Effects._db_create_contact,
     ModifyContact: Effects._db_modify_contact,
     IndexItem: Effects._db_noop,
+    RenameItem: Effects._db_rename_item,
+    ColorItem: Effects._db_color_item,
+    DateItem: Effects._db_date_item,
+    SetImapUid: Effects._db_set_imap_uid,
+    CreateSavedSearch: Effects._db_create_saved_search,
+    ModifySavedSearch: Effects._db_modify_saved_search,
+    DeleteItemFromDumpster: Effects._db_noop,
+    SetCustomData: Effects._db_set_custom_data,
 }
 
 INDEX_EFFECTS: Mapping[type[Op], IndexEffect] = {
@@ -796,6 +975,7 @@ INDEX_EFFECTS: Mapping[type[Op], IndexEffect] = {
     CreateContact: index_contact,
     ModifyContact: index_contact,
     IndexItem: index_item_from_blob,
+    RenameItem: index_rename_item,
 }
 
 # Ops whose effect on an index is more than raising its change number.

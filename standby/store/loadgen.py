@@ -32,6 +32,9 @@ DEFAULT_MIX: dict[str, float] = {
     "move": 9, "trash": 5, "delete": 5, "empty_trash": 0.6, "create_folder": 1.5,
     "rename_folder": 0.8, "delete_folder": 0.3, "create_tag": 1, "rename_tag": 0.4,
     "create_contact": 4, "modify_contact": 3, "index_item": 1, "search": 3,
+    # Zimbra's other mail ops, as rare as they are on a mail server's day.
+    "color": 0.4, "set_date": 0.1, "reset_imap_uids": 0.3, "create_saved_search": 0.15,
+    "modify_saved_search": 0.1, "rename_saved_search": 0.05, "set_custom_data": 0.1,
 }
 TRASH, INBOX = 3, 2
 
@@ -44,6 +47,7 @@ class _Mailbox:
     folders: list[int] = field(default_factory=lambda: [INBOX])
     tags: dict[int, str] = field(default_factory=dict)
     contacts: list[int] = field(default_factory=list)
+    searches: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -288,6 +292,64 @@ class _Worker:
     def _index_item(self, box: _Mailbox) -> str | None:
         (mid,) = self._pick(box)
         self.c.call("index_item", mailbox_id=box.mailbox_id, item_id=mid)
+        return None
+
+    def _color(self, box: _Mailbox) -> str | None:
+        if self.rng.random() < 0.5 and len(box.folders) > 1:
+            ids = [self.rng.choice([f for f in box.folders if f > 256] or box.folders)]
+        elif box.tags and self.rng.random() < 0.5:
+            self.c.call("set_color", mailbox_id=box.mailbox_id, ids=[self.rng.choice(
+                list(box.tags))], color=self.rng.randint(0, 9), tags=True)
+            return None
+        else:
+            ids = self._pick(box, self.rng.randint(1, 3))
+        self.c.call("set_color", mailbox_id=box.mailbox_id, ids=ids,
+                    color=self.rng.choice([self.rng.randint(0, 9),
+                                           0x1000000 | self.rng.getrandbits(24)]))
+        return None
+
+    def _set_custom_data(self, box: _Mailbox) -> str | None:
+        (mid,) = self._pick(box)
+        data = {} if self.rng.random() < 0.2 else {"seen": str(self.rng.randrange(10**6))}
+        self.c.call("set_custom_data", mailbox_id=box.mailbox_id, item_id=mid,
+                    section=self.rng.choice(["zimlet", "sync"]), data=data)
+        return None
+
+    def _set_date(self, box: _Mailbox) -> str | None:
+        (mid,) = self._pick(box)
+        self.c.call("set_date", mailbox_id=box.mailbox_id, item_id=mid,
+                    date_ms=int(time.time() * 1000) - self.rng.randint(0, 86_400_000 * 30))
+        return None
+
+    def _reset_imap_uids(self, box: _Mailbox) -> str | None:
+        ids = self._pick(box, self.rng.randint(1, 4))
+        self.c.call("reset_imap_uids", mailbox_id=box.mailbox_id, ids=ids)
+        return None
+
+    def _create_saved_search(self, box: _Mailbox) -> str | None:
+        query = self.rng.choice(["is:unread", "is:flagged", "has:attachment", "in:inbox",
+                                 f"from:{self.rng.choice(self.everyone)}"])
+        sid = self.c.call("create_saved_search", mailbox_id=box.mailbox_id,
+                          name=f"{query.split(':')[0].title()} {self.rng.randrange(10**6)}",
+                          query=query)
+        box.searches.append(int(sid))
+        return None
+
+    def _modify_saved_search(self, box: _Mailbox) -> str | None:
+        if not box.searches:
+            return self._create_saved_search(box)
+        self.c.call("modify_saved_search", mailbox_id=box.mailbox_id,
+                    search_id=self.rng.choice(box.searches),
+                    query=self.rng.choice(["is:unread in:inbox", "is:flagged has:attachment"]),
+                    sort=self.rng.choice(["dateDesc", "dateAsc", "subjAsc"]))
+        return None
+
+    def _rename_saved_search(self, box: _Mailbox) -> str | None:
+        if not box.searches:
+            return self._create_saved_search(box)
+        self.c.call("rename_item", mailbox_id=box.mailbox_id,
+                    item_id=self.rng.choice(box.searches),
+                    name=f"Search {self.rng.randrange(10**6)}")
         return None
 
     def _search(self, box: _Mailbox) -> str | None:

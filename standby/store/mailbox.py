@@ -57,8 +57,18 @@ from standby.redolog.ops import (
     RenameFolder,
     RenameTag,
     SetItemTags,
+    ColorItem,
+    CreateSavedSearch,
+    DateItem,
+    ModifySavedSearch,
+    RenameItem,
+    SetCustomData,
+    SetImapUid,
     StoreIncomingBlob,
+    contact_fields,
+    hashmap_ordered,
 )
+from standby.redolog import metadata
 from standby.redolog.record import MAILBOX_ALL, Op, Record
 from standby.redolog.writer import RedoLogWriter, TxnIds
 from standby.store import blobs as blobmod
@@ -69,6 +79,7 @@ from standby.store.index import IndexStore, catch_up_mailbox
 from standby.store.schema import group_db
 
 INBOX, TRASH, JUNK, SENT, DRAFTS, CONTACTS, USER_ROOT = 2, 3, 4, 5, 6, 7, 1
+TYPE_SEARCH, TYPE_TAG = 2, 3
 
 
 @dataclass
@@ -76,6 +87,7 @@ class _MailboxState:
     last_change: int
     last_item_id: int
     account_id: str
+    epoch: int = 0
 
 
 class Store:
@@ -133,10 +145,14 @@ class Store:
     def _mailbox(self, mailbox_id: int) -> Iterator[_MailboxState]:
         with self._locks_lock:
             lock = self._locks.setdefault(mailbox_id, threading.Lock())
-        with lock:
+        # The directory's gate refuses changes while the account is in maintenance and lets a
+        # backup or restore wait for changes in flight; a restore bumps the epoch, after which
+        # what this process caches about the mailbox is reloaded.
+        with lock, self.directory.mailbox_gate(mailbox_id) as epoch:
             st = self._state.get(mailbox_id)
-            if st is None:
+            if st is None or st.epoch != epoch:
                 st = self._load_state(mailbox_id)
+                st.epoch = epoch
             yield st
 
     def _load_state(self, mailbox_id: int) -> _MailboxState:
@@ -259,12 +275,19 @@ class Store:
         self.blobs.write(path, raw)
         self.writer.log_commit(sib)
         out = []
+        refused: list[str] = []
         try:
             for m, rcpt in zip(mboxes, recipients):
-                out.append(self._create_message(m, rcpt, raw, digest, rcv, folder_id, flags,
-                                                tags, shared=True, path=str(path)))
+                try:
+                    out.append(self._create_message(m, rcpt, raw, digest, rcv, folder_id,
+                                                    flags, tags, shared=True, path=str(path)))
+                except StateConflict as e:  # that one is in maintenance: the others get it
+                    refused.append(e.message)
         finally:
             self.blobs.delete(path)
+        if refused:
+            raise StateConflict(f"delivered to {len(out)} of {len(mboxes)} recipients; "
+                                + "; ".join(refused))
         return out
 
     def _create_message(self, m: int, rcpt: str, raw: bytes, digest: str, rcv: int,
@@ -442,21 +465,114 @@ class Store:
 
     def create_contact(self, m: int, attrs: dict[str, str], *, folder_id: int = CONTACTS,
                        data: bytes = b"", tags: tuple[str, ...] = ()) -> int:
+        fields = _contact_fields(attrs)
         with self._mailbox(m) as st:
             self._require_folder(m, folder_id)
             self._require_tags(m, tags)
             cid = st.last_item_id + 1
             st.last_item_id = cid
-            self._execute(m, st, CreateContact(cid, folder_id, tuple(attrs.items()),
-                                               tuple(tags) or None, data))
+            self._execute(m, st, CreateContact(cid, folder_id, fields, tuple(tags) or None, data))
             return cid
 
     def modify_contact(self, m: int, contact_id: int, attrs: dict[str, str], *,
                        data: bytes = b"") -> None:
+        """Replace a contact's fields (Zimbra's ModifyContactRequest with replace="1")."""
+        fields = _contact_fields(attrs)
         with self._mailbox(m) as st:
             if self._item_type(m, contact_id) != TYPE_CONTACT:
                 raise UsageError(f"item {contact_id} is not a contact")
-            self._execute(m, st, ModifyContact(contact_id, tuple(attrs.items()), data))
+            self._execute(m, st, ModifyContact(contact_id, fields, data))
+
+    def set_color(self, m: int, ids: list[int], color: int, *, tags: bool = False) -> list[int]:
+        """ColorItem: the color of items (folders, messages, searches), or of tags."""
+        with self._mailbox(m) as st:
+            if tags:
+                q = ",".join(["%s"] * len(ids))
+                found = [r[0] for r in self._query(
+                    f"SELECT id FROM {self._t(m, 'tag')} WHERE mailbox_id = %s AND id IN ({q})"
+                    " ORDER BY id", (m, *ids))] if ids else []
+                typ = TYPE_TAG
+            else:
+                found = self._existing(m, ids)
+                types = {self._item_type(m, i) for i in found}
+                typ = types.pop() if len(types) == 1 else TYPE_UNKNOWN
+            if not found:
+                raise NotFound(f"mailbox {m}: none of the items {ids} exist")
+            self._execute(m, st, ColorItem(typ, color, tuple(found)))
+            return found
+
+    def set_custom_data(self, m: int, item_id: int, section: str,
+                        data: dict[str, str]) -> None:
+        """SetCustomData: one custom metadata section of an item (empty data removes it)."""
+        if not section.strip():
+            raise UsageError("a custom metadata section needs a name")
+        with self._mailbox(m) as st:
+            typ = self._item_type(m, item_id)
+            self._execute(m, st, SetCustomData(item_id, typ, section,
+                                               metadata.to_string(data) if data else ""))
+
+    def set_date(self, m: int, item_id: int, date_ms: int) -> None:
+        """DateItem: an item's date (epoch ms)."""
+        with self._mailbox(m) as st:
+            typ = self._item_type(m, item_id)
+            self._execute(m, st, DateItem(item_id, typ, date_ms))
+
+    def reset_imap_uids(self, m: int, ids: list[int]) -> dict[int, int]:
+        """SetImapUid: new IMAP uids for messages, each the mailbox's next item id (as
+        Zimbra's resetImapUid), logged in Zimbra's HashMap order."""
+        with self._mailbox(m) as st:
+            found = [i for i in self._existing(m, ids, folder=False)
+                     if self._item_type(m, i) == TYPE_MESSAGE]
+            if not found:
+                raise NotFound(f"mailbox {m}: none of the messages {ids} exist")
+            uids = {}
+            for i in found:
+                st.last_item_id += 1
+                uids[i] = st.last_item_id
+            self._execute(m, st, SetImapUid(hashmap_ordered(list(uids.items()))))
+            return uids
+
+    def create_saved_search(self, m: int, name: str, query: str, *, types: str = "message",
+                            sort: str = "dateDesc", parent_id: int = USER_ROOT,
+                            color: int = 0) -> int:
+        _check_name(name)
+        with self._mailbox(m) as st:
+            self._require_folder(m, parent_id)
+            if self._query(f"SELECT 1 FROM {self._t(m, 'mail_item')} WHERE mailbox_id = %s"
+                           " AND folder_id = %s AND name = %s", (m, parent_id, name)):
+                raise StateConflict(f"{name!r} already exists under {parent_id}")
+            sid = st.last_item_id + 1
+            st.last_item_id = sid
+            self._execute(m, st, CreateSavedSearch(sid, str(uuid.UUID(int=(m << 64) | sid)),
+                                                   name, query, types, sort, parent_id, 0,
+                                                   color))
+            return sid
+
+    def modify_saved_search(self, m: int, search_id: int, query: str, *,
+                            types: str = "message", sort: str = "dateDesc") -> None:
+        with self._mailbox(m) as st:
+            if self._item_type(m, search_id) != TYPE_SEARCH:
+                raise UsageError(f"item {search_id} is not a saved search")
+            self._execute(m, st, ModifySavedSearch(search_id, query, types, sort))
+
+    def rename_item(self, m: int, item_id: int, name: str, *,
+                    folder_id: int | None = None) -> None:
+        """RenameItem, as Zimbra logs a rename of an item that is not a folder or a tag (here:
+        a saved search), optionally into another folder."""
+        _check_name(name)
+        with self._mailbox(m) as st:
+            typ = self._item_type(m, item_id)
+            if typ != TYPE_SEARCH:
+                raise UsageError(f"item {item_id} is not a saved search (folders: rename_folder)")
+            rows = self._query(f"SELECT folder_id FROM {self._t(m, 'mail_item')} WHERE"
+                               " mailbox_id = %s AND id = %s", (m, item_id))
+            dest = rows[0][0] if folder_id is None else folder_id
+            self._require_folder(m, dest)
+            if self._query(f"SELECT 1 FROM {self._t(m, 'mail_item')} WHERE mailbox_id = %s"
+                           " AND folder_id = %s AND name = %s AND id <> %s",
+                           (m, dest, name, item_id)):
+                raise StateConflict(f"{name!r} already exists under {dest}")
+            self._execute(m, st, RenameItem(item_id, dest, name, typ))
 
     def index_item(self, m: int, item_id: int) -> None:
         with self._mailbox(m) as st:
@@ -527,6 +643,14 @@ class Store:
         rows = self._query("SELECT id, account_id, change_checkpoint FROM zimbra.mailbox"
                            " ORDER BY id")
         return [{"mailbox_id": r[0], "account_id": r[1], "change": r[2]} for r in rows]
+
+
+def _contact_fields(attrs: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The fields as Zimbra's ParsedContact holds them, in the order its writer writes them."""
+    fields = contact_fields(list(attrs.items()))
+    if not fields:
+        raise UsageError("contact must have fields", hint="give at least one non-empty field")
+    return fields
 
 
 def _check_name(name: str) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import ctypes
 import json
 import os
 import signal
@@ -30,21 +29,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from standby import _process
 from standby import log as slog
 from standby import settings as settings_mod
 from standby.errors import StandbyError, StateConflict, UsageError
+from standby.fsutil import syncfs
 from standby.redolog.writer import RedoLogWriter, WriterConfig
 from standby.settings import Settings
 from standby.store import recovery
 from standby.store.index import CATCHUP_MARKER
 from standby.store.mailbox import Store
+from standby.store.schema import FLUSH_TABLE
 from standby.store.site import SERVICE_PID, Site
-
-FLUSH_TABLE = "zimbra.standby_flush_marker"
 
 
 def build_store(site: Site) -> tuple[Store, RedoLogWriter]:
@@ -65,28 +63,13 @@ def build_store(site: Site) -> tuple[Store, RedoLogWriter]:
         finally:
             c.close()
         for vol in (s.volumes.blob.path, s.volumes.index.path):
-            _syncfs(vol)
+            syncfs(vol)
 
     writer = RedoLogWriter(s.volumes.redolog.path, server_id=s.server_id,
                            config=WriterConfig.from_settings(s.redolog), before_rollover=flush_db)
     store = Store(writer=writer, connect=db.connect, effects=site.effects,
                   directory=site.directory, groups=s.store.mailbox_groups)
     return store, writer
-
-
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def _syncfs(path: Path) -> None:
-    """Write back everything of the file system `path` is on (Python has no `os.syncfs`)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-        if _LIBC.syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), str(path))
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,7 +89,8 @@ def _redo_position(store: Store) -> dict[str, Any]:
 _NEEDS_MAILBOX = frozenset({
     "create_folder", "rename_folder", "empty_folder", "create_tag", "rename_tag", "set_tags",
     "alter_tag", "move", "delete", "create_contact", "modify_contact", "index_item", "items",
-    "read_message", "search", "tags"})
+    "read_message", "search", "tags", "set_color", "set_date", "reset_imap_uids",
+    "create_saved_search", "modify_saved_search", "rename_item", "set_custom_data"})
 
 
 def dispatch(store: Store, method: str, p: dict[str, Any]) -> Any:
@@ -151,6 +135,23 @@ def dispatch(store: Store, method: str, p: dict[str, Any]) -> Any:
         "modify_contact": lambda: store.modify_contact(m, int(p["contact_id"]), dict(p["attrs"]),
                                                        data=_b64(p.get("data", ""))),
         "index_item": lambda: store.index_item(m, int(p["item_id"])),
+        "set_color": lambda: store.set_color(m, [int(i) for i in p["ids"]], int(p["color"]),
+                                             tags=bool(p.get("tags", False))),
+        "set_date": lambda: store.set_date(m, int(p["item_id"]), int(p["date_ms"])),
+        "set_custom_data": lambda: store.set_custom_data(
+            m, int(p["item_id"]), p["section"], {str(k): str(v) for k, v in
+                                                 dict(p.get("data") or {}).items()}),
+        "reset_imap_uids": lambda: {str(k): v for k, v in store.reset_imap_uids(
+            m, [int(i) for i in p["ids"]]).items()},
+        "create_saved_search": lambda: store.create_saved_search(
+            m, p["name"], p["query"], types=p.get("types", "message"),
+            sort=p.get("sort", "dateDesc"), parent_id=int(p.get("parent_id", 1))),
+        "modify_saved_search": lambda: store.modify_saved_search(
+            m, int(p["search_id"]), p["query"], types=p.get("types", "message"),
+            sort=p.get("sort", "dateDesc")),
+        "rename_item": lambda: store.rename_item(
+            m, int(p["item_id"]), p["name"],
+            folder_id=int(p["folder_id"]) if p.get("folder_id") is not None else None),
         "items": lambda: store.items(m, folder_id=p.get("folder_id"), type=p.get("type"),
                                      limit=int(p.get("limit", 1000))),
         "read_message": lambda: base64.b64encode(
