@@ -24,7 +24,13 @@ from typing import Any
 
 from standby import log as slog
 from standby.errors import ServiceError
-from standby.redolog.ops import CreateContact, CreateMessage, ModifyContact, StoreIncomingBlob
+from standby.redolog.ops import (
+    CreateContact,
+    CreateMessage,
+    ModifyContact,
+    SaveDraft,
+    StoreIncomingBlob,
+)
 from standby.redolog.record import REGISTRY, Record, op_fields
 from standby.replay import DEFAULT_CHUNK_OPS
 from standby.replay.player import LogFile, Player, Selection
@@ -145,7 +151,7 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
             get, data_at = _getter(op.OPCODE)
             vals = get(op)
             ref = None
-            if isinstance(op, CreateMessage):
+            if isinstance(op, CreateMessage | SaveDraft):  # a message body, inline or LINK
                 if op.data is not None:
                     ln = len(op.data)
                     ref = (file_index[str(path)], rec.offset + rec.length - ln, ln)

@@ -11,7 +11,9 @@ For each mailbox of a chunk, in the order the ops committed:
    change number; documents are inserted only for items still present at the end of the chunk,
    so a message created and deleted within it is never tokenized.
 Message fields (sender, subject, text) are parsed once per message, and only when a surviving row
-or document needs them. Blob bytes are read from the log files by (file, offset, length).
+or document needs them. Blob bytes are read from the log files by (file, offset, length); a
+copy's bytes come from its source's (in the log, or the source's blob file, `CopyFrom`). What
+a purge deleted comes from the model, or from its tombstones when the database had applied it.
 """
 
 from __future__ import annotations
@@ -32,17 +34,27 @@ from typing import Any
 
 from standby.redolog.ops import (
     TYPE_MESSAGE,
+    CopyItem,
     CreateContact,
     CreateMailbox,
     CreateMessage,
     DeleteMailbox,
     IndexItem,
     ModifyContact,
+    PurgeOldMessages,
+    SaveDraft,
 )
 from standby.redolog.record import REGISTRY, Op, Record, op_fields
 from standby.replay.bulk import BulkWriter, DbRowSource
-from standby.replay.model import MailboxModel, contact_digest, referenced_ids
+from standby.replay.model import (
+    DIGEST,
+    MailboxModel,
+    blob_item_ids,
+    contact_digest,
+    referenced_ids,
+)
 from standby.store import effects as fx
+from standby.store import purge
 from standby.store.blobs import BlobStore, blob_relpath
 from standby.store.blobs import digest as blob_digest
 from standby.store.index import Doc, IndexStore, MailboxIndex
@@ -65,6 +77,7 @@ class WorkerConfig:
     index_root: str
     compress_blobs: bool
     compression_threshold: int
+    retention: purge.Retention = field(default_factory=purge.Retention)  # for purges
 
 
 def _raise_fd_limit() -> None:
@@ -207,10 +220,14 @@ class Worker:
         # Keep every index this worker opens open until the end: closing a WAL database
         # checkpoints it, which is better done once.
         self.index = IndexStore(Path(cfg.index_root), cache_size=1 << 30, cache_kb=512)
-        self.effects = fx.Effects(groups=cfg.groups, blobs=self.blobstore, index=self.index)
+        self.effects = fx.Effects(groups=cfg.groups, blobs=self.blobstore, index=self.index,
+                                  retention=cfg.retention)
         self.blobs = _Blobs()
         self.fields: dict[tuple[int, int, int], MessageFields] = {}
         self.touched: set[int] = set()
+        # (mailbox, digest) -> where in the log a body with that digest is, for every body of
+        # this worker's mailboxes replayed so far: a copy's bytes when its source is gone
+        self.bodies: dict[tuple[int, str], tuple[tuple[int, int, int], int]] = {}
         self._kernel_copy = hasattr(os, "copy_file_range")
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="replay-io")
 
@@ -248,9 +265,9 @@ class Worker:
                    for code, change, ts, vals, ref in boxes[m]]
             stats.ops += len(ops)
             self.touched.add(m)
-            ch, blobs_wanted = self._fold(m, ops, states.get(m), m in deleted, stats)
+            ch, blobs_wanted, said = self._fold(m, ops, states.get(m), m in deleted, stats)
             all_changes.append(ch)
-            work.append((m, ops, blobs_wanted))
+            work.append((m, ops, blobs_wanted, said))
         t1 = tm()
         stats.seconds["fold"] += t1 - t0
         # The three volumes are independent now: the database load runs in a thread (it mostly
@@ -259,9 +276,9 @@ class Worker:
         before = self.writer.rows_loaded
         db_job = self.pool.submit(self._timed, self.writer.write, all_changes)
         blob_jobs = [self.pool.submit(self._timed, self._blobs, m, wanted)
-                     for m, _ops, wanted in work if wanted]
-        for m, ops, _ in work:
-            self._index(m, ops, stats)
+                     for m, _ops, wanted, _p in work if wanted]
+        for m, ops, _, said in work:
+            self._index(m, ops, stats, said)
         stats.seconds["index"] += tm() - t1
         for job in blob_jobs:
             counts, secs = job.result()
@@ -285,29 +302,35 @@ class Worker:
     # -- database ---------------------------------------------------------------------------
     def _fold(self, m: int, ops: list[tuple[Op, int, int, Any]],
               state: tuple[int, int, str] | None, deleted: bool,
-              stats: ChunkStats) -> tuple[Any, list[tuple[int, int, Any, Any, Any]]]:
+              stats: ChunkStats) -> tuple[Any, list[tuple[int, int, Any, Any, Any]],
+                                          _DbSaid]:
+        # Message bodies by the change number of the op that carried them (the model's
+        # content keys).
         refs: dict[int, tuple[tuple[int, int, int] | None, int]] = {}
-        for op, _c, _t, ref in ops:
-            if isinstance(op, CreateMessage):
-                refs[op.msg_id] = (ref, op.msg_size)
+        for op, change, _t, ref in ops:
+            if isinstance(op, CreateMessage | SaveDraft):
+                refs[change] = (ref, op.msg_size)
+                if ref is not None and op.digest:
+                    self.bodies[(m, op.digest)] = (ref, op.msg_size)
 
-        def fields_for(item_id: int) -> MessageFields:
-            ref, size = refs.get(item_id, (None, 0))
+        def fields_for(key: int) -> MessageFields:
+            ref, size = refs.get(key, (None, 0))
             return self._fields(ref, size, stats)
 
         hwm, ckpt, acct = state if state else (0, 0, None)
         mm = MailboxModel(m, exists=state is not None, hwm=hwm, item_ckpt=ckpt,
                           account_id=acct, deleted_before=deleted, source=self.source,
-                          fields_for=fields_for)
+                          fields_for=fields_for, retention=self.cfg.retention)
         if state is not None:
             ids: list[int] = []
             for op, change, _t, _r in ops:
                 if change > hwm:
                     ids.extend(referenced_ids(op))
                 else:  # for blobs of ops the database has already applied
-                    ids.extend(referenced_ids(op)[:1])
+                    ids.extend(blob_item_ids(op))
             mm.prefetch(ids)
         wanted: list[tuple[int, int, Any, Any, Any]] = []
+        purged: dict[int, list[int]] = {}
         for op, change, ts, ref in ops:
             data_len, digest = 0, None
             if isinstance(op, CreateContact | ModifyContact):
@@ -315,15 +338,45 @@ class Worker:
                 digest = contact_digest(op.data)
             outcome = mm.apply(op, change, ts, data_len, digest)
             stats.db[outcome] += 1
-            if isinstance(op, CreateMessage):
+            if isinstance(op, CreateMessage | SaveDraft):
                 wanted.append((op.msg_id, change, ref, op.digest, op.msg_size))
                 if ref is None:
                     stats.errors.append(f"mailbox {m} message {op.msg_id}: no blob source")
             elif isinstance(op, CreateContact | ModifyContact) and op.data:
                 wanted.append((op.contact_id, change, op.data, digest, None))
+            elif isinstance(op, CopyItem):
+                wanted.extend(self._copy_wanted(mm, op, change, refs, self.bodies))
+            elif isinstance(op, PurgeOldMessages) and outcome == "skipped":
+                purged[change] = self.source.tombstone_ids(m, change)
+        purged.update(mm.purged)
         stats.errors.extend(mm.counts.errors)
         survivors = [w for w in wanted if mm.surviving(w[0], w[1])]
-        return mm.changes(), survivors
+        return mm.changes(), survivors, _DbSaid(purged, mm.refused)
+
+    @staticmethod
+    def _copy_wanted(mm: MailboxModel, op: CopyItem, change: int,
+                     refs: dict[int, tuple[tuple[int, int, int] | None, int]],
+                     bodies: dict[tuple[int, str], tuple[tuple[int, int, int], int]]
+                     ) -> list[tuple[int, int, Any, Any, Any]]:
+        """The blobs of a copy: its source's bytes from the log when the source's body came in
+        this chunk, else from the source's blob file (the model says which, for a copy it
+        made; for one the database had made, the source's file as it was before the chunk),
+        else a body with the copy's digest seen earlier in the log."""
+        out: list[tuple[int, int, Any, Any, Any]] = []
+        for src_id, copy_id, _uuid in op.entries:
+            row = mm.rows.get(copy_id)
+            if row is None or not row[DIGEST]:
+                continue
+            src, key, src_mc = mm.copy_source.get(copy_id, (src_id, None, None))
+            ref, size = refs.get(key, (None, 0)) if key is not None else (None, 0)
+            if ref is not None:
+                out.append((copy_id, change, ref, row[DIGEST], size))
+            else:
+                out.append((copy_id, change, CopyFrom(src, src_mc if src_mc is not None
+                                                      else mm.pre_blob.get(src),
+                                                      bodies.get((mm.m, row[DIGEST]))),
+                            row[DIGEST], None))
+        return out
 
     # -- blobs ------------------------------------------------------------------------------
     def _blobs(self, m: int, wanted: list[tuple[int, int, Any, Any, Any]]) -> Counter[str]:
@@ -340,6 +393,10 @@ class Worker:
         for item_id, change, src, digest, size in wanted:
             path = f"{root}/{blob_relpath(m, item_id, change)}"
             self.blobstore.ensure_dir(path.rpartition("/")[0])
+            if isinstance(src, CopyFrom):
+                found = fx.copy_source(self.blobstore, m, src.item_id, digest, src.mod_content)
+                src = self.blobstore.read(found) if found is not None else \
+                    self.blobs.read(*src.logged) if src.logged is not None else None
             if src is None:
                 counts["missing-source"] += 1
                 continue
@@ -426,7 +483,8 @@ class Worker:
         return self._create(path, lambda fd: _write_all(fd, self.blobstore.encode(data)))
 
     # -- index ------------------------------------------------------------------------------
-    def _index(self, m: int, ops: list[tuple[Op, int, int, Any]], stats: ChunkStats) -> None:
+    def _index(self, m: int, ops: list[tuple[Op, int, int, Any]], stats: ChunkStats,
+               said: _DbSaid) -> None:
         creates = any(isinstance(op, CreateMailbox) for op, *_ in ops)
         with self.index.use(m, create=False) as existing:
             exists = existing is not None
@@ -451,7 +509,9 @@ class Worker:
                         stats.index["skipped"] += 1
                         continue
                     if type(op) in _INDEXED:
-                        self._index_op(d, Record(op, ts, 0, 0, m, change), op, ref)
+                        self._index_op(d, Record(op, ts, 0, 0, m, change), op, ref,
+                                       fx.Content(None, deleted=said.purged.get(change),
+                                                  refused=change in said.refused))
                     hwm = change
                     stats.index["applied"] += 1
                 docs = d.flush(lambda key: self._fields(key[0], key[1], dummy))
@@ -463,12 +523,34 @@ class Worker:
         stats.parsed += dummy.parsed
         stats.documents += docs
 
-    def _index_op(self, d: _Deferred, rec: Record, op: Op, ref: Any) -> None:
+    def _index_op(self, d: _Deferred, rec: Record, op: Op, ref: Any,
+                  said: fx.Content) -> None:
+        """One op on the deferring index; `said` holds what the database step learnt."""
         if isinstance(op, CreateMessage):
             if ref is None:
                 return
             d.put(Doc(op.msg_id, TYPE_MESSAGE, op.folder_id, rec.change_id, "", "", "", ""),
                   lazy=(ref, op.msg_size))
+        elif isinstance(op, SaveDraft):
+            pending = d.pending.get(op.msg_id)
+            row = (TYPE_MESSAGE, pending[0].folder_id) if pending and pending[0] else \
+                d.db.execute("SELECT type, folder_id FROM items WHERE id = ?",
+                             (op.msg_id,)).fetchone()
+            if ref is None or row is None or row[0] != TYPE_MESSAGE or said.refused:
+                return
+            d.put(Doc(op.msg_id, TYPE_MESSAGE, row[1], rec.change_id, "", "", "", ""),
+                  lazy=(ref, op.msg_size))
+        elif isinstance(op, CopyItem):
+            fx.index_copy_item(self.effects, d, rec, op, said)
+            for src_id, copy_id, _uuid in op.entries:
+                src, made = d.pending.get(src_id), d.pending.get(copy_id)
+                if src is not None and made is not None and src[0] is not None and made[0]:
+                    # the source's document is still to be written: the copy's is the same
+                    s, c = src[0], made[0]
+                    d.pending[copy_id] = (Doc(copy_id, c.type, c.folder_id, c.mod_content,
+                                              s.subject, s.sender, s.recipients, s.body), src[1])
+        elif isinstance(op, PurgeOldMessages):
+            fx.index_purge(self.effects, d, rec, op, said)
         elif isinstance(op, CreateContact | ModifyContact):
             fx.index_contact(self.effects, d, rec, op, fx.Content(None))
         elif isinstance(op, IndexItem):
@@ -495,6 +577,25 @@ class Worker:
         self.index.close()
         self.conn.close()
         return removed, {"finish_garbage": t1 - t0, "finish_close": tm() - t1}
+
+
+@dataclass(frozen=True)
+class _DbSaid:
+    """What a mailbox's fold learnt that its index needs: the ids each purge deleted, and the
+    changes of ops the database refused."""
+
+    purged: dict[int, list[int]]
+    refused: set[int]
+
+
+@dataclass(frozen=True)
+class CopyFrom:
+    """A copy's bytes from its source's blob file (`mod_content`: the revision to try first),
+    else from the log (`logged`: a body with its digest, and the body's size)."""
+
+    item_id: int
+    mod_content: int | None
+    logged: tuple[tuple[int, int, int], int] | None = None
 
 
 def _write_all(fd: int, data: bytes) -> None:
