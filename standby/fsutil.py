@@ -1,4 +1,4 @@
-"""Writing a file so that a reader sees all of it or none of it.
+"""Files made durable: written whole or not at all, folders and file systems synced, flocks asked.
 
 `write_atomic` writes to a temporary name in the same folder, fsyncs it, gives it its mode,
 renames it over the target and fsyncs the folder: a crash at any moment leaves either the old
@@ -8,6 +8,8 @@ catalog state, crontabs, units, configurations) goes through it.
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -39,8 +41,44 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> N
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of folder `path` durable (after a rename or a create in it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(dfd)
+        os.fsync(fd)
     finally:
-        os.close(dfd)
+        os.close(fd)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def syncfs(path: Path) -> None:
+    """Write back everything of the file system `path` is on (syncfs(2)): once, rather than
+    fsyncing thousands of files one by one."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _LIBC.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
+def flock_held(path: Path) -> bool:
+    """True if some process holds an exclusive flock on the file `path` (False if it is
+    missing)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

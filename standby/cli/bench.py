@@ -118,3 +118,36 @@ def store(
     else:
         for k, v in out.items():
             common.emit(f"{k:32s} {v}")
+
+
+@app.command("classic")
+def classic(
+    mb: Annotated[int, typer.Option(
+        help="Size of the store to back up: MB of mail data (blob, index, redolog volumes).")]
+    = 2000,
+    accounts: Annotated[int, typer.Option(help="Accounts the data is spread over.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the workload.")] = 1,
+    workdir: Annotated[Path | None, typer.Option(
+        help="Where to create the stores and the target (default: the system temp folder).")]
+    = None,
+    keep: Annotated[bool, typer.Option(help="Keep the work folder for inspection.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON on the last line.")] = False,
+) -> None:
+    """Full backup vs tar, incremental of an unchanged store, restore vs untar (same run)."""
+    import sys
+
+    from standby.bench import classic as bench_classic
+
+    def say(msg: str) -> None:
+        sys.stderr.write(f"bench classic: {msg}\n")
+        sys.stderr.flush()
+
+    if mb < 1 or accounts < 1:
+        raise UsageError("--mb and --accounts must be at least 1")
+    out = bench_classic.run(mb=mb, workdir=workdir, seed=seed, accounts=accounts, keep=keep,
+                            say=say)
+    if json_out:
+        common.emit_json(out)
+    else:
+        for k, v in out.items():
+            common.emit(f"{k:24s} {v}")

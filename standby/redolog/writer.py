@@ -32,6 +32,7 @@ from pathlib import Path
 from standby import log as slog
 from standby import timefmt
 from standby.errors import FormatError, VolumeError
+from standby.fsutil import fsync_dir
 from standby.redolog import files
 from standby.redolog import header as fileheader
 from standby.redolog.header import HEADER_SIZE, FileHeader
@@ -157,7 +158,7 @@ class RedoLogWriter:
             self._last_tstamp = 0
         os.pwrite(fd, hdr.encode(), 0)
         os.fsync(fd)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         self._fd, self._header, self._size, self._size_at_open = fd, hdr, size, size
         self._stop.clear()
         if self.cfg.fsync_interval_ms > 0:
@@ -373,9 +374,9 @@ class RedoLogWriter:
         else:
             archived = self.archive_dir / files.archive_name(now, old_seq)
             os.rename(self.current, archived)
-            _fsync_dir(self.archive_dir)
+            fsync_dir(self.archive_dir)
         os.rename(tmp, self.current)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         self._size_at_open = self._size
         with self._cond:
             self._synced = self._written
@@ -416,13 +417,5 @@ def recover_tmp_files(redolog_dir: Path) -> list[str]:
     for p in tmps:
         os.rename(p, p.with_name(p.name + ".bak"))
         actions.append(f"set aside {p.name}")
-    _fsync_dir(redolog_dir)
+    fsync_dir(redolog_dir)
     return actions
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

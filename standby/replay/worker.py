@@ -211,7 +211,8 @@ class Worker:
 
         self.cfg = cfg
         self.conn = pymysql.connect(unix_socket=cfg.mariadb_socket, user="root",
-                                    charset="utf8mb4", local_infile=True, autocommit=False)
+                                    charset="utf8mb4", local_infile=True, autocommit=False,
+                                    ssl_disabled=True)  # a Unix socket: no TLS context
         self.source = DbRowSource(self.conn, cfg.groups)
         self.writer = BulkWriter(self.conn, cfg.groups)
         self.blobstore = BlobStore(Path(cfg.blob_root), compress=cfg.compress_blobs,

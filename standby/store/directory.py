@@ -1,8 +1,19 @@
-"""The directory: accounts, domains and classes of service (the store's LDAP stand-in).
+"""The directory: accounts, domains, classes of service and the configuration attributes
+`zmprov mcf/ms` set (the store's LDAP stand-in).
 
 A small SQLite database outside the four volumes, as Zimbra's LDAP lives outside the mailbox
-server's volumes. `zmrestoreldap` restores it from a backup's `ldap.json` dump (`export`/`load`).
+server's volumes. `zmrestoreldap` restores it from a backup's directory dump (`export`/`load`).
 Account ids are zimbraId-style UUID strings; the mailbox row in MariaDB refers to them.
+
+Maintenance mode, across processes. A change to mailbox m happens inside `mailbox_gate(m)`: a
+shared lock on byte m of `<directory>.locks`, taken without waiting (an open-file-description
+lock, held by the file description rather than the process). A backup or restore working on the
+mailbox holds the exclusive lock (`maintenance(m)`): taking it waits for the change in flight,
+and while it is held every change is refused, as Zimbra refuses them for a mailbox in
+maintenance. The lock dies with its process, so a killed backup leaves no account stuck. The
+status an administrator sets (`zmprov ma ACCOUNT zimbraAccountStatus maintenance`, or the
+domain's) refuses changes too; `set_status` returns once the change in flight is done. A restore
+bumps the mailbox's epoch (`bump_epoch`) so the store reloads what it caches about it.
 
 Accounts and classes of service carry attributes (`zmprov ma` / `zmprov mc`), string values by
 Zimbra attribute name; an account's effective value is its own, else its COS's (Zimbra's
@@ -12,13 +23,18 @@ lifetimes this way (`lifetimes`, `retention`).
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import sqlite3
+import struct
 import threading
 import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 from standby.errors import NotFound, StateConflict, UsageError
@@ -32,10 +48,32 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS account (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE,"
     " domain TEXT NOT NULL, cos TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'active',"
     " mailbox_id INTEGER, created_ms INTEGER NOT NULL, attrs TEXT NOT NULL DEFAULT '{}')",
+    # zmprov's configuration attributes: scope "global" (mcf/gcf) or "server:<name>" (ms/gs);
+    # a multi-valued attribute has one row per value.
+    "CREATE TABLE IF NOT EXISTS attr (scope TEXT NOT NULL, name TEXT NOT NULL,"
+    " value TEXT NOT NULL, PRIMARY KEY (scope, name, value))",
+    "CREATE INDEX IF NOT EXISTS account_mailbox ON account (mailbox_id)",
+    "CREATE TABLE IF NOT EXISTS mailbox_epoch (mailbox_id INTEGER PRIMARY KEY,"
+    " epoch INTEGER NOT NULL)",
 )
 _ACCOUNT_COLS = "id, email, domain, cos, status, mailbox_id, created_ms, attrs"
 
 STATUSES = ("active", "maintenance", "locked", "closed")
+DOMAIN_STATUSES = (*STATUSES, "suspended")
+MAINTENANCE = "maintenance"
+
+
+def _range_lock(fd: int, kind: int, offset: int, *, wait: bool = True) -> bool:
+    """Lock (F_RDLCK/F_WRLCK) or unlock (F_UNLCK) one byte as an OFD lock; False if `wait`
+    is off and another holder conflicts."""
+    cmd = fcntl.F_OFD_SETLKW if wait else fcntl.F_OFD_SETLK
+    try:
+        fcntl.fcntl(fd, cmd, struct.pack("hhqqi", kind, os.SEEK_SET, offset, 1, 0))
+    except OSError as e:
+        if not wait and e.errno in (errno.EACCES, errno.EAGAIN):
+            return False
+        raise
+    return True
 
 
 @dataclass(frozen=True)
@@ -60,6 +98,8 @@ class Directory:
         self._lock = threading.Lock()
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
+        self._gate_fd = os.open(path.with_name(path.name + ".locks"), os.O_RDWR | os.O_CREAT,
+                                0o644)
         for ddl in _SCHEMA:
             self.db.execute(ddl)
         cols = {r[1] for r in self.db.execute("PRAGMA table_info(account)")}
@@ -71,6 +111,65 @@ class Directory:
 
     def close(self) -> None:
         self.db.close()
+        os.close(self._gate_fd)
+
+    # -- maintenance mode -------------------------------------------------------------------
+    @contextmanager
+    def mailbox_gate(self, mailbox_id: int) -> Iterator[int]:
+        """Held around a change to a mailbox; StateConflict while it is in maintenance (a
+        backup or restore holds it, or its account or domain has that status). Yields the
+        mailbox's epoch (see `bump_epoch`)."""
+        if not _range_lock(self._gate_fd, fcntl.F_RDLCK, mailbox_id, wait=False):
+            raise StateConflict(f"mailbox {mailbox_id} is in maintenance mode (a backup or "
+                                "restore is working on it); try again later")
+        try:
+            with self._lock:
+                row = self.db.execute(
+                    "SELECT a.email, a.status, d.status, (SELECT epoch FROM mailbox_epoch e"
+                    " WHERE e.mailbox_id = ?) FROM account a LEFT JOIN domain d ON"
+                    " d.name = a.domain WHERE a.mailbox_id = ?",
+                    (mailbox_id, mailbox_id)).fetchone()
+            if row is not None and MAINTENANCE in (row[1], row[2]):
+                raise StateConflict(f"account {row[0]} is in maintenance mode; it takes no "
+                                    "changes until it is active again")
+            yield int(row[3] or 0) if row is not None else 0
+        finally:
+            _range_lock(self._gate_fd, fcntl.F_UNLCK, mailbox_id)
+
+    @contextmanager
+    def maintenance(self, mailbox_id: int,
+                    on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """The mailbox in maintenance for the block: waits for the change in flight (calling
+        `on_wait` first if it has to wait), then refuses changes until the block ends (or
+        this process dies)."""
+        if not _range_lock(self._gate_fd, fcntl.F_WRLCK, mailbox_id, wait=False):
+            if on_wait is not None:
+                on_wait()
+            _range_lock(self._gate_fd, fcntl.F_WRLCK, mailbox_id)
+        try:
+            yield
+        finally:
+            _range_lock(self._gate_fd, fcntl.F_UNLCK, mailbox_id)
+
+    def drain(self, mailbox_id: int) -> None:
+        """Return once no change to the mailbox that began before this call is in flight."""
+        with self.maintenance(mailbox_id):
+            pass
+
+    def bump_epoch(self, *mailbox_ids: int) -> None:
+        """Say that these mailboxes' volumes changed behind the store's back (a restore), in
+        one transaction."""
+        with self._lock:
+            self.db.execute("BEGIN")
+            try:
+                self.db.executemany(
+                    "INSERT INTO mailbox_epoch (mailbox_id, epoch) VALUES (?, 1)"
+                    " ON CONFLICT (mailbox_id) DO UPDATE SET epoch = epoch + 1",
+                    [(m,) for m in mailbox_ids])
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
 
     # -- domains and classes of service -----------------------------------------------------
     def ensure_domain(self, name: str) -> None:
@@ -82,9 +181,45 @@ class Directory:
         return [r[0] for r in self.db.execute("SELECT name FROM domain ORDER BY name")]
 
     def set_domain_status(self, name: str, status: str) -> None:
-        _check_status(status)
+        if status not in DOMAIN_STATUSES:
+            raise UsageError(f"{status!r} is not a domain status",
+                             hint="one of " + ", ".join(DOMAIN_STATUSES))
         with self._lock:
-            self.db.execute("UPDATE domain SET status = ? WHERE name = ?", (status, name))
+            cur = self.db.execute("UPDATE domain SET status = ? WHERE name = ?",
+                                  (status, name.lower()))
+        if cur.rowcount == 0:
+            raise NotFound(f"no domain {name!r} in the directory")
+        for a in self.accounts():
+            if a.domain == name.lower() and a.mailbox_id is not None:
+                self.drain(a.mailbox_id)
+
+    def domain_status(self, name: str) -> str:
+        row = self.db.execute("SELECT status FROM domain WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no domain {name!r} in the directory")
+        return str(row[0])
+
+    # -- configuration attributes (zmprov mcf/ms/gcf/gs) ------------------------------------
+    def attrs(self, scope: str) -> dict[str, list[str]]:
+        """The attributes set in `scope`, each with its values in the order they were set."""
+        out: dict[str, list[str]] = {}
+        for name, value in self.db.execute(
+                "SELECT name, value FROM attr WHERE scope = ? ORDER BY name, rowid", (scope,)):
+            out.setdefault(name, []).append(value)
+        return out
+
+    def set_attr(self, scope: str, name: str, values: list[str]) -> None:
+        """Replace the values of one attribute in `scope`; an empty list removes it."""
+        with self._lock:
+            self.db.execute("BEGIN")
+            try:
+                self.db.execute("DELETE FROM attr WHERE scope = ? AND name = ?", (scope, name))
+                self.db.executemany("INSERT OR IGNORE INTO attr (scope, name, value)"
+                                    " VALUES (?, ?, ?)", [(scope, name, v) for v in values])
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
 
     # -- accounts ---------------------------------------------------------------------------
     def create_account(self, email: str, *, account_id: str | None = None, cos: str = "default",
@@ -126,10 +261,13 @@ class Directory:
             f"SELECT {_ACCOUNT_COLS} FROM account ORDER BY email")]
 
     def set_status(self, key: str, status: str) -> None:
+        """Set an account's status; returns once changes in flight to its mailbox are done."""
         _check_status(status)
         acct = self.get(key)
         with self._lock:
             self.db.execute("UPDATE account SET status = ? WHERE id = ?", (status, acct.id))
+        if acct.mailbox_id is not None:
+            self.drain(acct.mailbox_id)
 
     def delete_account(self, key: str) -> Account:
         acct = self.get(key)
@@ -192,6 +330,8 @@ class Directory:
             "cos": [dict(zip(("name", "id", "attrs"), r)) for r in
                     self.db.execute("SELECT name, id, attrs FROM cos ORDER BY name")],
             "accounts": [asdict(a) for a in self.accounts()],
+            "attrs": [dict(zip(("scope", "name", "value"), r)) for r in self.db.execute(
+                "SELECT scope, name, value FROM attr ORDER BY scope, name, rowid")],
         }
 
     def load(self, dump: dict[str, Any], *, only: set[str] | None = None) -> int:
@@ -206,6 +346,11 @@ class Directory:
                 for c in dump.get("cos", []):
                     self.db.execute("INSERT OR REPLACE INTO cos (name, id, attrs) VALUES (?,?,?)",
                                     (c["name"], c["id"], c["attrs"]))
+                if only is None and "attrs" in dump:
+                    self.db.execute("DELETE FROM attr")
+                    self.db.executemany(
+                        "INSERT OR IGNORE INTO attr (scope, name, value) VALUES (?, ?, ?)",
+                        [(a["scope"], a["name"], a["value"]) for a in dump["attrs"]])
                 for a in dump.get("accounts", []):
                     if only is not None and a["email"] not in only:
                         continue
@@ -226,12 +371,13 @@ class Directory:
         return json.dumps(self.export(), indent=1, sort_keys=True)
 
 
-def _merged(old: Mapping[str, str], changes: Mapping[str, str | None]) -> str:
-    out = {**old, **changes}
-    return json.dumps({k: str(v) for k, v in sorted(out.items()) if v is not None})
-
-
 def _check_status(status: str) -> None:
     if status not in STATUSES:
         raise UsageError(f"{status!r} is not an account status", hint="one of " +
                          ", ".join(STATUSES))
+
+
+def _merged(old: Mapping[str, str], changes: Mapping[str, str | None]) -> str:
+    out = {**old, **changes}
+    return json.dumps({k: str(v) for k, v in sorted(out.items()) if v is not None})
+

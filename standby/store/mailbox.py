@@ -102,6 +102,7 @@ class _MailboxState:
     last_change: int
     last_item_id: int
     account_id: str
+    epoch: int = 0
 
 
 class Store:
@@ -158,10 +159,14 @@ class Store:
     def _mailbox(self, mailbox_id: int) -> Iterator[_MailboxState]:
         with self._locks_lock:
             lock = self._locks.setdefault(mailbox_id, threading.Lock())
-        with lock:
+        # The directory's gate refuses changes while the account is in maintenance and lets a
+        # backup or restore wait for changes in flight; a restore bumps the epoch, after which
+        # what this process caches about the mailbox is reloaded.
+        with lock, self.directory.mailbox_gate(mailbox_id) as epoch:
             st = self._state.get(mailbox_id)
-            if st is None:
+            if st is None or st.epoch != epoch:
                 st = self._load_state(mailbox_id)
+                st.epoch = epoch
             yield st
 
     def _load_state(self, mailbox_id: int) -> _MailboxState:
@@ -285,12 +290,19 @@ class Store:
         self.blobs.write(path, raw)
         self.writer.log_commit(sib)
         out = []
+        refused: list[str] = []
         try:
             for m, rcpt in zip(mboxes, recipients):
-                out.append(self._create_message(m, rcpt, raw, digest, rcv, folder_id, flags,
-                                                tags, shared=True, path=str(path)))
+                try:
+                    out.append(self._create_message(m, rcpt, raw, digest, rcv, folder_id,
+                                                    flags, tags, shared=True, path=str(path)))
+                except StateConflict as e:  # that one is in maintenance: the others get it
+                    refused.append(e.message)
         finally:
             self.blobs.delete(path)
+        if refused:
+            raise StateConflict(f"delivered to {len(out)} of {len(mboxes)} recipients; "
+                                + "; ".join(refused))
         return out
 
     def _create_message(self, m: int, rcpt: str, raw: bytes, digest: str, rcv: int,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import ctypes
 import json
 import os
 import signal
@@ -22,19 +21,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from standby import log as slog
 from standby import settings as settings_mod
 from standby.errors import StandbyError, StateConflict, UsageError
+from standby.fsutil import syncfs
 from standby.redolog.writer import RedoLogWriter, WriterConfig
 from standby.settings import Settings
 from standby.store import recovery
 from standby.store.mailbox import Store
+from standby.store.schema import FLUSH_TABLE
 from standby.store.site import SERVICE_PID, Site
-
-FLUSH_TABLE = "zimbra.standby_flush_marker"
 
 
 def build_store(site: Site) -> tuple[Store, RedoLogWriter]:
@@ -55,28 +53,13 @@ def build_store(site: Site) -> tuple[Store, RedoLogWriter]:
         finally:
             c.close()
         for vol in (s.volumes.blob.path, s.volumes.index.path):
-            _syncfs(vol)
+            syncfs(vol)
 
     writer = RedoLogWriter(s.volumes.redolog.path, server_id=s.server_id,
                            config=WriterConfig.from_settings(s.redolog), before_rollover=flush_db)
     store = Store(writer=writer, connect=db.connect, effects=site.effects,
                   directory=site.directory, groups=s.store.mailbox_groups)
     return store, writer
-
-
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def _syncfs(path: Path) -> None:
-    """Write back everything of the file system `path` is on (Python has no `os.syncfs`)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-        if _LIBC.syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), str(path))
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from standby import _process, timefmt
 from standby import log as slog
 from standby import settings as settings_mod
 from standby.errors import StateConflict
+from standby.fsutil import flock_held
 from standby.settings import Settings
 from standby.store import schema
 from standby.store.blobs import BlobStore
@@ -155,17 +156,7 @@ class Site:
         """True if some process holds the volumes lock (this one included)."""
         if self._lock_fd is not None:
             return True
-        path = self.lock_path
-        if not path.exists():
-            return False
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        return flock_held(self.lock_path)
 
     def service_pid(self) -> int | None:
         """The pid of the store service running on these volumes, if any."""
