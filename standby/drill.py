@@ -147,7 +147,10 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
     p_sets = settings_mod.with_overrides(p, {"snapshot.stagger_s": 0.5})
     standby_cfg = control.init(base / "standby", server_id=p.server_id, mailbox_groups=groups,
                                manifest_key=p.snapshot.manifest_key)
-    sb = settings_mod.load(standby_cfg)
+    # The standby and the reference read the primary's directory, as a standby site reads the
+    # primary's LDAP: a replayed purge deletes by the accounts' lifetimes held there.
+    shared = {"store.directory": str(p.directory_path)}
+    sb = settings_mod.with_overrides(settings_mod.load(standby_cfg), shared)
     shipping = shipping or FolderCopy(base / "site", local.for_settings(p))
     reference = None
     try:
@@ -237,7 +240,7 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
         say("proof: replaying the pulled log from empty into a reference store")
         ref_cfg = control.init(base / "reference", server_id=p.server_id, mailbox_groups=groups,
                                manifest_key=p.snapshot.manifest_key)
-        reference = settings_mod.load(ref_cfg)
+        reference = settings_mod.with_overrides(settings_mod.load(ref_cfg), shared)
         ref = Site.open(reference)
         every = Selection()
         engine.run(ref, engine.find_logs(ref, every, log_dir=sb.volumes.redolog.path), every)

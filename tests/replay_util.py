@@ -1,7 +1,9 @@
 """Helpers for the replay tests (`tests/test_replay_*.py`).
 
 - `Lab`: the stores of one test or one Hypothesis example, made with the `make_store` fixture,
-  stopped and removed when the example ends (so a long property does not pile up servers).
+  stopped and removed when the example ends (so a long property does not pile up servers). They
+  share the first one's directory, as a standby site shares its primary's LDAP: a replayed
+  purge deletes by the accounts' lifetimes found there.
 - `run_primary`: a real primary driven by loadgen, stopped, with its digest.
 - `zmplayredo` / `standby_cli`: the commands as a user runs them (a subprocess), with the exit
   code, the output, and the `--json` summary.
@@ -178,10 +180,17 @@ class Lab:
         self.prefix = f"x{Lab._count}"
         self.make_store = make_store
         self.handles: list[Any] = []
+        self.directory: Path | None = None  # the first store's, shared by the others
 
     def store(self, name: str, **kw: Any) -> Any:
+        if self.directory is not None:
+            sections = {k: dict(v) for k, v in kw.pop("sections", {}).items()}
+            sections.setdefault("store", {}).setdefault("directory", str(self.directory))
+            kw["sections"] = sections
         h = self.make_store(f"{self.prefix}-{name}", **kw)
         self.handles.append(h)
+        if self.directory is None:
+            self.directory = h.settings.directory_path
         return h
 
     def __enter__(self) -> Self:

@@ -4,8 +4,9 @@ Reads (`DbRowSource`) fetch a mailbox's rows by id, by folder, its folders, tags
 membership in a few statements. Writes (`BulkWriter`) take the `Changes` of many mailboxes and
 apply them in one transaction: deletes of the touched pre-existing rows by primary key, then the
 final rows with `LOAD DATA LOCAL INFILE` from tab-separated files on a RAM disk (`/dev/shm` when
-there is one), then the mailbox rows' change and item checkpoints. The session runs at READ
-COMMITTED so two workers loading into the same tables take no gap locks from each other.
+there is one), then the mailbox rows' change and item checkpoints, then the config sections' statements in log
+order (`store.mailbox_config`). The session runs at READ COMMITTED so two workers loading into
+the same tables take no gap locks from each other.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from standby.replay.model import Changes
-from standby.store.effects import FIRST_USER_ID
+from standby.store import mailbox_config
+from standby.store.statements import FIRST_USER_ID, tombstone_ids
 from standby.store.schema import (
     INDEX_VOLUME_ID,
     MAIL_ITEM_COLUMNS,
@@ -146,6 +148,9 @@ class DbRowSource:
                                 f" FROM zimbra.mailbox WHERE id IN ({q})", part):
                 out[r[0]] = (r[1], r[2], r[3])
         return out
+
+    def tombstone_ids(self, m: int, change: int) -> list[int]:
+        return tombstone_ids(self.conn.cursor(), self.groups, m, change)
 
     def deleted_mailboxes(self, ids: Sequence[int]) -> set[int]:
         out: set[int] = set()
@@ -300,6 +305,7 @@ class BulkWriter:
                 if ch.wipe:
                     for table in ("tagged_item", "tag", "tombstone", "revision", "mail_item"):
                         cur.execute(f"DELETE FROM {db}.{table} WHERE mailbox_id = %s", (m,))
+                    cur.execute(f"DELETE FROM {mailbox_config.TABLE} WHERE mailbox_id = %s", (m,))
                     cur.execute("DELETE FROM zimbra.mailbox WHERE id = %s", (m,))
                     cur.execute("INSERT INTO zimbra.deleted_account (email, account_id,"
                                 " mailbox_id, deleted_at) VALUES (NULL, %s, %s, %s)",
@@ -336,6 +342,9 @@ class BulkWriter:
             self._load(cur, f"{db}.tagged_item", ("mailbox_id", "tag_id", "item_id"), tagged)
             self._load(cur, f"{db}.tag", TAG_COLUMNS, tags)
             self._load(cur, f"{db}.tombstone", TOMBSTONE_COLUMNS, tombs)
+            for ch in chs:
+                for op in ch.config:
+                    mailbox_config.apply(cur, ch.mailbox_id, op)
         if next_mailbox:
             cur.execute("UPDATE zimbra.current_volumes SET next_mailbox_id ="
                         " GREATEST(next_mailbox_id, %s)", (next_mailbox,))

@@ -142,7 +142,7 @@ def run(site: Site, logs: Logs, selection: Selection, options: EngineOptions = E
             cfg = WorkerConfig(str(s.mariadb_socket), s.store.mailbox_groups,
                                str(s.volumes.blob.path), str(s.volumes.index.path),
                                s.store.compress_blobs, s.store.compression_threshold,
-                               options.index)
+                               options.index, retention=site.directory.retention())
             workers = max(1, min(options.threads, os.cpu_count() or 1))
             if selection.mailbox_ids is not None and len(selection.mailbox_ids) == 1:
                 workers = 1  # as Zimbra: one mailbox, one thread

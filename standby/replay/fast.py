@@ -26,7 +26,13 @@ from typing import Any, cast
 
 from standby import log as slog
 from standby.errors import ServiceError
-from standby.redolog.ops import CreateContact, CreateMessage, ModifyContact, StoreIncomingBlob
+from standby.redolog.ops import (
+    CreateContact,
+    CreateMessage,
+    ModifyContact,
+    SaveDraft,
+    StoreIncomingBlob,
+)
 from standby.redolog.record import REGISTRY, Record, op_fields
 from standby.replay import DEFAULT_CHUNK_OPS
 from standby.replay.player import LogFile, Player, Selection
@@ -51,7 +57,7 @@ def _getter(opcode: int) -> tuple[Callable[[Any], tuple[Any, ...]], int, int]:
             (lambda o, s=slots[0]: (getattr(o, s),)) if slots else (lambda o: ()))
         data_at = slots.index("data") if "data" in slots else -1
         kind = (OUTSIDE if cls not in APPLIED_OPS else
-                MESSAGE if issubclass(cls, CreateMessage) else
+                MESSAGE if issubclass(cls, CreateMessage | SaveDraft) else
                 CONTACT if issubclass(cls, CreateContact | ModifyContact) else
                 DROP if data_at >= 0 else PLAIN)
         g = _GETTERS[opcode] = (get, data_at, kind)
@@ -165,8 +171,8 @@ def replay(logs: list[LogFile], sel: Selection, *, cfg: WorkerConfig, workers: i
                 continue
             vals = get(op)
             ref = None
-            if kind == MESSAGE:
-                msg = cast(CreateMessage, op)
+            if kind == MESSAGE:  # a message body (CreateMessage, SaveDraft), inline or LINK
+                msg = cast(CreateMessage | SaveDraft, op)
                 if msg.data is not None:
                     ln = len(msg.data)
                     ref = (file_index[path], rec.offset + rec.length - ln, ln)

@@ -14,7 +14,10 @@ For each mailbox of a chunk, in the order the ops committed:
    so a message created and deleted within it is never tokenized.
 Message fields (sender, subject, text) are parsed once per message, and only when a surviving row
 or document needs them; with `--index defer` only the headers a row needs
-(`mime.message_headers`), the text being the catch-up's work. Blob bytes are read from the log files by (file, offset, length).
+(`mime.message_headers`), the text being the catch-up's work. Blob bytes are read from the log
+files by (file, offset, length); a copy's bytes come from its source's (in the log, or the
+source's blob file, `CopyFrom`). What a purge deleted comes from the model, or from its
+tombstones when the database had applied it.
 """
 
 from __future__ import annotations
@@ -36,16 +39,26 @@ from typing import Any, TypeVar
 
 from standby.redolog.ops import (
     TYPE_MESSAGE,
+    CopyItem,
     CreateContact,
     CreateMailbox,
     CreateMessage,
     IndexItem,
     ModifyContact,
+    PurgeOldMessages,
+    SaveDraft,
 )
 from standby.redolog.record import REGISTRY, Op, Record, op_fields
 from standby.replay.bulk import BulkWriter, DbRowSource, PrefetchedRows
-from standby.replay.model import MailboxModel, contact_digest, referenced_ids
+from standby.replay.model import (
+    DIGEST,
+    MailboxModel,
+    blob_item_ids,
+    contact_digest,
+    referenced_ids,
+)
 from standby.store import effects as fx
+from standby.store import purge
 from standby.store.blobs import BlobStore, blob_relpath
 from standby.store.blobs import digest as blob_digest
 from standby.store.index import Doc, IndexMode, IndexOverlay, IndexStore, MailboxIndex
@@ -77,6 +90,7 @@ class WorkerConfig:
     compress_blobs: bool
     compression_threshold: int
     index_mode: IndexMode = "now"
+    retention: purge.Retention = field(default_factory=purge.Retention)  # for purges
 
 
 def _raise_fd_limit() -> None:
@@ -207,6 +221,13 @@ class _Deferred(IndexOverlay):
         self._item(item_id, type, folder_id, mod_content)
         self.pending[item_id] = (None, fields)
 
+    def defer(self, item_id: int, type: int, folder_id: int, mod_content: int,
+              text: tuple[str, str, str, str] | None = None) -> None:
+        """Straight into the index's `pending` (a copy of a source still pending from before
+        the chunk), in either mode: the catch-up writes its document."""
+        self.pending.pop(item_id, None)
+        self.idx.defer(item_id, type, folder_id, mod_content, text)
+
     def remove(self, ids: Iterable[int]) -> None:
         ids = list(ids)
         for i in ids:
@@ -256,17 +277,22 @@ class Worker:
         # Keep every index this worker opens open until the end: closing a WAL database
         # checkpoints it, which is better done once.
         self.index = IndexStore(Path(cfg.index_root), cache_size=1 << 30, cache_kb=512)
-        self.effects = fx.Effects(groups=cfg.groups, blobs=self.blobstore, index=self.index)
+        self.effects = fx.Effects(groups=cfg.groups, blobs=self.blobstore, index=self.index,
+                                  retention=cfg.retention)
         self.blobs = _Blobs()
         self.fields: dict[tuple[int, int, int], MessageFields] = {}
         self.headers: dict[tuple[int, int, int], MessageHeaders] = {}
         self.touched: set[int] = set()
+        # (mailbox, digest) -> where in the log a body with that digest is, for every body of
+        # this worker's mailboxes replayed so far: a copy's bytes when its source is gone
+        self.bodies: dict[tuple[int, str], tuple[tuple[int, int, int], int]] = {}
         self._kernel_copy = hasattr(os, "copy_file_range")
         # Blob files in two threads (creation mostly waits in the kernel), the database load in
         # its own (it mostly waits on MariaDB), so neither queues behind the other.
         self.io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="replay-blobs")
         self.dbio = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-db")
         self.inflight: list[Future[tuple[Counter[str], float, float]]] = []
+        self.writing: dict[int, Future[tuple[Counter[str], float, float]]] = {}  # last chunk's
 
     # -- helpers ----------------------------------------------------------------------------
     def _op(self, code: int, vals: tuple[Any, ...], ref: tuple[int, int, int] | None) -> Op:
@@ -319,9 +345,10 @@ class Worker:
         for m, ops in built.items():
             stats.ops += len(ops)
             self.touched.add(m)
-            ch, blobs_wanted = self._fold(m, ops, states.get(m), m in deleted, source, stats)
+            ch, blobs_wanted, said = self._fold(m, ops, states.get(m), m in deleted, source,
+                                                stats)
             all_changes.append(ch)
-            work.append((m, ops, blobs_wanted))
+            work.append((m, ops, blobs_wanted, said))
         del built, source
         t1, c1 = tm(), cpu()
         stats.seconds["fold"] += t1 - t0
@@ -335,12 +362,17 @@ class Worker:
         # blob of a row from before the chunk, never one the chunk writes).
         before = self.writer.rows_loaded
         db_job = self.dbio.submit(self._timed, self.writer.write, all_changes)
-        blob_jobs = [self.io.submit(self._timed, self._blobs, m, wanted)
-                     for m, _ops, wanted in work if wanted]
+        # A copy may read its source's blob file: one the previous chunk's jobs may still be
+        # writing (its job for the mailbox goes first), or one this chunk's garbage removes
+        # (the garbage job waits for this chunk's writes).
+        writing = {m: self.io.submit(self._timed, self._blobs, m, wanted,
+                                     self.writing.get(m) if _copies(wanted) else None)
+                   for m, _ops, wanted, _s in work if wanted}
+        blob_jobs = list(writing.values())
         for job in opening:
             job.result()
-        for m, ops, _ in work:
-            self._index(m, ops, stats, existed[m])
+        for m, ops, _, said in work:
+            self._index(m, ops, stats, existed[m], said)
         stats.seconds["index"] += tm() - t1
         stats.cpu["index"] += cpu() - c1
         _r, secs, csecs = db_job.result()
@@ -350,7 +382,8 @@ class Worker:
         self._collect(self.inflight, stats)
         stats.seconds["blob_wait"] += tm() - t2
         self.inflight = blob_jobs + [self.io.submit(self._timed, self._drop_garbage,
-                                                    all_changes)]
+                                                    all_changes, blob_jobs)]
+        self.writing = writing
         stats.rows_loaded = self.writer.rows_loaded - before
         stats.seconds["chunk"] += tm() - t0
         return stats
@@ -383,28 +416,34 @@ class Worker:
             if change > hwm:
                 ids.update(referenced_ids(op))
             else:  # for blobs of ops the database has already applied
-                ids.update(referenced_ids(op)[:1])
+                ids.update(blob_item_ids(op))
         return ids
 
     def _fold(self, m: int, ops: list[tuple[Op, int, int, Any]],
               state: tuple[int, int, str] | None, deleted: bool, source: PrefetchedRows,
-              stats: ChunkStats) -> tuple[Any, list[tuple[int, int, Any, Any, Any]]]:
+              stats: ChunkStats) -> tuple[Any, list[tuple[int, int, Any, Any, Any]],
+                                          _DbSaid]:
+        # Message bodies by the change number of the op that carried them (the model's
+        # content keys).
         refs: dict[int, tuple[tuple[int, int, int] | None, int]] = {}
-        for op, _c, _t, ref in ops:
-            if isinstance(op, CreateMessage):
-                refs[op.msg_id] = (ref, op.msg_size)
+        for op, change, _t, ref in ops:
+            if isinstance(op, CreateMessage | SaveDraft):
+                refs[change] = (ref, op.msg_size)
+                if ref is not None and op.digest:
+                    self.bodies[(m, op.digest)] = (ref, op.msg_size)
 
-        def fields_for(item_id: int) -> RowFields:
-            ref, size = refs.get(item_id, (None, 0))
+        def fields_for(key: int) -> RowFields:
+            ref, size = refs.get(key, (None, 0))
             return self._row_fields(ref, size, stats)
 
         hwm, ckpt, acct = state if state else (0, 0, None)
         mm = MailboxModel(m, exists=state is not None, hwm=hwm, item_ckpt=ckpt,
                           account_id=acct, deleted_before=deleted, source=source,
-                          fields_for=fields_for)
+                          fields_for=fields_for, retention=self.cfg.retention)
         if state is not None:
             mm.prefetch(self._named(ops, hwm))
         wanted: list[tuple[int, int, Any, Any, Any]] = []
+        purged: dict[int, list[int]] = {}
         for op, change, ts, ref in ops:
             data_len, digest = 0, None
             if isinstance(op, CreateContact | ModifyContact):
@@ -412,24 +451,59 @@ class Worker:
                 digest = contact_digest(op.data)
             outcome = mm.apply(op, change, ts, data_len, digest)
             stats.db[outcome] += 1
-            if isinstance(op, CreateMessage):
+            if isinstance(op, CreateMessage | SaveDraft):
                 wanted.append((op.msg_id, change, ref, op.digest, op.msg_size))
                 if ref is None:
                     stats.errors.append(f"mailbox {m} message {op.msg_id}: no blob source")
             elif isinstance(op, CreateContact | ModifyContact) and op.data:
                 wanted.append((op.contact_id, change, op.data, digest, None))
+            elif isinstance(op, CopyItem):
+                wanted.extend(self._copy_wanted(mm, op, change, refs, self.bodies))
+            elif isinstance(op, PurgeOldMessages) and outcome == "skipped":
+                purged[change] = self.source.tombstone_ids(m, change)
+        purged.update(mm.purged)
         stats.errors.extend(mm.counts.errors)
         survivors = [w for w in wanted if mm.surviving(w[0], w[1])]
-        return mm.changes(), survivors
+        return mm.changes(), survivors, _DbSaid(purged, mm.refused)
+
+    @staticmethod
+    def _copy_wanted(mm: MailboxModel, op: CopyItem, change: int,
+                     refs: dict[int, tuple[tuple[int, int, int] | None, int]],
+                     bodies: dict[tuple[int, str], tuple[tuple[int, int, int], int]]
+                     ) -> list[tuple[int, int, Any, Any, Any]]:
+        """The blobs of a copy: its source's bytes from the log when the source's body came in
+        this chunk, else from the source's blob file (the model says which, for a copy it
+        made; for one the database had made, the source's file as it was before the chunk),
+        else a body with the copy's digest seen earlier in the log."""
+        out: list[tuple[int, int, Any, Any, Any]] = []
+        for src_id, copy_id, _uuid in op.entries:
+            row = mm.rows.get(copy_id)
+            if row is None or not row[DIGEST]:
+                continue
+            src, key, src_mc = mm.copy_source.get(copy_id, (src_id, None, None))
+            ref, size = refs.get(key, (None, 0)) if key is not None else (None, 0)
+            if ref is not None:
+                out.append((copy_id, change, ref, row[DIGEST], size))
+            else:
+                out.append((copy_id, change, CopyFrom(src, src_mc if src_mc is not None
+                                                      else mm.pre_blob.get(src),
+                                                      bodies.get((mm.m, row[DIGEST]))),
+                            row[DIGEST], None))
+        return out
 
     # -- blobs ------------------------------------------------------------------------------
-    def _blobs(self, m: int, wanted: list[tuple[int, int, Any, Any, Any]]) -> Counter[str]:
-        """Write one mailbox's surviving blobs (runs in the pool; returns its counts).
+    def _blobs(self, m: int, wanted: list[tuple[int, int, Any, Any, Any]],
+               after: Future[Any] | None = None) -> Counter[str]:
+        """Write one mailbox's surviving blobs (runs in the pool; returns its counts), once
+        `after` (the mailbox's previous job, submitted earlier to the same FIFO pool, so never
+        queued behind this one) is done.
 
         Paths are built as strings (this runs once per surviving message). A body stored
         plainly in the log is copied file to file inside the kernel (`copy_file_range`), so its
         bytes never pass through this process; gzipped bodies and compressed stores go
         through `_write_new`."""
+        if after is not None:
+            after.result()
         counts: Counter[str] = Counter()
         root = self.cfg.blob_root
         plain = not self.cfg.compress_blobs
@@ -437,6 +511,10 @@ class Worker:
         for item_id, change, src, digest, size in wanted:
             path = f"{root}/{blob_relpath(m, item_id, change)}"
             self.blobstore.ensure_dir(path.rpartition("/")[0])
+            if isinstance(src, CopyFrom):
+                found = fx.copy_source(self.blobstore, m, src.item_id, digest, src.mod_content)
+                src = self.blobstore.read(found) if found is not None else \
+                    self.blobs.read(*src.logged) if src.logged is not None else None
             if src is None:
                 counts["missing-source"] += 1
                 continue
@@ -455,12 +533,15 @@ class Worker:
             counts["written"] += 1
         return counts
 
-    def _drop_garbage(self, changes: list[Any]) -> Counter[str]:
+    def _drop_garbage(self, changes: list[Any], writes: list[Future[Any]]) -> Counter[str]:
         """Remove the blob files of rows the chunk deleted or replaced, now that the database
-        no longer refers to them (so no committed row ever points at a missing blob). Done
+        no longer refers to them (so no committed row ever points at a missing blob), once the
+        chunk's `writes` are done (a copy may read a source the chunk then deleted). Done
         here rather than at the end, so it overlaps other work; what is left over (blobs of
         rows the database had removed before the run) is found by the garbage pass at the
         end."""
+        for job in writes:  # submitted before this job to the same FIFO pool
+            job.result()
         root, n = self.cfg.blob_root, 0
         for ch in changes:
             for item_id, mc in ch.blob_garbage:
@@ -538,7 +619,7 @@ class Worker:
             pass  # it stays open in the cache (never evicted) for the index phase
 
     def _index(self, m: int, ops: list[tuple[Op, int, int, Any]], stats: ChunkStats,
-               exists: bool) -> None:
+               exists: bool, said: _DbSaid) -> None:
         creates = any(isinstance(op, CreateMailbox) for op, *_ in ops)
         if not exists and not creates:
             stats.index["missing"] += len(ops)
@@ -561,7 +642,9 @@ class Worker:
                         stats.index["skipped"] += 1
                         continue
                     if type(op) in _INDEXED:
-                        self._index_op(d, Record(op, ts, 0, 0, m, change), op, ref, dummy)
+                        self._index_op(d, Record(op, ts, 0, 0, m, change), op, ref,
+                                       fx.Content(None, deleted=said.purged.get(change),
+                                                  refused=change in said.refused), dummy)
                     hwm = change
                     stats.index["applied"] += 1
                 docs = d.flush()
@@ -577,13 +660,35 @@ class Worker:
             stats.documents += docs
 
     def _index_op(self, d: _Deferred, rec: Record, op: Op, ref: Any,
-                  stats: ChunkStats) -> None:
-        if isinstance(op, CreateMessage):
+                  said: fx.Content, stats: ChunkStats) -> None:
+        """One op on the deferring index; `said` holds what the database step learnt."""
+        if isinstance(op, CreateMessage | SaveDraft):
             if ref is None:
                 return
+            if isinstance(op, SaveDraft):  # the draft's new body, in the folder it is in
+                row = d.db.execute("SELECT type, folder_id FROM items WHERE id = ?",
+                                   (op.msg_id,)).fetchone()
+                if row is None or row[0] != TYPE_MESSAGE or said.refused:
+                    return
+                folder = row[1]
+            else:
+                folder = op.folder_id
             size = op.msg_size
-            d.put_lazy(op.msg_id, TYPE_MESSAGE, op.folder_id, rec.change_id,
+            d.put_lazy(op.msg_id, TYPE_MESSAGE, folder, rec.change_id,
                        lambda: self._fields(ref, size, stats))
+        elif isinstance(op, CopyItem):
+            fx.index_copy_item(self.effects, d, rec, op, said)
+            for src_id, copy_id, _uuid in op.entries:
+                src, made = d.pending.get(src_id), d.pending.get(copy_id)
+                if src is None or made is None or made[0] is None:
+                    continue
+                # the source's document is still to be written: the copy's is the same
+                s, c = src[0], made[0]
+                d.pending[copy_id] = (
+                    (Doc(copy_id, c.type, c.folder_id, c.mod_content, s.subject, s.sender,
+                         s.recipients, s.body), None) if s is not None else (None, src[1]))
+        elif isinstance(op, PurgeOldMessages):
+            fx.index_purge(self.effects, d, rec, op, said)
         elif isinstance(op, CreateContact | ModifyContact):
             fx.index_contact(self.effects, d, rec, op, fx.Content(None))
         elif isinstance(op, IndexItem):
@@ -614,6 +719,30 @@ class Worker:
             list(closer.map(self.index.close_one, list(self.index.open_ids())))
         self.conn.close()
         return removed, {"finish_garbage": t1 - t0, "finish_close": tm() - t1}, behind, tail
+
+
+@dataclass(frozen=True)
+class _DbSaid:
+    """What a mailbox's fold learnt that its index needs: the ids each purge deleted, and the
+    changes of ops the database refused."""
+
+    purged: dict[int, list[int]]
+    refused: set[int]
+
+
+@dataclass(frozen=True)
+class CopyFrom:
+    """A copy's bytes from its source's blob file (`mod_content`: the revision to try first),
+    else from the log (`logged`: a body with its digest, and the body's size)."""
+
+    item_id: int
+    mod_content: int | None
+    logged: tuple[tuple[int, int, int], int] | None = None
+
+
+def _copies(wanted: list[tuple[int, int, Any, Any, Any]]) -> bool:
+    """Whether any of these blobs is a copy read from its source's blob file."""
+    return any(isinstance(w[2], CopyFrom) for w in wanted)
 
 
 def _write_all(fd: int, data: bytes) -> None:

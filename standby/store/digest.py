@@ -1,9 +1,9 @@
 """A canonical digest of a store's logical content, per mailbox and for the whole store.
 
 Per mailbox: its `mailbox` row (operational columns left out), every row of `mail_item`, `tag`,
-`tagged_item`, `tombstone` and `revision` in key order, every blob file under the mailbox's
-directory (name and SHA-256 of its uncompressed content), and its index (items, folders, documents
-and the applied change number). For the store: the mailbox digests plus `deleted_account` and the
+`tagged_item`, `tombstone` and `revision` in key order, its config sections
+(`mailbox_metadata`), every blob file under the mailbox's directory (name and SHA-256 of its
+uncompressed content), and its index (items, folders, documents and the applied change number). For the store: the mailbox digests plus `deleted_account` and the
 next mailbox id. Paths of volumes (the `volume` table) are left out, so a standby built on other
 paths compares equal to its primary. Two stores with the same logical content have the same digest.
 
@@ -108,6 +108,11 @@ def mailbox_digest(conn: Any, m: int, *, groups: int, blobs: BlobStore, index: I
         for r in cur.fetchall():
             h.update(_h(table, r))
             nrows += 1
+    cur.execute("SELECT section, metadata FROM zimbra.mailbox_metadata WHERE mailbox_id = %s"
+                " ORDER BY section", (m,))
+    for r in cur.fetchall():
+        h.update(_h("mailbox_metadata", r))
+        nrows += 1
     conn.commit()
     paths = list(blobs.mailbox_blobs(m))
     hashes = list(pool.map(lambda p: _blob_hash(blobs, p), paths)) if pool else \

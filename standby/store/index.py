@@ -462,6 +462,10 @@ class IndexOverlay:
     def remove(self, ids: Iterable[int]) -> None:
         self.idx.remove(ids)
 
+    def defer(self, item_id: int, type: int, folder_id: int, mod_content: int,
+              text: tuple[str, str, str, str] | None = None) -> None:
+        self.idx.defer(item_id, type, folder_id, mod_content, text)
+
     def wipe(self) -> None:
         self.idx.wipe()
 

@@ -11,6 +11,13 @@ For each change, under the mailbox's lock:
 A delivery to several mailboxes first logs one StoreIncomingBlob (mailbox -1, blob staged under
 `incoming/`, committed at once), then one CreateMessage with a LINK body per recipient.
 
+Zimbra's other mail calls log what Zimbra logs for them: a copy (CopyItem, its copies in
+HashMap order), a new draft (a CreateMessage into Drafts, \\Draft and \\Sent flagged) and its
+later versions (SaveDraft, rcpt ":API:", folder -1, the op's time as received date, a new imap
+id from the item counter), config sections (SetConfig, DeleteConfig), and the purge of old
+messages (PurgeOldMessages, logged only when the account's lifetimes ask for one, as
+`Mailbox.purgeMessages` returns before logging otherwise).
+
 Side effects come in: `Store` is given the writer, a connection factory, the blob and index stores
 and the directory; it makes none of them.
 """
@@ -42,20 +49,27 @@ from standby.redolog.ops import (
     TYPE_FOLDER,
     TYPE_MESSAGE,
     TYPE_UNKNOWN,
+    FLAG_DRAFT,
+    FLAG_FROM_ME,
     AlterItemTag,
+    CopyItem,
     CreateContact,
     CreateFolder,
     CreateMailbox,
     CreateMessage,
     CreateTag,
+    DeleteConfig,
     DeleteItem,
     DeleteMailbox,
     EmptyFolder,
     IndexItem,
     ModifyContact,
     MoveItem,
+    PurgeOldMessages,
     RenameFolder,
     RenameTag,
+    SaveDraft,
+    SetConfig,
     SetItemTags,
     ColorItem,
     CreateSavedSearch,
@@ -77,6 +91,7 @@ from standby.store.directory import Directory
 from standby.store.effects import SYSTEM_FOLDER_IDS, Effects
 from standby.store.index import IndexStore, catch_up_mailbox
 from standby.store.schema import group_db
+from standby.store.statements import tombstone_ids
 
 INBOX, TRASH, JUNK, SENT, DRAFTS, CONTACTS, USER_ROOT = 2, 3, 4, 5, 6, 7, 1
 TYPE_SEARCH, TYPE_TAG = 2, 3
@@ -179,11 +194,12 @@ class Store:
         return rows
 
     def _execute(self, mailbox_id: int, st: _MailboxState, op: Op,
-                 content: bytes | None = None) -> Record:
-        """Steps 2-4 of the protocol for one change record; returns the logged record."""
+                 content: bytes | None = None, *, at: int | None = None) -> Record:
+        """Steps 2-4 of the protocol for one change record (stamped `at`, default now);
+        returns the logged record."""
         change = st.last_change + 1
         t, c = self.txn_ids.next()
-        rec = Record(op, self.clock(), t, c, mailbox_id, change)
+        rec = Record(op, self.clock() if at is None else at, t, c, mailbox_id, change)
         self.writer.log(rec, sync=True)
         try:
             outcome = self.effects.apply(self.conn(), rec, content=content)
@@ -573,6 +589,84 @@ class Store:
                            (m, dest, name, item_id)):
                 raise StateConflict(f"{name!r} already exists under {dest}")
             self._execute(m, st, RenameItem(item_id, dest, name, typ))
+
+    def copy(self, m: int, ids: list[int], dest_id: int) -> dict[int, int]:
+        """CopyItem: copies of messages or contacts into a folder; {source id: copy id}."""
+        with self._mailbox(m) as st:
+            self._require_folder(m, dest_id)
+            found = self._existing(m, ids, folder=False)
+            types = {self._item_type(m, i) for i in found}
+            if not found or not types <= {TYPE_MESSAGE, TYPE_CONTACT}:
+                raise NotFound(f"mailbox {m}: no messages or contacts among {ids}")
+            copies = {}
+            for i in found:
+                st.last_item_id += 1
+                copies[i] = st.last_item_id
+            entries = [(src, dst, str(uuid.UUID(int=(m << 64) | dst)))
+                       for src, dst in hashmap_ordered(list(copies.items()))]
+            typ = types.pop() if len(types) == 1 else TYPE_UNKNOWN
+            self._execute(m, st, CopyItem(typ, dest_id, tuple(entries)))
+            return copies
+
+    def create_draft(self, m: int, raw: bytes) -> int:
+        """A new draft, as Zimbra saves one: a CreateMessage into Drafts, \\Draft and \\Sent."""
+        with self._mailbox(m) as st:
+            draft_id = st.last_item_id + 1
+            now = self.clock()
+            op = CreateMessage(":API:", now, False, blobmod.digest(raw), len(raw), draft_id,
+                               DRAFTS, flags=FLAG_DRAFT | FLAG_FROM_ME, no_ical=True,
+                               body_type=BODY_INLINE, data=raw)
+            st.last_item_id = draft_id
+            self._execute(m, st, op, content=raw, at=now)
+            return draft_id
+
+    def save_draft(self, m: int, draft_id: int, raw: bytes) -> int:
+        """SaveDraft: a draft's new body; returns the imap id Zimbra draws for it."""
+        with self._mailbox(m) as st:
+            rows = self._query(f"SELECT flags FROM {self._t(m, 'mail_item')} WHERE"
+                               f" mailbox_id = %s AND id = %s AND type = {TYPE_MESSAGE}",
+                               (m, draft_id))
+            if not rows:
+                raise NotFound(f"mailbox {m} has no message {draft_id}")
+            if not rows[0][0] & FLAG_DRAFT:
+                raise UsageError(f"message {draft_id} is not a draft")
+            imap_id = st.last_item_id + 1
+            st.last_item_id = imap_id
+            now = self.clock()
+            op = SaveDraft(imap_id, ":API:", now, False, blobmod.digest(raw), len(raw), draft_id,
+                           -1, no_ical=True, body_type=BODY_INLINE, data=raw)
+            self._execute(m, st, op, content=raw, at=now)
+            return imap_id
+
+    def set_config(self, m: int, section: str, config: dict[str, Any] | None) -> None:
+        """SetConfig: a config section of the mailbox (None deletes it)."""
+        if not section or len(section) > 64:
+            raise UsageError(f"{section!r} is not a config section name (1-64 characters)")
+        with self._mailbox(m) as st:
+            self._execute(m, st, SetConfig(section, metadata.to_string(config)
+                                           if config is not None else ""))
+
+    def delete_config(self, m: int, section_part: str) -> None:
+        """DeleteConfig: every config section LIKE `section_part` (e.g. "<device id>%")."""
+        if not section_part:
+            raise UsageError("delete_config needs a section pattern")
+        with self._mailbox(m) as st:
+            self._execute(m, st, DeleteConfig(section_part))
+
+    def purge(self, m: int) -> list[int]:
+        """PurgeOldMessages, if the account's lifetimes ask for a purge; the ids it deleted."""
+        with self._mailbox(m) as st:
+            if not self.effects.retention.lifetimes(st.account_id).rules():
+                return []
+            rec = self._execute(m, st, PurgeOldMessages())
+            gone = tombstone_ids(self.conn().cursor(), self.groups, m, rec.change_id)
+            self.conn().commit()
+            return gone
+
+    def set_account_attrs(self, account: str, attrs: dict[str, str | None]) -> dict[str, str]:
+        """`zmprov ma`: an account's attributes in the directory (None removes one); returns
+        the account's own attributes."""
+        return self.directory.set_attrs(account, attrs).attributes()
 
     def index_item(self, m: int, item_id: int) -> None:
         with self._mailbox(m) as st:

@@ -90,7 +90,8 @@ _NEEDS_MAILBOX = frozenset({
     "create_folder", "rename_folder", "empty_folder", "create_tag", "rename_tag", "set_tags",
     "alter_tag", "move", "delete", "create_contact", "modify_contact", "index_item", "items",
     "read_message", "search", "tags", "set_color", "set_date", "reset_imap_uids",
-    "create_saved_search", "modify_saved_search", "rename_item", "set_custom_data"})
+    "create_saved_search", "modify_saved_search", "rename_item", "set_custom_data", "copy",
+    "create_draft", "save_draft", "set_config", "delete_config", "purge"})
 
 
 def dispatch(store: Store, method: str, p: dict[str, Any]) -> Any:
@@ -152,6 +153,17 @@ def dispatch(store: Store, method: str, p: dict[str, Any]) -> Any:
         "rename_item": lambda: store.rename_item(
             m, int(p["item_id"]), p["name"],
             folder_id=int(p["folder_id"]) if p.get("folder_id") is not None else None),
+        "copy": lambda: {str(k): v for k, v in store.copy(
+            m, [int(i) for i in p["ids"]], int(p["dest_id"])).items()},
+        "create_draft": lambda: store.create_draft(m, _b64(p["message"])),
+        "save_draft": lambda: store.save_draft(m, int(p["draft_id"]), _b64(p["message"])),
+        "set_config": lambda: store.set_config(
+            m, p["section"], dict(p["config"]) if p.get("config") is not None else None),
+        "delete_config": lambda: store.delete_config(m, p["section_part"]),
+        "purge": lambda: store.purge(m),
+        "set_account_attrs": lambda: store.set_account_attrs(
+            p["account"], {str(k): None if v is None else str(v)
+                           for k, v in dict(p["attrs"]).items()}),
         "items": lambda: store.items(m, folder_id=p.get("folder_id"), type=p.get("type"),
                                      limit=int(p.get("limit", 1000))),
         "read_message": lambda: base64.b64encode(
