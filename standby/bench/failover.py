@@ -45,6 +45,7 @@ from typing import Any
 
 from standby import settings as settings_mod
 from standby.bench import synth
+from standby.bench.workdir import folder_bytes, work_folder
 from standby.bench.replay import (
     NAIVE_MIN_OPS,
     ceiling,
@@ -55,7 +56,7 @@ from standby.bench.replay import (
 )
 from standby.catalog import local
 from standby.catalog.manifest import Manifest
-from standby.errors import ServiceError, StandbyError
+from standby.errors import ServiceError
 from standby.redolog.ops import CreateMessage
 from standby.redolog.writer import RedoLogWriter, WriterConfig
 from standby.replay import engine
@@ -63,7 +64,6 @@ from standby.replay.bulk import TSV_ENGINE
 from standby.replay.player import Player, Selection, select_files
 from standby.settings import Settings
 from standby.snapshot import sets
-from standby.store import control
 from standby.store.digest import digest_settings
 from standby.store.index import CATCHUP_BATCH, MailboxIndex
 from standby.store.mime import message_fields
@@ -265,18 +265,29 @@ def _store(base: Path, name: str, server_id: str, key: str) -> Settings:
     return settings_mod.with_overrides(s, {"snapshot.stagger_s": 0.0})
 
 
+# The work folder's size (measured: `work_folder_gb`): six MariaDB servers' files, and per op of
+# the log the log itself, its blobs and index in the primary, the set's copies and each of the
+# three standbys (each restores the whole log).
+DISK_FIXED_BYTES = 6 * (700 << 20)
+DISK_BYTES_PER_OP = 30_000
+
+
+def disk_estimate(total_ops: int) -> int:
+    return DISK_FIXED_BYTES + DISK_BYTES_PER_OP * total_ops
+
+
 def run(*, history_ops: int = 500_000, ops: int = 300_000, accounts: int = 500, seed: int = 1,
         naive_ops: int = NAIVE_MIN_OPS, workdir: Path | None = None, keep: bool = False,
         say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
-    base = Path(tempfile.mkdtemp(prefix="standby-bench-failover-", dir=workdir))
     out: dict[str, Any] = {"history_ops": history_ops, "ops": ops, "accounts": accounts,
                            "tsv_engine": TSV_ENGINE, "cores": os.cpu_count()}
     key = secrets.token_hex(32)
     server_id = "bench-failover"
-    made: list[Settings] = []
-    try:
+    need = disk_estimate(history_ops + ops)
+    out["disk_estimate_gb"] = round(need / 2**30, 1)
+    with work_folder("standby-bench-failover-", workdir=workdir, need_bytes=need, keep=keep,
+                     say=say) as base:
         p = _store(base, "primary", server_id, key)
-        made.append(p)
         say(f"primary: {history_ops} ops of history")
         t0 = time.perf_counter()
         log = _Log(p.volumes.redolog.path, accounts=accounts, seed=seed, server_id=server_id)
@@ -307,7 +318,6 @@ def run(*, history_ops: int = 500_000, ops: int = 300_000, accounts: int = 500, 
         # -- fast engine, --index defer, then the catch-up ------------------------------------
         say("standby (fast, --index defer): restore and replay")
         a = _store(base, "standby-defer", server_id, key)
-        made.append(a)
         restore_s = _restore(m, p, a)
         res, smp, wall = _run_sampled([str(BIN / "zmplayredo"), "--config", str(a.source),
                                        *replay_args])
@@ -351,7 +361,6 @@ def run(*, history_ops: int = 500_000, ops: int = 300_000, accounts: int = 500, 
         # -- fast engine, --index now ---------------------------------------------------------
         say("standby (fast, --index now): restore and replay")
         b = _store(base, "standby-now", server_id, key)
-        made.append(b)
         restore_b = _restore(m, p, b)
         res_b, smp_b, wall_b = _run_sampled([str(BIN / "zmplayredo"), "--config", str(b.source),
                                              *replay_args, "--index", "now"])
@@ -365,7 +374,6 @@ def run(*, history_ops: int = 500_000, ops: int = 300_000, accounts: int = 500, 
         n_naive = min(max(naive_ops, NAIVE_MIN_OPS), out["ops_applied"])
         say(f"standby (naive): restore and replay the first {n_naive} ops")
         c = _store(base, "standby-naive", server_id, key)
-        made.append(c)
         _restore(m, p, c)
         csite = Site.open(c)
         nres = engine.run(csite, engine.find_logs(csite, start), start,
@@ -377,7 +385,6 @@ def run(*, history_ops: int = 500_000, ops: int = 300_000, accounts: int = 500, 
         # -- the machine's ceilings, now ------------------------------------------------------
         say("ceiling: LOAD DATA rows/s and file creates/s")
         cs = make_store(base / "ceiling")
-        made.append(cs)
         cl = ceiling(cs)
         out.update(cl)
         out["rows_per_op"] = round(rows_per_op, 3)
@@ -402,12 +409,5 @@ def run(*, history_ops: int = 500_000, ops: int = 300_000, accounts: int = 500, 
         out["ratio_to_ceiling_catchup"] = round(out["catchup_docs_per_s"] / cc[
             "ceiling_catchup_docs_per_s"], 3) if out["catchup_docs_per_s"] and cc[
             "ceiling_catchup_docs_per_s"] else None
+        out["work_folder_gb"] = round(folder_bytes(base) / 2**30, 2)
         return out
-    finally:
-        for s in made:
-            try:
-                control.stop(s, timeout=30)
-            except StandbyError as e:
-                say(f"clean-up of {s.state_dir.parent}: {e}")
-        if not keep:
-            shutil.rmtree(base, ignore_errors=True)

@@ -38,7 +38,7 @@ from typing import Any
 
 from standby import settings as settings_mod
 from standby.bench import synth
-from standby.errors import StandbyError
+from standby.bench.workdir import folder_bytes, work_folder
 from standby.replay import DEFAULT_CHUNK_OPS, catchup, engine
 from standby.replay.bulk import TSV_ENGINE
 from standby.replay.player import Selection
@@ -252,14 +252,26 @@ def _caught_up_digest(s: Settings) -> Any:
     return digest_settings(s)
 
 
+# The work folder's size (measured: `work_folder_gb`): five MariaDB servers' files, and per op
+# the log, the fast store's blobs and index (the naive and prefix stores hold a prefix only).
+DISK_FIXED_BYTES = 5 * (700 << 20)
+DISK_BYTES_PER_OP = 12_000
+
+
+def disk_estimate(ops: int) -> int:
+    return DISK_FIXED_BYTES + DISK_BYTES_PER_OP * ops
+
+
 def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int = 500,
         naive_ops: int = NAIVE_MIN_OPS, keep: bool = False,
         batch_ops: int = DEFAULT_CHUNK_OPS, index: IndexMode = "now",
         say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
-    base = Path(tempfile.mkdtemp(prefix="standby-bench-replay-", dir=workdir))
     out: dict[str, Any] = {"ops": ops, "batch_ops": batch_ops, "index": index,
                            "tsv_engine": TSV_ENGINE}
-    try:
+    need = disk_estimate(ops)
+    out["disk_estimate_gb"] = round(need / 2**30, 1)
+    with work_folder("standby-bench-replay-", workdir=workdir, need_bytes=need, keep=keep,
+                     say=say) as base:
         primary_digest = None
         if ops <= PRIMARY_MAX_OPS:
             say(f"primary: loadgen until {ops} redo ops")
@@ -365,16 +377,5 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
                                                c["file_creates_per_s"])
         out["ratio_to_ceiling"] = round(out["ops_per_s"] / out["ceiling_ops_per_s"], 3) \
             if out["ceiling_ops_per_s"] else None
+        out["work_folder_gb"] = round(folder_bytes(base) / 2**30, 2)
         return out
-    finally:
-        for st in (base / n for n in ("primary", "fast", "naive", "fast-prefix", "ceiling")):
-            cfg = st / "standby.toml"
-            if cfg.exists():
-                try:
-                    s = settings_mod.load(cfg)
-                    if s is not None:
-                        control.stop(s, timeout=30)
-                except StandbyError as e:
-                    say(f"clean-up of {st}: {e}")
-        if not keep:
-            shutil.rmtree(base, ignore_errors=True)
