@@ -38,7 +38,7 @@ from typing import Any
 
 from standby import settings as settings_mod
 from standby.bench import synth
-from standby.bench.workdir import folder_bytes, work_folder
+from standby.bench.workdir import drop_volumes, folder_bytes, work_folder
 from standby.replay import DEFAULT_CHUNK_OPS, catchup, engine
 from standby.replay.bulk import TSV_ENGINE
 from standby.replay.player import Selection
@@ -252,10 +252,11 @@ def _caught_up_digest(s: Settings) -> Any:
     return digest_settings(s)
 
 
-# The work folder's size (measured: `work_folder_gb`): five MariaDB servers' files, and per op
-# the log, the fast store's blobs and index (the naive and prefix stores hold a prefix only).
+# The work folder at its fullest (measured: `work_folder_peak_gb`, right after the whole log's
+# replay): per op the log and the fast store's volumes, and the MariaDB servers' files (the naive
+# and prefix stores, made after the fast store's volumes are gone, hold a prefix only).
 DISK_FIXED_BYTES = 5 * (700 << 20)
-DISK_BYTES_PER_OP = 12_000
+DISK_BYTES_PER_OP = 18_000
 
 
 def disk_estimate(ops: int) -> int:
@@ -343,9 +344,11 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
             out["cpu_bound_ops_per_s"] = round(cores * 1e6 / (index_us + db_us))
         rows_per_op = res.rows_loaded / max(res.ops_applied, 1)
         files_per_op = res.blob.get("written", 0) / max(res.ops_applied, 1)
-        # The fast store stays until the end: on ext4 without a journal, file creation skips
-        # inodes freed in the last half minute, so removing a few hundred thousand files here
-        # would slow the naive run's blob creates.
+        # The whole log's store is done with: its volumes go (the disk is shared), and the
+        # next runs wait for the file system to settle (ext4 skips inodes freed in the last
+        # half minute, which would slow the naive run's blob creates).
+        out["work_folder_peak_gb"] = round(folder_bytes(base) / 2**30, 2)
+        drop_volumes(fs, ("db", "blob", "index"), say)
 
         n_naive = min(max(naive_ops, NAIVE_MIN_OPS), res.ops_applied)
         say(f"naive engine, first {n_naive} ops")
