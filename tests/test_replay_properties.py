@@ -42,7 +42,14 @@ from hypothesis import strategies as st
 
 from standby import timefmt
 from standby.bench.synth import write_log
-from standby.redolog.ops import CreateContact, CreateMessage, ModifyContact, StoreIncomingBlob
+from standby.redolog.ops import (
+    CopyItem,
+    CreateContact,
+    CreateMessage,
+    ModifyContact,
+    SaveDraft,
+    StoreIncomingBlob,
+)
 from standby.store.blobs import BlobStore
 from standby.store.loadgen import run as loadgen
 from standby.store.site import Site
@@ -470,15 +477,16 @@ def _check_boundary(t: Any, pivot: Any, picked: list[Any]) -> None:
 def _check_no_blob_outside(t: Any, summary: dict[str, Any], picked: list[Any],
                            excluded: list[Any]) -> None:
     """No blob of a message or contact whose op was not selected is on the blob volume, and the
-    replay wrote no more blobs than the selected ops carry."""
+    replay wrote no more blobs than the selected ops carry (a copy: one per item copied)."""
     blobs = BlobStore(t.settings.volumes.blob.path)
     for x in excluded:
         op = x.op
         if isinstance(op, CreateMessage):
             path = blobs.path(x.start.mailbox_id, op.msg_id, x.start.change_id)
             assert not path.exists(), f"blob of excluded message written: {path}"
-    carrying = sum(1 for x in picked if isinstance(x.op, CreateMessage) or (
-        isinstance(x.op, CreateContact | ModifyContact) and x.op.data))
+    carrying = sum(len(x.op.entries) if isinstance(x.op, CopyItem) else 1 for x in picked
+                   if isinstance(x.op, CreateMessage | SaveDraft | CopyItem) or (
+                       isinstance(x.op, CreateContact | ModifyContact) and x.op.data))
     assert summary["blob"].get("written", 0) <= carrying, (summary["blob"], carrying)
     incoming = Path(t.settings.volumes.blob.path) / "incoming"
     assert not incoming.exists() or not any(incoming.iterdir())

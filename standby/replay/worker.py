@@ -283,8 +283,9 @@ class Worker:
         self.fields: dict[tuple[int, int, int], MessageFields] = {}
         self.headers: dict[tuple[int, int, int], MessageHeaders] = {}
         self.touched: set[int] = set()
-        # (mailbox, digest) -> where in the log a body with that digest is, for every body of
-        # this worker's mailboxes replayed so far: a copy's bytes when its source is gone
+        # (mailbox, digest) -> where in the log a body (message or contact) with that digest
+        # is, for every body of this worker's mailboxes replayed so far: a copy's bytes when its
+        # source's file is gone or was never written (a version replaced within the chunk)
         self.bodies: dict[tuple[int, str], tuple[tuple[int, int, int], int]] = {}
         self._kernel_copy = hasattr(os, "copy_file_range")
         # Blob files in two threads (creation mostly waits in the kernel), the database load in
@@ -449,6 +450,8 @@ class Worker:
             if isinstance(op, CreateContact | ModifyContact):
                 data_len = len(op.data)
                 digest = contact_digest(op.data)
+                if ref is not None and digest:  # a later copy's bytes, if this version goes
+                    self.bodies[(m, digest)] = (ref, data_len)
             outcome = mm.apply(op, change, ts, data_len, digest)
             stats.db[outcome] += 1
             if isinstance(op, CreateMessage | SaveDraft):
