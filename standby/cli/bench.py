@@ -30,6 +30,9 @@ def replay(
     batch_ops: Annotated[int, typer.Option(
         help="The fast engine's batch (see `standby replay --help`); memory grows with it.")]
     = DEFAULT_CHUNK_OPS,
+    mix: Annotated[str, typer.Option(
+        help="The log's mix: default (loadgen's) or core (without Zimbra's other mail ops, "
+        "the mix older versions wrote).")] = "default",
     json_out: Annotated[bool, typer.Option("--json", help="JSON on the last line.")] = False,
 ) -> None:
     """Replay N ops from empty with the fast and naive engines, and measure the ceiling."""
@@ -44,7 +47,8 @@ def replay(
     if ops < 1 or batch_ops < 1:
         raise UsageError("--ops and --batch-ops must be at least 1")
     out = bench_replay.run(ops=ops, workdir=workdir, seed=seed, accounts=accounts,
-                           naive_ops=naive_ops, keep=keep, batch_ops=batch_ops, say=say)
+                           naive_ops=naive_ops, keep=keep, batch_ops=batch_ops, mix=mix,
+                           say=say)
     if json_out:
         common.emit_json(out)
     else:
