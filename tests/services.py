@@ -90,7 +90,9 @@ class ZfsFuse:
         img.unlink(missing_ok=True)
 
     def stop(self) -> None:
-        if self.started_pid:
+        """Stop the daemon if this session started it and no other session's pool is online."""
+        listed = _run("zpool", "list", "-H", "-o", "health", check=False).stdout.split()
+        if self.started_pid and b"ONLINE" not in listed:
             try:
                 os.kill(self.started_pid, 15)
             except ProcessLookupError:
