@@ -45,6 +45,7 @@ from standby import timefmt
 from standby.bench.synth import write_log
 from standby.redolog.ops import CreateContact, CreateMessage, ModifyContact, StoreIncomingBlob
 from standby.store.blobs import BlobStore
+from standby.store.index import IndexStore
 from standby.store.loadgen import run as loadgen
 from standby.store.site import Site
 from tests.replay_util import (
@@ -198,8 +199,7 @@ def test_staggered_snapshots_plus_log_from_time_give_primary_digest(make_store) 
     seen: Counter[str] = Counter()
 
     @property_settings(2)
-    @example(w=MAIL_HEAVY | {"workers": 3}, gaps=[0.5, 0.8, 0.6], fmt="yyyy/MM/dd HH:mm:ss:SSS",
-             order=GUIDE_ORDER)
+    @example(w=MAIL_HEAVY, gaps=[0.5, 0.8, 0.6], fmt="yyyy/MM/dd HH:mm:ss:SSS", order=GUIDE_ORDER)
     @given(w=workloads, gaps=st.lists(st.floats(0.4, 1.0), min_size=3, max_size=3),
            fmt=st.sampled_from(ALL_FORMATS), order=st.permutations(GUIDE_ORDER))
     def prop(w: dict[str, Any], gaps: list[float], fmt: str, order: tuple[str, ...]) -> None:
@@ -478,8 +478,6 @@ def test_selective_replays_give_exactly_the_selected_ops(make_store) -> None:
 def _check_boundary(t: Any, pivot: Any, picked: list[Any]) -> None:
     """Per mailbox, the index has applied exactly up to the last selected change number; so the
     op committed exactly at --toTime ran and none committed after it did."""
-    from standby.store.index import IndexStore
-
     last: dict[int, int] = {}
     for x in applied_ops(picked):
         last[x.start.mailbox_id] = max(last.get(x.start.mailbox_id, 0), x.start.change_id)
