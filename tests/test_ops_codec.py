@@ -323,6 +323,25 @@ EXAMPLES: list[tuple[str, int, tuple[int, int], bytes, dict[str, object], str | 
      'id=260, rcpt=:API:, rcvDate=5, shared=false, blobDigest="d", size=0, dataLen=0, '
      "folder=6, conv=-1, convFirstMsgId=-1, calItemPartStat=NE, noICal=true, flags=64, "
      "tags=[], bodyType=1, path=null,imap=44"),
+    # SaveDocument: its own fields (description since 1.29, enabled since 1.31, uuid since
+    # 1.37), then CreateMessage's payload
+    ("SaveDocument", 53, (1, 42), utf("f.pdf") + utf("application/pdf") + utf("Ann") + i8(8)
+     + utf("d") + z(False) + utf("u9") + utf(":API:") + i64(5) + z(False) + utf("dg") + i64(2)
+     + i32(270) + i32(16) + i32(-1) + i32(-1) + i32(0) + i32(0) + utf("NE") + i32(0) + z(True)
+     + utfs([]) + utf(None) + i16(-1) + utf(None) + i8(1) + i32(2) + b"hi",
+     {"filename": "f.pdf", "description": "d", "desc_enabled": False, "uuid": "u9",
+      "msg_id": 270, "data": b"hi"},
+     'uuid=u9, id=270, rcpt=:API:, rcvDate=5, shared=false, blobDigest="dg", size=2, '
+     "dataLen=2, folder=16, conv=-1, convFirstMsgId=-1, calItemPartStat=NE, noICal=true, "
+     "flags=0, tags=[], bodyType=1, path=null"),
+    ("SaveDocument=1.0", 53, (1, 0), utf("f") + utf("text/plain") + utf("Ann") + i8(8)
+     + utf(":API:") + z(False) + utf("dg") + i32(2) + i32(271) + i32(16) + i32(-1) + i32(0)
+     + i32(0) + z(True) + utf(None) + utf(None) + i16(-1) + i8(1) + i32(2) + b"hi",
+     {"description": None, "desc_enabled": True, "uuid": None, "rcv_date": 1_700_000_000_000,
+      "msg_size": 2},
+     'uuid=null, id=271, rcpt=:API:, rcvDate=1700000000000, shared=false, blobDigest="dg", '
+     "size=2, dataLen=2, folder=16, conv=-1, convFirstMsgId=-1, calItemPartStat=NE, "
+     "noICal=true, flags=0, tags=[], bodyType=1, path=null"),
     # long mailbox ids; int ids before 1.26
     ("StoreIncomingBlob", 26, (1, 42), i32(2) + i64(1) + i64(2) + utf("dig") + utf("/in/2")
      + i16(-1) + i32(4) + i32(4) + b"abcd", {"mailbox_ids": (1, 2), "data": b"abcd"},
