@@ -533,10 +533,10 @@ class Worker:
             d.put(Doc(op.msg_id, TYPE_MESSAGE, op.folder_id, rec.change_id, "", "", "", ""),
                   lazy=(ref, op.msg_size))
         elif isinstance(op, SaveDraft):
-            pending = d.pending.get(op.msg_id)
-            row = (TYPE_MESSAGE, pending[0].folder_id) if pending and pending[0] else \
-                d.db.execute("SELECT type, folder_id FROM items WHERE id = ?",
-                             (op.msg_id,)).fetchone()
+            # The items table, not a pending document: a move since the document was put
+            # changed the former only.
+            row = d.db.execute("SELECT type, folder_id FROM items WHERE id = ?",
+                               (op.msg_id,)).fetchone()
             if ref is None or row is None or row[0] != TYPE_MESSAGE or said.refused:
                 return
             d.put(Doc(op.msg_id, TYPE_MESSAGE, row[1], rec.change_id, "", "", "", ""),
