@@ -100,6 +100,9 @@ def store(
     keep: Annotated[bool, typer.Option(help="Keep the work folder for inspection.")] = False,
     profile: Annotated[bool, typer.Option(
         help="Also profile one decoding pass (cProfile, top functions by own time).")] = False,
+    mix: Annotated[str, typer.Option(
+        help="The load's mix: default (loadgen's) or core (without Zimbra's other mail ops, "
+        "the mix older versions wrote).")] = "default",
     json_out: Annotated[bool, typer.Option("--json", help="JSON on the last line.")] = False,
 ) -> None:
     """The primary's sustained throughput under loadgen, and the redo reader's decode rate."""
@@ -113,7 +116,7 @@ def store(
 
     out = bench_store.run(accounts=accounts, actions=actions, workers=workers,
                           reader_records=reader_records, repeats=repeats, seed=seed,
-                          workdir=workdir, keep=keep, profile=profile, say=say)
+                          workdir=workdir, keep=keep, profile=profile, mix=mix, say=say)
     prof = out.pop("reader_profile", None)
     if prof:
         sys.stderr.write(prof)
