@@ -52,6 +52,7 @@ from standby.redolog.ops import (
 from standby.redolog.reader import read_all
 from standby.store import blobs as blobmod
 from standby.store.directory import Directory
+from standby.store.index import IndexStore
 from standby.store.itemrules import FLAG_COPIED
 from standby.store.mime import message_fields
 from standby.store.site import Site
@@ -186,6 +187,36 @@ def test_copy_draft_config_purge_replay_alike_in_both_engines(make_store) -> Non
             assert set(again["db"]) == {"skipped"} and set(again["index"]) == {"skipped"}, again
             assert digest(t).total == want.total
         _check(lab.store("standby-check"), logdir, at)
+
+
+def test_a_draft_moved_then_saved_in_one_batch_keeps_its_folder(make_store) -> None:
+    """Regression: the fast engine indexed a draft saved after a move in the same batch under
+    the folder it was created in (it took the folder from the document still to be written,
+    which the move had not changed)."""
+    with Lab(make_store) as lab:
+        logdir = lab.store("log").root / "crafted"
+        logdir.mkdir()
+        b = LogBuilder(logdir, seed=6)
+        b.create_mailbox(1)
+        draft = b.new_id(1)
+        b.op(1, _draft(b, 1, draft, _mime("a draft", "qqdraft")))  # into Drafts
+        b.op(1, MoveItem(TYPE_MESSAGE, 2, (draft,)))
+        b.op(1, _draft(b, 1, draft, _mime("saved again", "qqsaved"), save=b.new_id(1)))
+        b.close()
+        _, want = expected_store(lab, "expected", b.txns)
+        for engine, args in {"fast": [], "naive": ["--naive"]}.items():
+            t = lab.store(f"standby-{engine}")
+            zmplayredo(t.cfg, "--log-dir", logdir, *args).assert_ok()
+            assert digest(t).total == want.total, engine
+            index = IndexStore(Path(t.settings.volumes.index.path))
+            try:
+                with index.use(1, create=False) as idx:
+                    assert idx is not None
+                    row = idx.db.execute("SELECT folder_id FROM items WHERE id = ?",
+                                         (draft,)).fetchone()
+                    assert row == (2,), (engine, row)
+            finally:
+                index.close()
 
 
 def test_ops_zimbra_refuses_change_nothing_and_are_reported(make_store) -> None:

@@ -1,6 +1,7 @@
 """`standby bench replay --ops N`: the replay engines and the machine's ceiling, side by side.
 
-1. A log of N ops with loadgen's default mix: from a running primary (loadgen through the store
+1. A log of N ops with loadgen's default mix (or, `mix="core"`, its core alone: the op kinds of
+   the mix before Zimbra's other mail ops joined it, to compare with older code): from a running primary (loadgen through the store
    service) when N is small, else written directly by the redo writer with the same mix
    (`bench.synth`).
 2. The fast engine replays it from empty into a fresh store: `ops_per_s`, peak RSS.
@@ -39,6 +40,7 @@ from typing import Any
 from standby import settings as settings_mod
 from standby.bench import synth
 from standby.bench.workdir import drop_volumes, folder_bytes, work_folder
+from standby.errors import UsageError
 from standby.replay import DEFAULT_CHUNK_OPS, catchup, engine
 from standby.replay.bulk import TSV_ENGINE
 from standby.replay.player import Selection
@@ -265,9 +267,11 @@ def disk_estimate(ops: int) -> int:
 
 def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int = 500,
         naive_ops: int = NAIVE_MIN_OPS, keep: bool = False,
-        batch_ops: int = DEFAULT_CHUNK_OPS, index: IndexMode = "now",
+        batch_ops: int = DEFAULT_CHUNK_OPS, index: IndexMode = "now", mix: str = "default",
         say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
-    out: dict[str, Any] = {"ops": ops, "batch_ops": batch_ops, "index": index,
+    if mix not in synth.MIXES:
+        raise UsageError(f"no synthetic mix {mix!r}", hint="one of " + ", ".join(synth.MIXES))
+    out: dict[str, Any] = {"ops": ops, "batch_ops": batch_ops, "index": index, "mix": mix,
                            "tsv_engine": TSV_ENGINE}
     need = disk_estimate(ops)
     out["disk_estimate_gb"] = round(need / 2**30, 1)
@@ -282,7 +286,7 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
 
             accounts = min(accounts, 50)
             loadgen.run(ps.store_socket, accounts=accounts, ops=ops, seed=seed,
-                        workers=4)
+                        workers=4, mix=synth.MIXES[mix])
             control.stop(ps)
             primary_digest = digest_settings(ps).total
             log_dir = ps.volumes.redolog.path
@@ -291,7 +295,7 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
             say(f"writing a synthetic log of {ops} ops")
             log_dir = base / "log"
             t0 = time.perf_counter()
-            synth.write_log(log_dir, ops=ops, accounts=accounts, seed=seed)
+            synth.write_log(log_dir, ops=ops, accounts=accounts, seed=seed, mix=mix)
             out["source"] = "synthetic"
             out["log_write_seconds"] = round(time.perf_counter() - t0, 1)
         out["log_bytes"] = sum(p.stat().st_size for p in log_dir.rglob("*.log"))

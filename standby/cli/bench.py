@@ -35,6 +35,9 @@ def replay(
         "--index", help="now: one-phase replays (documents tokenized inline, as before); "
         "defer: phase one of a failover in every replay, digests compared after the "
         "catch-up.")] = "now",
+    mix: Annotated[str, typer.Option(
+        help="The log's mix: default (loadgen's) or core (without Zimbra's other mail ops, "
+        "the mix older versions wrote).")] = "default",
     json_out: Annotated[bool, typer.Option("--json", help="JSON on the last line.")] = False,
 ) -> None:
     """Replay N ops from empty with the fast and naive engines, and measure the ceiling."""
@@ -52,7 +55,7 @@ def replay(
         raise UsageError(f"--index must be now or defer, not {index!r}")
     out = bench_replay.run(ops=ops, workdir=workdir, seed=seed, accounts=accounts,
                            naive_ops=naive_ops, keep=keep, batch_ops=batch_ops,
-                           index="defer" if index == "defer" else "now", say=say)
+                           index="defer" if index == "defer" else "now", mix=mix, say=say)
     if json_out:
         common.emit_json(out)
     else:
@@ -142,6 +145,9 @@ def store(
     keep: Annotated[bool, typer.Option(help="Keep the work folder for inspection.")] = False,
     profile: Annotated[bool, typer.Option(
         help="Also profile one decoding pass (cProfile, top functions by own time).")] = False,
+    mix: Annotated[str, typer.Option(
+        help="The load's mix: default (loadgen's) or core (without Zimbra's other mail ops, "
+        "the mix older versions wrote).")] = "default",
     json_out: Annotated[bool, typer.Option("--json", help="JSON on the last line.")] = False,
 ) -> None:
     """The primary's sustained throughput under loadgen, and the redo reader's decode rate."""
@@ -155,7 +161,7 @@ def store(
 
     out = bench_store.run(accounts=accounts, actions=actions, workers=workers,
                           reader_records=reader_records, repeats=repeats, seed=seed,
-                          workdir=workdir, keep=keep, profile=profile, say=say)
+                          workdir=workdir, keep=keep, profile=profile, mix=mix, say=say)
     prof = out.pop("reader_profile", None)
     if prof:
         sys.stderr.write(prof)

@@ -1,10 +1,10 @@
 """An in-memory model of one mailbox's database rows, folding a run of ops into net row changes.
 
 The fast engine applies a mailbox's ops here instead of statement by statement, then writes only
-the final rows (`MailboxModel.changes`). Each op's effect mirrors `store.effects.Effects._db_*`
-exactly — the same gate (the op runs only if its change number is above the mailbox's
-`change_checkpoint`), the same columns, the same tombstones — so both engines reach the same
-state; the tests and the benchmark compare their digests.
+the final rows (`MailboxModel.changes`). Each op's effect mirrors the store's statements
+(`store.statements`, `store.mailops`) exactly — the same gate (the op runs only if its change
+number is above the mailbox's `change_checkpoint`), the same columns, the same tombstones — so
+both engines reach the same state; the tests and the benchmark compare their digests.
 
 Rows the ops touch but did not create are loaded from the database first (`RowSource`), in bulk:
 every id an op names (`prefetch`), the folder tree and the items of a folder scope when an
@@ -68,7 +68,7 @@ from standby.redolog.ops import (
 from standby.redolog.record import Op
 from standby.store import blobs as blobmod
 from standby.store import itemrules, mailbox_config, purge
-from standby.store.statements import (
+from standby.store.shapes import (
     FIRST_USER_ID,
     RECIPIENTS_MAX,
     SENDER_MAX,
@@ -349,7 +349,7 @@ class MailboxModel:
 
     def refuse(self, op: Op, change: int, why: str) -> None:
         """An op Zimbra's redo() would refuse: nothing changes, it is reported, the change
-        number still counts (as `Statements._refused`)."""
+        number still counts (as `ItemSQL.refused`)."""
         self.counts.errors.append(f"{op.NAME} mailbox {self.m} change {change}: {why}")
         self.refused.add(change)
 

@@ -83,21 +83,16 @@ from standby.store.index import Doc, DeferringWriter, IndexMode, IndexStore
 from standby.store.mime import MessageFields, message_fields
 from standby.store.schema import group_of
 
-# The database side, and the shapes it shares with the fast engine's model. Names other modules
-# take from here are re-exported (`X as X`).
-from standby.store.statements import FIRST_USER_ID as FIRST_USER_ID
-from standby.store.statements import RECIPIENTS_MAX as RECIPIENTS_MAX
-from standby.store.statements import SENDER_MAX as SENDER_MAX
-from standby.store.statements import SUBJECT_MAX as SUBJECT_MAX
-from standby.store.statements import SYSTEM_FOLDER_IDS as SYSTEM_FOLDER_IDS
-from standby.store.statements import SYSTEM_FOLDERS as SYSTEM_FOLDERS
-from standby.store.statements import TYPE_SEARCH as TYPE_SEARCH
-from standby.store.statements import TYPE_TAG as TYPE_TAG
-from standby.store.statements import Content as Content
-from standby.store.statements import Outcome as Outcome
+from standby.store.shapes import (
+    SYSTEM_FOLDER_IDS,
+    SYSTEM_FOLDERS,
+    TYPE_SEARCH,
+    TYPE_TAG,
+    Content,
+    Outcome,
+    contact_text,
+)
 from standby.store.statements import Statements
-from standby.store.statements import contact_text as contact_text
-from standby.store.statements import folder_metadata as folder_metadata
 
 # Ops that change a mailbox (and so carry a change number).
 MAILBOX_OPS = (CreateMailbox, DeleteMailbox, CreateFolder, RenameFolder, EmptyFolder, CreateTag,

@@ -5,13 +5,15 @@ each worker draws from its own `random.Random(f"{seed}:{worker}")`, so each work
 same request stream for a seed; with one worker the whole run is reproducible (with several, the
 streams are the same but their interleaving is not).
 
-The mix (weights in `DEFAULT_MIX`) is a mail server's day: deliveries with real MIME messages of
-realistic sizes (some with attachments), shared deliveries to several mailboxes, reads (fetch and
-mark read), flags, tags, moves, deletes, moves to Trash and emptying it, folder create and
-rename, tag create and rename, contacts, re-indexing and searches; copies, drafts (created,
-saved again and again as a client autosaves them, sent: a copy in Sent and the draft deleted);
-and, rarely, config sections (a client's or an ActiveSync device's) and the purge of old
-messages, about once per mailbox per day's worth of actions.
+The mix (weights in `DEFAULT_MIX`) is a mail server's day. `CORE_MIX`: deliveries with real
+MIME messages of realistic sizes (some with attachments), shared deliveries to several
+mailboxes, reads (fetch and mark read), flags, tags, moves, deletes, moves to Trash and emptying
+it, folder create and rename, tag create and rename, contacts, re-indexing and searches.
+`ZIMBRA_MAIL_MIX`, Zimbra's other mail calls: copies, drafts (created, saved again and again as a
+client autosaves them, sent: a copy in Sent and the draft deleted), colors, dates, imap uids,
+saved searches, custom data, folders moved to Trash; and, rarely, config sections (a client's or
+an ActiveSync device's) and the purge of old messages, about once per mailbox per day's worth of
+actions.
 
 Time runs fast here: a run of a few hundred actions stands for a day, so each account gets
 message lifetimes (`zmprov ma`, drawn for the seed from `LIFETIMES`) of days or of seconds, and
@@ -35,17 +37,20 @@ from standby.errors import NotFound, StandbyError, StateConflict, UsageError
 from standby.store.client import StoreClient
 from standby.store.messages import MessageFactory
 
-DEFAULT_MIX: dict[str, float] = {
+CORE_MIX: dict[str, float] = {
     "deliver": 24, "deliver_shared": 4, "read": 18, "flag": 9, "tag": 6, "set_tags": 2,
     "move": 9, "trash": 5, "delete": 5, "empty_trash": 0.6, "create_folder": 1.5,
     "rename_folder": 0.8, "delete_folder": 0.3, "create_tag": 1, "rename_tag": 0.4,
     "create_contact": 4, "modify_contact": 3, "index_item": 1, "search": 3,
-    # Zimbra's other mail ops, as rare as they are on a mail server's day.
+}
+# Zimbra's other mail ops, as rare as they are on a mail server's day.
+ZIMBRA_MAIL_MIX: dict[str, float] = {
     "color": 0.4, "set_date": 0.1, "reset_imap_uids": 0.3, "create_saved_search": 0.15,
     "modify_saved_search": 0.1, "rename_saved_search": 0.05, "set_custom_data": 0.1,
     "copy": 3, "create_draft": 1.2, "save_draft": 3, "send_draft": 0.8, "trash_folder": 0.2,
     "set_config": 0.15, "delete_config": 0.04, "purge": 0.4,
 }
+DEFAULT_MIX: dict[str, float] = {**CORE_MIX, **ZIMBRA_MAIL_MIX}
 TRASH, INBOX, JUNK, SENT, DRAFTS, CONTACTS, EMAILED = 3, 2, 4, 5, 6, 7, 13
 # Each account's lifetimes: one of these per attribute, drawn for the seed (None: the COS's).
 LIFETIMES: dict[str, list[str | None]] = {

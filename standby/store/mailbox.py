@@ -88,10 +88,11 @@ from standby.redolog.writer import RedoLogWriter, TxnIds
 from standby.store import blobs as blobmod
 from standby.store.blobs import BlobStore
 from standby.store.directory import Directory
-from standby.store.effects import SYSTEM_FOLDER_IDS, Effects
+from standby.store.effects import Effects
 from standby.store.index import IndexStore, catch_up_mailbox
 from standby.store.schema import group_db
-from standby.store.statements import tombstone_ids
+from standby.store.itemsql import tombstone_ids
+from standby.store.shapes import SYSTEM_FOLDER_IDS
 
 INBOX, TRASH, JUNK, SENT, DRAFTS, CONTACTS, USER_ROOT = 2, 3, 4, 5, 6, 7, 1
 TYPE_SEARCH, TYPE_TAG = 2, 3
