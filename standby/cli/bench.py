@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -59,8 +60,8 @@ def replay(
     if json_out:
         common.emit_json(out)
     else:
-        for k, v in out.items():
-            common.emit(f"{k:24s} {v}")
+        for line in figure_lines(out, width=24):
+            common.emit(line)
 
 
 @app.command("failover")
@@ -97,8 +98,27 @@ def failover(
     if json_out:
         common.emit_json(out)
     else:
-        for k, v in out.items():
-            common.emit(f"{k:28s} {v}")
+        for line in figure_lines(out, width=28):
+            common.emit(line)
+
+
+def figure_lines(out: Mapping[str, Any], *, width: int, prefix: str = "") -> list[str]:
+    """A benchmark's figures in words: nested figures as `outer.inner`, yes/no for truths,
+    "not measured" for a figure the run could not take."""
+    lines: list[str] = []
+    for k, v in out.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            lines += figure_lines(v, width=width, prefix=f"{name}.")
+        elif isinstance(v, bool):
+            lines.append(f"{name:{width}s} {'yes' if v else 'no'}")
+        elif v is None:
+            lines.append(f"{name:{width}s} not measured")
+        elif isinstance(v, list | tuple):
+            lines.append(f"{name:{width}s} {', '.join(map(str, v)) or 'none'}")
+        else:
+            lines.append(f"{name:{width}s} {v}")
+    return lines
 
 
 @app.command("snapshot")
