@@ -13,7 +13,8 @@ template.
 - Search on a behind mailbox (through the store service, its background catch-up kept from
   starting): told not to wait it answers flagged incomplete, with ids the complete answer also
   has; waiting it catches that mailbox up first and answers exactly as the reference store does.
-  Every answer is either complete and equal to the reference's or says it is incomplete.
+  Every answer is either complete and equal to the reference's or says it is incomplete, also
+  while the store's background catch-up is running (searched over and over meanwhile).
 - The store service started on a behind index catches it up in the background (its catch-up
   process at nice 19) and `index_status` says so; mail is served meanwhile.
 - A blob missing at catch-up: exit 1 naming the item, the mailbox stays behind; a replay that is
@@ -307,6 +308,46 @@ def test_store_start_catches_up_in_the_background(make_store, deferred: Deferred
         assert digest(t, catch_up=False).equal(deferred.reference)["all"]
         assert not (Path(t.settings.volumes.index.path) / CATCHUP_MARKER).exists()
         assert all(n == 19 for n in seen_nice), seen_nice
+
+
+def test_search_during_the_background_catch_up_is_complete_or_flagged(
+        make_store, deferred: Deferred) -> None:
+    """While the store's own catch-up runs, searches without waiting and with waiting, over
+    and over: every answer is either flagged incomplete (its ids a subset of the complete
+    answer) or complete and exactly the reference's; none is partial and unflagged."""
+    with Lab(make_store) as lab:
+        t = _clone(lab, deferred, "during")
+        behind = _pending(t)
+        boxes = sorted(behind, key=lambda k: -behind[k])[:3]
+        words = {m: _words(t, m)[:4] for m in boxes}
+        ref = {m: _reference_answers(deferred, m, words[m]) for m in boxes}
+        t.start()
+        answers = {"incomplete": 0, "complete": 0, "while_running": 0}
+        with t.client() as c:
+            deadline = time.monotonic() + 240
+            for rounds in range(10_000):
+                status = c.call("index_status")
+                running = status["catchup"] == "running"
+                for m in boxes:
+                    for q in words[m]:
+                        # wait=False mostly; every fifth round one mailbox is caught up first
+                        wait = rounds % 5 == 4 and m == boxes[-1]
+                        r = c.call("search", mailbox_id=m, query=q, limit=10_000, wait=wait)
+                        if r["complete"]:
+                            assert r["pending"] == 0, r
+                            assert sorted(r["ids"]) == sorted(ref[m][q]), (m, q, r)
+                            answers["complete"] += 1
+                        else:
+                            assert not wait and r["pending"] > 0, r
+                            assert set(r["ids"]) <= set(ref[m][q]), (m, q, r)
+                            answers["incomplete"] += 1
+                        answers["while_running"] += running
+                if not running and not status["documents_pending"]:
+                    break
+                assert time.monotonic() < deadline, status
+        t.stop()
+        assert answers["while_running"] and answers["incomplete"], answers
+        assert digest(t, catch_up=False).equal(deferred.reference)["all"]
 
 
 def _catchup_nice(t: Any) -> list[int]:
