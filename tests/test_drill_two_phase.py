@@ -11,6 +11,9 @@ report says the same in words.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,8 +26,20 @@ SMALL = ["--accounts", "4", "--workers", "2", "--set-every", "2", "--redolog-eve
          "--kill-min", "6", "--kill-max", "8", "--mailbox-groups", "10", "--seed", "11"]
 
 
-def test_drill_reports_both_rtos_and_both_states_equal(tmp_path: Path,
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A work folder with a short path: the drill's MariaDB sockets live under it (a Unix
+    socket path has at most 107 bytes; pytest's tmp_path is too deep)."""
+    d = Path(tempfile.mkdtemp(prefix="sbd-", dir="/tmp"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_drill_reports_both_rtos_and_both_states_equal(short_dir: Path,
                                                        mariadb_available: None) -> None:
+    tmp_path = short_dir
     r = run_cli([str(STANDBY), "drill", *SMALL, "--workdir", str(tmp_path), "--json"],
                 timeout=900)
     assert r.rc == 0, r.describe()
