@@ -4,8 +4,11 @@ NULLs, tabs, newlines, backslashes, quotes, four-byte characters and large numbe
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
+import pymysql
 import pytest
 
 from standby.replay.bulk import BulkWriter, DbRowSource, PrefetchedRows
@@ -97,3 +100,47 @@ def test_prefetched_rows_answer_as_the_database_does(make_store: Any) -> None:
         conn.close()
     finally:
         db.stop()
+
+
+class _Conn:
+    """Counts commits and rollbacks (the retry logic only; the statements are faked)."""
+
+    def __init__(self) -> None:
+        self.commits = self.rollbacks = 0
+
+    def cursor(self) -> Any:
+        return self
+
+    def execute(self, sql: str, args: Any = None) -> None:
+        pass  # the session settings BulkWriter makes
+
+    def commit(self) -> None:
+        self.commits += 1
+
+    def rollback(self) -> None:
+        self.rollbacks += 1
+
+
+@pytest.mark.parametrize("errno_", [1213, 1205, 1062])
+def test_a_deadlocked_chunk_is_retried_whole_other_errors_are_not(
+        errno_: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = _Conn()
+    w = BulkWriter(conn, groups=1, tmpdir=tmp_path)
+    calls: list[int] = []
+
+    def flaky(cur: object, changes: list[object]) -> None:
+        calls.append(w.rows_loaded)
+        w.rows_loaded += 10  # what a load counted before InnoDB rolled the victim back
+        if len(calls) < 3:
+            raise pymysql.err.OperationalError(errno_, "Deadlock found when trying to get lock")
+
+    monkeypatch.setattr(w, "_write", flaky)
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    if errno_ == 1062:
+        with pytest.raises(pymysql.err.OperationalError):
+            w.write([])
+        assert (len(calls), conn.commits, conn.rollbacks) == (1, 0, 1)
+        return
+    w.write([])
+    assert calls == [0, 0, 0], "each attempt starts from the rows counted before the chunk"
+    assert (conn.commits, conn.rollbacks, w.rows_loaded) == (1, 2, 10)

@@ -12,11 +12,14 @@ the same tables take no gap locks from each other.
 from __future__ import annotations
 
 import json
+import time
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+import pymysql
 
 from standby.replay.model import Changes
 from standby.store import mailbox_config
@@ -249,6 +252,10 @@ class PrefetchedRows:
         return self.base.tags(m)
 
 
+DEADLOCK_RETRIES = 5
+RETRIED_ERRORS = frozenset({1213, 1205})  # ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
+
+
 class BulkWriter:
     """Applies many mailboxes' `Changes` in one transaction."""
 
@@ -279,13 +286,26 @@ class BulkWriter:
             os.unlink(name)
 
     def write(self, changes: list[Changes]) -> None:
-        cur = self.conn.cursor()
-        try:
-            self._write(cur, changes)
-            self.conn.commit()
-        except BaseException:
-            self.conn.rollback()
-            raise
+        """All of `changes` in one transaction. A deadlock with another worker's transaction
+        (InnoDB rolls the victim back whole: the config sections' REPLACE and DELETE take
+        next-key locks on the shared `mailbox_metadata` even at READ COMMITTED) is retried
+        from the start, as InnoDB asks, a few times."""
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            cur = self.conn.cursor()
+            loaded = self.rows_loaded
+            try:
+                self._write(cur, changes)
+                self.conn.commit()
+                return
+            except pymysql.err.OperationalError as e:
+                self.conn.rollback()
+                self.rows_loaded = loaded
+                if e.args[0] not in RETRIED_ERRORS or attempt == DEADLOCK_RETRIES:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+            except BaseException:
+                self.conn.rollback()
+                raise
 
     def _write(self, cur: Any, changes: list[Changes]) -> None:
         by_group: dict[int, list[Changes]] = {}
