@@ -254,6 +254,8 @@ class PrefetchedRows:
 
 DEADLOCK_RETRIES = 5
 RETRIED_ERRORS = frozenset({1213, 1205})  # ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
+CONFIG_LOCK = "standby-replay-config"  # a MariaDB named lock: one worker's config step at once
+CONFIG_LOCK_WAIT_S = 120
 
 
 class BulkWriter:
@@ -265,6 +267,7 @@ class BulkWriter:
         shm = Path("/dev/shm")
         self.tmpdir = tmpdir or (shm if shm.is_dir() and os.access(shm, os.W_OK)
                                  else Path(tempfile.gettempdir()))
+        self._config_locked = False
         cur = conn.cursor()
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cur.execute("SET SESSION unique_checks = 1, foreign_key_checks = 0")
@@ -287,25 +290,54 @@ class BulkWriter:
 
     def write(self, changes: list[Changes]) -> None:
         """All of `changes` in one transaction. A deadlock with another worker's transaction
-        (InnoDB rolls the victim back whole: the config sections' REPLACE and DELETE take
-        next-key locks on the shared `mailbox_metadata` even at READ COMMITTED) is retried
-        from the start, as InnoDB asks, a few times."""
+        (InnoDB rolls the victim back whole) is retried from the start, as InnoDB asks, a few
+        times, after a pause that lets the other transaction finish."""
         for attempt in range(DEADLOCK_RETRIES + 1):
             cur = self.conn.cursor()
             loaded = self.rows_loaded
             try:
-                self._write(cur, changes)
-                self.conn.commit()
+                try:
+                    self._write(cur, changes)
+                    self.conn.commit()
+                finally:
+                    self._unlock_config(cur)
                 return
             except pymysql.err.OperationalError as e:
                 self.conn.rollback()
                 self.rows_loaded = loaded
                 if e.args[0] not in RETRIED_ERRORS or attempt == DEADLOCK_RETRIES:
                     raise
-                time.sleep(0.05 * (attempt + 1))
+                time.sleep(0.2 * 2 ** attempt)
             except BaseException:
                 self.conn.rollback()
                 raise
+
+    def _config(self, cur: Any, changes: list[Changes]) -> None:
+        """The config sections' statements, in log order per mailbox, last but one in the
+        transaction and one worker at a time (`CONFIG_LOCK`, held until the commit): their
+        REPLACE and DELETE take next-key locks on the shared `mailbox_metadata` even at READ
+        COMMITTED, so two workers doing them at once deadlock. Taken after every load, the lock
+        is never waited for while this transaction holds a row another worker can be waiting
+        for in its own config step."""
+        todo = [(ch.mailbox_id, op) for ch in changes for op in ch.config]
+        if not todo:
+            return
+        cur.execute("SELECT GET_LOCK(%s, %s)", (CONFIG_LOCK, CONFIG_LOCK_WAIT_S))
+        if cur.fetchone()[0] != 1:
+            raise pymysql.err.OperationalError(1205, f"lock {CONFIG_LOCK} not granted within "
+                                                     f"{CONFIG_LOCK_WAIT_S} s")
+        self._config_locked = True
+        for m, op in todo:
+            mailbox_config.apply(cur, m, op)
+
+    def _unlock_config(self, cur: Any) -> None:
+        if self._config_locked:
+            self._config_locked = False
+            try:
+                cur.execute("SELECT RELEASE_LOCK(%s)", (CONFIG_LOCK,))
+                cur.fetchall()
+            except pymysql.err.Error:
+                pass  # a session that is gone has released it (and the error is raised above)
 
     def _write(self, cur: Any, changes: list[Changes]) -> None:
         by_group: dict[int, list[Changes]] = {}
@@ -362,9 +394,7 @@ class BulkWriter:
             self._load(cur, f"{db}.tagged_item", ("mailbox_id", "tag_id", "item_id"), tagged)
             self._load(cur, f"{db}.tag", TAG_COLUMNS, tags)
             self._load(cur, f"{db}.tombstone", TOMBSTONE_COLUMNS, tombs)
-            for ch in chs:
-                for op in ch.config:
-                    mailbox_config.apply(cur, ch.mailbox_id, op)
+        self._config(cur, changes)
         if next_mailbox:
             cur.execute("UPDATE zimbra.current_volumes SET next_mailbox_id ="
                         " GREATEST(next_mailbox_id, %s)", (next_mailbox,))
