@@ -521,14 +521,17 @@ def _check_boundary(t: Any, pivot: Any, picked: list[Any]) -> None:
 
 def _check_no_blob_outside(t: Any, summary: dict[str, Any], picked: list[Any],
                            excluded: list[Any]) -> None:
-    """No blob of a message or contact whose op was not selected is on the blob volume, and the
-    replay wrote no more blobs than the selected ops carry (a copy: one per item copied)."""
+    """No blob of a message, draft or copy whose op was not selected is on the blob volume, and
+    the replay wrote no more blobs than the selected ops carry (a body each for a message and
+    a saved draft, one per copy, a contact's vCard)."""
     blobs = BlobStore(t.settings.volumes.blob.path)
     for x in excluded:
-        op = x.op
-        if isinstance(op, CreateMessage):
-            path = blobs.path(x.start.mailbox_id, op.msg_id, x.start.change_id)
-            assert not path.exists(), f"blob of excluded message written: {path}"
+        op, m, change = x.op, x.start.mailbox_id, x.start.change_id
+        made = [op.msg_id] if isinstance(op, CreateMessage | SaveDraft) else \
+            [e[1] for e in op.entries] if isinstance(op, CopyItem) else []
+        for item_id in made:
+            path = blobs.path(m, item_id, change)
+            assert not path.exists(), f"blob of an excluded {op.NAME} written: {path}"
     carrying = sum(len(x.op.entries) if isinstance(x.op, CopyItem) else 1 for x in picked
                    if isinstance(x.op, CreateMessage | SaveDraft | CopyItem) or (
                        isinstance(x.op, CreateContact | ModifyContact) and x.op.data))
