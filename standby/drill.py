@@ -7,21 +7,24 @@
 3. At a random moment the primary is killed (SIGKILL, the store service and its MariaDB).
 4. Failover, as an operator does it: `standby pull --set ID` brings the newest shipped set and
    the newest shipped redolog snapshot onto the standby's volumes (`Shipping.pull`), and
-   `zmplayredo --set latest` replays the redo log from the set's recorded start (read from the
-   catalog the pull wrote).
+   `zmplayredo --set latest --index defer` replays the redo log from the set's recorded start
+   (read from the catalog the pull wrote): mail first; then the index is caught up.
 5. Proof (`drill_proof`): the standby's digest must equal the digest of a store built by
-   replaying, from empty, the primary's own log cut at the position the standby reached; no
-   op committed before that position may be missing at the standby, and the standby must have
-   reached what the primary had confirmed at the target (else: a gap).
+   replaying, from empty, the primary's own log cut at the position the standby reached — db
+   and blob right after the replay, the index once the catch-up is done; no op committed
+   before that position may be missing at the standby, and the standby must have reached what
+   the primary had confirmed at the target (else: a gap).
 
 `Shipping` is the one seam between the drill and how snapshots travel: `TargetShipping` runs
 `standby ship` to a real target after each snapshot (a `file://` folder in the work folder by
 default, or any target URL) and `standby pull` from it at the standby.
 It reports `ok`, `committed_ops_lost`, `divergent_mailboxes`, RPO (`rpo_s`: kill time minus the
 commit time of the last transaction the standby has), `ops_after_cut` (committed on the primary
-after that position), RTO (`rto_s`: kill to the standby's store started and answering, the
-proof's own digests left out) and the replay rate. `sabotage="redolog"` removes the newest
-redolog snapshot from the target before the pull: the drill must then report the gap and fail.
+after that position), RTO for mail (`rto_mail_s`: kill to db and blob forward) and for search
+(`rto_search_s`: kill to the index caught up), `rto_s` (kill to the standby's store started and
+answering; the proof's own digests left out), the replay rate, and per volume whether the
+standby equals the reference (`digest_equal`). `sabotage="redolog"` removes the newest redolog
+snapshot from the target before the pull: the drill must then report the gap and fail.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from standby import drill_proof as proof
 from standby.errors import StandbyError, UsageError, VolumeError
 from standby.fsutil import write_atomic
 from standby.redolog import position
-from standby.replay import engine
+from standby.replay import catchup, engine
 from standby.replay.player import Selection
 from standby.snapshot import sets
 from standby.store import control, loadgen
@@ -78,7 +81,11 @@ class DrillReport:
     killed_at: str = ""
     last_shipped: str = ""
     rpo_s: float = 0.0
-    rto_s: float = 0.0
+    rto_s: float = 0.0  # kill to the standby's store started
+    rto_mail_s: float = 0.0
+    rto_search_s: float = 0.0
+    catchup_s: float = 0.0
+    catchup_documents: int = 0
     restore_s: float = 0.0
     replay_s: float = 0.0
     replay_ops: int = 0
@@ -94,6 +101,8 @@ class DrillReport:
     reached: str = ""  # the position the standby reached, and when its last commit was
     last_commit: str = ""
     gap: str = ""
+    equal_mail: bool = False  # db and blob, right after the replay
+    digest_equal: dict[str, bool] = field(default_factory=dict)  # per volume, at the end
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -251,10 +260,12 @@ class _Streaming:
 
 
 def _prove(rep: DrillReport, base: Path, p: Settings, sb: Settings, killed_ms: int,
-           confirmed: tuple[int, int], groups: int, standby_digest: StoreDigest,
+           confirmed: tuple[int, int], groups: int, shared: dict[str, str],
+           mail_state: StoreDigest, standby_digest: StoreDigest,
            say: Callable[[str], None]) -> Settings:
     """Fill the proof's fields: the standby against the primary's own log cut where the
-    standby's log ends (see `drill_proof`)."""
+    standby's log ends (see `drill_proof`); `mail_state` is the standby right after the
+    replay (db and blob must already equal), `standby_digest` once the index caught up."""
     reached = position.reach(sb.volumes.redolog.path)
     rep.reached = str(reached)
     rep.last_commit = timefmt.iso_utc(reached.last_commit_ms) if reached.last_commit_ms else ""
@@ -266,7 +277,7 @@ def _prove(rep: DrillReport, base: Path, p: Settings, sb: Settings, killed_ms: i
     say(f"proof: replaying the primary's own log up to {reached} into a reference store")
     ref_cfg = control.init(base / "reference", server_id=p.server_id, mailbox_groups=groups,
                            manifest_key=p.snapshot.manifest_key)
-    reference = settings_mod.load(ref_cfg)
+    reference = settings_mod.with_overrides(settings_mod.load(ref_cfg), shared)
     ref = Site.open(reference)
     every = Selection()
     gc.collect()  # as before the standby's replay: nothing of shipping freed in a fork
@@ -274,7 +285,10 @@ def _prove(rep: DrillReport, base: Path, p: Settings, sb: Settings, killed_ms: i
     ref_digest = digest_site(ref)
     rep.reference_digest = ref_digest.total
     rep.standby_digest = standby_digest.total
-    rep.equal = rep.reference_digest == rep.standby_digest
+    at_mail = mail_state.equal(ref_digest)
+    rep.equal_mail = at_mail["db"] and at_mail["blob"]
+    rep.digest_equal = standby_digest.equal(ref_digest)
+    rep.equal = rep.equal_mail and rep.digest_equal["all"]
     rep.divergent_mailboxes = len(proof.divergent(
         {m.mailbox_id: m.digest for m in standby_digest.mailboxes},
         {m.mailbox_id: m.digest for m in ref_digest.mailboxes}))
@@ -316,7 +330,11 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
     p_sets = settings_mod.with_overrides(p, {"snapshot.stagger_s": 0.5})
     standby_cfg = control.init(base / "standby", server_id=p.server_id, mailbox_groups=groups,
                                manifest_key=p.snapshot.manifest_key)
-    sb = _with_target(settings_mod.load(standby_cfg), target_settings)
+    # The standby and the reference read the primary's directory, as a standby site reads the
+    # primary's LDAP: a replayed purge deletes by the accounts' lifetimes held there.
+    shared = {"store.directory": str(p.directory_path)}
+    sb = _with_target(settings_mod.with_overrides(settings_mod.load(standby_cfg), shared),
+                      target_settings)
     reference = None
     try:
         made = volumes.make(base.name.rsplit("-", 1)[-1])
@@ -414,23 +432,33 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
         # multithreaded zstd compressor in a reference cycle) must not be freed in a forked
         # child, where its pool's threads do not exist: freeing it there deadlocks.
         gc.collect()
-        res = engine.run(standby, engine.find_logs(standby, sel), sel)
+        res = engine.run(standby, engine.find_logs(standby, sel), sel,
+                         engine.EngineOptions(index="defer"))
         rep.replay_s = round(res.seconds, 3)
         rep.replay_ops = res.ops_applied
         rep.replay_ops_per_s = round(res.ops_applied / res.seconds) if res.seconds else 0
-        replayed_s = time.monotonic() - t_kill
+        rep.rto_mail_s = round(time.monotonic() - t_kill, 3)
         if res.errors:
             rep.notes.append("replay errors: " + "; ".join(res.errors[:3]))
+        mail_state = digest_site(standby)  # not timed: the proof, not the failover
+        say("standby: index catch-up")
+        t = time.monotonic()
+        caught = catchup.run(standby)
+        rep.catchup_s = round(time.monotonic() - t, 3)
+        rep.catchup_documents = caught.documents
+        rep.rto_search_s = round(rep.rto_mail_s + rep.catchup_s, 3)
+        if caught.behind:
+            rep.notes.append(f"index still behind after the catch-up: {caught.as_dict()}")
         # The proof reads the standby's log as the replay left it: before the store starts
         # (its start-up rolls the log over). Its time is not part of the RTO.
-        reference = _prove(rep, base, p, sb, killed_ms, confirmed, groups,
-                           digest_site(standby), say)
+        reference = _prove(rep, base, p, sb, killed_ms, confirmed, groups, shared,
+                           mail_state, digest_site(standby), say)
         say("standby: standby store start")
         t = time.monotonic()
         control.start(sb)
-        rep.rto_s = round(replayed_s + time.monotonic() - t, 3)
+        rep.rto_s = round(rep.rto_mail_s + time.monotonic() - t, 3)
         rep.ok = (rep.equal and rep.committed_ops_lost == 0 and rep.divergent_mailboxes == 0
-                  and not rep.gap and not res.errors)
+                  and not rep.gap and not res.errors and not caught.behind)
         return rep
     finally:
         for s in (p, sb, reference):

@@ -1,8 +1,12 @@
 """Helpers for the replay tests (`tests/test_replay_*.py`).
 
 - `Lab`: the stores of one test or one Hypothesis example, made with the `make_store` fixture,
-  stopped and removed when the example ends (so a long property does not pile up servers).
-- `run_primary`: a real primary driven by loadgen, stopped, with its digest.
+  stopped and removed when the example ends (so a long property does not pile up servers). They
+  share the first one's directory, as a standby site shares its primary's LDAP: a replayed
+  purge deletes by the accounts' lifetimes found there.
+- `run_primary`: a real primary driven by loadgen (its default mix, or `MAIL_HEAVY_MIX`), stopped,
+  with its digest and the ops its log committed; `ZIMBRA_MAIL_OPS`, the ops loadgen's
+  `ZIMBRA_MAIL_MIX` writes, which the properties must see.
 - `zmplayredo` / `standby_cli`: the commands as a user runs them (a subprocess), with the exit
   code, the output, and the `--json` summary.
 - `zimbra_time`: an epoch-ms instant written in one of Zimbra's local-time formats.
@@ -24,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,11 +53,14 @@ from standby.redolog.ops import (
 from standby.redolog.reader import read_all
 from standby.redolog.record import MAILBOX_ALL, Op, Record
 from standby.redolog.writer import RedoLogWriter, TxnIds, WriterConfig
+from standby.replay import catchup
+from standby.replay.catchup import CatchupResult
 from standby.store import blobs as blobmod
 from standby.store.digest import StoreDigest, digest_settings
-from standby.store.loadgen import LoadResult
+from standby.store.loadgen import CORE_MIX, DEFAULT_MIX, ZIMBRA_MAIL_MIX, LoadResult
 from standby.store.loadgen import run as loadgen
 from standby.store.messages import MessageFactory
+from standby.store.site import Site
 
 BIN = Path(sys.executable).parent
 ZMPLAYREDO = BIN / "zmplayredo"
@@ -175,10 +183,17 @@ class Lab:
         self.prefix = f"x{Lab._count}"
         self.make_store = make_store
         self.handles: list[Any] = []
+        self.directory: Path | None = None  # the first store's, shared by the others
 
     def store(self, name: str, **kw: Any) -> Any:
+        if self.directory is not None:
+            sections = {k: dict(v) for k, v in kw.pop("sections", {}).items()}
+            sections.setdefault("store", {}).setdefault("directory", str(self.directory))
+            kw["sections"] = sections
         h = self.make_store(f"{self.prefix}-{name}", **kw)
         self.handles.append(h)
+        if self.directory is None:
+            self.directory = h.settings.directory_path
         return h
 
     def __enter__(self) -> Self:
@@ -196,8 +211,25 @@ class Lab:
             shutil.rmtree(h.root, ignore_errors=True)
 
 
-def digest(h: Any) -> StoreDigest:
+def digest(h: Any, *, catch_up: bool = True) -> StoreDigest:
+    """The store's digest; first, unless told not to, its index caught up if a `--index defer`
+    replay left it behind, so a two-phase replay is compared with one-phase ones."""
+    if catch_up:
+        catch_up_index(h)
     return digest_settings(h.settings)
+
+
+def catch_up_index(h: Any) -> CatchupResult | None:
+    """Phase two (`standby.replay.catchup.run`) on a store whose index volume is behind."""
+    site = Site(h.settings)
+    try:
+        if not site.index.marked_behind():
+            return None
+        res = catchup.run(site)
+        assert res.as_dict()["complete"], res.as_dict()
+        return res
+    finally:
+        site.close()
 
 
 def volume_files(h: Any, *names: str) -> list[str]:
@@ -209,11 +241,25 @@ def volume_files(h: Any, *names: str) -> list[str]:
     return out
 
 
+# Loadgen's mix with Zimbra's other mail ops as frequent as moves: a property example of a few
+# hundred actions writes each of them (the default mix's proportions take thousands).
+MAIL_HEAVY_MIX = {**CORE_MIX, **{k: 4.0 for k in ZIMBRA_MAIL_MIX}}
+MIXES = {"default": DEFAULT_MIX, "mail-heavy": MAIL_HEAVY_MIX}
+# The ops loadgen's ZIMBRA_MAIL_MIX writes (besides CreateMessage, MoveItem, DeleteItem and
+# RenameFolder, which the core mix writes too). DeleteItemFromDumpster is not among them: this
+# store keeps no dumpster (test_replay_zimbra_ops replays it from a crafted log).
+ZIMBRA_MAIL_OPS = frozenset({
+    "ColorItem", "DateItem", "SetImapUid", "CreateSavedSearch", "ModifySavedSearch",
+    "RenameItem", "SetCustomData", "CopyItem", "SaveDraft", "SetConfig", "DeleteConfig",
+    "PurgeOldMessages"})
+
+
 @dataclass
 class Primary:
     handle: Any
     digest: StoreDigest
     load: LoadResult
+    ops: Counter[str]  # the committed ops of its log, by name
 
     @property
     def redolog(self) -> Path:
@@ -221,15 +267,17 @@ class Primary:
 
 
 def run_primary(lab: Lab, *, seed: int, accounts: int, ops: int, workers: int,
-                rollover_kb: int, name: str = "primary") -> Primary:
-    """A primary that ran loadgen and was stopped cleanly; its digest is the reference."""
+                rollover_kb: int, mix: str = "default", name: str = "primary") -> Primary:
+    """A primary that ran loadgen (with `MIXES[mix]`) and was stopped cleanly; its digest is
+    the reference."""
     h = lab.store(name, sections={"redolog": {"rollover_size_kb": rollover_kb}})
     h.start()
     res = loadgen(h.settings.store_socket, accounts=accounts, ops=ops, seed=seed,
-                  workers=workers)
+                  workers=workers, mix=MIXES[mix])
     assert res.errors == 0, res.error_samples
     h.stop()
-    return Primary(h, digest(h), res)
+    logged = committed_txns(log_files(Path(h.settings.volumes.redolog.path))).txns
+    return Primary(h, digest(h), res, Counter(t.op.NAME for t in logged))
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from standby.store import blobs as blobmod
 from standby.store import control
 from standby.store.blobs import BlobStore
 from standby.store.digest import digest_settings, store_digest
+from standby.store.directory import Directory
 from standby.store.effects import Effects
 from standby.store.index import IndexStore
 from standby.store.loadgen import run as loadgen
@@ -147,7 +148,8 @@ def _replay_digest(primary: Any, standby: Any, db: Any) -> tuple[str, int]:
     try:
         effects = Effects(groups=standby.store.mailbox_groups,
                           blobs=BlobStore(standby.volumes.blob.path),
-                          index=IndexStore(standby.volumes.index.path))
+                          index=IndexStore(standby.volumes.index.path),
+                          retention=Directory(primary.directory_path).retention())
         logs, _ = select_files(primary.volumes.redolog.path, Selection())
         res = naive.replay(logs, Selection(), conn=conn, effects=effects)
         assert not res.errors, res.errors[:3]

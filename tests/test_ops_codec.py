@@ -262,6 +262,8 @@ EXAMPLES: list[tuple[str, int, tuple[int, int], bytes, dict[str, object], str | 
      "ids=[300], type=message, tag=\\Flagged, tagged=true"),
     ("AlterItemTag<1.33", 18, (1, 30), i32(-1) + i8(5) + i32(-10) + z(True) + z(False)
      + i32(0), {"tag": "\\Unread"}, "ids=[], type=message, tag=\\Unread, tagged=true"),
+    ("IndexItem", 17, (1, 42), i32(300) + i8(5) + z(True),
+     {"item_id": 300, "delete_first": True}, "id=300, type=message"),
     ("IndexItem<1.8", 17, (1, 7), i32(300) + i8(5), {"item_id": 300, "delete_first": False},
      "id=300, type=message"),
     # optional long (date), the CustomMetadata pair, a Metadata string
@@ -270,6 +272,11 @@ EXAMPLES: list[tuple[str, int, tuple[int, int], bytes, dict[str, object], str | 
      + utf(META), {"date": 1_700_000_000_123, "custom_key": "zimbra"},
      "name=F, parent=1, attrs=0, view=message, flags=0, color=0, url=, id=257, uuid=u-1, "
      "date=1700000000123, custom=zimbra: {a=1, b=xy}"),
+    # 1.18: no attrs (0), a byte color, no uuid, no date, no custom metadata
+    ("CreateFolder<1.19", 58, (1, 18), utf("F") + i32(1) + i8(5) + i32(0) + i8(3) + utf("")
+     + i32(257), {"attrs": 0, "color": 3, "uuid": None, "date": None, "custom_key": None},
+     "name=F, parent=1, attrs=0, view=message, flags=0, color=3, url=, id=257, uuid=null, "
+     "date=null, custom=null"),
     # 1.39: the date in seconds; no custom metadata yet
     ("CreateFolder=1.39", 58, (1, 39), utf("F") + i32(1) + i8(0) + i8(5) + i32(0) + i64(0)
      + utf("") + i32(257) + utf(None) + z(True) + i32(1_700_000_000),
@@ -291,6 +298,24 @@ EXAMPLES: list[tuple[str, int, tuple[int, int], bytes, dict[str, object], str | 
      'id=259, rcpt=bob@x, rcvDate=5, shared=true, blobDigest="dig", size=18, folder=2, '
      "conv=-1, convFirstMsgId=-1, calItemPartStat=NE, noICal=false, flags=0, tags=[t], "
      "bodyType=2, linkSourcePath=/in/1"),
+    # 1.0, before every branch of CreateMessage's serializeData: no received date (the op's
+    # time), no first-message id, merged ids or part-stat (their defaults), int size, tag ids
+    # as one string (kept as the tags, not printed: Zimbra prints mTags), no custom metadata
+    ("CreateMessage=1.0", 27, (1, 0), utf("bob@x") + z(False) + utf("dig") + i32(len(MSG))
+     + i32(259) + i32(2) + i32(-1) + i32(0) + i32(0) + z(False) + utf("3,4") + utf("/p")
+     + i16(-1) + i8(1) + i32(len(MSG)) + MSG,
+     {"rcv_date": 1_700_000_000_000, "msg_size": len(MSG), "conv_first_msg_id": -1,
+      "part_stat": "NE", "tags": ("3", "4"), "data": MSG},
+     'id=259, rcpt=bob@x, rcvDate=1700000000000, shared=false, blobDigest="dig", size=18, '
+     "dataLen=18, folder=2, conv=-1, convFirstMsgId=-1, calItemPartStat=NE, noICal=false, "
+     "flags=0, tags=[], bodyType=1, path=/p"),
+    # SaveDraft: the imap id, then CreateMessage's payload at the record's version
+    ("SaveDraft=1.0", 28, (1, 0), i32(45) + utf(":API:") + z(False) + utf("d") + i32(0)
+     + i32(260) + i32(-1) + i32(-1) + i32(0) + i32(0x40) + z(True) + utf(None) + utf(None)
+     + i16(-1) + i8(1) + i32(0), {"imap_id": 45, "msg_id": 260, "msg_size": 0},
+     'id=260, rcpt=:API:, rcvDate=1700000000000, shared=false, blobDigest="d", size=0, '
+     "dataLen=0, folder=-1, conv=-1, convFirstMsgId=-1, calItemPartStat=NE, noICal=true, "
+     "flags=64, tags=[], bodyType=1, path=null,imap=45"),
     ("SaveDraft", 28, (1, 42), i32(44) + utf(":API:") + i64(5) + z(False) + utf("d") + i64(0)
      + i32(260) + i32(6) + i32(-1) + i32(-1) + i32(0) + i32(0) + utf("NE") + i32(0x40)
      + z(True) + utfs([]) + utf(None) + i16(-1) + utf(None) + i8(1) + i32(0),
@@ -298,6 +323,25 @@ EXAMPLES: list[tuple[str, int, tuple[int, int], bytes, dict[str, object], str | 
      'id=260, rcpt=:API:, rcvDate=5, shared=false, blobDigest="d", size=0, dataLen=0, '
      "folder=6, conv=-1, convFirstMsgId=-1, calItemPartStat=NE, noICal=true, flags=64, "
      "tags=[], bodyType=1, path=null,imap=44"),
+    # SaveDocument: its own fields (description since 1.29, enabled since 1.31, uuid since
+    # 1.37), then CreateMessage's payload
+    ("SaveDocument", 53, (1, 42), utf("f.pdf") + utf("application/pdf") + utf("Ann") + i8(8)
+     + utf("d") + z(False) + utf("u9") + utf(":API:") + i64(5) + z(False) + utf("dg") + i64(2)
+     + i32(270) + i32(16) + i32(-1) + i32(-1) + i32(0) + i32(0) + utf("NE") + i32(0) + z(True)
+     + utfs([]) + utf(None) + i16(-1) + utf(None) + i8(1) + i32(2) + b"hi",
+     {"filename": "f.pdf", "description": "d", "desc_enabled": False, "uuid": "u9",
+      "msg_id": 270, "data": b"hi"},
+     'uuid=u9, id=270, rcpt=:API:, rcvDate=5, shared=false, blobDigest="dg", size=2, '
+     "dataLen=2, folder=16, conv=-1, convFirstMsgId=-1, calItemPartStat=NE, noICal=true, "
+     "flags=0, tags=[], bodyType=1, path=null"),
+    ("SaveDocument=1.0", 53, (1, 0), utf("f") + utf("text/plain") + utf("Ann") + i8(8)
+     + utf(":API:") + z(False) + utf("dg") + i32(2) + i32(271) + i32(16) + i32(-1) + i32(0)
+     + i32(0) + z(True) + utf(None) + utf(None) + i16(-1) + i8(1) + i32(2) + b"hi",
+     {"description": None, "desc_enabled": True, "uuid": None, "rcv_date": 1_700_000_000_000,
+      "msg_size": 2},
+     'uuid=null, id=271, rcpt=:API:, rcvDate=1700000000000, shared=false, blobDigest="dg", '
+     "size=2, dataLen=2, folder=16, conv=-1, convFirstMsgId=-1, calItemPartStat=NE, "
+     "noICal=true, flags=0, tags=[], bodyType=1, path=null"),
     # long mailbox ids; int ids before 1.26
     ("StoreIncomingBlob", 26, (1, 42), i32(2) + i64(1) + i64(2) + utf("dig") + utf("/in/2")
      + i16(-1) + i32(4) + i32(4) + b"abcd", {"mailbox_ids": (1, 2), "data": b"abcd"},

@@ -4,11 +4,14 @@ NULLs, tabs, newlines, backslashes, quotes, four-byte characters and large numbe
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
+import pymysql
 import pytest
 
-from standby.replay.bulk import BulkWriter, DbRowSource
+from standby.replay.bulk import BulkWriter, DbRowSource, PrefetchedRows
 from standby.replay.model import Changes
 from standby.store.schema import MAIL_ITEM_COLUMNS
 from standby.store.site import Site
@@ -59,3 +62,85 @@ def test_rows_written_in_bulk_read_back_exactly(make_store) -> None:  # type: ig
         conn.close()
     finally:
         db.stop()
+
+
+def test_prefetched_rows_answer_as_the_database_does(make_store: Any) -> None:
+    """Rows of many mailboxes over several mboxgroup databases, with tags: what `PrefetchedRows`
+    read up front (and what it asks the database for afterwards) equals `DbRowSource`'s
+    answer to each question, for ids asked up front, ids not asked, and ids that do not
+    exist."""
+    h = make_store("prefetch")
+    s = h.settings
+    db = Site(s).db
+    db.start()
+    try:
+        Site(s).ensure_schema()
+        conn = db.connect()
+        groups = s.store.mailbox_groups
+        boxes = list(range(1, 3 * groups + 2))  # every group, some twice or more
+        changes = []
+        for m in boxes:
+            rows = [_row(m, 300 + k, t) for k, t in enumerate(_TRICKY[: 3 + m % 5])]
+            tags: list[list[Any]] = [[m, 260 + t, f"tag{t}", t, 0, 0, 0, 1, None]
+                                     for t in range(m % 3)]
+            tagged = [(m, 260 + t, 300 + k) for t in range(m % 3) for k in range(2)]
+            changes.append(Changes(m, rows=rows, tags=tags, tagged=tagged))
+        BulkWriter(conn, groups).write(changes)
+        base = DbRowSource(conn, groups)
+        pre = PrefetchedRows(base)
+        asked = {m: {300, 301, 302, 999} for m in boxes[::2]}
+        pre.load(asked)
+        for m in boxes:
+            for ids in ([300, 301], [302, 303, 304], [999, 300], list(range(300, 320))):
+                got = sorted(pre.items(m, ids), key=lambda r: r[1])
+                assert got == sorted(base.items(m, ids), key=lambda r: r[1]), (m, ids)
+                assert sorted(pre.tagged(m, ids)) == sorted(base.tagged(m, ids)), (m, ids)
+            assert sorted(pre.tags(m)) == sorted(base.tags(m)), m
+            assert pre.folders(m) == base.folders(m)
+        conn.close()
+    finally:
+        db.stop()
+
+
+class _Conn:
+    """Counts commits and rollbacks (the retry logic only; the statements are faked)."""
+
+    def __init__(self) -> None:
+        self.commits = self.rollbacks = 0
+
+    def cursor(self) -> Any:
+        return self
+
+    def execute(self, sql: str, args: Any = None) -> None:
+        pass  # the session settings BulkWriter makes
+
+    def commit(self) -> None:
+        self.commits += 1
+
+    def rollback(self) -> None:
+        self.rollbacks += 1
+
+
+@pytest.mark.parametrize("errno_", [1213, 1205, 1062])
+def test_a_deadlocked_chunk_is_retried_whole_other_errors_are_not(
+        errno_: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = _Conn()
+    w = BulkWriter(conn, groups=1, tmpdir=tmp_path)
+    calls: list[int] = []
+
+    def flaky(cur: object, changes: list[object]) -> None:
+        calls.append(w.rows_loaded)
+        w.rows_loaded += 10  # what a load counted before InnoDB rolled the victim back
+        if len(calls) < 3:
+            raise pymysql.err.OperationalError(errno_, "Deadlock found when trying to get lock")
+
+    monkeypatch.setattr(w, "_write", flaky)
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    if errno_ == 1062:
+        with pytest.raises(pymysql.err.OperationalError):
+            w.write([])
+        assert (len(calls), conn.commits, conn.rollbacks) == (1, 0, 1)
+        return
+    w.write([])
+    assert calls == [0, 0, 0], "each attempt starts from the rows counted before the chunk"
+    assert (conn.commits, conn.rollbacks, w.rows_loaded) == (1, 2, 10)

@@ -4,6 +4,11 @@ Each example runs a real primary (private MariaDB, store service) under loadgen 
 seed, 3-8 accounts, 100-400 actions, 1-3 concurrent clients and small rollover sizes (so the log
 spans several files), stops it, and takes its digest as the truth. Then:
 
+Every replay runs with `--index defer` (the default), and every digest is taken after the index
+catch-up (`replay_util.digest`): the properties hold for the two-phase replay. (a) also checks
+the phases apart — db and blob equal the primary's the moment the replay ends, the index once
+`standby index catch-up` has run — and the one-phase `--index now` with the fast engine.
+
 - (a) `zmplayredo` from empty with the fast and with the naive engine gives the primary's digest;
 - (b) a standby assembled from DB, blob and index copies taken at three moments while the load
   runs (each a consistent copy of one volume: store frozen, MariaDB quiesced for the db volume),
@@ -19,6 +24,11 @@ spans several files), stops it, and takes its digest as the truth. Then:
   `--toTime` cut is the commit time of a random op, which must be included, and no blob of an
   excluded message may be written.
 (d), fast engine = naive engine, is part of (a) and (b) here and of `test_replay_logs.py`.
+
+Workloads use loadgen's default mix or `MAIL_HEAVY_MIX` (Zimbra's other mail ops as frequent as
+moves); each property pins one mail-heavy example and checks that its examples together wrote
+every op of `ZIMBRA_MAIL_OPS` (copies, drafts, config sections, purges, ...), so the properties
+hold with them, not merely around them.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import shutil
 import signal
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +48,23 @@ from hypothesis import strategies as st
 
 from standby import timefmt
 from standby.bench.synth import write_log
-from standby.redolog.ops import CreateContact, CreateMessage, ModifyContact, StoreIncomingBlob
+from standby.redolog.ops import (
+    CopyItem,
+    CreateContact,
+    CreateMessage,
+    ModifyContact,
+    SaveDraft,
+    StoreIncomingBlob,
+)
 from standby.store.blobs import BlobStore
+from standby.store.index import IndexStore
 from standby.store.loadgen import run as loadgen
 from standby.store.site import Site
 from tests.replay_util import (
     ALL_FORMATS,
+    MIXES,
     MS_FORMATS,
+    ZIMBRA_MAIL_OPS,
     Lab,
     applied_ops,
     committed_txns,
@@ -69,7 +90,16 @@ workloads = st.fixed_dictionaries({
     "ops": st.integers(100, 400),
     "workers": st.integers(1, 3),
     "rollover_kb": st.sampled_from([24, 48, 96]),
+    "mix": st.sampled_from(sorted(MIXES)),
 })
+# A workload that writes every op of ZIMBRA_MAIL_OPS (checked by `_wrote_every_mail_op`).
+MAIL_HEAVY = {"seed": 7, "accounts": 3, "ops": 400, "workers": 1, "rollover_kb": 48,
+              "mix": "mail-heavy"}
+
+
+def _wrote_every_mail_op(seen: Counter[str], what: str) -> None:
+    missing = ZIMBRA_MAIL_OPS - {name for name, n in seen.items() if n}
+    assert not missing, f"{what}: no example's log held {sorted(missing)}; seen {dict(seen)}"
 
 
 def _assert_same(got: Any, want: Any, what: str) -> None:
@@ -87,22 +117,44 @@ def _assert_same(got: Any, want: Any, what: str) -> None:
 # (a) from empty, both engines
 
 
-@property_settings(4)
-@given(w=workloads)
-def test_replay_from_empty_gives_primary_digest(make_store, w: dict[str, Any]) -> None:
-    with Lab(make_store) as lab:
-        p = run_primary(lab, **w)
-        assert len(log_files(p.redolog)) > 2, "the workload should span several log files"
-        for engine in ("fast", "naive"):
-            t = lab.store(f"standby-{engine}")
-            args: list[str | Path] = ["--json", "--log-dir", p.redolog]
-            args += ["--naive"] if engine == "naive" else []
-            r = zmplayredo(t.cfg, *args).assert_ok()
-            s = r.summary
-            assert s["engine"] == engine
-            assert s["errors"] == 0 and s["player"]["uncommitted"] == 0, s
-            assert not (t.settings.state_dir / "replay.incomplete").exists()
-            _assert_same(digest(t), p.digest, f"{engine} replay from empty")
+def test_replay_from_empty_gives_primary_digest(make_store) -> None:
+    seen: Counter[str] = Counter()
+
+    @property_settings(4)
+    @example(w=MAIL_HEAVY)
+    @given(w=workloads)
+    def prop(w: dict[str, Any]) -> None:
+        with Lab(make_store) as lab:
+            p = run_primary(lab, **w)
+            seen.update(p.ops)
+            assert len(log_files(p.redolog)) > 2, "the workload should span several log files"
+            for engine, mode in (("fast", "defer"), ("naive", "defer"), ("fast", "now")):
+                t = lab.store(f"standby-{engine}-{mode}")
+                args: list[str | Path] = ["--json", "--log-dir", p.redolog]
+                args += ["--naive"] if engine == "naive" else []
+                args += ["--index", "now"] if mode == "now" else []
+                r = zmplayredo(t.cfg, *args).assert_ok()
+                s = r.summary
+                assert s["engine"] == engine
+                assert s["errors"] == 0 and s["player"]["uncommitted"] == 0, s
+                assert not (t.settings.state_dir / "replay.incomplete").exists()
+                what = f"{engine} --index {mode} replay from empty"
+                mail = digest(t, catch_up=False)
+                eq = mail.equal(p.digest)
+                assert eq["db"] and eq["blob"], f"{what}: db/blob not equal right after it: {eq}"
+                index = s["phases"]["index"]
+                if mode == "defer":
+                    pending = sum(m.pending for m in mail.mailboxes)
+                    assert index["documents_pending"] == pending > 0, (index, pending)
+                    assert not eq["index"], "the index cannot be complete before its catch-up"
+                    c = standby_cli(t.cfg, "index", "catch-up", "--json").assert_ok().summary
+                    assert c["documents"] == pending and c["complete"], c
+                else:
+                    assert index == {"mode": "now", "state": "done"}, index
+                _assert_same(digest(t, catch_up=False), p.digest, what)
+
+    prop()
+    _wrote_every_mail_op(seen, "(a) from empty")
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,62 +219,70 @@ def _snapshot(h: Any, volume: str, dest: Path) -> int:
 GUIDE_ORDER = ("db", "blob", "index")
 
 
-@property_settings(2)
-@example(w={"seed": 5, "accounts": 5, "ops": 300, "workers": 3, "rollover_kb": 48},
-         gaps=[0.5, 0.8, 0.6], fmt="yyyy/MM/dd HH:mm:ss:SSS", order=GUIDE_ORDER)
-@given(w=workloads, gaps=st.lists(st.floats(0.4, 1.0), min_size=3, max_size=3),
-       fmt=st.sampled_from(ALL_FORMATS), order=st.permutations(GUIDE_ORDER))
-def test_staggered_snapshots_plus_log_from_time_give_primary_digest(
-        make_store, w: dict[str, Any], gaps: list[float], fmt: str,
-        order: tuple[str, ...]) -> None:
+def test_staggered_snapshots_plus_log_from_time_give_primary_digest(make_store) -> None:
     """The guide's order (db, blob, index) first; then random orders, because replay is
     idempotent per volume: a volume copied later must simply skip more."""
-    event(f"order {'/'.join(order)}")
-    with Lab(make_store) as lab:
-        p = lab.store("primary", sections={"redolog": {"rollover_size_kb": w["rollover_kb"]}})
-        p.start()
-        snaps = p.root / "snaps"
-        load: dict[str, Any] = {}
+    seen: Counter[str] = Counter()
 
-        def drive() -> None:
-            load["res"] = loadgen(p.settings.store_socket, accounts=w["accounts"],
-                                  ops=w["ops"], seed=w["seed"], workers=w["workers"],
-                                  rate=w["ops"] / 4.0)
+    @property_settings(2)
+    @example(w=MAIL_HEAVY, gaps=[0.5, 0.8, 0.6], fmt="yyyy/MM/dd HH:mm:ss:SSS", order=GUIDE_ORDER)
+    @given(w=workloads, gaps=st.lists(st.floats(0.4, 1.0), min_size=3, max_size=3),
+           fmt=st.sampled_from(ALL_FORMATS), order=st.permutations(GUIDE_ORDER))
+    def prop(w: dict[str, Any], gaps: list[float], fmt: str, order: tuple[str, ...]) -> None:
+        event(f"order {'/'.join(order)}")
+        with Lab(make_store) as lab:
+            p = lab.store("primary",
+                          sections={"redolog": {"rollover_size_kb": w["rollover_kb"]}})
+            p.start()
+            snaps = p.root / "snaps"
+            load: dict[str, Any] = {}
 
-        th = threading.Thread(target=drive, daemon=True)
-        th.start()
-        # Some ops must lie before the first copy even when --fromTime is cut to the second
-        # (formats without milliseconds): wait for committed ops, then a second more.
-        deadline = time.monotonic() + 120
-        while len(committed_txns(log_files(p.settings.volumes.redolog.path)).txns) < 5:
-            assert time.monotonic() < deadline and th.is_alive(), "loadgen committed nothing"
-            time.sleep(0.1)
-        time.sleep(1.05)
-        taken: dict[str, int] = {}
-        for volume, gap in zip(order, gaps):
-            time.sleep(gap)
-            taken[volume] = _snapshot(p, volume, snaps / volume)
-        th.join(300)
-        assert not th.is_alive() and load["res"].errors == 0, load
-        p.stop()
-        want = digest(p)
-        total = len(committed_txns(log_files(p.settings.volumes.redolog.path)).txns)
-        assert [taken[v] for v in order] == sorted(taken.values())
-        from_time = zimbra_time(min(taken.values()), fmt)
-        for engine in ("fast", "naive"):
-            t = lab.store(f"standby-{engine}")
-            vols = t.settings.volumes
-            for volume in ("db", "blob", "index"):
-                shutil.copytree(snaps / volume, getattr(vols, volume).path, dirs_exist_ok=True)
-            shutil.copytree(p.settings.volumes.redolog.path, vols.redolog.path,
-                            dirs_exist_ok=True)
-            args = ["--json", "--fromTime", from_time] + (["--naive"] if engine == "naive"
-                                                          else [])
-            s = zmplayredo(t.cfg, *args).assert_ok().summary
-            assert s["errors"] == 0, s
-            assert s["ops_read"] < total, "--fromTime should leave out the ops before the copies"
-            _assert_same(digest(t), want, f"{engine} replay --fromTime {from_time!r} onto "
-                         f"snapshots taken at {taken}")
+            def drive() -> None:
+                load["res"] = loadgen(p.settings.store_socket, accounts=w["accounts"],
+                                      ops=w["ops"], seed=w["seed"], workers=w["workers"],
+                                      mix=MIXES[w["mix"]], rate=w["ops"] / 4.0)
+
+            th = threading.Thread(target=drive, daemon=True)
+            th.start()
+            # Some ops must lie before the first copy even when --fromTime is cut to the second
+            # (formats without milliseconds): wait for committed ops, then a second more.
+            deadline = time.monotonic() + 120
+            while len(committed_txns(log_files(p.settings.volumes.redolog.path)).txns) < 5:
+                assert time.monotonic() < deadline and th.is_alive(), "loadgen committed nothing"
+                time.sleep(0.1)
+            time.sleep(1.05)
+            taken: dict[str, int] = {}
+            for volume, gap in zip(order, gaps):
+                time.sleep(gap)
+                taken[volume] = _snapshot(p, volume, snaps / volume)
+            th.join(300)
+            assert not th.is_alive() and load["res"].errors == 0, load
+            p.stop()
+            want = digest(p)
+            committed = committed_txns(log_files(p.settings.volumes.redolog.path)).txns
+            seen.update(x.op.NAME for x in committed)
+            total = len(committed)
+            assert [taken[v] for v in order] == sorted(taken.values())
+            from_time = zimbra_time(min(taken.values()), fmt)
+            for engine in ("fast", "naive"):
+                t = lab.store(f"standby-{engine}")
+                vols = t.settings.volumes
+                for volume in ("db", "blob", "index"):
+                    shutil.copytree(snaps / volume, getattr(vols, volume).path,
+                                    dirs_exist_ok=True)
+                shutil.copytree(p.settings.volumes.redolog.path, vols.redolog.path,
+                                dirs_exist_ok=True)
+                args = ["--json", "--fromTime", from_time] + (["--naive"] if engine == "naive"
+                                                              else [])
+                s = zmplayredo(t.cfg, *args).assert_ok().summary
+                assert s["errors"] == 0, s
+                assert s["ops_read"] < total, \
+                    "--fromTime should leave out the ops before the copies"
+                _assert_same(digest(t), want, f"{engine} replay --fromTime {from_time!r} onto "
+                             f"snapshots taken at {taken}")
+
+    prop()
+    _wrote_every_mail_op(seen, "(b) snapshots + --fromTime")
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,8 +291,12 @@ def test_staggered_snapshots_plus_log_from_time_give_primary_digest(
 
 def test_replay_twice_and_killed_replays_converge(make_store) -> None:
     killed_mid_way: list[int] = []  # processes killed, per interruption
+    seen: dict[str, Counter[str]] = {"fast": Counter(), "naive": Counter()}
 
     @property_settings(4)
+    @example(w=MAIL_HEAVY, engine="fast", batch=60, kills=1, fractions=[0.5, 0.5], kill_db=False)
+    @example(w=MAIL_HEAVY, engine="naive", batch=60, kills=1, fractions=[0.3, 0.5],
+             kill_db=True)
     @given(w=workloads, engine=st.sampled_from(["fast", "naive"]),
            batch=st.sampled_from([20, 60, 50_000]), kills=st.integers(1, 2),
            fractions=st.lists(st.floats(0.0, 0.9), min_size=2, max_size=2),
@@ -241,6 +305,7 @@ def test_replay_twice_and_killed_replays_converge(make_store) -> None:
              kill_db: bool) -> None:
         with Lab(make_store) as lab:
             p = run_primary(lab, **w)
+            seen[engine].update(p.ops)
             eng = ["--naive"] if engine == "naive" else ["--batch-ops", str(batch)]
             base = ["--json", "--log-dir", str(p.redolog), *eng]
 
@@ -294,6 +359,8 @@ def test_replay_twice_and_killed_replays_converge(make_store) -> None:
 
     prop()
     assert killed_mid_way, "no example actually interrupted a replay"
+    for engine, ops in seen.items():
+        _wrote_every_mail_op(ops, f"(c) twice and killed, {engine} engine")
 
 
 def test_store_starts_after_an_interrupted_replay_is_completed(make_store) -> None:
@@ -360,79 +427,83 @@ def test_replay_whose_worker_dies_fails_clearly_and_can_be_rerun(make_store) -> 
 # (e) selections give exactly the state of the ops selected
 
 
-@property_settings(3)
-@given(w=workloads, cut=st.floats(0.05, 0.95), fmt=st.sampled_from(MS_FORMATS),
-       seq_cut=st.floats(0.0, 1.0), box_pick=st.integers(0, 100))
-def test_selective_replays_give_exactly_the_selected_ops(
-        make_store, w: dict[str, Any], cut: float, fmt: str, seq_cut: float,
-        box_pick: int) -> None:
-    with Lab(make_store) as lab:
-        p = run_primary(lab, **w)
-        logs = log_files(p.redolog)
-        everything = committed_txns(logs).txns
-        ops = applied_ops(everything)
+def test_selective_replays_give_exactly_the_selected_ops(make_store) -> None:
+    seen: Counter[str] = Counter()
 
-        # --toTime: the commit time of a random op; that op is included (commit <= toTime).
-        pivot = ops[int(cut * (len(ops) - 1))]
-        to_ms = pivot.commit.tstamp
-        # Zimbra reads no file whose first op is after toTime (its header says so), then runs
-        # the transactions committed at or before toTime.
-        readable = [lf for lf in logs if first_op_tstamp(lf.path) <= to_ms]
-        picked = [t for t in committed_txns(readable).txns if t.commit.tstamp <= to_ms]
-        picked_ids = {t.start.txn for t in picked}
-        excluded = [t for t in everything if t.start.txn not in picked_ids]
-        assert excluded
-        # The pivot is in unless its file's header shows a first op after it (a commit stamped
-        # before the file's first record, possible at ms granularity under concurrency).
-        pivot_in = pivot.start.txn in picked_ids
-        _, want = expected_store(lab, "expect-totime", picked)
-        for engine in ("fast", "naive"):
-            t = lab.store(f"totime-{engine}")
-            args: list[str | Path] = ["--json", "--log-dir", p.redolog, "--toTime",
-                                      zimbra_time(to_ms, fmt)]
-            s = zmplayredo(t.cfg, *args, *(["--naive"] if engine == "naive" else [])
-                           ).assert_ok().summary
-            assert s["ops_read"] == len(picked), (s["ops_read"], len(picked))
-            got = digest(t)
-            _assert_same(got, want, f"{engine} --toTime {zimbra_time(to_ms, fmt)}")
-            _check_boundary(t, pivot if pivot_in else None, picked)
-            _check_no_blob_outside(t, s, picked, excluded)
+    @property_settings(3)
+    @example(w=MAIL_HEAVY, cut=0.6, fmt=MS_FORMATS[0], seq_cut=0.5, box_pick=1)
+    @given(w=workloads, cut=st.floats(0.05, 0.95), fmt=st.sampled_from(MS_FORMATS),
+           seq_cut=st.floats(0.0, 1.0), box_pick=st.integers(0, 100))
+    def prop(w: dict[str, Any], cut: float, fmt: str, seq_cut: float, box_pick: int) -> None:
+        with Lab(make_store) as lab:
+            p = run_primary(lab, **w)
+            seen.update(p.ops)
+            logs = log_files(p.redolog)
+            everything = committed_txns(logs).txns
+            ops = applied_ops(everything)
 
-        # --toSeq: files whose sequence is at most N; transactions committed in later files
-        # (including ones re-logged across the rollover) stay uncommitted.
-        seqs = [lf.seq for lf in logs]
-        n = seqs[min(len(seqs) - 1, int(seq_cut * len(seqs)))]
-        selected = committed_txns([lf for lf in logs if lf.seq <= n])
-        _, want = expected_store(lab, "expect-toseq", selected.txns)
-        t = lab.store("toseq")
-        s = zmplayredo(t.cfg, "--json", "--log-dir", p.redolog, "--toSeq", str(n)).assert_ok()\
-            .summary
-        assert s["player"]["files"] == len([x for x in seqs if x <= n])
-        assert s["player"]["uncommitted"] == len(selected.uncommitted)
-        _assert_same(digest(t), want, f"--toSeq {n}")
+            # --toTime: the commit time of a random op; that op is included (commit <= toTime).
+            pivot = ops[int(cut * (len(ops) - 1))]
+            to_ms = pivot.commit.tstamp
+            # Zimbra reads no file whose first op is after toTime (its header says so), then runs
+            # the transactions committed at or before toTime.
+            readable = [lf for lf in logs if first_op_tstamp(lf.path) <= to_ms]
+            picked = [t for t in committed_txns(readable).txns if t.commit.tstamp <= to_ms]
+            picked_ids = {t.start.txn for t in picked}
+            excluded = [t for t in everything if t.start.txn not in picked_ids]
+            assert excluded
+            # The pivot is in unless its file's header shows a first op after it (a commit stamped
+            # before the file's first record, possible at ms granularity under concurrency).
+            pivot_in = pivot.start.txn in picked_ids
+            _, want = expected_store(lab, "expect-totime", picked)
+            for engine in ("fast", "naive"):
+                t = lab.store(f"totime-{engine}")
+                args: list[str | Path] = ["--json", "--log-dir", p.redolog, "--toTime",
+                                          zimbra_time(to_ms, fmt)]
+                s = zmplayredo(t.cfg, *args, *(["--naive"] if engine == "naive" else [])
+                               ).assert_ok().summary
+                assert s["ops_read"] == len(picked), (s["ops_read"], len(picked))
+                got = digest(t)
+                _assert_same(got, want, f"{engine} --toTime {zimbra_time(to_ms, fmt)}")
+                _check_boundary(t, pivot if pivot_in else None, picked)
+                _check_no_blob_outside(t, s, picked, excluded)
 
-        # --mailboxId: that mailbox's ops and the StoreIncomingBlobs (mailbox -1) naming it.
-        boxes = sorted(md.mailbox_id for md in p.digest.mailboxes)
-        m = boxes[box_pick % len(boxes)]
-        mine = [x for x in everything if x.start.mailbox_id == m or (
-            isinstance(x.op, StoreIncomingBlob) and m in (x.op.mailbox_ids or ()))]
-        _, want = expected_store(lab, "expect-mbox", mine)
-        for engine in ("fast", "naive"):
-            t = lab.store(f"mbox-{engine}")
-            zmplayredo(t.cfg, "--json", "--log-dir", p.redolog, "--mailboxId", str(m),
-                       *(["--naive"] if engine == "naive" else [])).assert_ok()
-            got = digest(t)
-            _assert_same(got, want, f"{engine} --mailboxId {m}")
-            assert [md.mailbox_id for md in got.mailboxes] == [m]
-            assert got.mailboxes[0].digest == next(md.digest for md in p.digest.mailboxes
-                                                   if md.mailbox_id == m)
+            # --toSeq: files whose sequence is at most N; transactions committed in later files
+            # (including ones re-logged across the rollover) stay uncommitted.
+            seqs = [lf.seq for lf in logs]
+            n = seqs[min(len(seqs) - 1, int(seq_cut * len(seqs)))]
+            selected = committed_txns([lf for lf in logs if lf.seq <= n])
+            _, want = expected_store(lab, "expect-toseq", selected.txns)
+            t = lab.store("toseq")
+            s = zmplayredo(t.cfg, "--json", "--log-dir", p.redolog, "--toSeq", str(n)).assert_ok()\
+                .summary
+            assert s["player"]["files"] == len([x for x in seqs if x <= n])
+            assert s["player"]["uncommitted"] == len(selected.uncommitted)
+            _assert_same(digest(t), want, f"--toSeq {n}")
+
+            # --mailboxId: that mailbox's ops and the StoreIncomingBlobs (mailbox -1) naming it.
+            boxes = sorted(md.mailbox_id for md in p.digest.mailboxes)
+            m = boxes[box_pick % len(boxes)]
+            mine = [x for x in everything if x.start.mailbox_id == m or (
+                isinstance(x.op, StoreIncomingBlob) and m in (x.op.mailbox_ids or ()))]
+            _, want = expected_store(lab, "expect-mbox", mine)
+            for engine in ("fast", "naive"):
+                t = lab.store(f"mbox-{engine}")
+                zmplayredo(t.cfg, "--json", "--log-dir", p.redolog, "--mailboxId", str(m),
+                           *(["--naive"] if engine == "naive" else [])).assert_ok()
+                got = digest(t)
+                _assert_same(got, want, f"{engine} --mailboxId {m}")
+                assert [md.mailbox_id for md in got.mailboxes] == [m]
+                assert got.mailboxes[0].digest == next(md.digest for md in p.digest.mailboxes
+                                                       if md.mailbox_id == m)
+
+    prop()
+    _wrote_every_mail_op(seen, "(e) selective replays")
 
 
 def _check_boundary(t: Any, pivot: Any, picked: list[Any]) -> None:
     """Per mailbox, the index has applied exactly up to the last selected change number; so the
     op committed exactly at --toTime ran and none committed after it did."""
-    from standby.store.index import IndexStore
-
     last: dict[int, int] = {}
     for x in applied_ops(picked):
         last[x.start.mailbox_id] = max(last.get(x.start.mailbox_id, 0), x.start.change_id)
@@ -450,16 +521,20 @@ def _check_boundary(t: Any, pivot: Any, picked: list[Any]) -> None:
 
 def _check_no_blob_outside(t: Any, summary: dict[str, Any], picked: list[Any],
                            excluded: list[Any]) -> None:
-    """No blob of a message or contact whose op was not selected is on the blob volume, and the
-    replay wrote no more blobs than the selected ops carry."""
+    """No blob of a message, draft or copy whose op was not selected is on the blob volume, and
+    the replay wrote no more blobs than the selected ops carry (a body each for a message and
+    a saved draft, one per copy, a contact's vCard)."""
     blobs = BlobStore(t.settings.volumes.blob.path)
     for x in excluded:
-        op = x.op
-        if isinstance(op, CreateMessage):
-            path = blobs.path(x.start.mailbox_id, op.msg_id, x.start.change_id)
-            assert not path.exists(), f"blob of excluded message written: {path}"
-    carrying = sum(1 for x in picked if isinstance(x.op, CreateMessage) or (
-        isinstance(x.op, CreateContact | ModifyContact) and x.op.data))
+        op, m, change = x.op, x.start.mailbox_id, x.start.change_id
+        made = [op.msg_id] if isinstance(op, CreateMessage | SaveDraft) else \
+            [e[1] for e in op.entries] if isinstance(op, CopyItem) else []
+        for item_id in made:
+            path = blobs.path(m, item_id, change)
+            assert not path.exists(), f"blob of an excluded {op.NAME} written: {path}"
+    carrying = sum(len(x.op.entries) if isinstance(x.op, CopyItem) else 1 for x in picked
+                   if isinstance(x.op, CreateMessage | SaveDraft | CopyItem) or (
+                       isinstance(x.op, CreateContact | ModifyContact) and x.op.data))
     assert summary["blob"].get("written", 0) <= carrying, (summary["blob"], carrying)
     incoming = Path(t.settings.volumes.blob.path) / "incoming"
     assert not incoming.exists() or not any(incoming.iterdir())

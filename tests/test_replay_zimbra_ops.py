@@ -21,6 +21,7 @@ from standby.redolog.ops import (
     TYPE_FOLDER,
     TYPE_MESSAGE,
     ColorItem,
+    CreateContact,
     CreateFolder,
     CreateInvite,
     CreateMountpoint,
@@ -35,6 +36,7 @@ from standby.redolog.ops import (
     RenameItem,
     SetCustomData,
     SetImapUid,
+    contact_fields,
 )
 from standby.redolog import metadata
 from standby.redolog.reader import read_all
@@ -161,8 +163,6 @@ def test_the_live_store_writes_the_new_ops_as_zimbra_does(make_store) -> None:
     """Through the service: contact fields in ParsedContact's HashMap order (blank names and
     empty values dropped), SetImapUid's uids from the item id counter in HashMap order, and a
     saved search created, changed and renamed; replayed from empty, the same state."""
-    from standby.redolog.ops import CreateContact, contact_fields
-
     with Lab(make_store) as lab:
         p = lab.store("primary")
         p.start()

@@ -6,6 +6,7 @@ from standby.replay import naive
 from standby.replay.player import Selection, select_files
 from standby.store.blobs import BlobStore
 from standby.store.digest import digest_settings, store_digest
+from standby.store.directory import Directory
 from standby.store.effects import Effects
 from standby.store.index import IndexStore
 from standby.store.loadgen import run as loadgen
@@ -26,8 +27,10 @@ def test_replay_from_empty_gives_primary_digest(make_store) -> None:
     db.start()
     Site(s).ensure_schema()
     conn = db.connect()
+    # The primary's directory holds the accounts' message lifetimes the purges used.
     effects = Effects(groups=s.store.mailbox_groups, blobs=BlobStore(s.volumes.blob.path),
-                      index=IndexStore(s.volumes.index.path))
+                      index=IndexStore(s.volumes.index.path),
+                      retention=Directory(primary.settings.directory_path).retention())
     logs, _ = select_files(primary.settings.volumes.redolog.path, Selection())
     assert len(logs) > 1, "the test wants at least one rollover"
     out = naive.replay(logs, Selection(), conn=conn, effects=effects)

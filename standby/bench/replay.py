@@ -1,6 +1,7 @@
 """`standby bench replay --ops N`: the replay engines and the machine's ceiling, side by side.
 
-1. A log of N ops with loadgen's default mix: from a running primary (loadgen through the store
+1. A log of N ops with loadgen's default mix (or, `mix="core"`, its core alone: the op kinds of
+   the mix before Zimbra's other mail ops joined it, to compare with older code): from a running primary (loadgen through the store
    service) when N is small, else written directly by the redo writer with the same mix
    (`bench.synth`).
 2. The fast engine replays it from empty into a fresh store: `ops_per_s`, peak RSS.
@@ -15,6 +16,11 @@
    insert per message, timed on messages of this log (`index_cost_us`). `cpu_bound_ops_per_s`
    is the rate the cores would allow if they did nothing but that index work and mariadbd's
    measured share: an upper bound for any engine that indexes inline on this machine.
+With `index="defer"` every replay is phase one of a failover (db and blob forward, documents
+left pending): the fast and naive runs and the prefix comparison all defer, both prefix stores
+are caught up (`replay.catchup`) before their digests are compared, and `index_cost_us` /
+`cpu_bound_ops_per_s` (the inline index's cost) are not measured. `standby bench failover` is
+the whole failover, with the catch-up measured.
 Everything is created under a temporary work folder and removed at the end.
 """
 
@@ -33,30 +39,43 @@ from typing import Any
 
 from standby import settings as settings_mod
 from standby.bench import synth
-from standby.errors import StandbyError
-from standby.replay import DEFAULT_CHUNK_OPS, engine
+from standby.bench.workdir import drop_volumes, folder_bytes, work_folder
+from standby.errors import UsageError
+from standby.replay import DEFAULT_CHUNK_OPS, catchup, engine
+from standby.replay.bulk import TSV_ENGINE
 from standby.replay.player import Selection
-from standby.settings import MariaDBSettings, Settings, StoreSettings, Volumes, VolumeSettings
+from standby.settings import (
+    MariaDBSettings,
+    Settings,
+    SnapshotSettings,
+    StoreSettings,
+    Volumes,
+    VolumeSettings,
+)
 from standby.store import control
 from standby.store.digest import digest_settings
+from standby.store.index import IndexMode
 from standby.store.site import Site
 
 PRIMARY_MAX_OPS = 20_000
 NAIVE_MIN_OPS = 50_000
 
 
-def make_store(root: Path, *, groups: int = 100, buffer_pool: str = "1G") -> Settings:
-    """A fresh store folder with a config tuned for bulk work; returns its settings."""
+def make_store(root: Path, *, groups: int = 100, buffer_pool: str = "1G",
+               server_id: str | None = None, manifest_key: str | None = None) -> Settings:
+    """A fresh store folder with a config tuned for bulk work; returns its settings (with a
+    manifest key, written into its config, when one is given: snapshot sets need it)."""
     root.mkdir(parents=True)
     for n in settings_mod.VOLUME_NAMES:
         (root / n).mkdir()
-    s = Settings(server_id=str(uuid.uuid4()), state_dir=root / "state",
+    s = Settings(server_id=server_id or str(uuid.uuid4()), state_dir=root / "state",
                  volumes=Volumes(**{n: VolumeSettings(path=root / n)
                                     for n in settings_mod.VOLUME_NAMES}),
                  mariadb=MariaDBSettings(buffer_pool=buffer_pool, log_file_size="512M"),
-                 store=StoreSettings(mailbox_groups=groups))
+                 store=StoreSettings(mailbox_groups=groups),
+                 snapshot=SnapshotSettings(manifest_key=manifest_key))
     cfg = root / "standby.toml"
-    cfg.write_text(settings_mod.to_toml(s))
+    cfg.write_text(settings_mod.to_toml(s, include_secrets=manifest_key is not None))
     return settings_mod.load(cfg)
 
 
@@ -129,6 +148,23 @@ def ceiling(s: Settings, *, rows: int = 200_000, files: int = 20_000,
     finally:
         db.stop()
     d = s.volumes.blob.path / "ceiling"
+    file_rate = file_create_rate(d, files=files, file_size=file_size)
+    shutil.rmtree(d)
+    return {"load_data_rows_per_s": round(load_rate), "file_creates_per_s": round(file_rate)}
+
+
+def ops_ceiling(rows_per_op: float, files_per_op: float, load_rows_per_s: float,
+                file_creates_per_s: float) -> int | None:
+    """Ops/s if an op cost nothing but its rows' LOAD DATA and its files' creation, at the
+    measured rates (None when the ops leave neither)."""
+    cost = rows_per_op / load_rows_per_s + files_per_op / file_creates_per_s
+    return round(1 / cost) if cost else None
+
+
+def file_create_rate(d: Path, *, files: int = 20_000, file_size: int = 8192) -> float:
+    """Files of `file_size` bytes created per second under `d` (256 folders), one thread; the
+    files are left for the caller to remove (a removal just before another measurement would
+    slow it: ext4 skips recently freed inodes)."""
     payload = os.urandom(file_size)
     t0 = time.perf_counter()
     for i in range(files):
@@ -138,12 +174,10 @@ def ceiling(s: Settings, *, rows: int = 200_000, files: int = 20_000,
         fd = os.open(sub / f"{i}.msg", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.write(fd, payload)
         os.close(fd)
-    file_rate = files / (time.perf_counter() - t0)
-    shutil.rmtree(d)
-    return {"load_data_rows_per_s": round(load_rate), "file_creates_per_s": round(file_rate)}
+    return files / (time.perf_counter() - t0)
 
 
-def _proc_cpu_s(pid: int) -> float:
+def proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a live process (Linux /proc)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -204,21 +238,45 @@ def index_cost(log_dir: Path, *, messages: int = 2000, batch: int = 75) -> dict[
 
 
 def _replay(s: Settings, log_dir: Path, *, naive: bool, limit: int | None,
-            batch_ops: int = DEFAULT_CHUNK_OPS) -> Any:
+            batch_ops: int = DEFAULT_CHUNK_OPS, index: IndexMode = "now") -> Any:
     site = Site.open(s)
     every = Selection()
     opts = engine.EngineOptions(naive=naive, limit=limit, threads=os.cpu_count() or 2,
-                                batch_ops=batch_ops)
+                                batch_ops=batch_ops, index=index)
     return engine.run(site, engine.find_logs(site, every, log_dir=log_dir), every, opts)
+
+
+def _caught_up_digest(s: Settings) -> Any:
+    """The store's digest after phase two (nothing to do after a one-phase replay)."""
+    site = Site.open(s)
+    if site.index.marked_behind():
+        catchup.run(site)
+    return digest_settings(s)
+
+
+# The work folder at its fullest (measured: `work_folder_peak_gb`, right after the whole log's
+# replay): per op the log and the fast store's volumes, and the MariaDB servers' files (the naive
+# and prefix stores, made after the fast store's volumes are gone, hold a prefix only).
+DISK_FIXED_BYTES = 5 * (700 << 20)
+DISK_BYTES_PER_OP = 18_000
+
+
+def disk_estimate(ops: int) -> int:
+    return DISK_FIXED_BYTES + DISK_BYTES_PER_OP * ops
 
 
 def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int = 500,
         naive_ops: int = NAIVE_MIN_OPS, keep: bool = False,
-        batch_ops: int = DEFAULT_CHUNK_OPS,
+        batch_ops: int = DEFAULT_CHUNK_OPS, index: IndexMode = "now", mix: str = "default",
         say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
-    base = Path(tempfile.mkdtemp(prefix="standby-bench-replay-", dir=workdir))
-    out: dict[str, Any] = {"ops": ops, "batch_ops": batch_ops}
-    try:
+    if mix not in synth.MIXES:
+        raise UsageError(f"no synthetic mix {mix!r}", hint="one of " + ", ".join(synth.MIXES))
+    out: dict[str, Any] = {"ops": ops, "batch_ops": batch_ops, "index": index, "mix": mix,
+                           "tsv_engine": TSV_ENGINE}
+    need = disk_estimate(ops)
+    out["disk_estimate_gb"] = round(need / 2**30, 1)
+    with work_folder("standby-bench-replay-", workdir=workdir, need_bytes=need, keep=keep,
+                     say=say) as base:
         primary_digest = None
         if ops <= PRIMARY_MAX_OPS:
             say(f"primary: loadgen until {ops} redo ops")
@@ -228,7 +286,7 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
 
             accounts = min(accounts, 50)
             loadgen.run(ps.store_socket, accounts=accounts, ops=ops, seed=seed,
-                        workers=4)
+                        workers=4, mix=synth.MIXES[mix])
             control.stop(ps)
             primary_digest = digest_settings(ps).total
             log_dir = ps.volumes.redolog.path
@@ -237,7 +295,7 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
             say(f"writing a synthetic log of {ops} ops")
             log_dir = base / "log"
             t0 = time.perf_counter()
-            synth.write_log(log_dir, ops=ops, accounts=accounts, seed=seed)
+            synth.write_log(log_dir, ops=ops, accounts=accounts, seed=seed, mix=mix)
             out["source"] = "synthetic"
             out["log_write_seconds"] = round(time.perf_counter() - t0, 1)
         out["log_bytes"] = sum(p.stat().st_size for p in log_dir.rglob("*.log"))
@@ -249,11 +307,11 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
         db_pid = fdb.start()  # started here, so its CPU time can be read before it stops
         rss0 = _rss_mb()
         cpu0 = (_rusage_cpu_s(resource.RUSAGE_SELF), _rusage_cpu_s(resource.RUSAGE_CHILDREN),
-                _proc_cpu_s(db_pid))
-        res = _replay(fs, log_dir, naive=False, limit=None, batch_ops=batch_ops)
+                proc_cpu_s(db_pid))
+        res = _replay(fs, log_dir, naive=False, limit=None, batch_ops=batch_ops, index=index)
         cpu = {"main": _rusage_cpu_s(resource.RUSAGE_SELF) - cpu0[0],
                "workers": _rusage_cpu_s(resource.RUSAGE_CHILDREN) - cpu0[1],
-               "mariadbd": _proc_cpu_s(db_pid) - cpu0[2]}
+               "mariadbd": proc_cpu_s(db_pid) - cpu0[2]}
         fdb.stop()
         me, kids = _rss_mb()
         out["ops_applied"] = res.ops_applied
@@ -261,21 +319,24 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
         out["seconds"] = round(res.seconds, 2)
         out["fast_summary"] = {k: v for k, v in res.as_dict().items()
                                if k in ("db", "blob", "index", "worker_seconds",
-                                        "messages_parsed", "errors")}
+                                        "worker_cpu_seconds", "messages_parsed", "errors",
+                                        "phases")}
         workers = os.cpu_count() or 2
         out["peak_rss_mb"] = round(me + kids * workers)
         out["peak_rss_main_mb"] = round(me)
         out["peak_rss_worker_mb"] = round(kids)
         out["rss_before_mb"] = round(rss0[0])
         if primary_digest is not None:
-            out["digest_equal_primary"] = digest_settings(fs).total == primary_digest
+            out["digest_equal_primary"] = _caught_up_digest(fs).total == primary_digest
         cores = os.cpu_count() or 2
         out["cpu_seconds"] = {k: round(v, 1) for k, v in cpu.items()}
         out["cpu_busy_ratio"] = round(sum(cpu.values()) / (res.seconds * cores), 2)
-        say("index cost per message")
         chunks = -(-res.ops_applied // batch_ops)
         per_mailbox = res.documents / max(1, accounts * chunks)  # documents per transaction
-        icost = index_cost(log_dir, batch=max(1, round(per_mailbox)))
+        icost = {}
+        if index == "now":
+            say("index cost per message")
+            icost = index_cost(log_dir, batch=max(1, round(per_mailbox)))
         if icost:
             icost["batch"] = max(1, round(per_mailbox))
             n = max(res.ops_applied, 1)
@@ -287,44 +348,41 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
             out["cpu_bound_ops_per_s"] = round(cores * 1e6 / (index_us + db_us))
         rows_per_op = res.rows_loaded / max(res.ops_applied, 1)
         files_per_op = res.blob.get("written", 0) / max(res.ops_applied, 1)
-        # The fast store stays until the end: on ext4 without a journal, file creation skips
-        # inodes freed in the last half minute, so removing a few hundred thousand files here
-        # would slow the naive run's blob creates.
+        # The whole log's store is done with: its volumes go (the disk is shared), and the
+        # next runs wait for the file system to settle (ext4 skips inodes freed in the last
+        # half minute, which would slow the naive run's blob creates).
+        out["work_folder_peak_gb"] = round(folder_bytes(base) / 2**30, 2)
+        drop_volumes(fs, ("db", "blob", "index"), say)
 
         n_naive = min(max(naive_ops, NAIVE_MIN_OPS), res.ops_applied)
         say(f"naive engine, first {n_naive} ops")
         ns = make_store(base / "naive")
-        nres = _replay(ns, log_dir, naive=True, limit=n_naive)
+        nres = _replay(ns, log_dir, naive=True, limit=n_naive, index=index)
         out["naive_ops"] = nres.ops_applied
         out["naive_ops_per_s"] = round(nres.ops_applied / nres.seconds)
         say(f"fast engine, first {n_naive} ops")
         fps = make_store(base / "fast-prefix")
-        _replay(fps, log_dir, naive=False, limit=n_naive, batch_ops=batch_ops)
-        d_naive = digest_settings(ns).total
-        d_fast = digest_settings(fps).total
-        out["digest_equal"] = d_naive == d_fast and out.get("digest_equal_primary", True)
+        _replay(fps, log_dir, naive=False, limit=n_naive, batch_ops=batch_ops, index=index)
+        mail_naive, mail_fast = digest_settings(ns), digest_settings(fps)  # before any catch-up
+        d_naive = _caught_up_digest(ns)
+        d_fast = _caught_up_digest(fps)
+        out["digest_equal_volumes"] = d_fast.equal(d_naive)
+        out["digest_equal_mail_before_catchup"] = all(
+            mail_fast.equal(mail_naive)[v] for v in ("db", "blob"))
+        out["digest_equal"] = d_naive.total == d_fast.total and \
+            out["digest_equal_mail_before_catchup"] and out.get("digest_equal_primary", True)
         out["speedup"] = round(out["ops_per_s"] / max(out["naive_ops_per_s"], 1), 1)
 
         say("ceiling")
         cs = make_store(base / "ceiling")
         c = ceiling(cs)
         out.update(c)
-        cost = rows_per_op / c["load_data_rows_per_s"] + files_per_op / c["file_creates_per_s"]
         out["rows_per_op"] = round(rows_per_op, 3)
         out["files_per_op"] = round(files_per_op, 3)
-        out["ceiling_ops_per_s"] = round(1 / cost) if cost else None
+        out["ceiling_ops_per_s"] = ops_ceiling(rows_per_op, files_per_op,
+                                               c["load_data_rows_per_s"],
+                                               c["file_creates_per_s"])
         out["ratio_to_ceiling"] = round(out["ops_per_s"] / out["ceiling_ops_per_s"], 3) \
             if out["ceiling_ops_per_s"] else None
+        out["work_folder_gb"] = round(folder_bytes(base) / 2**30, 2)
         return out
-    finally:
-        for st in (base / n for n in ("primary", "fast", "naive", "fast-prefix", "ceiling")):
-            cfg = st / "standby.toml"
-            if cfg.exists():
-                try:
-                    s = settings_mod.load(cfg)
-                    if s is not None:
-                        control.stop(s, timeout=30)
-                except StandbyError as e:
-                    say(f"clean-up of {st}: {e}")
-        if not keep:
-            shutil.rmtree(base, ignore_errors=True)

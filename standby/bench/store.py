@@ -8,6 +8,8 @@
    by the redo writer with fsync off, `bench.synth`), then read back in full with
    `redolog.reader.scan` (every record decoded) `repeats` times from a warm page cache.
    Reported: records/s and MB/s of the best and the median pass.
+Both follow loadgen's default mix, or (`mix="core"`) its core alone, the op kinds older versions
+wrote, to compare with them.
 
 Everything is created under one temporary folder and removed at the end (`keep` leaves it).
 """
@@ -28,6 +30,7 @@ from typing import Any
 
 from standby import settings as settings_mod
 from standby.bench import synth
+from standby.errors import UsageError
 from standby.redolog import files
 from standby.redolog.reader import scan
 from standby.store import control
@@ -54,7 +57,7 @@ def _count(redolog: Path) -> tuple[int, int]:
 
 
 def primary(root: Path, *, accounts: int, actions: int, workers: int, seed: int,
-            say: Callable[[str], None]) -> dict[str, Any]:
+            say: Callable[[str], None], mix: str = "default") -> dict[str, Any]:
     cfg = control.init(root / "store", mailbox_groups=16)
     s = settings_mod.load(cfg)
     assert s is not None
@@ -64,7 +67,8 @@ def primary(root: Path, *, accounts: int, actions: int, workers: int, seed: int,
         lg.run(s.store_socket, accounts=accounts, ops=0, seed=seed)
         recs0, bytes0 = _count(s.volumes.redolog.path)
         say(f"loadgen: {actions} actions, {workers} workers, {accounts} accounts")
-        res = lg.run(s.store_socket, accounts=accounts, ops=actions, seed=seed, workers=workers)
+        res = lg.run(s.store_socket, accounts=accounts, ops=actions, seed=seed, workers=workers,
+                     mix=synth.MIXES[mix])
     finally:
         control.stop(s)
     recs1, bytes1 = _count(s.volumes.redolog.path)
@@ -98,12 +102,12 @@ def _decode_all(paths: list[Path]) -> int:
 
 
 def reader(root: Path, *, records: int, repeats: int, seed: int, profile: bool,
-           say: Callable[[str], None]) -> dict[str, Any]:
+           say: Callable[[str], None], mix: str = "default") -> dict[str, Any]:
     d = root / "synth"
     ops = max(1, records // 2)  # each op is its change record and its CommitTxn
     say(f"writing a log of about {records} records (loadgen's mix, fsync off)")
     t0 = time.perf_counter()
-    synth.write_log(d, ops=ops, seed=seed, accounts=500)
+    synth.write_log(d, ops=ops, seed=seed, accounts=500, mix=mix)
     written_s = time.perf_counter() - t0
     paths = _log_files(d)
     size = sum(p.stat().st_size for p in paths)
@@ -140,13 +144,16 @@ def reader(root: Path, *, records: int, repeats: int, seed: int, profile: bool,
 def run(*, accounts: int = 20, actions: int = 3000, workers: int = 8,
         reader_records: int = 500_000, repeats: int = 3, seed: int = 1,
         workdir: Path | None = None, keep: bool = False, profile: bool = False,
-        say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+        mix: str = "default", say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    if mix not in synth.MIXES:
+        raise UsageError(f"no synthetic mix {mix!r}", hint="one of " + ", ".join(synth.MIXES))
     root = Path(tempfile.mkdtemp(prefix="standby-bench-store-", dir=workdir))
     try:
-        out = primary(root, accounts=accounts, actions=actions, workers=workers, seed=seed,
-                      say=say)
+        out: dict[str, Any] = {"mix": mix}
+        out |= primary(root, accounts=accounts, actions=actions, workers=workers, seed=seed,
+                       say=say, mix=mix)
         out |= reader(root, records=reader_records, repeats=repeats, seed=seed,
-                      profile=profile, say=say)
+                      profile=profile, say=say, mix=mix)
         out["cpus"] = os.cpu_count()
         if keep:
             out["workdir"] = str(root)

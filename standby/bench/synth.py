@@ -6,6 +6,10 @@ only existing items touched, StoreIncomingBlob + LINK CreateMessage for shared d
 writes exactly the records the store would write for the same actions, with MIME bodies from
 `MessageFactory` (a pool of distinct messages, drawn at random). Replaying such a log must give a
 consistent store; the benchmark checks the fast engine against the naive one on it.
+
+The log spans minutes, not days: its purges (PurgeOldMessages carries no ids) find nothing old
+enough under Zimbra's default lifetimes, so the generator's view of each mailbox stays right
+for a replay into a store whose directory holds those defaults.
 """
 
 from __future__ import annotations
@@ -18,22 +22,30 @@ from pathlib import Path
 from standby.redolog.ops import (
     BODY_INLINE,
     BODY_LINK,
+    FLAG_DRAFT,
+    FLAG_FROM_ME,
     FLAG_UNREAD,
+    TYPE_CONTACT,
     TYPE_FOLDER,
     TYPE_MESSAGE,
     AlterItemTag,
+    CopyItem,
     CreateContact,
     CreateFolder,
     CreateMailbox,
     CreateMessage,
     CreateTag,
+    DeleteConfig,
     DeleteItem,
     EmptyFolder,
     IndexItem,
     ModifyContact,
     MoveItem,
+    PurgeOldMessages,
     RenameFolder,
     RenameTag,
+    SaveDraft,
+    SetConfig,
     SetItemTags,
     ColorItem,
     CreateSavedSearch,
@@ -46,14 +58,18 @@ from standby.redolog.ops import (
     contact_fields,
     hashmap_ordered,
 )
+from standby.errors import UsageError
 from standby.redolog import metadata
 from standby.redolog.record import MAILBOX_ALL, Op, Record
 from standby.redolog.writer import RedoLogWriter, TxnIds, WriterConfig
 from standby.store import blobs as blobmod
-from standby.store.loadgen import DEFAULT_MIX
+from standby.store.loadgen import CORE_MIX, DEFAULT_MIX
 from standby.store.messages import MessageFactory
 
-TRASH, INBOX, USER_ROOT, CONTACTS = 3, 2, 1, 7
+TRASH, INBOX, USER_ROOT, CONTACTS, SENT, DRAFTS, EMAILED = 3, 2, 1, 7, 5, 6, 13
+# The mixes a synthetic log can follow: loadgen's, or its core alone (the ops the store wrote
+# before Zimbra's other mail ops joined the mix; benchmarks compare older code on it).
+MIXES: dict[str, dict[str, float]] = {"default": DEFAULT_MIX, "core": CORE_MIX}
 
 
 @dataclass(eq=False)
@@ -68,6 +84,9 @@ class _Box:
     tags: dict[int, str] = field(default_factory=dict)
     contacts: list[int] = field(default_factory=list)
     searches: list[int] = field(default_factory=list)
+    drafts: dict[int, int] = field(default_factory=dict)  # draft -> its body in the pool
+    trashed: set[int] = field(default_factory=set)  # user folders moved into Trash
+    devices: int = 0
 
 
 @dataclass
@@ -200,6 +219,8 @@ class Synth:
                                     min(len(box.tags), self.rng.randint(0, 2)))
             self._log(box, SetItemTags(TYPE_MESSAGE, self.rng.choice([0, 0x20, 0x200, 0x4]),
                                        tuple(names), tuple(ids)))
+            for i in ids:  # the new flags have no \Draft: no longer a draft
+                box.drafts.pop(i, None)
 
     def _move(self, box: _Box) -> None:
         if not box.folders:
@@ -224,12 +245,16 @@ class Synth:
             self._log(box, DeleteItem(TYPE_MESSAGE, tuple(ids)))
             for i in ids:
                 box.messages.pop(i, None)
+                box.drafts.pop(i, None)
 
     def _empty_trash(self, box: _Box) -> None:
         self._log(box, EmptyFolder(TRASH, True))
+        gone = {TRASH} | box.trashed
         for i, f in list(box.messages.items()):
-            if f == TRASH:
+            if f in gone:
                 del box.messages[i]
+                box.drafts.pop(i, None)
+        box.trashed.clear()
 
     def _create_folder(self, box: _Box) -> None:
         name = (self.factory.words(self.rng.randint(1, 2)).title()[:50] or "Folder") + \
@@ -258,6 +283,7 @@ class Synth:
         for i, f in list(box.messages.items()):
             if f == fid:
                 del box.messages[i]
+                box.drafts.pop(i, None)
 
     def _create_tag(self, box: _Box) -> None:
         name = (self.factory.words(1) or "tag")[:30] + f"{box.last_id + 1}"
@@ -337,6 +363,90 @@ class Synth:
         sid = self.rng.choice(box.searches)
         self._log(box, RenameItem(sid, USER_ROOT, f"Search {sid} r{box.last_change + 1}", 2))
 
+    def _copy(self, box: _Box) -> None:
+        if box.contacts and self.rng.random() < 0.15:
+            typ, ids = TYPE_CONTACT, [self.rng.choice(box.contacts)]
+            dest = self.rng.choice([CONTACTS, EMAILED])
+        else:
+            picked = self._pick(box, self.rng.randint(1, 3))
+            if not picked:
+                return
+            typ, ids, dest = TYPE_MESSAGE, picked, self.rng.choice(
+                list(box.folders) + [INBOX, SENT])
+        pairs = [(i, self._new_id(box)) for i in ids]
+        self._log(box, CopyItem(typ, dest, tuple(
+            (s, c, f"{box.mailbox_id:08x}-0000-4000-a000-{c:012x}")
+            for s, c in hashmap_ordered(pairs))))
+        for src, copy in pairs:
+            if typ == TYPE_CONTACT:
+                box.contacts.append(copy)
+            else:
+                box.messages[copy] = dest
+                if src in box.drafts:  # a draft's copy is a draft too
+                    box.drafts[copy] = box.drafts[src]
+
+    def _body(self) -> int:
+        return self.rng.randrange(len(self.pool))
+
+    def _create_draft(self, box: _Box) -> None:
+        i, did = self._body(), self._new_id(box)
+        raw = self.pool[i]
+        self._log(box, CreateMessage(":API:", int(self.now), False, self.digests[i], len(raw),
+                                     did, DRAFTS, flags=FLAG_DRAFT | FLAG_FROM_ME, no_ical=True,
+                                     body_type=BODY_INLINE, data=raw))
+        box.messages[did] = DRAFTS
+        box.drafts[did] = i
+
+    def _save_draft(self, box: _Box) -> None:
+        if not box.drafts:
+            return self._create_draft(box)
+        did, i = self.rng.choice(list(box.drafts)), self._body()
+        raw = self.pool[i]
+        self._log(box, SaveDraft(self._new_id(box), ":API:", int(self.now), False,
+                                 self.digests[i], len(raw), did, -1, no_ical=True,
+                                 body_type=BODY_INLINE, data=raw))
+        box.drafts[did] = i
+
+    def _send_draft(self, box: _Box) -> None:
+        if not box.drafts:
+            return self._create_draft(box)
+        did = self.rng.choice(list(box.drafts))
+        i, sent = box.drafts.pop(did), self._new_id(box)
+        raw = self.pool[i]
+        self._log(box, CreateMessage(box.email, int(self.now), False, self.digests[i],
+                                     len(raw), sent, SENT, flags=FLAG_FROM_ME,
+                                     body_type=BODY_INLINE, data=raw))
+        self._log(box, DeleteItem(TYPE_MESSAGE, (did,)))
+        box.messages.pop(did, None)
+        box.messages[sent] = SENT
+
+    def _trash_folder(self, box: _Box) -> None:
+        if not box.folders:
+            return self._create_folder(box)
+        fid = self.rng.choice(list(box.folders))
+        self._log(box, RenameFolder(fid, TRASH, f"Old {fid} {box.last_change + 1}"))
+        del box.folders[fid]
+        box.trashed.add(fid)
+
+    def _set_config(self, box: _Box) -> None:
+        section = self.rng.choice(["imap", "zimlets", "mobile"])
+        if self.rng.random() < 0.3:
+            if not box.devices or self.rng.random() < 0.5:
+                box.devices += 1  # a new ActiveSync device
+            section = f"dev{self.rng.randint(1, box.devices)}:" + self.rng.choice(
+                ["Email", "Calendar", "Contacts"])
+        config = "" if self.rng.random() < 0.1 else metadata.to_string(
+            {"sync": str(self.rng.randrange(10**9)), "n": self.rng.randint(0, 99)})
+        self._log(box, SetConfig(section, config))
+
+    def _delete_config(self, box: _Box) -> None:
+        if not box.devices:
+            return self._set_config(box)
+        self._log(box, DeleteConfig(f"dev{self.rng.randint(1, box.devices)}%"))
+
+    def _purge(self, box: _Box) -> None:
+        self._log(box, PurgeOldMessages())
+
     def _index_item(self, box: _Box) -> None:
         ids = self._pick(box, 1)
         if ids:
@@ -345,9 +455,12 @@ class Synth:
 
 def write_log(redolog_dir: Path, *, ops: int, accounts: int = 200, seed: int = 1,
               start_ms: int = 1_700_000_000_000, server_id: str = "synthetic",
-              rollover_mb: int = 100,
+              rollover_mb: int = 100, mix: str = "default",
               progress: Callable[[int], None] | None = None) -> SynthResult:
-    """Write about `ops` committed ops (plus the accounts' CreateMailbox) into `redolog_dir`."""
+    """Write about `ops` committed ops (plus the accounts' CreateMailbox) into `redolog_dir`,
+    following the mix `MIXES[mix]`."""
+    if mix not in MIXES:
+        raise UsageError(f"no synthetic mix {mix!r}", hint="one of " + ", ".join(MIXES))
     redolog_dir.mkdir(parents=True, exist_ok=True)
     clock_holder: list[Synth] = []
 
@@ -360,7 +473,7 @@ def write_log(redolog_dir: Path, *, ops: int, accounts: int = 200, seed: int = 1
                                           rollover_hard_max=rollover_mb << 21),
                       fsync=lambda fd: None)
     w.open()
-    s = Synth(w, accounts=accounts, seed=seed, start_ms=start_ms)
+    s = Synth(w, accounts=accounts, seed=seed, start_ms=start_ms, mix=MIXES[mix])
     clock_holder.append(s)
     s.create_mailboxes()
     while s.result.ops < ops:

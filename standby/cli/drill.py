@@ -144,9 +144,14 @@ def report_lines(rep: DrillReport) -> list[str]:
         "position)",
         f"committed ops lost     {rep.committed_ops_lost}",
         f"divergent mailboxes    {rep.divergent_mailboxes}",
-        f"RTO                    {rep.rto_s} s (restore {rep.restore_s} s, replay "
-        f"{rep.replay_s} s, then the store started)",
+        f"RTO, mail              {rep.rto_mail_s} s (restore {rep.restore_s} s, replay "
+        f"{rep.replay_s} s)",
+        f"RTO, search            {rep.rto_search_s} s (index catch-up {rep.catchup_s} s, "
+        f"{rep.catchup_documents} documents)",
+        f"RTO                    {rep.rto_s} s (mail, then the store started)",
         f"replay                 {rep.replay_ops} ops at {rep.replay_ops_per_s} ops/s",
+        f"db, blob == primary    {'yes' if rep.equal_mail else 'NO'} right after the replay "
+        "(the index once caught up: next line)",
         f"standby == primary     {same}",
         *(f"note                   {n}" for n in rep.notes),
     ]

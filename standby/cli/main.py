@@ -11,6 +11,7 @@ from standby.cli import common
 from standby.cli.bench import app as bench_app
 from standby.cli.classic import app as classic_app
 from standby.cli.drill import drill_command
+from standby.cli.index import app as index_app
 from standby.cli.redolog import app as redolog_app
 from standby.cli.replay import replay_command
 from standby.cli.schedule import app as schedule_app
@@ -65,6 +66,7 @@ app.command("replay")(replay_command)
 app.command("drill")(drill_command)
 app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(index_app, name="index")
 app.add_typer(classic_app, name="classic")
 app.add_typer(target_app, name="target")
 app.command("ship")(ship_command)

@@ -4,7 +4,9 @@ Zimbra's: --fromTime, --toTime (Zimbra's nine local-time formats and the guide's
 "yyyy/MM/dd HH:mm:ss:SSS"), --fromSeq, --toSeq, --mailboxId, --logfiles, --threads,
 --queueCapacity, --stopOnError. standby's: --set ID|latest (start at a snapshot set's exact redo
 position), --dry-run (print the plan), --json (summary), --naive (the baseline engine),
---batch-ops, and -c/--config as every command.
+--batch-ops, --index now|defer (default defer: phase one brings db and blobs forward and leaves
+the index's documents pending for `standby index catch-up` or the store's start-up; now: one
+phase), and -c/--config as every command.
 
 Exit codes: 0 replayed without errors; 1 replayed, but some ops failed (see the summary);
 2 bad arguments; 5 the store service is running; 6 a log is corrupt or newer; 9 a log file or
@@ -31,6 +33,7 @@ from standby.errors import UsageError
 from standby.replay import DEFAULT_CHUNK_OPS, engine, result
 from standby.replay.player import Selection
 from standby.replay.result import ReplayResult
+from standby.store.index import INDEX_MODES
 from standby.store.site import Site
 
 
@@ -71,6 +74,10 @@ def replay_command(
         "Memory grows with it (about 0.4 GB per 100,000 ops of a typical mix); larger batches "
         "fold more away.")]
     = DEFAULT_CHUNK_OPS,
+    index: Annotated[str, typer.Option(
+        "--index", help="defer: bring db and blobs forward, leave the index's documents pending "
+        "for the catch-up (`standby index catch-up`, or the store's start-up), as a failover "
+        "wants; now: tokenize them during the replay (one phase).")] = "defer",
     log_dir: Annotated[Path | None, typer.Option(
         "--log-dir", help="Redo log directory (default: the configured redolog volume).")]
     = None,
@@ -88,6 +95,8 @@ def replay_command(
         raise UsageError("--mailboxId must be a positive mailbox id")
     if threads < 1 or batch_ops < 1 or queue_capacity < 1:
         raise UsageError("--threads, --queueCapacity and --batch-ops must be at least 1")
+    if index not in INDEX_MODES:
+        raise UsageError(f"--index must be now or defer, not {index!r}")
     s = common.settings(ctx)
     if catalog is not None and set_id is None:
         raise UsageError("--catalog goes with --set: it says where the set's manifest is")
@@ -98,7 +107,8 @@ def replay_command(
     site = Site.open(s)
     logs = engine.find_logs(site, sel, logfiles=tuple(logfiles or ()), log_dir=log_dir)
     opts = engine.EngineOptions(naive=naive, threads=threads, batch_ops=batch_ops,
-                                stop_on_error=stop_on_error)
+                                stop_on_error=stop_on_error,
+                                index="now" if index == "now" else "defer")
     if dry_run:
         p = engine.plan(logs, sel)
         if json_out:
@@ -174,7 +184,8 @@ def summary_lines(res: ReplayResult) -> list[str]:
              + (f", {c.missing} for a mailbox not on the target" if c.missing else "")
              + (f", {c.failed} failed" if c.failed else ""),
              f"  db: {_volume_words(res.db)}; blob: {_volume_words(res.blob)}; "
-             f"index: {_volume_words(res.index)}"]
+             f"index: {_volume_words(res.index)}",
+             _index_phase_words(res)]
     if res.not_applied:
         lines.append(f"  {res.not_applied_text()}")
     pl = res.player
@@ -186,6 +197,18 @@ def summary_lines(res: ReplayResult) -> list[str]:
     if len(res.errors) > 10:
         lines.append(f"  ... and {len(res.errors) - 10} more errors")
     return lines
+
+
+def _index_phase_words(res: ReplayResult) -> str:
+    """Phase two in words: indexed during the replay, complete, or what the catch-up owes."""
+    ix = res.phases()["index"]
+    if ix["mode"] == "now":
+        return "  index: documents indexed during the replay"
+    if ix["state"] == "done":
+        return "  index: complete, nothing was left pending"
+    return (f"  index: {ix['documents_pending']} documents pending in {ix['mailboxes_behind']} "
+            "mailboxes; mail is ready now, search once `standby index catch-up` has run (or the "
+            "store catches up when it starts)")
 
 
 def _from_set(s: settings_mod.Settings, set_id: str, sel: Selection,

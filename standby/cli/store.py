@@ -123,17 +123,26 @@ def digest(
     ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
-    """Canonical digest per mailbox and for the whole store (last line). Works on a stopped
-    store by starting its MariaDB read-only for the purpose."""
+    """Canonical digest per mailbox and for the whole store (last line), each also per volume
+    (db, blob, index). Works on a stopped store by starting its MariaDB read-only for the
+    purpose."""
     from standby.store.digest import digest_settings
 
     d = digest_settings(common.settings(ctx))
+    pending = sum(m.pending for m in d.mailboxes)
     if json_out:
         for m in d.mailboxes:
             common.emit_json(m.as_dict())
-        common.emit_json({"store": d.total, "mailboxes": len(d.mailboxes)})
+        common.emit_json({"store": d.total, "volumes": d.volumes, "mailboxes": len(d.mailboxes),
+                          "index_pending": pending})
         return
     for m in d.mailboxes:
         common.emit(f"mailbox {m.mailbox_id} {m.account_id} {m.digest} rows={m.rows} "
-                    f"blobs={m.blobs} docs={m.docs}")
+                    f"blobs={m.blobs} docs={m.docs}" +
+                    (f" pending={m.pending}" if m.pending else ""))
+    for v, h in d.volumes.items():
+        common.emit(f"volume {v} {h}")
+    if pending:
+        common.emit(f"index: {pending} documents still pending (a deferred replay); the index "
+                    "digest changes once `standby index catch-up` has run")
     common.emit(f"store {d.total}")

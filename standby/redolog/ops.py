@@ -455,7 +455,7 @@ MESSAGE = (f("rcpt", UTF, ""), f("rcv_date", LONG, 0, since=(1, 4)), f("shared",
            f("msg_id", INT, 0), f("folder_id", INT, 0), f("conv_id", INT, -1),
            f("conv_first_msg_id", INT, -1, since=(1, 5)),
            f("merged_conv_ids", INTS, (), since=(1, 32)), f("cal_item_id", INT, 0),
-           f("part_stat", UTF, "NE", since=(1, 1), absent=None), f("flags", INT, 0),
+           f("part_stat", UTF, "NE", since=(1, 1)), f("flags", INT, 0),
            f("no_ical", BOOL, False), TAGS, f("path", UTF), VOLUME_ID, *custom(since=(1, 25)),
            f("body_type", BYTE, BODY_INLINE),
            f("data", BLOB, None, when=f"body_type == {BODY_INLINE}",
@@ -463,7 +463,10 @@ MESSAGE = (f("rcpt", UTF, ""), f("rcv_date", LONG, 0, since=(1, 4)), f("shared",
 
 
 class _MessageOp(Op):
-    """Shared behaviour of CreateMessage's family: a LINK body carries no bytes."""
+    """Shared behaviour of CreateMessage's family: a LINK body carries no bytes; before 1.4 the
+    received date is the op's time."""
+
+    OP_TIME_BEFORE = {"rcv_date": (1, 4)}
 
     def _post_init(self) -> None:
         if self.body_type != BODY_INLINE:
@@ -481,7 +484,7 @@ class CreateMessage(_MessageOp):
 class SaveDraft(_MessageOp):
     OPCODE, NAME = 28, "SaveDraft"
     LAYOUT = (f("imap_id", INT, 0), *MESSAGE)
-    TEXT = staticmethod(lambda o, v: optext.message(o) + f",imap={o.imap_id}")
+    TEXT = staticmethod(lambda o, v: optext.message(o, v) + f",imap={o.imap_id}")
 
 
 class CreateChat(_MessageOp):
@@ -503,7 +506,7 @@ DOCUMENT = (f("filename", UTF), f("mime_type", UTF), f("author", UTF),
 
 
 def _document_text(o: Any, version: Any) -> str:
-    return f"uuid={jstr(o.uuid)}, " + optext.message(o)
+    return f"uuid={jstr(o.uuid)}, " + optext.message(o, version)
 
 
 class SaveDocument(_MessageOp):

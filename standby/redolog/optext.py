@@ -84,7 +84,9 @@ def message(o: Any, version: Any = None) -> str:
     ext = metadata.custom_text(o.custom_key, o.custom_value)
     if ext is not None:
         s.append(f", extended={ext}")
-    s.append(f", flags={o.flags}, tags=[{','.join(o.tags or ())}]")
+    # Before 1.33 the record holds tag ids (mTagIds), which Zimbra does not print.
+    tags = "" if version is not None and version < (1, 33) else ",".join(o.tags or ())
+    s.append(f", flags={o.flags}, tags=[{tags}]")
     s.append(f", bodyType={o.body_type}")
     s.append(f", linkSourcePath={jstr(o.path)}" if o.body_type == 2
              else f", path={jstr(o.path)}")

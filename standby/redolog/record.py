@@ -70,6 +70,9 @@ class Op(metaclass=OpMeta):
     NAME: ClassVar[str] = ""
     CLASS: ClassVar[str] = ""  # Zimbra's class, where it is not NAME (CreateLink logs opcode 35)
     FIELDS: ClassVar[dict[str, layout.Field]] = {}
+    # Fields a record older than the version given does not carry, which Zimbra's reader sets
+    # to the op's own time (`getTimestamp()`), as CreateMessage's received date before 1.4.
+    OP_TIME_BEFORE: ClassVar[dict[str, tuple[int, int]]] = {}
     _blob_field: ClassVar[str | None] = None
     __slots__ = ()
 
@@ -288,6 +291,10 @@ def decode_at(buf: bytes, pos: int) -> tuple[Record, int]:
             raise Truncated(f"{cls.NAME} at offset {pos} runs past the end") from e
     else:
         op, end = _decode_alternatives((cls, *alts), buf, end, version, pos)
+    if version is not VERSION:  # (a 1.42 record carries every field)
+        for name, since in op.OP_TIME_BEFORE.items():
+            if version < since:
+                setattr(op, name, tstamp)
     return Record(op, tstamp, ttime, tcount, mbox, change_id, constraint, version, pos,
                   end - pos, opcode), end
 

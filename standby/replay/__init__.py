@@ -4,7 +4,8 @@
 - `engine`: the files a selection reads, the dry-run plan, and a replay run on a `Site`;
 - `fast` (with `model`, `worker`, `bulk`): fold each mailbox's ops per batch and apply them in
   bulk from worker processes; `naive`: one op per transaction, the baseline;
-- `result`: what a replay did, per volume.
+- `result`: what a replay did, per volume, and its two phases;
+- `catchup`: phase two of a failover, the index catch-up from the blob volume.
 """
 
 # The fast engine's ops per chunk. Peak memory is set by it, not by the length of the log: about

@@ -4,21 +4,26 @@ Reads (`DbRowSource`) fetch a mailbox's rows by id, by folder, its folders, tags
 membership in a few statements. Writes (`BulkWriter`) take the `Changes` of many mailboxes and
 apply them in one transaction: deletes of the touched pre-existing rows by primary key, then the
 final rows with `LOAD DATA LOCAL INFILE` from tab-separated files on a RAM disk (`/dev/shm` when
-there is one), then the mailbox rows' change and item checkpoints. The session runs at READ
-COMMITTED so two workers loading into the same tables take no gap locks from each other.
+there is one), then the mailbox rows' change and item checkpoints, then the config sections' statements in log
+order (`store.mailbox_config`). The session runs at READ COMMITTED so two workers loading into
+the same tables take no gap locks from each other.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import pymysql
 
 from standby.replay.model import Changes
-from standby.store.effects import FIRST_USER_ID
+from standby.store import mailbox_config
+from standby.store.statements import FIRST_USER_ID, tombstone_ids
 from standby.store.schema import (
     INDEX_VOLUME_ID,
     MAIL_ITEM_COLUMNS,
@@ -44,7 +49,8 @@ def _field(v: Any) -> str:
 
 
 def tsv(rows: Iterable[Sequence[Any]]) -> str:
-    """Rows in LOAD DATA's default text format (tab, newline, backslash escapes, \\N)."""
+    """Rows in LOAD DATA's default text format (tab, newline, backslash escapes, \\N): the
+    pure-Python reference of `tsv_bytes`."""
     out = []
     for r in rows:
         # The common types inline (ints and plain strings); the rest through `_field`.
@@ -55,7 +61,24 @@ def tsv(rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
-def _chunks(ids: Sequence[int], n: int = 1000) -> Iterable[Sequence[int]]:
+def _tsv_py_bytes(rows: Iterable[Sequence[Any]]) -> bytes:
+    return tsv(rows).encode("utf-8")
+
+
+# The same rows as UTF-8 bytes, formatted in C when the extension was built (`setup.py`; it is
+# a quarter of a worker's Python time in pure Python), else by the reference above.
+try:
+    from standby.replay._ctsv import tsv as tsv_bytes
+    TSV_ENGINE = "c"
+except ImportError:  # a source tree without the built extension: same output, slower
+    tsv_bytes = _tsv_py_bytes
+    TSV_ENGINE = "python"
+
+
+T = TypeVar("T")
+
+
+def _chunks(ids: Sequence[T], n: int = 1000) -> Iterable[Sequence[T]]:
     for i in range(0, len(ids), n):
         yield ids[i:i + n]
 
@@ -129,6 +152,9 @@ class DbRowSource:
                 out[r[0]] = (r[1], r[2], r[3])
         return out
 
+    def tombstone_ids(self, m: int, change: int) -> list[int]:
+        return tombstone_ids(self.conn.cursor(), self.groups, m, change)
+
     def deleted_mailboxes(self, ids: Sequence[int]) -> set[int]:
         out: set[int] = set()
         for part in _chunks(sorted(set(ids))):
@@ -137,6 +163,99 @@ class DbRowSource:
                 f"SELECT mailbox_id FROM zimbra.deleted_account WHERE mailbox_id IN ({q})",
                 part)}
         return out
+
+
+class PrefetchedRows:
+    """`model.RowSource` for one chunk: the rows its ops name, their tags and every mailbox's
+    tag table are read up front for all the chunk's mailboxes at once — a few statements that
+    span the mboxgroup databases (`UNION ALL`) instead of several per mailbox, each of which
+    costs a round trip to MariaDB. What was not read up front (folder trees, folder contents,
+    rows found through them) is asked of the underlying `DbRowSource` as before. Valid while
+    the database does not change, i.e. for one chunk's fold."""
+
+    PART = 2000  # (mailbox, id) pairs per statement
+
+    def __init__(self, base: DbRowSource) -> None:
+        self.base = base
+        self._items: dict[int, dict[int, list[Any]]] = {}  # mailbox -> id -> row
+        self._asked: dict[int, set[int]] = {}  # mailbox -> ids read up front (found or not)
+        self._tagged: dict[int, dict[int, list[tuple[int, int]]]] = {}  # m -> item -> pairs
+        self._tags: dict[int, list[list[Any]]] = {}
+
+    def load(self, wanted: dict[int, set[int]]) -> None:
+        """Read the rows with these ids (per mailbox), their tag memberships and the mailboxes'
+        tags."""
+        t = self.base._t
+        pairs = [(m, i) for m in sorted(wanted) for i in sorted(wanted[m])]
+        for m in wanted:
+            self._items[m] = {}
+            self._asked[m] = set(wanted[m])
+            self._tagged[m] = {}
+            self._tags[m] = []
+        cur = self.base.conn.cursor()
+        for part in _chunks(pairs, self.PART):
+            by_m: dict[int, list[int]] = {}
+            for m, i in part:
+                by_m.setdefault(m, []).append(i)
+            sql, args = [], []
+            for m, ids in by_m.items():
+                sql.append(f"SELECT JSON_ARRAY({_ITEM_COLS}) AS j FROM {t(m, 'mail_item')}"
+                           f" WHERE mailbox_id = %s AND id IN ({','.join(['%s'] * len(ids))})")
+                args += [m, *ids]
+            cur.execute(f"SELECT JSON_ARRAYAGG(j) FROM ({' UNION ALL '.join(sql)}) AS x", args)
+            row = cur.fetchone()
+            found: list[list[Any]] = json.loads(row[0]) if row and row[0] else []
+            for r in found:
+                self._items[r[0]][r[1]] = r
+            tsql, targs = [], []
+            for m, ids in by_m.items():
+                tsql.append(f"SELECT mailbox_id, tag_id, item_id FROM {t(m, 'tagged_item')}"
+                            f" WHERE mailbox_id = %s AND item_id IN"
+                            f" ({','.join(['%s'] * len(ids))})")
+                targs += [m, *ids]
+            cur.execute(" UNION ALL ".join(tsql), targs)
+            for m, tag_id, item_id in cur.fetchall():
+                self._tagged[m].setdefault(item_id, []).append((tag_id, item_id))
+        ms = sorted(wanted)
+        for part_m in _chunks(ms, 500):
+            cur.execute(" UNION ALL ".join(
+                f"SELECT {_TAG_COLS} FROM {t(m, 'tag')} WHERE mailbox_id = %s" for m in part_m),
+                list(part_m))
+            for r in cur.fetchall():
+                self._tags[r[0]].append(list(r))
+
+    def items(self, m: int, ids: Iterable[int]) -> list[list[Any]]:
+        asked = self._asked.get(m, set())
+        have = self._items.get(m, {})
+        want = set(ids)
+        out = [have[i] for i in sorted(want & asked) if i in have]
+        rest = want - asked
+        return out + (self.base.items(m, rest) if rest else [])
+
+    def items_in_folders(self, m: int, folder_ids: list[int]) -> list[list[Any]]:
+        return self.base.items_in_folders(m, folder_ids)
+
+    def folders(self, m: int) -> list[list[Any]]:
+        return self.base.folders(m)
+
+    def tagged(self, m: int, item_ids: Iterable[int]) -> list[tuple[int, int]]:
+        asked = self._asked.get(m, set())
+        pre = self._tagged.get(m, {})
+        ids = set(item_ids)
+        out = [p for i in sorted(ids & asked) for p in pre.get(i, ())]
+        rest = ids - asked
+        return out + (self.base.tagged(m, rest) if rest else [])
+
+    def tags(self, m: int) -> list[list[Any]]:
+        if m in self._tags:
+            return [list(r) for r in self._tags[m]]
+        return self.base.tags(m)
+
+
+DEADLOCK_RETRIES = 5
+RETRIED_ERRORS = frozenset({1213, 1205})  # ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
+CONFIG_LOCK = "standby-replay-config"  # a MariaDB named lock: one worker's config step at once
+CONFIG_LOCK_WAIT_S = 120
 
 
 class BulkWriter:
@@ -148,6 +267,7 @@ class BulkWriter:
         shm = Path("/dev/shm")
         self.tmpdir = tmpdir or (shm if shm.is_dir() and os.access(shm, os.W_OK)
                                  else Path(tempfile.gettempdir()))
+        self._config_locked = False
         cur = conn.cursor()
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cur.execute("SET SESSION unique_checks = 1, foreign_key_checks = 0")
@@ -159,8 +279,8 @@ class BulkWriter:
             return
         fd, name = tempfile.mkstemp(prefix="standby-load-", suffix=".tsv", dir=self.tmpdir)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(tsv(rows))
+            with os.fdopen(fd, "wb") as f:
+                f.write(tsv_bytes(rows))
             cur.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE {table} CHARACTER SET utf8mb4"
                         f" FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\'"
                         f" LINES TERMINATED BY '\\n' ({', '.join(columns)})", (name,))
@@ -169,13 +289,55 @@ class BulkWriter:
             os.unlink(name)
 
     def write(self, changes: list[Changes]) -> None:
-        cur = self.conn.cursor()
-        try:
-            self._write(cur, changes)
-            self.conn.commit()
-        except BaseException:
-            self.conn.rollback()
-            raise
+        """All of `changes` in one transaction. A deadlock with another worker's transaction
+        (InnoDB rolls the victim back whole) is retried from the start, as InnoDB asks, a few
+        times, after a pause that lets the other transaction finish."""
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            cur = self.conn.cursor()
+            loaded = self.rows_loaded
+            try:
+                try:
+                    self._write(cur, changes)
+                    self.conn.commit()
+                finally:
+                    self._unlock_config(cur)
+                return
+            except pymysql.err.OperationalError as e:
+                self.conn.rollback()
+                self.rows_loaded = loaded
+                if e.args[0] not in RETRIED_ERRORS or attempt == DEADLOCK_RETRIES:
+                    raise
+                time.sleep(0.2 * 2 ** attempt)
+            except BaseException:
+                self.conn.rollback()
+                raise
+
+    def _config(self, cur: Any, changes: list[Changes]) -> None:
+        """The config sections' statements, in log order per mailbox, last but one in the
+        transaction and one worker at a time (`CONFIG_LOCK`, held until the commit): their
+        REPLACE and DELETE take next-key locks on the shared `mailbox_metadata` even at READ
+        COMMITTED, so two workers doing them at once deadlock. Taken after every load, the lock
+        is never waited for while this transaction holds a row another worker can be waiting
+        for in its own config step."""
+        todo = [(ch.mailbox_id, op) for ch in changes for op in ch.config]
+        if not todo:
+            return
+        cur.execute("SELECT GET_LOCK(%s, %s)", (CONFIG_LOCK, CONFIG_LOCK_WAIT_S))
+        if cur.fetchone()[0] != 1:
+            raise pymysql.err.OperationalError(1205, f"lock {CONFIG_LOCK} not granted within "
+                                                     f"{CONFIG_LOCK_WAIT_S} s")
+        self._config_locked = True
+        for m, op in todo:
+            mailbox_config.apply(cur, m, op)
+
+    def _unlock_config(self, cur: Any) -> None:
+        if self._config_locked:
+            self._config_locked = False
+            try:
+                cur.execute("SELECT RELEASE_LOCK(%s)", (CONFIG_LOCK,))
+                cur.fetchall()
+            except pymysql.err.Error:
+                pass  # a session that is gone has released it (and the error is raised above)
 
     def _write(self, cur: Any, changes: list[Changes]) -> None:
         by_group: dict[int, list[Changes]] = {}
@@ -195,6 +357,7 @@ class BulkWriter:
                 if ch.wipe:
                     for table in ("tagged_item", "tag", "tombstone", "revision", "mail_item"):
                         cur.execute(f"DELETE FROM {db}.{table} WHERE mailbox_id = %s", (m,))
+                    cur.execute(f"DELETE FROM {mailbox_config.TABLE} WHERE mailbox_id = %s", (m,))
                     cur.execute("DELETE FROM zimbra.mailbox WHERE id = %s", (m,))
                     cur.execute("INSERT INTO zimbra.deleted_account (email, account_id,"
                                 " mailbox_id, deleted_at) VALUES (NULL, %s, %s, %s)",
@@ -231,6 +394,7 @@ class BulkWriter:
             self._load(cur, f"{db}.tagged_item", ("mailbox_id", "tag_id", "item_id"), tagged)
             self._load(cur, f"{db}.tag", TAG_COLUMNS, tags)
             self._load(cur, f"{db}.tombstone", TOMBSTONE_COLUMNS, tombs)
+        self._config(cur, changes)
         if next_mailbox:
             cur.execute("UPDATE zimbra.current_volumes SET next_mailbox_id ="
                         " GREATEST(next_mailbox_id, %s)", (next_mailbox,))

@@ -8,6 +8,13 @@ in progress" for the duration (a store will not start over an interrupted replay
 replay again, it is idempotent), and hands the files to the fast engine or, with `naive`, to the
 one-op-per-transaction engine.
 
+With `index="defer"` (the CLI's default, a failover's) the replay is phase one of two: the
+database and the blobs are brought forward, and each mailbox's index applies every op but leaves
+its documents pending (the volume marked `CATCHUP_MARKER` first); phase two is the index
+catch-up (`catchup.run`, `standby index catch-up`, or the store service at start-up). The
+result says which mailboxes are behind and by how many documents. `index="now"` is the one-phase
+replay, documents tokenized as the ops are applied.
+
 `plan` is the dry run: which files, which ops (counts by type and by mailbox), which time range,
 and where the replay would start — without touching anything.
 """
@@ -29,6 +36,7 @@ from standby.replay import DEFAULT_CHUNK_OPS, fast, naive
 from standby.replay.player import LogFile, Player, Selection, select_files
 from standby.replay.result import ReplayResult
 from standby.replay.worker import WorkerConfig
+from standby.store.index import IndexMode
 from standby.store.site import Site
 
 
@@ -41,6 +49,7 @@ class EngineOptions:
     batch_ops: int = DEFAULT_CHUNK_OPS
     stop_on_error: bool = False
     limit: int | None = None
+    index: IndexMode = "now"
 
 
 @dataclass(frozen=True)
@@ -114,22 +123,26 @@ def run(site: Site, logs: Logs, selection: Selection, options: EngineOptions = E
     site.check_stopped("zmplayredo")
     with site.database(), site.replaying():
         log.info("replay_start", files=len(logs.files),
-                 engine="naive" if options.naive else "fast")
+                 engine="naive" if options.naive else "fast", index=options.index)
         t0 = time.perf_counter()
         files = list(logs.files)
+        if options.index == "defer":
+            site.index.mark_behind(f"replay --index defer started "
+                                   f"{timefmt.iso_utc(timefmt.now_ms())}")
         if options.naive:
             conn = site.connect()
             try:
                 res = naive.replay(files, selection, conn=conn, effects=site.effects,
                                    stop_on_error=options.stop_on_error, limit=options.limit,
-                                   progress=progress)
+                                   progress=progress, index_mode=options.index)
                 site.index.close()
             finally:
                 conn.close()
         else:
             cfg = WorkerConfig(str(s.mariadb_socket), s.store.mailbox_groups,
                                str(s.volumes.blob.path), str(s.volumes.index.path),
-                               s.store.compress_blobs, s.store.compression_threshold)
+                               s.store.compress_blobs, s.store.compression_threshold,
+                               options.index, retention=site.directory.retention())
             workers = max(1, min(options.threads, os.cpu_count() or 1))
             if selection.mailbox_ids is not None and len(selection.mailbox_ids) == 1:
                 workers = 1  # as Zimbra: one mailbox, one thread

@@ -1,10 +1,10 @@
 """An in-memory model of one mailbox's database rows, folding a run of ops into net row changes.
 
 The fast engine applies a mailbox's ops here instead of statement by statement, then writes only
-the final rows (`MailboxModel.changes`). Each op's effect mirrors `store.effects.Effects._db_*`
-exactly — the same gate (the op runs only if its change number is above the mailbox's
-`change_checkpoint`), the same columns, the same tombstones — so both engines reach the same
-state; the tests and the benchmark compare their digests.
+the final rows (`MailboxModel.changes`). Each op's effect mirrors the store's statements
+(`store.statements`, `store.mailops`) exactly — the same gate (the op runs only if its change
+number is above the mailbox's `change_checkpoint`), the same columns, the same tombstones — so
+both engines reach the same state; the tests and the benchmark compare their digests.
 
 Rows the ops touch but did not create are loaded from the database first (`RowSource`), in bulk:
 every id an op names (`prefetch`), the folder tree and the items of a folder scope when an
@@ -12,7 +12,13 @@ EmptyFolder or folder delete needs them, and the mailbox's tags. A mailbox creat
 needs no loading at all (`complete`).
 
 Message rows need fields parsed from the message (sender, recipients, subject, whether it has an
-attachment); they are asked for lazily (`fields_for`), only for messages that survive the run.
+attachment); they are asked for lazily (`fields_for`, by the change number of the op whose body
+the row holds: a CreateMessage, a SaveDraft, or the source's for a copy), only for messages that
+survive the run. CopyItem, SaveDraft and PurgeOldMessages follow `store.itemrules` and
+`store.purge`, the same rules the statement engine calls; SetConfig/DeleteConfig are not folded
+but kept in order for the bulk writer (`store.mailbox_config`). What the worker needs besides
+rows is recorded: where each copy's bytes come from (`copy_source`) and the ids each purge
+deleted (`purged`).
 """
 
 from __future__ import annotations
@@ -31,19 +37,24 @@ from standby.redolog.ops import (
     TYPE_FOLDER,
     TYPE_MESSAGE,
     AlterItemTag,
+    CopyItem,
     CreateContact,
     CreateFolder,
     CreateMailbox,
     CreateMessage,
     CreateTag,
+    DeleteConfig,
     DeleteItem,
     DeleteMailbox,
     EmptyFolder,
     IndexItem,
     ModifyContact,
     MoveItem,
+    PurgeOldMessages,
     RenameFolder,
     RenameTag,
+    SaveDraft,
+    SetConfig,
     ColorItem,
     CreateSavedSearch,
     DateItem,
@@ -56,7 +67,8 @@ from standby.redolog.ops import (
 )
 from standby.redolog.record import Op
 from standby.store import blobs as blobmod
-from standby.store.effects import (
+from standby.store import itemrules, mailbox_config, purge
+from standby.store.shapes import (
     FIRST_USER_ID,
     RECIPIENTS_MAX,
     SENDER_MAX,
@@ -71,7 +83,7 @@ from standby.store.effects import (
     search_metadata,
     with_metadata,
 )
-from standby.store.mime import MessageFields
+from standby.store.mime import RowFields
 from standby.store.schema import MAIL_ITEM_COLUMNS, TAG_COLUMNS
 
 C = {name: i for i, name in enumerate(MAIL_ITEM_COLUMNS)}
@@ -89,6 +101,9 @@ class RowSource(Protocol):
     def folders(self, m: int) -> list[list[Any]]: ...
     def tagged(self, m: int, item_ids: Iterable[int]) -> list[tuple[int, int]]: ...
     def tags(self, m: int) -> list[list[Any]]: ...
+
+
+ConfigOp = SetConfig | DeleteConfig
 
 
 @dataclass
@@ -113,6 +128,7 @@ class Changes:
     tombstones: list[tuple[Any, ...]] = field(default_factory=list)
     # (id, mod_content) of blob files of pre-existing rows this run deleted or replaced
     blob_garbage: list[tuple[int, int]] = field(default_factory=list)
+    config: list[ConfigOp] = field(default_factory=list)  # run in order after the rows
 
 
 @dataclass
@@ -126,7 +142,8 @@ class Counts:
 class MailboxModel:
     def __init__(self, m: int, *, exists: bool, hwm: int, item_ckpt: int,
                  account_id: str | None, deleted_before: bool, source: RowSource,
-                 fields_for: Callable[[int], MessageFields]) -> None:
+                 fields_for: Callable[[int], RowFields],
+                 retention: purge.RetentionSource | None = None) -> None:
         self.m = m
         self.present = exists
         self.existed = exists
@@ -154,6 +171,14 @@ class MailboxModel:
         self.scopes_loaded: set[int] = set()
         self.attach_pending: set[int] = set()
         self.counts = Counts()
+        self.retention: purge.RetentionSource = retention or purge.Retention()
+        # item -> change number of the op whose body it holds (set in this run)
+        self.content: dict[int, int] = {}
+        # copy -> (source, content key of the source or None for its blob file, its mod_content)
+        self.copy_source: dict[int, tuple[int, int | None, int]] = {}
+        self.purged: dict[int, list[int]] = {}  # change -> ids a purge deleted
+        self.refused: set[int] = set()  # changes of ops Zimbra's redo() would refuse
+        self.config: list[ConfigOp] = []
 
     # -- loading ----------------------------------------------------------------------------
     def _absorb(self, rows: list[list[Any]]) -> list[int]:
@@ -319,8 +344,14 @@ class MailboxModel:
         if item_id in self.attach_pending:
             self.attach_pending.discard(item_id)
             r = self.rows.get(item_id)
-            if r is not None and self.fields_for(item_id).has_attachment:
+            if r is not None and self.fields_for(self.content[item_id]).has_attachment:
                 r[FLAGS] |= FLAG_ATTACHED
+
+    def refuse(self, op: Op, change: int, why: str) -> None:
+        """An op Zimbra's redo() would refuse: nothing changes, it is reported, the change
+        number still counts (as `ItemSQL.refused`)."""
+        self.counts.errors.append(f"{op.NAME} mailbox {self.m} change {change}: {why}")
+        self.refused.add(change)
 
     # -- output -----------------------------------------------------------------------------
     def changes(self) -> Changes:
@@ -355,13 +386,15 @@ class MailboxModel:
                     ch.delete_tags.append(tid)
                 ch.tags.append(self.tags[tid])
         ch.tombstones = self.tombstones
+        ch.config = self.config
         return ch
 
     def _fill_message(self, r: list[Any]) -> None:
-        f = self.fields_for(r[ID])
+        f = self.fields_for(self.content[r[ID]])
         r[C["sender"]] = f.sender[:SENDER_MAX]
-        r[C["recipients"]] = f.recipients[:RECIPIENTS_MAX]
         r[C["subject"]] = f.subject[:SUBJECT_MAX]
+        if r[C["recipients"]] is _PENDING:  # a copy has none (Zimbra's copy leaves them out)
+            r[C["recipients"]] = f.recipients[:RECIPIENTS_MAX]
 
     def surviving(self, item_id: int, mod_content: int) -> bool:
         """Whether the run ends with this item at this content revision, with a blob."""
@@ -435,9 +468,10 @@ def _create_message(mm: MailboxModel, op: CreateMessage, change: int, tstamp: in
     r[C["locator"]], r[DIGEST] = "1", op.digest
     r[UNREAD] = 1 if op.flags & FLAG_UNREAD else 0
     r[FLAGS] = op.flags & ~FLAG_UNREAD
-    r[C["sender"]] = _PENDING
+    r[C["sender"]] = r[C["recipients"]] = r[C["subject"]] = _PENDING
     r[MOD_META], r[CHANGE_DATE], r[MOD_CONTENT] = change, tstamp // 1000, change
     mm._put(r)
+    mm.content[op.msg_id] = change
     mm.attach_pending.add(op.msg_id)
     if op.tags:
         tids = mm._tag_ids(op.tags)
@@ -579,6 +613,7 @@ def _delete_mailbox(mm: MailboxModel, op: DeleteMailbox, change: int, tstamp: in
     mm.tags_dirty.clear()
     mm.tombstones = []
     mm.attach_pending.clear()
+    mm.config.clear()
     return ""
 
 
@@ -675,6 +710,81 @@ def _set_custom_data(mm: MailboxModel, op: SetCustomData, change: int, tstamp: i
     return ""
 
 
+def _copy_item(mm: MailboxModel, op: CopyItem, change: int, tstamp: int, *_: Any) -> str:
+    why, error = itemrules.copy_refusal(op, itemrules.row_types(mm.rows))
+    if why:
+        if error:
+            mm.refuse(op, change, why)
+        else:
+            mm.refused.add(change)
+        return ""
+    for src_id, copy_id, uuid in op.entries:
+        src = mm.rows[src_id]
+        assert src is not None
+        flags = itemrules.source_flags(src, op.dest_folder_id)
+        if flags != src[FLAGS]:  # \Copied: a system flag, no new change number
+            src[FLAGS] = flags
+            mm.dirty.add(src_id)
+        mm._put(itemrules.copy_row(src, copy_id, uuid, op.dest_folder_id, change, tstamp))
+        key = mm.content.get(src_id)
+        if key is not None:  # the source's body came in this run (its fields may be pending)
+            mm.content[copy_id] = key
+        if src_id in mm.attach_pending:
+            mm.attach_pending.add(copy_id)
+        mm.copy_source[copy_id] = (src_id, key, src[MOD_CONTENT])
+        if mm.tagged.get(src_id):
+            mm.tagged[copy_id] = set(mm.tagged[src_id])
+    mm._bump(max(e[1] for e in op.entries))
+    return ""
+
+
+def _save_draft(mm: MailboxModel, op: SaveDraft, change: int, tstamp: int, *_: Any) -> str:
+    r = mm.rows.get(op.msg_id)
+    if r is None:
+        return ""  # NoSuchItem, ignored in a replay
+    if not itemrules.is_draft(r):
+        mm.refuse(op, change, f"item {op.msg_id} is not a draft")
+        return ""
+    new = itemrules.draft_row(r, size=op.msg_size, digest=op.digest, change=change,
+                              tstamp=tstamp, has_attachment=False)  # \Attached: when parsed
+    new[C["sender"]] = new[C["recipients"]] = new[C["subject"]] = _PENDING
+    mm._put(new)
+    mm.content[op.msg_id] = change
+    mm.attach_pending.add(op.msg_id)
+    mm._bump(op.imap_id)  # the uid came from the item id counter
+    return ""
+
+
+def _config(mm: MailboxModel, op: ConfigOp, change: int, tstamp: int, *_: Any) -> str:
+    why = mailbox_config.statement(mm.m, op)
+    if isinstance(why, str):
+        mm.refuse(op, change, why)
+    else:
+        mm.config.append(op)
+    return ""
+
+
+def _purge(mm: MailboxModel, op: PurgeOldMessages, change: int, tstamp: int, *_: Any) -> str:
+    lt = mm.retention.lifetimes(mm.account_id)
+    roots, every_message = purge.scope(lt)
+    gone: list[int] = []
+    if roots or every_message:
+        mm._ensure_folders()
+        folders = {i: r[FOLDER] for i, r in mm.rows.items()
+                   if r is not None and r[TYPE] == TYPE_FOLDER}
+        scope = sorted(folders) if every_message else sorted(
+            {f for root in roots for f in purge.hierarchy(folders, root)})
+        if scope:
+            mm._ensure_scope(scope)
+        date = C["date"]
+        gone = purge.victims([purge.Item(r[ID], r[TYPE], r[FOLDER], r[date], r[CHANGE_DATE],
+                                         r[UNREAD]) for r in mm.rows.values() if r is not None],
+                             lt, tstamp)
+        mm._hard_delete(gone, change, tstamp)
+    mm.purged[change] = gone
+    return ""
+
+
 def _noop(mm: MailboxModel, op: Op, change: int, tstamp: int, *_: Any) -> str:
     return ""
 
@@ -688,7 +798,8 @@ _HANDLERS: dict[type, Callable[..., str]] = {
     RenameItem: _rename_item, ColorItem: _color_item, DateItem: _date_item,
     SetImapUid: _set_imap_uid, CreateSavedSearch: _create_saved_search,
     ModifySavedSearch: _modify_saved_search, DeleteItemFromDumpster: _noop,
-    SetCustomData: _set_custom_data,
+    SetCustomData: _set_custom_data, CopyItem: _copy_item, SaveDraft: _save_draft,
+    SetConfig: _config, DeleteConfig: _config, PurgeOldMessages: _purge,
 }
 
 
@@ -722,7 +833,19 @@ def referenced_ids(op: Op) -> list[int]:
         return [op.search_id, op.folder_id]
     if isinstance(op, ModifySavedSearch):
         return [op.search_id]
+    if isinstance(op, CopyItem):
+        return [op.dest_folder_id, *(i for e in op.entries for i in e[:2])]
+    if isinstance(op, SaveDraft):
+        return [op.msg_id]
     return []
+
+
+def blob_item_ids(op: Op) -> list[int]:
+    """The rows whose blob an op writes (and, for a copy, its sources): what a replay needs to
+    know of an op the database has already applied, to bring the blob volume forward."""
+    if isinstance(op, CopyItem):
+        return [i for e in op.entries for i in e[:2]]
+    return referenced_ids(op)[:1]
 
 
 def contact_digest(data: bytes) -> str | None:

@@ -161,6 +161,8 @@ class Player:
 
     def _passes(self, op_rec: Record, commit: Record) -> bool:
         sel = self.sel
+        if sel.from_time is None and sel.to_time is None and sel.mailbox_ids is None:
+            return True
         if sel.from_time is not None and op_rec.tstamp < sel.from_time:
             self.stats.filtered_time += 1
             return False
@@ -182,39 +184,50 @@ class Player:
 
     def play_file(self, path: Path) -> Iterator[tuple[Record, Path]]:
         """Yield (op record, file it was read from) for each selected committed op."""
-        self.stats.files += 1
+        st = self.stats
+        st.files += 1
         pending, pfile = self.pending, self._pending_file
-        with scan(path, spans=self.spans) as sc:
-            for rec in sc:
-                self.stats.records += 1
-                op = rec.op
-                code = op.OPCODE
-                if code == CommitTxn.OPCODE:
-                    key = (rec.txn_time, rec.txn_counter)
-                    start = pending.pop(key, None)
-                    src = pfile.pop(key, path)
-                    if start is None:
-                        self.stats.orphans += 1
-                        continue
-                    self.stats.committed += 1
-                    if isinstance(start.op, StoreIncomingBlob) and self.on_incoming:
-                        self.on_incoming(start, src)
-                    if self._passes(start, rec):
-                        self.stats.selected += 1
-                        yield start, src
-                elif code == AbortTxn.OPCODE:
-                    key = (rec.txn_time, rec.txn_counter)
-                    if pending.pop(key, None) is None:
-                        self.stats.orphans += 1
-                    else:
-                        self.stats.aborted += 1
-                    pfile.pop(key, None)
-                elif op.is_start_marker:
-                    key = (rec.txn_time, rec.txn_counter)
-                    pending[key] = rec
-                    pfile[key] = path
-            for p in sc.problems:
-                self.stats.problems.append((path.name, p))
+        commit_code, abort_code = CommitTxn.OPCODE, AbortTxn.OPCODE
+        # Counted in locals (this loop runs per record) and added up however the loop ends.
+        records = committed = selected = orphans = aborted = 0
+        try:
+            with scan(path, spans=self.spans) as sc:
+                for rec in sc:
+                    records += 1
+                    op = rec.op
+                    code = op.OPCODE
+                    if code == commit_code:
+                        key = (rec.txn_time, rec.txn_counter)
+                        start = pending.pop(key, None)
+                        src = pfile.pop(key, path)
+                        if start is None:
+                            orphans += 1
+                            continue
+                        committed += 1
+                        if self.on_incoming and isinstance(start.op, StoreIncomingBlob):
+                            self.on_incoming(start, src)
+                        if self._passes(start, rec):
+                            selected += 1
+                            yield start, src
+                    elif code == abort_code:
+                        key = (rec.txn_time, rec.txn_counter)
+                        if pending.pop(key, None) is None:
+                            orphans += 1
+                        else:
+                            aborted += 1
+                        pfile.pop(key, None)
+                    elif op.is_start_marker:
+                        key = (rec.txn_time, rec.txn_counter)
+                        pending[key] = rec
+                        pfile[key] = path
+                for prob in sc.problems:
+                    st.problems.append((path.name, prob))
+        finally:
+            st.records += records
+            st.committed += committed
+            st.selected += selected
+            st.orphans += orphans
+            st.aborted += aborted
 
     def play(self, logs: list[LogFile]) -> Iterator[tuple[Record, Path]]:
         for lf in logs:

@@ -55,9 +55,13 @@ class ReplayResult:
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    phase_cpu: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     parsed: int = 0
     documents: int = 0
     rows_loaded: int = 0
+    index_mode: str = "now"
+    documents_deferred: int = 0
+    behind: dict[int, int] = field(default_factory=dict)  # mailbox -> documents pending
 
     def tally(self, op_name: str, db: str, blob: str, index: str) -> None:
         self.ops_applied += 1
@@ -97,7 +101,23 @@ class ReplayResult:
             "errors": len(self.errors), "error_samples": self.errors[:10],
             "player": self.player, "notes": self.notes,
             "worker_seconds": {k: round(v, 2) for k, v in self.phase_seconds.items()},
+            "worker_cpu_seconds": {k: round(v, 2) for k, v in self.phase_cpu.items()},
             "messages_parsed": self.parsed,
             "documents_indexed": self.documents,
             "rows_loaded": self.rows_loaded,
+            "phases": self.phases(),
         }
+
+    def phases(self) -> dict[str, Any]:
+        """Phase one (mail: db and blob, done) and phase two (the index: done inline with
+        `now`; with `defer`, what the catch-up still has to do)."""
+        mail = {"state": "done", "seconds": round(self.seconds, 3)}
+        if self.index_mode == "now":
+            index: dict[str, Any] = {"mode": "now", "state": "done"}
+        else:
+            index = {"mode": "defer", "state": "behind" if self.behind else "done",
+                     "mailboxes_behind": len(self.behind),
+                     "documents_pending": sum(self.behind.values()),
+                     "next": "standby index catch-up, or start the store (it catches up in "
+                             "the background)" if self.behind else None}
+        return {"mail": mail, "index": index}

@@ -2,55 +2,79 @@
 forward, chunk by chunk.
 
 For each mailbox of a chunk, in the order the ops committed:
-1. database: fold the ops into net row changes (`model.MailboxModel`), rows it touches loaded
-   first in bulk; the changes of all its mailboxes are written in one transaction per chunk
+1. database: fold the ops into net row changes (`model.MailboxModel`), the rows they name read
+   first for all the chunk's mailboxes at once (`bulk.PrefetchedRows`); the changes of all its mailboxes are written in one transaction per chunk
    (`bulk.BulkWriter`);
 2. blobs: every message or contact blob the run leaves in the database is written if missing or
-   wrong; blobs of items created and deleted within the chunk are never written;
+   wrong; blobs of items created and deleted within the chunk are never written. The writes
+   run on while the next chunk is folded; the next chunk's blob garbage, and the end, wait for
+   them;
 3. index: the ops run against the mailbox's SQLite index in one transaction, gated by its own
    change number; documents are inserted only for items still present at the end of the chunk,
    so a message created and deleted within it is never tokenized.
 Message fields (sender, subject, text) are parsed once per message, and only when a surviving row
-or document needs them. Blob bytes are read from the log files by (file, offset, length).
+or document needs them; with `--index defer` only the headers a row needs
+(`mime.message_headers`), the text being the catch-up's work. Blob bytes are read from the log
+files by (file, offset, length); a copy's bytes come from its source's (in the log, or the
+source's blob file, `CopyFrom`). What a purge deleted comes from the model, or from its
+tombstones when the database had applied it.
 """
 
 from __future__ import annotations
 
 import errno
+import gc
 import gzip
 import os
 import threading
 import time
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from standby.redolog.ops import (
     TYPE_MESSAGE,
+    CopyItem,
     CreateContact,
     CreateMailbox,
     CreateMessage,
-    DeleteMailbox,
     IndexItem,
     ModifyContact,
+    PurgeOldMessages,
+    SaveDraft,
 )
 from standby.redolog.record import REGISTRY, Op, Record, op_fields
-from standby.replay.bulk import BulkWriter, DbRowSource
-from standby.replay.model import MailboxModel, contact_digest, referenced_ids
+from standby.replay.bulk import BulkWriter, DbRowSource, PrefetchedRows
+from standby.replay.model import (
+    DIGEST,
+    MailboxModel,
+    blob_item_ids,
+    contact_digest,
+    referenced_ids,
+)
 from standby.store import effects as fx
+from standby.store import purge
 from standby.store.blobs import BlobStore, blob_relpath
 from standby.store.blobs import digest as blob_digest
-from standby.store.index import Doc, IndexStore, MailboxIndex
-from standby.store.mime import MessageFields, message_fields
+from standby.store.index import Doc, IndexMode, IndexOverlay, IndexStore, MailboxIndex
+from standby.store.mime import (
+    MessageFields,
+    MessageHeaders,
+    RowFields,
+    message_fields,
+    message_headers,
+)
 
 # copy_file_range errors that mean "not between these two files": fall back to read + write.
 _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP,
                              errno.EBADF})
+
+P = TypeVar("P")
 
 # An op as the main process sends it: (opcode, change, tstamp, slot values, blob ref or None);
 # a ref is (file index, offset, length) of the message bytes inside a log file.
@@ -65,6 +89,8 @@ class WorkerConfig:
     index_root: str
     compress_blobs: bool
     compression_threshold: int
+    index_mode: IndexMode = "now"
+    retention: purge.Retention = field(default_factory=purge.Retention)  # for purges
 
 
 def _raise_fd_limit() -> None:
@@ -76,11 +102,26 @@ def _raise_fd_limit() -> None:
 
 
 def make_op(opcode: int, values: tuple[Any, ...]) -> Op:
-    cls = REGISTRY[opcode]
-    op = cls.__new__(cls)
-    for name, v in zip(op_fields(cls), values):
-        object.__setattr__(op, name, v)
-    return op
+    """The op of class REGISTRY[opcode] whose fields (`op_fields` order) are `values`."""
+    mk = _MAKERS.get(opcode)
+    if mk is None:
+        mk = _MAKERS[opcode] = _maker(REGISTRY[opcode])
+    return mk(values)
+
+
+_MAKERS: dict[int, Callable[[tuple[Any, ...]], Op]] = {}
+
+
+def _maker(cls: type[Op]) -> Callable[[tuple[Any, ...]], Op]:
+    """A constructor from a values tuple, as straight-line code (as `dataclasses` generates its
+    methods): one slot store per field, not a loop of `setattr` calls — it runs once per op."""
+    names = op_fields(cls)
+    body = "".join(f"    o.{n} = v[{i}]\n" for i, n in enumerate(names))
+    src = f"def make(v):\n    o = new(cls)\n{body}    return o\n"
+    scope: dict[str, Any] = {"new": cls.__new__, "cls": cls}
+    exec(src, scope)  # the names are the op classes' own __slots__
+    made: Callable[[tuple[Any, ...]], Op] = scope["make"]
+    return made
 
 
 class _Blobs:
@@ -131,63 +172,91 @@ class ChunkStats:
     rows_loaded: int = 0
     parsed: int = 0
     documents: int = 0  # full-text documents inserted
+    deferred: int = 0  # documents left pending for the catch-up (--index defer)
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    cpu: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # thread CPU
 
 
 # Ops that change an index (every other op only raises its change number).
 _INDEXED = fx.INDEXED_OPS
 
 
-class _Deferred:
-    """A MailboxIndex whose document inserts wait until the end of the chunk."""
+class _Deferred(IndexOverlay):
+    """A MailboxIndex whose documents wait until the end of the chunk: then they are tokenized
+    (`now`) or recorded as pending for the catch-up (`defer`), only for items still there."""
 
-    def __init__(self, idx: MailboxIndex, *, fresh: bool = False) -> None:
-        self.idx = idx
-        self.db = idx.db
+    def __init__(self, idx: MailboxIndex, *, fresh: bool = False,
+                 mode: IndexMode = "now") -> None:
+        super().__init__(idx)
         self.fresh = fresh  # created in this chunk: no document existed before it
-        self.pending: dict[int, tuple[Doc | None, Any]] = {}
+        self.mode = mode
+        # item id -> (document, None) or (None, its fields to be parsed)
+        self.pending: dict[int, tuple[Doc | None, Callable[[], MessageFields] | None]] = {}
 
-    def put(self, doc: Doc, lazy: Any = None) -> None:
+    def _item(self, item_id: int, type: int, folder_id: int, mod_content: int) -> None:
         if not self.fresh:
-            self.db.execute("DELETE FROM docs WHERE rowid = ?", (doc.item_id,))
+            self.db.execute("DELETE FROM docs WHERE rowid = ?", (item_id,))
+            self.db.execute("DELETE FROM pending WHERE id = ?", (item_id,))
         self.db.execute("INSERT OR REPLACE INTO items (id, type, folder_id, mod_content)"
-                        " VALUES (?, ?, ?, ?)",
-                        (doc.item_id, doc.type, doc.folder_id, doc.mod_content))
-        self.pending[doc.item_id] = (doc, lazy)
+                        " VALUES (?, ?, ?, ?)", (item_id, type, folder_id, mod_content))
 
-    def remove(self, ids: Any) -> None:
+    def put(self, doc: Doc) -> None:
+        self._item(doc.item_id, doc.type, doc.folder_id, doc.mod_content)
+        self.pending[doc.item_id] = (doc, None)
+
+    def put_message(self, item_id: int, type: int, folder_id: int, mod_content: int,
+                    fields: Callable[[], MessageFields]) -> None:
+        """As `MailboxIndex.put_message` (an IndexItem's re-index from its blob): with `now`
+        the fields are read at once, so a blob that cannot be read changes nothing."""
+        if self.mode == "now":
+            f = fields()
+            self.put(Doc(item_id, type, folder_id, mod_content, f.subject, f.sender,
+                         f.recipients, f.text))
+        else:
+            self.put_lazy(item_id, type, folder_id, mod_content, fields)
+
+    def put_lazy(self, item_id: int, type: int, folder_id: int, mod_content: int,
+                 fields: Callable[[], MessageFields]) -> None:
+        """A message of this chunk: parsed at the flush, and only if it is still there."""
+        self._item(item_id, type, folder_id, mod_content)
+        self.pending[item_id] = (None, fields)
+
+    def defer(self, item_id: int, type: int, folder_id: int, mod_content: int,
+              text: tuple[str, str, str, str] | None = None) -> None:
+        """Straight into the index's `pending` (a copy of a source still pending from before
+        the chunk), in either mode: the catch-up writes its document."""
+        self.pending.pop(item_id, None)
+        self.idx.defer(item_id, type, folder_id, mod_content, text)
+
+    def remove(self, ids: Iterable[int]) -> None:
         ids = list(ids)
         for i in ids:
             self.pending.pop(i, None)
         self.idx.remove(ids)
 
-    def move(self, ids: Iterable[int], folder_id: int) -> None:
-        self.idx.move(ids, folder_id)
+    def wipe(self) -> None:
+        self.pending.clear()
+        self.idx.wipe()
 
-    def put_folder(self, folder_id: int, parent_id: int) -> None:
-        self.idx.put_folder(folder_id, parent_id)
-
-    def subfolders(self, folder_id: int, exclude: frozenset[int] = frozenset()) -> list[int]:
-        return self.idx.subfolders(folder_id, exclude)
-
-    def items_in(self, folder_ids: list[int]) -> list[int]:
-        return self.idx.items_in(folder_ids)
-
-    def remove_folders(self, folder_ids: Iterable[int]) -> None:
-        self.idx.remove_folders(folder_ids)
-
-    def flush(self, fields_for: Any) -> int:
-        rows = []
-        for iid, (doc, lazy) in self.pending.items():
-            if lazy is not None:
-                f: MessageFields = fields_for(lazy)
-                rows.append((iid, f.subject, f.sender, f.recipients, f.text))
-            else:
-                assert doc is not None
-                rows.append((iid, doc.subject, doc.sender, doc.recipients, doc.body))
+    def flush(self) -> int:
+        """Write the chunk's documents (or pending entries); returns how many."""
+        rows: list[tuple[Any, ...]] = []
+        if self.mode == "defer":
+            for iid, (doc, _f) in self.pending.items():
+                rows.append((iid, doc.subject, doc.sender, doc.recipients, doc.body)
+                            if doc is not None else (iid, None, None, None, None))
+            sql = "INSERT OR REPLACE INTO pending (id, subject, sender, recipients, body)"
+        else:
+            for iid, (doc, fields) in self.pending.items():
+                if doc is None:
+                    assert fields is not None
+                    f = fields()
+                    rows.append((iid, f.subject, f.sender, f.recipients, f.text))
+                else:
+                    rows.append((iid, doc.subject, doc.sender, doc.recipients, doc.body))
+            sql = "INSERT INTO docs (rowid, subject, sender, recipients, body)"
         if rows:
-            self.db.executemany("INSERT INTO docs (rowid, subject, sender, recipients, body)"
-                                " VALUES (?, ?, ?, ?, ?)", rows)
+            self.db.executemany(sql + " VALUES (?, ?, ?, ?, ?)", rows)
         self.pending.clear()
         return len(rows)
 
@@ -208,12 +277,23 @@ class Worker:
         # Keep every index this worker opens open until the end: closing a WAL database
         # checkpoints it, which is better done once.
         self.index = IndexStore(Path(cfg.index_root), cache_size=1 << 30, cache_kb=512)
-        self.effects = fx.Effects(groups=cfg.groups, blobs=self.blobstore, index=self.index)
+        self.effects = fx.Effects(groups=cfg.groups, blobs=self.blobstore, index=self.index,
+                                  retention=cfg.retention)
         self.blobs = _Blobs()
         self.fields: dict[tuple[int, int, int], MessageFields] = {}
+        self.headers: dict[tuple[int, int, int], MessageHeaders] = {}
         self.touched: set[int] = set()
+        # (mailbox, digest) -> where in the log a body (message or contact) with that digest
+        # is, for every body of this worker's mailboxes replayed so far: a copy's bytes when its
+        # source's file is gone or was never written (a version replaced within the chunk)
+        self.bodies: dict[tuple[int, str], tuple[tuple[int, int, int], int]] = {}
         self._kernel_copy = hasattr(os, "copy_file_range")
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="replay-io")
+        # Blob files in two threads (creation mostly waits in the kernel), the database load in
+        # its own (it mostly waits on MariaDB), so neither queues behind the other.
+        self.io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="replay-blobs")
+        self.dbio = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-db")
+        self.inflight: list[Future[tuple[Counter[str], float, float]]] = []
+        self.writing: dict[int, Future[tuple[Counter[str], float, float]]] = {}  # last chunk's
 
     # -- helpers ----------------------------------------------------------------------------
     def _op(self, code: int, vals: tuple[Any, ...], ref: tuple[int, int, int] | None) -> Op:
@@ -224,116 +304,209 @@ class Worker:
 
     def _fields(self, ref: tuple[int, int, int] | None, msg_size: int | None,
                 stats: ChunkStats) -> MessageFields:
+        """A message's full fields (for its document and its row), parsed once per chunk."""
+        return self._parsed(self.fields, message_fields, ref, msg_size, stats)
+
+    def _row_fields(self, ref: tuple[int, int, int] | None, msg_size: int | None,
+                    stats: ChunkStats) -> RowFields:
+        """What a message's row needs. With `--index defer` no document is written, so only
+        the headers are parsed (`message_headers`), never the text."""
+        if self.cfg.index_mode == "now":
+            return self._fields(ref, msg_size, stats)
+        return self._parsed(self.headers, message_headers, ref, msg_size, stats)
+
+    def _parsed(self, cache: dict[tuple[int, int, int], P], parse: Callable[[bytes], P],
+                ref: tuple[int, int, int] | None, msg_size: int | None, stats: ChunkStats) -> P:
         if ref is None:
-            return message_fields(b"")
-        f = self.fields.get(ref)
-        if f is None:
-            f = message_fields(self.blobs.read(ref, msg_size))
-            self.fields[ref] = f
+            return parse(b"")
+        got = cache.get(ref)
+        if got is None:
+            got = cache[ref] = parse(self.blobs.read(ref, msg_size))
             stats.parsed += 1
-        return f
+        return got
 
     def process(self, files: list[str], boxes: dict[int, list[OpTuple]]) -> ChunkStats:
         stats = ChunkStats()
-        tm = time.perf_counter
-        t0 = tm()
+        tm, cpu = time.perf_counter, time.thread_time
+        t0, c0 = tm(), cpu()
         self.blobs.set_files(files)
         self.fields.clear()
+        self.headers.clear()
+        existed, opening = self._open_indexes(boxes)
         states = self.source.mailbox_states(list(boxes))
         deleted = self.source.deleted_mailboxes([m for m in boxes if m not in states])
         self.conn.commit()
+        built = {m: [(self._op(code, vals, ref), change, ts, ref)
+                     for code, change, ts, vals, ref in boxes[m]] for m in sorted(boxes)}
+        source = PrefetchedRows(self.source)
+        source.load({m: self._named(ops, states[m][0]) for m, ops in built.items()
+                     if m in states})
         all_changes = []
         work = []
-        for m in sorted(boxes):
-            ops = [(self._op(code, vals, ref), change, ts, ref)
-                   for code, change, ts, vals, ref in boxes[m]]
+        for m, ops in built.items():
             stats.ops += len(ops)
             self.touched.add(m)
-            ch, blobs_wanted = self._fold(m, ops, states.get(m), m in deleted, stats)
+            ch, blobs_wanted, said = self._fold(m, ops, states.get(m), m in deleted, source,
+                                                stats)
             all_changes.append(ch)
-            work.append((m, ops, blobs_wanted))
-        t1 = tm()
+            work.append((m, ops, blobs_wanted, said))
+        del built, source
+        t1, c1 = tm(), cpu()
         stats.seconds["fold"] += t1 - t0
+        stats.cpu["fold"] += c1 - c0
         # The three volumes are independent now: the database load runs in a thread (it mostly
         # waits on MariaDB), blobs in a small pool (file creation mostly waits in the kernel),
         # the index here. Threads release the GIL while they wait, so the waits overlap.
+        # Blob writes may run on into the next chunk's fold (which reads only the database):
+        # this chunk returns once its rows and index are committed. Its blob garbage waits for
+        # the previous chunk's blob writes, the only ones it could remove (garbage is always a
+        # blob of a row from before the chunk, never one the chunk writes).
         before = self.writer.rows_loaded
-        db_job = self.pool.submit(self._timed, self.writer.write, all_changes)
-        blob_jobs = [self.pool.submit(self._timed, self._blobs, m, wanted)
-                     for m, _ops, wanted in work if wanted]
-        for m, ops, _ in work:
-            self._index(m, ops, stats)
+        db_job = self.dbio.submit(self._timed, self.writer.write, all_changes)
+        # A copy may read its source's blob file: one the previous chunk's jobs may still be
+        # writing (its job for the mailbox goes first), or one this chunk's garbage removes
+        # (the garbage job waits for this chunk's writes).
+        writing = {m: self.io.submit(self._timed, self._blobs, m, wanted,
+                                     self.writing.get(m) if _copies(wanted) else None)
+                   for m, _ops, wanted, _s in work if wanted}
+        blob_jobs = list(writing.values())
+        for job in opening:
+            job.result()
+        for m, ops, _, said in work:
+            self._index(m, ops, stats, existed[m], said)
         stats.seconds["index"] += tm() - t1
-        for job in blob_jobs:
-            counts, secs = job.result()
-            stats.blob.update(counts)
-            stats.seconds["blobs"] += secs
-        _r, secs = db_job.result()
+        stats.cpu["index"] += cpu() - c1
+        _r, secs, csecs = db_job.result()
         stats.seconds["db_write"] += secs
+        stats.cpu["db_write"] += csecs
         t2 = tm()
-        stats.blob["deleted"] += self._drop_garbage(all_changes)
-        stats.seconds["blob_garbage"] += tm() - t2
+        self._collect(self.inflight, stats)
+        stats.seconds["blob_wait"] += tm() - t2
+        self.inflight = blob_jobs + [self.io.submit(self._timed, self._drop_garbage,
+                                                    all_changes, blob_jobs)]
+        self.writing = writing
         stats.rows_loaded = self.writer.rows_loaded - before
         stats.seconds["chunk"] += tm() - t0
         return stats
 
     @staticmethod
-    def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
-        t = time.perf_counter()
+    def _collect(jobs: list[Future[tuple[Counter[str], float, float]]],
+                 stats: ChunkStats) -> None:
+        """Wait for blob jobs (writes and garbage) and add what they did to `stats`."""
+        for job in jobs:
+            counts, secs, csecs = job.result()
+            stats.blob.update(counts)
+            phase = "blob_garbage" if "deleted" in counts else "blobs"
+            stats.seconds[phase] += secs
+            stats.cpu[phase] += csecs
+        jobs.clear()
+
+    @staticmethod
+    def _timed(fn: Any, *args: Any) -> tuple[Any, float, float]:
+        """fn(*args), its wall seconds and the CPU seconds of the thread that ran it."""
+        t, c = time.perf_counter(), time.thread_time()
         out = fn(*args)
-        return out, time.perf_counter() - t
+        return out, time.perf_counter() - t, time.thread_time() - c
 
     # -- database ---------------------------------------------------------------------------
-    def _fold(self, m: int, ops: list[tuple[Op, int, int, Any]],
-              state: tuple[int, int, str] | None, deleted: bool,
-              stats: ChunkStats) -> tuple[Any, list[tuple[int, int, Any, Any, Any]]]:
-        refs: dict[int, tuple[tuple[int, int, int] | None, int]] = {}
-        for op, _c, _t, ref in ops:
-            if isinstance(op, CreateMessage):
-                refs[op.msg_id] = (ref, op.msg_size)
+    @staticmethod
+    def _named(ops: list[tuple[Op, int, int, Any]], hwm: int) -> set[int]:
+        """The ids of the rows a mailbox's ops may touch (to be read before the fold)."""
+        ids: set[int] = set()
+        for op, change, _t, _r in ops:
+            if change > hwm:
+                ids.update(referenced_ids(op))
+            else:  # for blobs of ops the database has already applied
+                ids.update(blob_item_ids(op))
+        return ids
 
-        def fields_for(item_id: int) -> MessageFields:
-            ref, size = refs.get(item_id, (None, 0))
-            return self._fields(ref, size, stats)
+    def _fold(self, m: int, ops: list[tuple[Op, int, int, Any]],
+              state: tuple[int, int, str] | None, deleted: bool, source: PrefetchedRows,
+              stats: ChunkStats) -> tuple[Any, list[tuple[int, int, Any, Any, Any]],
+                                          _DbSaid]:
+        # Message bodies by the change number of the op that carried them (the model's
+        # content keys).
+        refs: dict[int, tuple[tuple[int, int, int] | None, int]] = {}
+        for op, change, _t, ref in ops:
+            if isinstance(op, CreateMessage | SaveDraft):
+                refs[change] = (ref, op.msg_size)
+                if ref is not None and op.digest:
+                    self.bodies[(m, op.digest)] = (ref, op.msg_size)
+
+        def fields_for(key: int) -> RowFields:
+            ref, size = refs.get(key, (None, 0))
+            return self._row_fields(ref, size, stats)
 
         hwm, ckpt, acct = state if state else (0, 0, None)
         mm = MailboxModel(m, exists=state is not None, hwm=hwm, item_ckpt=ckpt,
-                          account_id=acct, deleted_before=deleted, source=self.source,
-                          fields_for=fields_for)
+                          account_id=acct, deleted_before=deleted, source=source,
+                          fields_for=fields_for, retention=self.cfg.retention)
         if state is not None:
-            ids: list[int] = []
-            for op, change, _t, _r in ops:
-                if change > hwm:
-                    ids.extend(referenced_ids(op))
-                else:  # for blobs of ops the database has already applied
-                    ids.extend(referenced_ids(op)[:1])
-            mm.prefetch(ids)
+            mm.prefetch(self._named(ops, hwm))
         wanted: list[tuple[int, int, Any, Any, Any]] = []
+        purged: dict[int, list[int]] = {}
         for op, change, ts, ref in ops:
             data_len, digest = 0, None
             if isinstance(op, CreateContact | ModifyContact):
                 data_len = len(op.data)
                 digest = contact_digest(op.data)
+                if ref is not None and digest:  # a later copy's bytes, if this version goes
+                    self.bodies[(m, digest)] = (ref, data_len)
             outcome = mm.apply(op, change, ts, data_len, digest)
             stats.db[outcome] += 1
-            if isinstance(op, CreateMessage):
+            if isinstance(op, CreateMessage | SaveDraft):
                 wanted.append((op.msg_id, change, ref, op.digest, op.msg_size))
                 if ref is None:
                     stats.errors.append(f"mailbox {m} message {op.msg_id}: no blob source")
             elif isinstance(op, CreateContact | ModifyContact) and op.data:
                 wanted.append((op.contact_id, change, op.data, digest, None))
+            elif isinstance(op, CopyItem):
+                wanted.extend(self._copy_wanted(mm, op, change, refs, self.bodies))
+            elif isinstance(op, PurgeOldMessages) and outcome == "skipped":
+                purged[change] = self.source.tombstone_ids(m, change)
+        purged.update(mm.purged)
         stats.errors.extend(mm.counts.errors)
         survivors = [w for w in wanted if mm.surviving(w[0], w[1])]
-        return mm.changes(), survivors
+        return mm.changes(), survivors, _DbSaid(purged, mm.refused)
+
+    @staticmethod
+    def _copy_wanted(mm: MailboxModel, op: CopyItem, change: int,
+                     refs: dict[int, tuple[tuple[int, int, int] | None, int]],
+                     bodies: dict[tuple[int, str], tuple[tuple[int, int, int], int]]
+                     ) -> list[tuple[int, int, Any, Any, Any]]:
+        """The blobs of a copy: its source's bytes from the log when the source's body came in
+        this chunk, else from the source's blob file (the model says which, for a copy it
+        made; for one the database had made, the source's file as it was before the chunk),
+        else a body with the copy's digest seen earlier in the log."""
+        out: list[tuple[int, int, Any, Any, Any]] = []
+        for src_id, copy_id, _uuid in op.entries:
+            row = mm.rows.get(copy_id)
+            if row is None or not row[DIGEST]:
+                continue
+            src, key, src_mc = mm.copy_source.get(copy_id, (src_id, None, None))
+            ref, size = refs.get(key, (None, 0)) if key is not None else (None, 0)
+            if ref is not None:
+                out.append((copy_id, change, ref, row[DIGEST], size))
+            else:
+                out.append((copy_id, change, CopyFrom(src, src_mc if src_mc is not None
+                                                      else mm.pre_blob.get(src),
+                                                      bodies.get((mm.m, row[DIGEST]))),
+                            row[DIGEST], None))
+        return out
 
     # -- blobs ------------------------------------------------------------------------------
-    def _blobs(self, m: int, wanted: list[tuple[int, int, Any, Any, Any]]) -> Counter[str]:
-        """Write one mailbox's surviving blobs (runs in the pool; returns its counts).
+    def _blobs(self, m: int, wanted: list[tuple[int, int, Any, Any, Any]],
+               after: Future[Any] | None = None) -> Counter[str]:
+        """Write one mailbox's surviving blobs (runs in the pool; returns its counts), once
+        `after` (the mailbox's previous job, submitted earlier to the same FIFO pool, so never
+        queued behind this one) is done.
 
         Paths are built as strings (this runs once per surviving message). A body stored
         plainly in the log is copied file to file inside the kernel (`copy_file_range`), so its
         bytes never pass through this process; gzipped bodies and compressed stores go
         through `_write_new`."""
+        if after is not None:
+            after.result()
         counts: Counter[str] = Counter()
         root = self.cfg.blob_root
         plain = not self.cfg.compress_blobs
@@ -341,6 +514,10 @@ class Worker:
         for item_id, change, src, digest, size in wanted:
             path = f"{root}/{blob_relpath(m, item_id, change)}"
             self.blobstore.ensure_dir(path.rpartition("/")[0])
+            if isinstance(src, CopyFrom):
+                found = fx.copy_source(self.blobstore, m, src.item_id, digest, src.mod_content)
+                src = self.blobstore.read(found) if found is not None else \
+                    self.blobs.read(*src.logged) if src.logged is not None else None
             if src is None:
                 counts["missing-source"] += 1
                 continue
@@ -359,12 +536,15 @@ class Worker:
             counts["written"] += 1
         return counts
 
-    def _drop_garbage(self, changes: list[Any]) -> int:
+    def _drop_garbage(self, changes: list[Any], writes: list[Future[Any]]) -> Counter[str]:
         """Remove the blob files of rows the chunk deleted or replaced, now that the database
-        no longer refers to them (so no committed row ever points at a missing blob). Done
+        no longer refers to them (so no committed row ever points at a missing blob), once the
+        chunk's `writes` are done (a copy may read a source the chunk then deleted). Done
         here rather than at the end, so it overlaps other work; what is left over (blobs of
         rows the database had removed before the run) is found by the garbage pass at the
         end."""
+        for job in writes:  # submitted before this job to the same FIFO pool
+            job.result()
         root, n = self.cfg.blob_root, 0
         for ch in changes:
             for item_id, mc in ch.blob_garbage:
@@ -373,7 +553,7 @@ class Worker:
                     n += 1
                 except FileNotFoundError:
                     pass
-        return n
+        return Counter({"deleted": n})
 
     @staticmethod
     def _create(path: str, fill: Any) -> bool:
@@ -427,17 +607,30 @@ class Worker:
         return self._create(path, lambda fd: _write_all(fd, self.blobstore.encode(data)))
 
     # -- index ------------------------------------------------------------------------------
-    def _index(self, m: int, ops: list[tuple[Op, int, int, Any]], stats: ChunkStats) -> None:
+    def _open_indexes(self, boxes: dict[int, list[OpTuple]]
+                      ) -> tuple[dict[int, bool], list[Future[None]]]:
+        """Which of the chunk's mailboxes had an index before it, and jobs opening (creating,
+        for a mailbox created in the chunk) their indexes in the blob threads while the chunk
+        is folded: a new SQLite database in WAL mode costs an fsync, an open a few reads."""
+        existed = {m: self.index.exists(m) for m in boxes}
+        jobs = [self.io.submit(self._open_index, m) for m in sorted(boxes)
+                if existed[m] or any(t[0] == CreateMailbox.OPCODE for t in boxes[m])]
+        return existed, jobs
+
+    def _open_index(self, m: int) -> None:
+        with self.index.use(m, create=True):
+            pass  # it stays open in the cache (never evicted) for the index phase
+
+    def _index(self, m: int, ops: list[tuple[Op, int, int, Any]], stats: ChunkStats,
+               exists: bool, said: _DbSaid) -> None:
         creates = any(isinstance(op, CreateMailbox) for op, *_ in ops)
-        with self.index.use(m, create=False) as existing:
-            exists = existing is not None
         if not exists and not creates:
             stats.index["missing"] += len(ops)
             return
         dummy = ChunkStats()
         with self.index.use(m, create=True) as idx:
             assert idx is not None
-            d = _Deferred(idx, fresh=not exists)
+            d = _Deferred(idx, fresh=not exists, mode=self.cfg.index_mode)
             idx.begin()
             try:
                 started = exists
@@ -452,50 +645,107 @@ class Worker:
                         stats.index["skipped"] += 1
                         continue
                     if type(op) in _INDEXED:
-                        self._index_op(d, Record(op, ts, 0, 0, m, change), op, ref)
+                        self._index_op(d, Record(op, ts, 0, 0, m, change), op, ref,
+                                       fx.Content(None, deleted=said.purged.get(change),
+                                                  refused=change in said.refused), dummy)
                     hwm = change
                     stats.index["applied"] += 1
-                docs = d.flush(lambda key: self._fields(key[0], key[1], dummy))
+                docs = d.flush()
                 idx.set_hwm(hwm)
                 idx.commit()
             except BaseException:
                 idx.rollback()
                 raise
         stats.parsed += dummy.parsed
-        stats.documents += docs
+        if d.mode == "defer":
+            stats.deferred += docs
+        else:
+            stats.documents += docs
 
-    def _index_op(self, d: _Deferred, rec: Record, op: Op, ref: Any) -> None:
-        if isinstance(op, CreateMessage):
+    def _index_op(self, d: _Deferred, rec: Record, op: Op, ref: Any,
+                  said: fx.Content, stats: ChunkStats) -> None:
+        """One op on the deferring index; `said` holds what the database step learnt."""
+        if isinstance(op, CreateMessage | SaveDraft):
             if ref is None:
                 return
-            d.put(Doc(op.msg_id, TYPE_MESSAGE, op.folder_id, rec.change_id, "", "", "", ""),
-                  lazy=(ref, op.msg_size))
+            if isinstance(op, SaveDraft):  # the draft's new body, in the folder it is in
+                row = d.db.execute("SELECT type, folder_id FROM items WHERE id = ?",
+                                   (op.msg_id,)).fetchone()
+                if row is None or row[0] != TYPE_MESSAGE or said.refused:
+                    return
+                folder = row[1]
+            else:
+                folder = op.folder_id
+            size = op.msg_size
+            d.put_lazy(op.msg_id, TYPE_MESSAGE, folder, rec.change_id,
+                       lambda: self._fields(ref, size, stats))
+        elif isinstance(op, CopyItem):
+            fx.index_copy_item(self.effects, d, rec, op, said)
+            for src_id, copy_id, _uuid in op.entries:
+                src, made = d.pending.get(src_id), d.pending.get(copy_id)
+                if src is None or made is None or made[0] is None:
+                    continue
+                # the source's document is still to be written: the copy's is the same
+                s, c = src[0], made[0]
+                d.pending[copy_id] = (
+                    (Doc(copy_id, c.type, c.folder_id, c.mod_content, s.subject, s.sender,
+                         s.recipients, s.body), None) if s is not None else (None, src[1]))
+        elif isinstance(op, PurgeOldMessages):
+            fx.index_purge(self.effects, d, rec, op, said)
         elif isinstance(op, CreateContact | ModifyContact):
             fx.index_contact(self.effects, d, rec, op, fx.Content(None))
         elif isinstance(op, IndexItem):
             if op.item_id in d.pending:
                 return  # its document is about to be written from the same bytes
             fx.index_item_from_blob(self.effects, d, rec, op, fx.Content(None))
-        elif isinstance(op, DeleteMailbox):
-            d.pending.clear()
-            fx.index_delete_mailbox(self.effects, d, rec, op, fx.Content(None))
         else:
             effect = fx.INDEX_EFFECTS.get(type(op))
             if effect is not None:
                 effect(self.effects, d, rec, op, fx.Content(None))
 
     # -- end --------------------------------------------------------------------------------
-    def finish(self) -> tuple[int, dict[str, float]]:
-        """Garbage pass and closing; returns (blobs removed, seconds per step)."""
+    def finish(self) -> tuple[int, dict[str, float], dict[int, int], ChunkStats]:
+        """Garbage pass and closing; returns (blobs removed, seconds per step, documents
+        pending per mailbox this worker touched, what the last chunk's blob jobs did)."""
         tm = time.perf_counter
         t0 = tm()
-        self.pool.shutdown()
+        tail = ChunkStats()
+        self._collect(self.inflight, tail)
+        self.io.shutdown()
+        self.dbio.shutdown()
         removed = self.effects.collect_garbage(self.conn, self.touched)
+        behind = self.index.pending_counts(self.touched)
         t1 = tm()
         self.blobs.close()
-        self.index.close()
+        # Closing an index checkpoints its WAL (an fsync): two at a time.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="replay-close") as closer:
+            list(closer.map(self.index.close_one, list(self.index.open_ids())))
         self.conn.close()
-        return removed, {"finish_garbage": t1 - t0, "finish_close": tm() - t1}
+        return removed, {"finish_garbage": t1 - t0, "finish_close": tm() - t1}, behind, tail
+
+
+@dataclass(frozen=True)
+class _DbSaid:
+    """What a mailbox's fold learnt that its index needs: the ids each purge deleted, and the
+    changes of ops the database refused."""
+
+    purged: dict[int, list[int]]
+    refused: set[int]
+
+
+@dataclass(frozen=True)
+class CopyFrom:
+    """A copy's bytes from its source's blob file (`mod_content`: the revision to try first),
+    else from the log (`logged`: a body with its digest, and the body's size)."""
+
+    item_id: int
+    mod_content: int | None
+    logged: tuple[tuple[int, int, int], int] | None = None
+
+
+def _copies(wanted: list[tuple[int, int, Any, Any, Any]]) -> bool:
+    """Whether any of these blobs is a copy read from its source's blob file."""
+    return any(isinstance(w[2], CopyFrom) for w in wanted)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -513,9 +763,9 @@ def _discard(path: str) -> None:
         pass
 
 
-def _die_with_parent(parent: int) -> None:
-    """Ask the kernel to SIGKILL this worker when the main process dies (Linux), so a killed
-    replay leaves no worker writing behind it."""
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when `parent` dies (Linux), so a killed replay
+    or catch-up leaves no worker writing behind it."""
     try:
         import ctypes
         import signal
@@ -530,9 +780,13 @@ def _die_with_parent(parent: int) -> None:
 
 def serve(cfg: WorkerConfig, conn: Connection, parent: int = 0) -> None:
     """Worker process main loop: ("chunk", files, boxes) -> ChunkStats; ("finish",) ->
-    (blobs removed, seconds per step)."""
+    (blobs removed, seconds per step, documents pending per mailbox, last blob jobs' stats)."""
     if parent:
-        _die_with_parent(parent)
+        die_with_parent(parent)
+    # The cyclic collector would scan the chunk's millions of tuples and rows again and again
+    # (a twentieth of a worker's time); it runs once per chunk instead. Nothing here needs it
+    # sooner: a chunk's objects form no cycles that outlive it.
+    gc.disable()
     try:
         w = Worker(cfg)
     except BaseException as e:  # noqa: BLE001 - reported to the parent, not swallowed
@@ -546,6 +800,8 @@ def serve(cfg: WorkerConfig, conn: Connection, parent: int = 0) -> None:
         try:
             if msg[0] == "chunk":
                 conn.send(("ok", w.process(msg[1], msg[2])))
+                del msg
+                gc.collect()
             elif msg[0] == "finish":
                 conn.send(("ok", w.finish()))
                 return

@@ -1,11 +1,16 @@
 """A canonical digest of a store's logical content, per mailbox and for the whole store.
 
 Per mailbox: its `mailbox` row (operational columns left out), every row of `mail_item`, `tag`,
-`tagged_item`, `tombstone` and `revision` in key order, every blob file under the mailbox's
-directory (name and SHA-256 of its uncompressed content), and its index (items, folders, documents
-and the applied change number). For the store: the mailbox digests plus `deleted_account` and the
+`tagged_item`, `tombstone` and `revision` in key order, its config sections
+(`mailbox_metadata`), every blob file under the mailbox's directory (name and SHA-256 of its
+uncompressed content), and its index (items, folders, documents and the applied change number). For the store: the mailbox digests plus `deleted_account` and the
 next mailbox id. Paths of volumes (the `volume` table) are left out, so a standby built on other
 paths compares equal to its primary. Two stores with the same logical content have the same digest.
+
+Each digest is also given per volume (`volumes`: `db`, `blob`, `index`), so a failover can show
+the database and blobs equal to the primary the moment the replay ends and the index once its
+catch-up has finished. A mailbox's digest is the hash of its three volume digests; the store's
+volume digests hash the mailboxes' (with `deleted_account` and the next mailbox id in `db`).
 
 `digest_settings` works on a stopped store too: it starts the store's MariaDB read-only on a
 private socket for the purpose and stops it afterwards.
@@ -41,6 +46,9 @@ _ORDER = {
 }
 
 
+VOLUMES = ("db", "blob", "index")
+
+
 @dataclass
 class MailboxDigest:
     mailbox_id: int
@@ -49,6 +57,8 @@ class MailboxDigest:
     rows: int = 0
     blobs: int = 0
     docs: int = 0
+    volumes: dict[str, str] = field(default_factory=dict)
+    pending: int = 0  # index documents not yet caught up (a `--index defer` replay)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -58,9 +68,17 @@ class MailboxDigest:
 class StoreDigest:
     total: str
     mailboxes: list[MailboxDigest] = field(default_factory=list)
+    volumes: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "mailboxes": [m.as_dict() for m in self.mailboxes]}
+        return {"total": self.total, "volumes": self.volumes,
+                "mailboxes": [m.as_dict() for m in self.mailboxes]}
+
+    def equal(self, other: StoreDigest) -> dict[str, bool]:
+        """Per volume (and `all`): is this store's content the same as `other`'s?"""
+        out = {v: self.volumes.get(v) == other.volumes.get(v) for v in VOLUMES}
+        out["all"] = self.total == other.total
+        return out
 
 
 def _h(*parts: object) -> bytes:
@@ -73,7 +91,9 @@ def _blob_hash(blobs: BlobStore, path: Path) -> str:
 
 def mailbox_digest(conn: Any, m: int, *, groups: int, blobs: BlobStore, index: IndexStore,
                    pool: ThreadPoolExecutor | None = None) -> MailboxDigest:
-    h = hashlib.sha256()
+    h = hashlib.sha256()  # db
+    hb = hashlib.sha256()
+    hi = hashlib.sha256()
     cur = conn.cursor()
     cols = [c for c in MAILBOX_COLUMNS if c not in MAILBOX_VOLATILE]
     cur.execute(f"SELECT {', '.join(cols)} FROM zimbra.mailbox WHERE id = %s", (m,))
@@ -88,24 +108,32 @@ def mailbox_digest(conn: Any, m: int, *, groups: int, blobs: BlobStore, index: I
         for r in cur.fetchall():
             h.update(_h(table, r))
             nrows += 1
+    cur.execute("SELECT section, metadata FROM zimbra.mailbox_metadata WHERE mailbox_id = %s"
+                " ORDER BY section", (m,))
+    for r in cur.fetchall():
+        h.update(_h("mailbox_metadata", r))
+        nrows += 1
     conn.commit()
     paths = list(blobs.mailbox_blobs(m))
     hashes = list(pool.map(lambda p: _blob_hash(blobs, p), paths)) if pool else \
         [_blob_hash(blobs, p) for p in paths]
     for p, bh in zip(paths, hashes):
-        h.update(_h("blob", p.parent.name, p.name, bh))
-    ndocs = 0
+        hb.update(_h("blob", p.parent.name, p.name, bh))
+    ndocs = pending = 0
     with index.use(m, create=False) as idx:
         if idx is not None:
             deleted = idx.db.execute("SELECT value FROM meta WHERE key = 'deleted'").fetchone()
             if not deleted:
-                h.update(_h("index-hwm", idx.hwm))
+                hi.update(_h("index-hwm", idx.hwm))
                 for r in idx.iter_folders():
-                    h.update(_h("index-folder", r))
+                    hi.update(_h("index-folder", r))
                 for r in idx.iter_docs():
-                    h.update(_h("index-doc", r))
+                    hi.update(_h("index-doc", r))
                     ndocs += 1
-    return MailboxDigest(m, account, h.hexdigest(), nrows, len(paths), ndocs)
+                pending = idx.pending_count()
+    vols = {"db": h.hexdigest(), "blob": hb.hexdigest(), "index": hi.hexdigest()}
+    whole = hashlib.sha256(_h(vols["db"], vols["blob"], vols["index"])).hexdigest()
+    return MailboxDigest(m, account, whole, nrows, len(paths), ndocs, vols, pending)
 
 
 def store_digest(conn: Any, *, groups: int, blobs: BlobStore, index: IndexStore,
@@ -128,13 +156,18 @@ def store_digest(conn: Any, *, groups: int, blobs: BlobStore, index: IndexStore,
     conn.commit()
     total = hashlib.sha256()
     total.update(_h("deleted", deleted, "next", nxt))
+    per = {v: hashlib.sha256() for v in VOLUMES}
+    per["db"].update(_h("deleted", deleted, "next", nxt))
     out = StoreDigest("")
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for m in sorted(ids):
             md = mailbox_digest(conn, m, groups=groups, blobs=blobs, index=index, pool=pool)
             out.mailboxes.append(md)
             total.update(_h(m, md.digest))
+            for v in VOLUMES:
+                per[v].update(_h(m, md.volumes[v]))
     out.total = total.hexdigest()
+    out.volumes = {v: per[v].hexdigest() for v in VOLUMES}
     index.close()
     return out
 

@@ -14,6 +14,11 @@ maintenance. The lock dies with its process, so a killed backup leaves no accoun
 status an administrator sets (`zmprov ma ACCOUNT zimbraAccountStatus maintenance`, or the
 domain's) refuses changes too; `set_status` returns once the change in flight is done. A restore
 bumps the mailbox's epoch (`bump_epoch`) so the store reloads what it caches about it.
+
+Accounts and classes of service carry attributes (`zmprov ma` / `zmprov mc`), string values by
+Zimbra attribute name; an account's effective value is its own, else its COS's (Zimbra's
+"accountInherited"), else the default COS value Zimbra declares. The purge reads the message
+lifetimes this way (`lifetimes`, `retention`).
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ import sqlite3
 import struct
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from standby.errors import NotFound, StateConflict, UsageError
+from standby.store.purge import Lifetimes, Retention
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS domain (name TEXT PRIMARY KEY, id TEXT NOT NULL,"
@@ -41,7 +47,7 @@ _SCHEMA = (
     " attrs TEXT NOT NULL DEFAULT '{}')",
     "CREATE TABLE IF NOT EXISTS account (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE,"
     " domain TEXT NOT NULL, cos TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'active',"
-    " mailbox_id INTEGER, created_ms INTEGER NOT NULL)",
+    " mailbox_id INTEGER, created_ms INTEGER NOT NULL, attrs TEXT NOT NULL DEFAULT '{}')",
     # zmprov's configuration attributes: scope "global" (mcf/gcf) or "server:<name>" (ms/gs);
     # a multi-valued attribute has one row per value.
     "CREATE TABLE IF NOT EXISTS attr (scope TEXT NOT NULL, name TEXT NOT NULL,"
@@ -50,6 +56,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS mailbox_epoch (mailbox_id INTEGER PRIMARY KEY,"
     " epoch INTEGER NOT NULL)",
 )
+_ACCOUNT_COLS = "id, email, domain, cos, status, mailbox_id, created_ms, attrs"
 
 STATUSES = ("active", "maintenance", "locked", "closed")
 DOMAIN_STATUSES = (*STATUSES, "suspended")
@@ -78,6 +85,10 @@ class Account:
     status: str
     mailbox_id: int | None
     created_ms: int
+    attrs: str = "{}"  # JSON object: the account's own attributes
+
+    def attributes(self) -> dict[str, str]:
+        return dict(json.loads(self.attrs))
 
 
 class Directory:
@@ -91,6 +102,9 @@ class Directory:
                                 0o644)
         for ddl in _SCHEMA:
             self.db.execute(ddl)
+        cols = {r[1] for r in self.db.execute("PRAGMA table_info(account)")}
+        if "attrs" not in cols:  # a directory made before accounts had attributes
+            self.db.execute("ALTER TABLE account ADD COLUMN attrs TEXT NOT NULL DEFAULT '{}'")
         if not self.db.execute("SELECT 1 FROM cos WHERE name = 'default'").fetchone():
             self.db.execute("INSERT INTO cos (name, id) VALUES ('default', ?)",
                             (str(uuid.uuid5(uuid.NAMESPACE_URL, "cos:default")),))
@@ -230,8 +244,7 @@ class Directory:
                             (mailbox_id, account_id))
 
     def get(self, key: str) -> Account:
-        row = self.db.execute("SELECT id, email, domain, cos, status, mailbox_id, created_ms"
-                              " FROM account WHERE id = ? OR email = ?",
+        row = self.db.execute(f"SELECT {_ACCOUNT_COLS} FROM account WHERE id = ? OR email = ?",
                               (key, key.lower())).fetchone()
         if not row:
             raise NotFound(f"no account {key!r} in the directory")
@@ -245,8 +258,7 @@ class Directory:
 
     def accounts(self) -> list[Account]:
         return [Account(*r) for r in self.db.execute(
-            "SELECT id, email, domain, cos, status, mailbox_id, created_ms FROM account"
-            " ORDER BY email")]
+            f"SELECT {_ACCOUNT_COLS} FROM account ORDER BY email")]
 
     def set_status(self, key: str, status: str) -> None:
         """Set an account's status; returns once changes in flight to its mailbox are done."""
@@ -262,6 +274,53 @@ class Directory:
         with self._lock:
             self.db.execute("DELETE FROM account WHERE id = ?", (acct.id,))
         return acct
+
+    # -- attributes -------------------------------------------------------------------------
+    def set_attrs(self, key: str, attrs: Mapping[str, str | None]) -> Account:
+        """`zmprov ma`: set an account's attributes (None removes one)."""
+        acct = self.get(key)
+        with self._lock:
+            self.db.execute("UPDATE account SET attrs = ? WHERE id = ?",
+                            (_merged(acct.attributes(), attrs), acct.id))
+        return self.get(acct.id)
+
+    def set_cos_attrs(self, name: str, attrs: Mapping[str, str | None]) -> None:
+        """`zmprov mc`: set a class of service's attributes (None removes one)."""
+        with self._lock:
+            row = self.db.execute("SELECT attrs FROM cos WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"no class of service {name!r} in the directory")
+            self.db.execute("UPDATE cos SET attrs = ? WHERE name = ?",
+                            (_merged(json.loads(row[0]), attrs), name))
+
+    def cos_attrs(self, name: str) -> dict[str, str]:
+        row = self.db.execute("SELECT attrs FROM cos WHERE name = ?", (name,)).fetchone()
+        return dict(json.loads(row[0])) if row else {}
+
+    def effective_attrs(self, account_id: str) -> dict[str, str] | None:
+        """The account's attributes over its COS's; None if the account is not here."""
+        acct = self.find(account_id)
+        if acct is None:
+            return None
+        return {**self.cos_attrs(acct.cos), **acct.attributes()}
+
+    def lifetimes(self, account_id: str | None) -> Lifetimes:
+        """The account's message lifetimes for the purge; an account this directory does not
+        hold gets the default COS's (a standby whose directory lacks it purges as Zimbra's
+        defaults say)."""
+        attrs = self.effective_attrs(account_id) if account_id else None
+        return Lifetimes.from_attrs(attrs if attrs is not None else self.cos_attrs("default"))
+
+    def retention(self) -> Retention:
+        """Every account's lifetimes, as a value a replay's worker processes can carry."""
+        default = Lifetimes.from_attrs(self.cos_attrs("default"))
+        cos = {r[0]: json.loads(r[1]) for r in self.db.execute("SELECT name, attrs FROM cos")}
+        out = {}
+        for a in self.accounts():
+            lt = Lifetimes.from_attrs({**cos.get(a.cos, {}), **a.attributes()})
+            if lt != default:
+                out[a.id] = lt
+        return Retention(default, out)
 
     # -- dump and restore (zmrestoreldap) ---------------------------------------------------
     def export(self) -> dict[str, Any]:
@@ -298,10 +357,9 @@ class Directory:
                     self.db.execute("DELETE FROM account WHERE email = ? OR id = ?",
                                     (a["email"], a["id"]))
                     self.db.execute(
-                        "INSERT INTO account (id, email, domain, cos, status, mailbox_id,"
-                        " created_ms) VALUES (?,?,?,?,?,?,?)",
+                        f"INSERT INTO account ({_ACCOUNT_COLS}) VALUES (?,?,?,?,?,?,?,?)",
                         (a["id"], a["email"], a["domain"], a["cos"], a["status"],
-                         a["mailbox_id"], a["created_ms"]))
+                         a["mailbox_id"], a["created_ms"], a.get("attrs", "{}")))
                     n += 1
                 self.db.execute("COMMIT")
             except BaseException:
@@ -317,3 +375,9 @@ def _check_status(status: str) -> None:
     if status not in STATUSES:
         raise UsageError(f"{status!r} is not an account status", hint="one of " +
                          ", ".join(STATUSES))
+
+
+def _merged(old: Mapping[str, str], changes: Mapping[str, str | None]) -> str:
+    out = {**old, **changes}
+    return json.dumps({k: str(v) for k, v in sorted(out.items()) if v is not None})
+

@@ -5,10 +5,20 @@ each worker draws from its own `random.Random(f"{seed}:{worker}")`, so each work
 same request stream for a seed; with one worker the whole run is reproducible (with several, the
 streams are the same but their interleaving is not).
 
-The mix (weights in `DEFAULT_MIX`) is a mail server's day: deliveries with real MIME messages of
-realistic sizes (some with attachments), shared deliveries to several mailboxes, reads (fetch and
-mark read), flags, tags, moves, deletes, moves to Trash and emptying it, folder create and
-rename, tag create and rename, contacts, re-indexing and searches.
+The mix (weights in `DEFAULT_MIX`) is a mail server's day. `CORE_MIX`: deliveries with real
+MIME messages of realistic sizes (some with attachments), shared deliveries to several
+mailboxes, reads (fetch and mark read), flags, tags, moves, deletes, moves to Trash and emptying
+it, folder create and rename, tag create and rename, contacts, re-indexing and searches.
+`ZIMBRA_MAIL_MIX`, Zimbra's other mail calls: copies, drafts (created, saved again and again as a
+client autosaves them, sent: a copy in Sent and the draft deleted), colors, dates, imap uids,
+saved searches, custom data, folders moved to Trash; and, rarely, config sections (a client's or
+an ActiveSync device's) and the purge of old messages, about once per mailbox per day's worth of
+actions.
+
+Time runs fast here: a run of a few hundred actions stands for a day, so each account gets
+message lifetimes (`zmprov ma`, drawn for the seed from `LIFETIMES`) of days or of seconds, and
+the purges of a short run find something to delete. A replay purges as the primary did only if
+its directory holds the same lifetimes (as a standby's LDAP does).
 """
 
 from __future__ import annotations
@@ -27,16 +37,28 @@ from standby.errors import NotFound, StandbyError, StateConflict, UsageError
 from standby.store.client import StoreClient
 from standby.store.messages import MessageFactory
 
-DEFAULT_MIX: dict[str, float] = {
+CORE_MIX: dict[str, float] = {
     "deliver": 24, "deliver_shared": 4, "read": 18, "flag": 9, "tag": 6, "set_tags": 2,
     "move": 9, "trash": 5, "delete": 5, "empty_trash": 0.6, "create_folder": 1.5,
     "rename_folder": 0.8, "delete_folder": 0.3, "create_tag": 1, "rename_tag": 0.4,
     "create_contact": 4, "modify_contact": 3, "index_item": 1, "search": 3,
-    # Zimbra's other mail ops, as rare as they are on a mail server's day.
+}
+# Zimbra's other mail ops, as rare as they are on a mail server's day.
+ZIMBRA_MAIL_MIX: dict[str, float] = {
     "color": 0.4, "set_date": 0.1, "reset_imap_uids": 0.3, "create_saved_search": 0.15,
     "modify_saved_search": 0.1, "rename_saved_search": 0.05, "set_custom_data": 0.1,
+    "copy": 3, "create_draft": 1.2, "save_draft": 3, "send_draft": 0.8, "trash_folder": 0.2,
+    "set_config": 0.15, "delete_config": 0.04, "purge": 0.4,
 }
-TRASH, INBOX = 3, 2
+DEFAULT_MIX: dict[str, float] = {**CORE_MIX, **ZIMBRA_MAIL_MIX}
+TRASH, INBOX, JUNK, SENT, DRAFTS, CONTACTS, EMAILED = 3, 2, 4, 5, 6, 7, 13
+# Each account's lifetimes: one of these per attribute, drawn for the seed (None: the COS's).
+LIFETIMES: dict[str, list[str | None]] = {
+    "zimbraMailTrashLifetime": [None, "7d", "5s", "2s"],
+    "zimbraMailSpamLifetime": [None, "3s"],
+    "zimbraPrefInboxReadLifetime": [None, None, None, "20s"],
+    "zimbraPrefSentLifetime": [None, None, "10s"],
+}
 
 
 @dataclass
@@ -48,6 +70,17 @@ class _Mailbox:
     tags: dict[int, str] = field(default_factory=dict)
     contacts: list[int] = field(default_factory=list)
     searches: list[int] = field(default_factory=list)
+    drafts: list[int] = field(default_factory=list)
+    devices: int = 0  # ActiveSync devices that have config sections
+
+    def forget(self, ids: list[int]) -> None:
+        """Items that are gone (deleted, purged)."""
+        gone = set(ids)
+        for i in gone:
+            self.messages.pop(i, None)
+        self.drafts = [d for d in self.drafts if d not in gone]
+        self.contacts = [c for c in self.contacts if c not in gone]
+        self.folders = [f for f in self.folders if f not in gone]
 
 
 @dataclass
@@ -87,10 +120,14 @@ def ensure_accounts(client: StoreClient, emails: list[str], seed: int) -> list[_
         acct_id = "%08x-%04x-4%03x-a%03x-%012x" % (rng.getrandbits(32), rng.getrandbits(16),
                                                    rng.getrandbits(12), rng.getrandbits(12),
                                                    rng.getrandbits(48))
+        lifetimes = {a: v for a, choices in LIFETIMES.items()
+                     if (v := rng.choice(choices)) is not None}
         try:
             mid = client.call("mailbox_id", account=email)
         except NotFound:
             mid = client.call("create_account", email=email, account_id=acct_id)["mailbox_id"]
+            if lifetimes:
+                client.call("set_account_attrs", account=email, attrs=lifetimes)
         out.append(_Mailbox(int(mid), email))
     return out
 
@@ -217,8 +254,7 @@ class _Worker:
     def _delete(self, box: _Mailbox) -> str | None:
         ids = self._pick(box, self.rng.randint(1, 3))
         self.c.call("delete", mailbox_id=box.mailbox_id, ids=ids)
-        for i in ids:
-            box.messages.pop(i, None)
+        box.forget(ids)
         return None
 
     def _empty_trash(self, box: _Mailbox) -> str | None:
@@ -350,6 +386,94 @@ class _Worker:
         self.c.call("rename_item", mailbox_id=box.mailbox_id,
                     item_id=self.rng.choice(box.searches),
                     name=f"Search {self.rng.randrange(10**6)}")
+        return None
+
+    def _copy(self, box: _Mailbox) -> str | None:
+        if box.contacts and self.rng.random() < 0.15:
+            ids, dest = [self.rng.choice(box.contacts)], self.rng.choice([CONTACTS, EMAILED])
+        else:
+            ids = self._pick(box, self.rng.randint(1, 3))
+            dest = self.rng.choice(box.folders + [INBOX, SENT])
+        copies = self.c.call("copy", mailbox_id=box.mailbox_id, ids=ids, dest_id=dest)
+        for src, copy in copies.items():
+            if int(src) in box.messages:
+                box.messages[int(copy)] = dest
+            else:
+                box.contacts.append(int(copy))
+        return None
+
+    def _draft_body(self, box: _Mailbox) -> bytes:
+        return self.factory.message(sender=box.email, recipients=[self.rng.choice(self.everyone)],
+                                    date_ms=int(time.time() * 1000))
+
+    def _create_draft(self, box: _Mailbox) -> str | None:
+        did = self.c.call("create_draft", mailbox_id=box.mailbox_id,
+                          message=base64.b64encode(self._draft_body(box)).decode("ascii"))
+        box.drafts.append(did)
+        box.messages[did] = DRAFTS
+        return "create_draft"
+
+    def _save_draft(self, box: _Mailbox) -> str | None:
+        if not box.drafts:
+            return self._create_draft(box)
+        did = self.rng.choice(box.drafts)
+        try:
+            self.c.call("save_draft", mailbox_id=box.mailbox_id, draft_id=did,
+                        message=base64.b64encode(self._draft_body(box)).decode("ascii"))
+        except NotFound:
+            box.forget([did])
+            raise
+        except UsageError:  # its \Draft flag was set off (set_tags): no longer a draft
+            box.drafts.remove(did)
+            return "save_draft:skipped"
+        return None
+
+    def _send_draft(self, box: _Mailbox) -> str | None:
+        """The draft goes out: its last body kept in Sent, the draft deleted."""
+        if not box.drafts:
+            return self._create_draft(box)
+        did = self.rng.choice(box.drafts)
+        raw = self.c.read_message(box.mailbox_id, did)
+        (sent,) = self.c.deliver(raw, [box.email], folder_id=SENT, flags=0x1)  # \Sent
+        self.c.call("delete", mailbox_id=box.mailbox_id, ids=[did])
+        box.forget([did])
+        box.messages[sent["id"]] = SENT
+        return None
+
+    def _trash_folder(self, box: _Mailbox) -> str | None:
+        user = [f for f in box.folders if f > 256]
+        if not user:
+            return self._create_folder(box)
+        fid = self.rng.choice(user)
+        name = (self.factory.words(2).title()[:50] or "Old") + f" {self.rng.randrange(10**6)}"
+        self.c.call("rename_folder", mailbox_id=box.mailbox_id, folder_id=fid, name=name,
+                    parent_id=TRASH)
+        box.folders.remove(fid)
+        return None
+
+    def _set_config(self, box: _Mailbox) -> str | None:
+        if self.rng.random() < 0.6 or not box.devices:
+            section = self.rng.choice(["imap", "zimlets", "mobile"])
+        else:
+            section = f"dev{self.rng.randint(1, box.devices)}:" + self.rng.choice(
+                ["Email", "Calendar", "Contacts"])
+        if self.rng.random() < 0.2:
+            box.devices += 1
+            section = f"dev{box.devices}:Email"
+        config = None if self.rng.random() < 0.1 else {
+            "sync": str(self.rng.randrange(10**9)), "n": self.rng.randint(0, 99)}
+        self.c.call("set_config", mailbox_id=box.mailbox_id, section=section, config=config)
+        return None
+
+    def _delete_config(self, box: _Mailbox) -> str | None:
+        if not box.devices:
+            return self._set_config(box)
+        self.c.call("delete_config", mailbox_id=box.mailbox_id,
+                    section_part=f"dev{self.rng.randint(1, box.devices)}%")
+        return None
+
+    def _purge(self, box: _Mailbox) -> str | None:
+        box.forget(self.c.call("purge", mailbox_id=box.mailbox_id))
         return None
 
     def _search(self, box: _Mailbox) -> str | None:

@@ -11,6 +11,13 @@ For each change, under the mailbox's lock:
 A delivery to several mailboxes first logs one StoreIncomingBlob (mailbox -1, blob staged under
 `incoming/`, committed at once), then one CreateMessage with a LINK body per recipient.
 
+Zimbra's other mail calls log what Zimbra logs for them: a copy (CopyItem, its copies in
+HashMap order), a new draft (a CreateMessage into Drafts, \\Draft and \\Sent flagged) and its
+later versions (SaveDraft, rcpt ":API:", folder -1, the op's time as received date, a new imap
+id from the item counter), config sections (SetConfig, DeleteConfig), and the purge of old
+messages (PurgeOldMessages, logged only when the account's lifetimes ask for one, as
+`Mailbox.purgeMessages` returns before logging otherwise).
+
 Side effects come in: `Store` is given the writer, a connection factory, the blob and index stores
 and the directory; it makes none of them.
 """
@@ -42,20 +49,27 @@ from standby.redolog.ops import (
     TYPE_FOLDER,
     TYPE_MESSAGE,
     TYPE_UNKNOWN,
+    FLAG_DRAFT,
+    FLAG_FROM_ME,
     AlterItemTag,
+    CopyItem,
     CreateContact,
     CreateFolder,
     CreateMailbox,
     CreateMessage,
     CreateTag,
+    DeleteConfig,
     DeleteItem,
     DeleteMailbox,
     EmptyFolder,
     IndexItem,
     ModifyContact,
     MoveItem,
+    PurgeOldMessages,
     RenameFolder,
     RenameTag,
+    SaveDraft,
+    SetConfig,
     SetItemTags,
     ColorItem,
     CreateSavedSearch,
@@ -74,9 +88,11 @@ from standby.redolog.writer import RedoLogWriter, TxnIds
 from standby.store import blobs as blobmod
 from standby.store.blobs import BlobStore
 from standby.store.directory import Directory
-from standby.store.effects import SYSTEM_FOLDER_IDS, Effects
-from standby.store.index import IndexStore
+from standby.store.effects import Effects
+from standby.store.index import IndexStore, catch_up_mailbox
 from standby.store.schema import group_db
+from standby.store.itemsql import tombstone_ids
+from standby.store.shapes import SYSTEM_FOLDER_IDS
 
 INBOX, TRASH, JUNK, SENT, DRAFTS, CONTACTS, USER_ROOT = 2, 3, 4, 5, 6, 7, 1
 TYPE_SEARCH, TYPE_TAG = 2, 3
@@ -120,6 +136,7 @@ class Store:
         self._mailbox_create_lock = threading.Lock()
         self.log = slog.get("standby.store")
         self.ops_done = 0
+        self.catchup_state: Callable[[], str] = lambda: "not needed"
 
     # -- plumbing ---------------------------------------------------------------------------
     def conn(self) -> Any:
@@ -178,11 +195,12 @@ class Store:
         return rows
 
     def _execute(self, mailbox_id: int, st: _MailboxState, op: Op,
-                 content: bytes | None = None) -> Record:
-        """Steps 2-4 of the protocol for one change record; returns the logged record."""
+                 content: bytes | None = None, *, at: int | None = None) -> Record:
+        """Steps 2-4 of the protocol for one change record (stamped `at`, default now);
+        returns the logged record."""
         change = st.last_change + 1
         t, c = self.txn_ids.next()
-        rec = Record(op, self.clock(), t, c, mailbox_id, change)
+        rec = Record(op, self.clock() if at is None else at, t, c, mailbox_id, change)
         self.writer.log(rec, sync=True)
         try:
             outcome = self.effects.apply(self.conn(), rec, content=content)
@@ -573,6 +591,84 @@ class Store:
                 raise StateConflict(f"{name!r} already exists under {dest}")
             self._execute(m, st, RenameItem(item_id, dest, name, typ))
 
+    def copy(self, m: int, ids: list[int], dest_id: int) -> dict[int, int]:
+        """CopyItem: copies of messages or contacts into a folder; {source id: copy id}."""
+        with self._mailbox(m) as st:
+            self._require_folder(m, dest_id)
+            found = self._existing(m, ids, folder=False)
+            types = {self._item_type(m, i) for i in found}
+            if not found or not types <= {TYPE_MESSAGE, TYPE_CONTACT}:
+                raise NotFound(f"mailbox {m}: no messages or contacts among {ids}")
+            copies = {}
+            for i in found:
+                st.last_item_id += 1
+                copies[i] = st.last_item_id
+            entries = [(src, dst, str(uuid.UUID(int=(m << 64) | dst)))
+                       for src, dst in hashmap_ordered(list(copies.items()))]
+            typ = types.pop() if len(types) == 1 else TYPE_UNKNOWN
+            self._execute(m, st, CopyItem(typ, dest_id, tuple(entries)))
+            return copies
+
+    def create_draft(self, m: int, raw: bytes) -> int:
+        """A new draft, as Zimbra saves one: a CreateMessage into Drafts, \\Draft and \\Sent."""
+        with self._mailbox(m) as st:
+            draft_id = st.last_item_id + 1
+            now = self.clock()
+            op = CreateMessage(":API:", now, False, blobmod.digest(raw), len(raw), draft_id,
+                               DRAFTS, flags=FLAG_DRAFT | FLAG_FROM_ME, no_ical=True,
+                               body_type=BODY_INLINE, data=raw)
+            st.last_item_id = draft_id
+            self._execute(m, st, op, content=raw, at=now)
+            return draft_id
+
+    def save_draft(self, m: int, draft_id: int, raw: bytes) -> int:
+        """SaveDraft: a draft's new body; returns the imap id Zimbra draws for it."""
+        with self._mailbox(m) as st:
+            rows = self._query(f"SELECT flags FROM {self._t(m, 'mail_item')} WHERE"
+                               f" mailbox_id = %s AND id = %s AND type = {TYPE_MESSAGE}",
+                               (m, draft_id))
+            if not rows:
+                raise NotFound(f"mailbox {m} has no message {draft_id}")
+            if not rows[0][0] & FLAG_DRAFT:
+                raise UsageError(f"message {draft_id} is not a draft")
+            imap_id = st.last_item_id + 1
+            st.last_item_id = imap_id
+            now = self.clock()
+            op = SaveDraft(imap_id, ":API:", now, False, blobmod.digest(raw), len(raw), draft_id,
+                           -1, no_ical=True, body_type=BODY_INLINE, data=raw)
+            self._execute(m, st, op, content=raw, at=now)
+            return imap_id
+
+    def set_config(self, m: int, section: str, config: dict[str, Any] | None) -> None:
+        """SetConfig: a config section of the mailbox (None deletes it)."""
+        if not section or len(section) > 64:
+            raise UsageError(f"{section!r} is not a config section name (1-64 characters)")
+        with self._mailbox(m) as st:
+            self._execute(m, st, SetConfig(section, metadata.to_string(config)
+                                           if config is not None else ""))
+
+    def delete_config(self, m: int, section_part: str) -> None:
+        """DeleteConfig: every config section LIKE `section_part` (e.g. "<device id>%")."""
+        if not section_part:
+            raise UsageError("delete_config needs a section pattern")
+        with self._mailbox(m) as st:
+            self._execute(m, st, DeleteConfig(section_part))
+
+    def purge(self, m: int) -> list[int]:
+        """PurgeOldMessages, if the account's lifetimes ask for a purge; the ids it deleted."""
+        with self._mailbox(m) as st:
+            if not self.effects.retention.lifetimes(st.account_id).rules():
+                return []
+            rec = self._execute(m, st, PurgeOldMessages())
+            gone = tombstone_ids(self.conn().cursor(), self.groups, m, rec.change_id)
+            self.conn().commit()
+            return gone
+
+    def set_account_attrs(self, account: str, attrs: dict[str, str | None]) -> dict[str, str]:
+        """`zmprov ma`: an account's attributes in the directory (None removes one); returns
+        the account's own attributes."""
+        return self.directory.set_attrs(account, attrs).attributes()
+
     def index_item(self, m: int, item_id: int) -> None:
         with self._mailbox(m) as st:
             typ = self._item_type(m, item_id)
@@ -602,14 +698,36 @@ class Store:
             raise NotFound(f"mailbox {m} has no message {item_id}")
         return self.blobs.read(self.blobs.path(m, item_id, rows[0][0]))
 
-    def search(self, m: int, query: str, limit: int = 50) -> list[int]:
+    def search(self, m: int, query: str, limit: int = 50, *, wait: bool = True
+               ) -> dict[str, Any]:
+        """{"ids": best matches, "complete": bool, "pending": documents not yet indexed}.
+
+        A mailbox whose index is behind (documents pending after a `--index defer` replay) is
+        caught up first, under the mailbox's lock, as Zimbra indexes a mailbox's deferred items
+        before searching it; with `wait=False` it is searched as it is and the answer says it is
+        incomplete. An answer is never partial without `complete` being false."""
         with self.index.use(m, create=False) as idx:
             if idx is None:
                 raise NotFound(f"mailbox {m} has no index")
+            pending = idx.pending_count()
+            if pending and wait:
+                with self._mailbox(m):
+                    done = catch_up_mailbox(idx, self.blobs, m)
+                    pending = idx.pending_count()
+                self.log.info("search_caught_up", mailbox=m, documents=done.documents,
+                              pending=pending)
             try:
-                return idx.search(query, limit)
+                ids = idx.search(query, limit)
             except sqlite3.OperationalError as e:
                 raise UsageError(f"bad search query {query!r}: {e}") from e
+            return {"ids": ids, "complete": pending == 0, "pending": pending}
+
+    def index_status(self) -> dict[str, Any]:
+        """The background catch-up's state and, per mailbox, the documents still pending."""
+        behind = self.index.pending_counts()
+        return {"catchup": self.catchup_state(), "mailboxes_behind": len(behind),
+                "documents_pending": sum(behind.values()),
+                "behind": {str(m): n for m, n in behind.items()}}
 
     def tags(self, m: int) -> list[dict[str, Any]]:
         rows = self._query(f"SELECT id, name FROM {self._t(m, 'tag')} WHERE mailbox_id = %s"

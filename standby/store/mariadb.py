@@ -168,7 +168,7 @@ class MariaDB:
                     self.connect().close()
                     log.info("mariadb_started", pid=pid, socket=str(self.socket))
                     return pid
-                except pymysql.err.OperationalError:
+                except ServiceError:  # connect's translation: the socket is not accepting yet
                     pass
             time.sleep(0.1)
         _process.terminate(pid, timeout=5)

@@ -1,6 +1,6 @@
 """Zimbra's database schema, the subset the store uses, with Zimbra's names (zm-db-conf `db.sql`).
 
-`zimbra`: `volume`, `current_volumes`, `mailbox`, `deleted_account`, `config`.
+`zimbra`: `volume`, `current_volumes`, `mailbox`, `mailbox_metadata`, `deleted_account`, `config`.
 `mboxgroupN` (N = (mailbox_id - 1) % groups + 1): `mail_item`, `tag`, `tagged_item`, `tombstone`,
 `revision`.
 
@@ -57,6 +57,15 @@ ZIMBRA_TABLES = (
   last_purge_at       INTEGER UNSIGNED NOT NULL DEFAULT 0,
   itemcache_checkpoint INTEGER UNSIGNED NOT NULL DEFAULT 0,
   UNIQUE INDEX i_account_id (account_id)
+) ENGINE = InnoDB""",
+    # A mailbox's config sections (SetConfig). Zimbra's `zimbra` database defaults to utf8's
+    # case-insensitive collation and Mailbox.setConfig relies on it (it deletes a section by
+    # its upper-case name), so the section column keeps that collation here.
+    """CREATE TABLE IF NOT EXISTS mailbox_metadata (
+  mailbox_id  INTEGER UNSIGNED NOT NULL,
+  section     VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+  metadata    MEDIUMTEXT,
+  PRIMARY KEY (mailbox_id, section)
 ) ENGINE = InnoDB""",
     """CREATE TABLE IF NOT EXISTS deleted_account (
   email        VARCHAR(255),
@@ -162,6 +171,7 @@ TAGGED_ITEM_COLUMNS = ("mailbox_id", "tag_id", "item_id")
 TOMBSTONE_COLUMNS = ("mailbox_id", "sequence", "date", "type", "ids")
 REVISION_COLUMNS = ("mailbox_id", "item_id", "version", "date", "size", "locator", "blob_digest",
                     "name", "metadata", "mod_metadata", "change_date", "mod_content")
+MAILBOX_METADATA_COLUMNS = ("mailbox_id", "section", "metadata")
 MAILBOX_COLUMNS = ("id", "group_id", "account_id", "index_volume_id", "item_id_checkpoint",
                    "contact_count", "size_checkpoint", "change_checkpoint", "tracking_sync",
                    "tracking_imap", "last_backup_at", "comment", "last_soap_access",
@@ -211,6 +221,9 @@ def create(conn: Any, *, groups: int, blob_path: str, index_path: str,
             raise ConfigError(
                 f"store.mailbox_groups is {groups} but the database was created with {existing}",
                 hint=f"set store.mailbox_groups = {existing}")
+        for ddl in ZIMBRA_TABLES:  # tables added since the database was made
+            cur.execute(ddl.replace("IF NOT EXISTS ", f"IF NOT EXISTS {ZIMBRA_DB}.", 1))
+        conn.commit()
         return False
     cur.execute(f"CREATE DATABASE {ZIMBRA_DB} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
     cur.execute(f"USE {ZIMBRA_DB}")

@@ -7,6 +7,13 @@ crash recovery, then serves the Mailbox API on a Unix socket: one JSON object pe
 `{"ok": false, "error": {"type", "message", "exit_code"}}`. Message bytes travel base64-encoded.
 SIGTERM (or the `shutdown` method) stops it cleanly: in-flight requests finish, the log is rolled
 over and closed.
+
+If the index volume says documents are pending (a failover replay with `--index defer`), the
+service starts the index catch-up at start-up, in the background: its own process
+(`python -m standby.replay.catchup`, one worker per core at the lowest CPU priority), stopped
+with the service. Mail is served meanwhile; a search on a mailbox still behind catches that
+mailbox up first, or, with `"wait": false`, answers flagged incomplete (`Store.search`).
+`index_status` reports the catch-up and what is still pending.
 """
 
 from __future__ import annotations
@@ -17,12 +24,14 @@ import json
 import os
 import signal
 import socketserver
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from standby import _process
 from standby import log as slog
 from standby import settings as settings_mod
 from standby.errors import StandbyError, StateConflict, UsageError
@@ -30,6 +39,7 @@ from standby.fsutil import syncfs
 from standby.redolog.writer import RedoLogWriter, WriterConfig
 from standby.settings import Settings
 from standby.store import recovery
+from standby.store.index import CATCHUP_MARKER
 from standby.store.mailbox import Store
 from standby.store.schema import FLUSH_TABLE
 from standby.store.site import SERVICE_PID, Site
@@ -80,7 +90,8 @@ _NEEDS_MAILBOX = frozenset({
     "create_folder", "rename_folder", "empty_folder", "create_tag", "rename_tag", "set_tags",
     "alter_tag", "move", "delete", "create_contact", "modify_contact", "index_item", "items",
     "read_message", "search", "tags", "set_color", "set_date", "reset_imap_uids",
-    "create_saved_search", "modify_saved_search", "rename_item", "set_custom_data"})
+    "create_saved_search", "modify_saved_search", "rename_item", "set_custom_data", "copy",
+    "create_draft", "save_draft", "set_config", "delete_config", "purge"})
 
 
 def dispatch(store: Store, method: str, p: dict[str, Any]) -> Any:
@@ -142,13 +153,26 @@ def dispatch(store: Store, method: str, p: dict[str, Any]) -> Any:
         "rename_item": lambda: store.rename_item(
             m, int(p["item_id"]), p["name"],
             folder_id=int(p["folder_id"]) if p.get("folder_id") is not None else None),
+        "copy": lambda: {str(k): v for k, v in store.copy(
+            m, [int(i) for i in p["ids"]], int(p["dest_id"])).items()},
+        "create_draft": lambda: store.create_draft(m, _b64(p["message"])),
+        "save_draft": lambda: store.save_draft(m, int(p["draft_id"]), _b64(p["message"])),
+        "set_config": lambda: store.set_config(
+            m, p["section"], dict(p["config"]) if p.get("config") is not None else None),
+        "delete_config": lambda: store.delete_config(m, p["section_part"]),
+        "purge": lambda: store.purge(m),
+        "set_account_attrs": lambda: store.set_account_attrs(
+            p["account"], {str(k): None if v is None else str(v)
+                           for k, v in dict(p["attrs"]).items()}),
         "items": lambda: store.items(m, folder_id=p.get("folder_id"), type=p.get("type"),
                                      limit=int(p.get("limit", 1000))),
         "read_message": lambda: base64.b64encode(
             store.read_message(m, int(p["item_id"]))).decode("ascii"),
-        "search": lambda: store.search(m, p["query"], int(p.get("limit", 50))),
+        "search": lambda: store.search(m, p["query"], int(p.get("limit", 50)),
+                                       wait=bool(p.get("wait", True))),
         "tags": lambda: store.tags(m),
         "rollover": lambda: store.writer.rollover(force=True),
+        "index_status": lambda: store.index_status(),
     }
     fn = table.get(method)
     if fn is None:
@@ -275,6 +299,44 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self._on_stop()
 
 
+class BackgroundCatchup:
+    """The index catch-up the service starts when the index volume is behind: a child process
+    (so its workers are forked from a process with one thread), stopped with the service."""
+
+    def __init__(self, s: Settings) -> None:
+        self.settings = s
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> bool:
+        """Start it if the index volume says documents are pending; True if started."""
+        s = self.settings
+        if s.source is None or not (s.volumes.index.path / CATCHUP_MARKER).exists():
+            return False
+        # Under `nice` from its first instruction; it adds SCHED_IDLE itself.
+        cmd = _process.Command.of("nice", "-n", "19", sys.executable, "-m",
+                                  "standby.replay.catchup", "--config", s.source, "--priority",
+                                  "idle", "--parent", str(os.getpid()))
+        self.proc = _process.spawn(cmd, stdout=None, stderr=None)  # into the service's log
+        return True
+
+    def state(self) -> str:
+        if self.proc is None:
+            return "not needed"
+        rc = self.proc.poll()
+        if rc is None:
+            return "running"
+        return "done" if rc == 0 else f"failed (exit {rc})"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # crash-safe: whatever it had not committed is redone later
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 def serve(s: Settings) -> int:
     log = slog.get("standby.store.service")
     site = Site.open(s)
@@ -297,9 +359,12 @@ def _serve(site: Site, log: Any) -> int:
     sock.unlink(missing_ok=True)
     pidfile = s.state_dir / SERVICE_PID
     stopped = threading.Event()
+    catchup = BackgroundCatchup(s)
+    store.catchup_state = catchup.state
 
     def on_stop() -> None:
         try:
+            catchup.stop()
             writer.rollover(force=False)
         finally:
             writer.close()
@@ -316,6 +381,8 @@ def _serve(site: Site, log: Any) -> int:
     signal.signal(signal.SIGINT, on_signal)
     log.info("store_serving", socket=str(sock), pid=os.getpid(),
              recovered=report.redone, truncated=report.truncated_bytes)
+    if catchup.start():
+        log.info("index_catchup_started", pid=catchup.proc.pid if catchup.proc else None)
     try:
         server.serve_forever(poll_interval=0.2)
         stopped.wait(120)

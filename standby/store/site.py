@@ -8,7 +8,8 @@ and the classic module's restores. It holds
   `ensure_schema()`; `database()` keeps it up for a block (started and stopped again if it was
   down);
 - `blobs` and `index`: the blob and index stores on their volumes; `directory`: the accounts
-  (the LDAP stand-in, opened on first use); `effects`: the one definition of each op's effect;
+  (the LDAP stand-in, opened on first use), whose message lifetimes the purge reads
+  (`lifetimes`); `effects`: the one definition of each op's effect;
 - the volumes lock: `exclusive()` holds it for a process's life (a second holder is refused,
   exit 5), `locked()` asks whether anyone holds it, `check_stopped()` refuses to go on while a
   store service runs on the volumes;
@@ -42,6 +43,7 @@ from standby.store.directory import Directory
 from standby.store.effects import Effects
 from standby.store.index import IndexStore
 from standby.store.mariadb import MariaDB
+from standby.store.purge import Lifetimes
 
 LOCK_NAME = ".standby-store.lock"
 REPLAY_MARKER = "replay.incomplete"
@@ -68,7 +70,7 @@ class Site:
         self.index = IndexStore(s.volumes.index.path)
         log = slog.get("standby.store")
         self.effects = Effects(groups=s.store.mailbox_groups, blobs=self.blobs, index=self.index,
-                               on_warning=lambda m: log.warning("effect", msg=m))
+                               on_warning=lambda m: log.warning("effect", msg=m), retention=self)
         self._lock_fd: int | None = None
 
     @classmethod
@@ -85,6 +87,10 @@ class Site:
     @cached_property
     def directory(self) -> Directory:
         return Directory(self.settings.directory_path)
+
+    def lifetimes(self, account_id: str | None) -> Lifetimes:
+        """An account's message lifetimes as the directory holds them now (`RetentionSource`)."""
+        return self.directory.lifetimes(account_id)
 
     # -- the database -----------------------------------------------------------------------
     def connect(self, **kw: Any) -> Any:

@@ -1,0 +1,4 @@
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+def tsv(rows: Iterable[Sequence[Any]]) -> bytes: ...

@@ -1,0 +1,95 @@
+"""A benchmark's work folder (`standby.bench.workdir`): removed on return, on an error and on
+SIGTERM; abandoned folders of dead runs swept, live and kept ones left; no start without room."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from standby.bench import workdir
+from standby.bench.workdir import KEPT, OWNER, sweep_abandoned, work_folder
+from standby.errors import VolumeError
+
+PREFIX = "standby-bench-test-"
+
+
+def test_removed_on_return_and_on_error_kept_on_request(tmp_path: Path) -> None:
+    with work_folder(PREFIX, workdir=tmp_path, need_bytes=0) as base:
+        (base / "x").write_bytes(b"1" * 1000)
+        assert (base / OWNER).read_text().strip() == str(os.getpid())
+    assert not base.exists()
+    with pytest.raises(RuntimeError):
+        with work_folder(PREFIX, workdir=tmp_path, need_bytes=0) as base:
+            (base / "store").mkdir()
+            raise RuntimeError("the benchmark failed")
+    assert not base.exists()
+    with work_folder(PREFIX, workdir=tmp_path, need_bytes=0, keep=True) as kept:
+        pass
+    assert (kept / KEPT).exists()
+    assert sweep_abandoned(tmp_path, PREFIX, lambda m: None) == []  # kept: never swept
+    assert kept.exists()
+
+
+def test_sigterm_removes_the_folder(tmp_path: Path) -> None:
+    code = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from standby.bench.workdir import work_folder
+        with work_folder({PREFIX!r}, workdir=Path({str(tmp_path)!r}), need_bytes=0) as b:
+            (b / "big").write_bytes(b"x" * 100000)
+            print(b, flush=True)
+            time.sleep(120)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    base = Path(proc.stdout.readline().strip())
+    assert base.is_dir() and (base / "big").exists()
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "stopped by signal SIGTERM" in err, err
+    assert not base.exists()
+
+
+def test_sweep_removes_folders_of_dead_runs_only(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = tmp_path / f"{PREFIX}gone"
+    gone.mkdir()
+    (gone / OWNER).write_text(f"{dead.pid}\n")
+    (gone / "store").mkdir()
+    live = tmp_path / f"{PREFIX}live"
+    live.mkdir()
+    (live / OWNER).write_text(f"{os.getpid()}\n")
+    fresh = tmp_path / f"{PREFIX}fresh"  # no owner file yet: a run being set up
+    fresh.mkdir()
+    old = tmp_path / f"{PREFIX}old"  # no owner file, two days old
+    old.mkdir()
+    two_days = time.time() - 2 * 86_400
+    os.utime(old, (two_days, two_days))
+    other = tmp_path / "standby-bench-other-x"
+    other.mkdir()
+    said: list[str] = []
+    removed = sweep_abandoned(tmp_path, PREFIX, said.append)
+    assert sorted(removed) == sorted([gone, old])
+    assert not gone.exists() and not old.exists()
+    assert live.exists() and fresh.exists() and other.exists()
+    assert any(str(gone) in m for m in said), said
+
+
+def test_no_start_without_room(tmp_path: Path) -> None:
+    free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
+    with pytest.raises(VolumeError) as e:
+        with work_folder(PREFIX, workdir=tmp_path, need_bytes=free + (1 << 30)):
+            raise AssertionError("must not start")
+    assert "GB free" in str(e.value) and e.value.exit_code == 4
+    assert not list(tmp_path.glob(f"{PREFIX}*"))
+    assert workdir.folder_bytes(tmp_path) == 0
