@@ -122,8 +122,8 @@ def test_the_store_service_is_only_a_process() -> None:
 
 
 def test_structlog_is_configured_in_one_place() -> None:
-    """Only the CLI's `configure_logging` (and the store service, its own process's entry
-    point) call `standby.log.configure`."""
+    """Only the CLI's `configure_logging` (and the store service and the index catch-up the
+    service starts, each its own process's entry point) call `standby.log.configure`."""
     callers = []
     for path in _modules():
         if path.name == "log.py":
@@ -133,4 +133,5 @@ def test_structlog_is_configured_in_one_place() -> None:
                     and node.func.attr == "configure" and isinstance(node.func.value, ast.Name)
                     and node.func.value.id in ("slog", "log", "structlog")):
                 callers.append(str(path.relative_to(ROOT)))
-    assert sorted(set(callers)) == ["cli/common.py", "store/service.py"], callers
+    assert sorted(set(callers)) == ["cli/common.py", "replay/catchup.py",
+                                    "store/service.py"], callers

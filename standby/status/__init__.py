@@ -7,5 +7,5 @@
 - `monitor`: the model judged against `[monitor]` thresholds: OK / WARNING / CRITICAL, one
   Nagios-style line;
 - `gather`: reads those inputs from a server's settings (the one module here that touches disk);
-- `words`: durations and sizes in words, for people.
+- `report`: the model in words (durations and sizes from `standby.words`).
 """

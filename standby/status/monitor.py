@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from standby.settings import MonitorSettings
 from standby.status.model import Status
-from standby.status.words import duration, size
+from standby.words import duration, size
 
 OK, WARNING, CRITICAL = 0, 1, 2
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from standby import timefmt
 from standby.status.model import Status
-from standby.status.words import duration, size
+from standby.words import duration, size
 
 
 def _when(st: Status, ms: int | None) -> str:

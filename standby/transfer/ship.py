@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from standby import log as slog
-from standby import timefmt
+from standby import timefmt, words
 from standby.catalog import local
 from standby.catalog.local import LocalCatalog
 from standby.fsutil import write_atomic
@@ -67,7 +67,7 @@ class Step:
         if not self.volume:
             return f"write the manifest of {self.kind} {self.manifest_id}"
         how = "full" if self.parent is None else f"incremental from {self.parent}"
-        size = "" if self.estimate_bytes is None else f", about {_size(self.estimate_bytes)}"
+        size = "" if self.estimate_bytes is None else f", about {words.size(self.estimate_bytes)}"
         return f"send {self.volume} of {self.manifest_id} [{self.backend}] {how}{size}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -111,13 +111,6 @@ class ShipResult:
                 "skipped": self.skipped, "stored_bytes": self.stored_bytes,
                 "plain_bytes": sum(int(r["plain_bytes"]) for r in self.shipped),
                 "seconds": round(self.seconds, 3)}
-
-
-def _size(n: int) -> str:
-    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= div:
-            return f"{n / div:.1f} {unit}"
-    return f"{n} bytes"
 
 
 def _ordered(manifests: list[Manifest]) -> list[Manifest]:

@@ -1,4 +1,5 @@
-"""Durations and sizes in words (`1h 5m`, `3.2 s`, `1.5 MiB`): what people read in status lines.
+"""Durations and sizes in words (`1h 5m`, `3.2 s`, `1.5 MiB`): what people read in status lines
+and in the plans of shipping.
 
 Pure functions; never a raw epoch or a Python repr."""
 
