@@ -39,6 +39,20 @@ def _keys(iam: Any, name: str, doc: dict[str, Any]) -> tuple[str, str]:
     return k["AccessKeyId"], k["SecretAccessKey"]
 
 
+def _bucket_and_iam(moto: IamMotoServer) -> tuple[str, Any]:
+    """A new bucket, made by an admin user, and that admin's IAM client."""
+    def client(service: str, key: tuple[str, str]) -> Any:
+        return boto3.client(service, endpoint_url=moto.url, region_name=REGION,
+                            aws_access_key_id=key[0], aws_secret_access_key=key[1])
+
+    admin = _keys(client("iam", ("boot", "boot")), "admin", {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+    bucket = f"sb-{uuid.uuid4().hex[:10]}"
+    client("s3", admin).create_bucket(Bucket=bucket)
+    return bucket, client("iam", admin)
+
+
 def test_the_target_calls_only_what_the_table_lists() -> None:
     assert CALLED == {c.method for c in CALLS}
     source = (Path(__file__).parents[1] / "standby/transfer/s3.py").read_text()
@@ -54,19 +68,10 @@ def test_shipper_and_standby_roles_under_the_generated_policies(
     ok, why = MotoServer.available()
     require("moto_server", ok, why)
     with IamMotoServer(3) as moto:
-        def client(service: str, key: tuple[str, str]) -> Any:
-            return boto3.client(service, endpoint_url=moto.url, region_name=REGION,
-                                aws_access_key_id=key[0], aws_secret_access_key=key[1])
-
-        admin = _keys(client("iam", ("boot", "boot")), "admin", {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
-        bucket = f"sb-{uuid.uuid4().hex[:10]}"
-        client("s3", admin).create_bucket(Bucket=bucket)
+        bucket, iam = _bucket_and_iam(moto)
         r = make_rig("file", tmp_path, request, sections={"target": {
             "endpoint_url": moto.url, "region": REGION, "part_size_mb": 5, "retries": 1,
             "concurrency": 2}})
-        iam = client("iam", admin)
         keys = {role: _keys(iam, f"{role}", policy(
             role, bucket=bucket, prefix="site", server_id=r.primary.server_id,
             kms_key_arn=None, object_lock=False)) for role in Role}
@@ -105,18 +110,9 @@ def test_stream_under_the_shippers_policy_and_its_pull_under_the_standbys(
     ok, why = MotoServer.available()
     require("moto_server", ok, why)
     with IamMotoServer(3) as moto:
-        def client(service: str, key: tuple[str, str]) -> Any:
-            return boto3.client(service, endpoint_url=moto.url, region_name=REGION,
-                                aws_access_key_id=key[0], aws_secret_access_key=key[1])
-
-        admin = _keys(client("iam", ("boot", "boot")), "admin", {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
-        bucket = f"sb-{uuid.uuid4().hex[:10]}"
-        client("s3", admin).create_bucket(Bucket=bucket)
+        bucket, iam = _bucket_and_iam(moto)
         p = Primary(tmp_path / "primary", stream={"interval_ms": 100}, target={
             "endpoint_url": moto.url, "region": REGION, "retries": 1})
-        iam = client("iam", admin)
         keys = {role: _keys(iam, f"{role}", policy(
             role, bucket=bucket, prefix="site", server_id=p.s.server_id,
             kms_key_arn=None, object_lock=False)) for role in Role}

@@ -38,7 +38,7 @@ from standby.classic import env as env_mod
 from standby.classic import schedule as classic_schedule
 from standby.classic.env import Env
 from standby.cli import common
-from standby.cli.common import _remember_config
+from standby.cli.common import remember_config
 from standby.cli.replay import expand_multi
 from standby.cli.schedule import (
     DEFAULT_UNIT_DIR,
@@ -58,7 +58,7 @@ ConfigOpt = common.ConfigOpt
 # zmrestore and zmrestoreoffline as Zimbra's tools: -c is --continueOnError there, so the
 # config file is --config alone; under `standby classic` they keep standby's -c/--config.
 ZimbraConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", metavar="FILE", help=common.CONFIG_HELP, callback=_remember_config)]
+    "--config", metavar="FILE", help=common.CONFIG_HELP, callback=remember_config)]
 ContinueOpt = Annotated[bool, typer.Option(
     "--continueOnError", "--contineOnError",
     help="Go on after an account fails; list the failures at the end.")]

@@ -72,14 +72,14 @@ CONFIG_HELP = ("Config file, before or after the sub-command. Default: $STANDBY_
                "./standby.toml, /etc/standby/standby.toml.")
 
 
-def _remember_config(ctx: typer.Context, value: Path | None) -> Path | None:
+def remember_config(ctx: typer.Context, value: Path | None) -> Path | None:
     if value is not None:
         ctx_obj(ctx).config = Path(value)
     return value
 
 
 ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", "-c", metavar="FILE", help=CONFIG_HELP, callback=_remember_config)]
+    "--config", "-c", metavar="FILE", help=CONFIG_HELP, callback=remember_config)]
 
 
 def _config_option() -> Any:
