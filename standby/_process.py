@@ -8,6 +8,9 @@ remote commands are quoted with `shlex.join` by whoever builds them. Three ways 
 - `daemon(cmd)`: start it detached in its own session with output to a log file, for the
   long-lived services (a private `mariadbd`, the store service, `zfs-fuse`, `moto_server`).
 
+Worker processes of this program (the fast replay's, the index catch-up's) are forked inside
+`forking()`, which keeps a child from ever finalising an object its parent made.
+
 Two compositions on top: `over_ssh(cmd, remote)` turns a command into the `ssh` command that runs
 it on another host (the only place an ssh argv is built; the remote command is one word made with
 `shlex.join`), and `pipe(sender, receiver)` runs one command into another (`zfs send | zfs recv`)
@@ -20,6 +23,8 @@ tests check argv without running anything.
 from __future__ import annotations
 
 import fcntl
+import gc
+import multiprocessing as mp
 import os
 import shlex
 import shutil
@@ -32,6 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from functools import partial
 from dataclasses import dataclass, field
+from multiprocessing.context import ForkContext
 from pathlib import Path
 from typing import IO
 
@@ -242,6 +248,24 @@ def kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+@contextmanager
+def forking() -> Iterator[ForkContext]:
+    """The context to fork this program's worker processes in (start them inside the block).
+
+    A forked child has its parent's objects but only the thread that forked. If the child's
+    garbage collector frees a parent's object whose finaliser waits for the parent's threads (a
+    multi-threaded zstd compressor left in a reference cycle by shipping), the child hangs
+    forever. So the parent's garbage is collected first, and what is left is frozen for the
+    fork: the children never collect it. The parent collects normally again after the block.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield mp.get_context("fork")
+    finally:
+        gc.unfreeze()
 
 
 # --------------------------------------------------------------------------------------------

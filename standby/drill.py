@@ -30,7 +30,6 @@ snapshot from the target before the pull: the drill must then report the gap and
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
 import random
 import shutil
@@ -280,7 +279,6 @@ def _prove(rep: DrillReport, base: Path, p: Settings, sb: Settings, killed_ms: i
     reference = settings_mod.with_overrides(settings_mod.load(ref_cfg), shared)
     ref = Site.open(reference)
     every = Selection()
-    gc.collect()  # as before the standby's replay: nothing of shipping freed in a fork
     engine.run(ref, engine.find_logs(ref, every, log_dir=cut), every)
     ref_digest = digest_site(ref)
     rep.reference_digest = ref_digest.total
@@ -428,10 +426,6 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
         say(f"standby: zmplayredo --set latest replays from {timefmt.echo(start.from_time_ms)} "
             f"(seq {start.from_seq})")
         standby = Site.open(sb)
-        # The fast engine forks its workers. Garbage of the shipping left in this process (a
-        # multithreaded zstd compressor in a reference cycle) must not be freed in a forked
-        # child, where its pool's threads do not exist: freeing it there deadlocks.
-        gc.collect()
         res = engine.run(standby, engine.find_logs(standby, sel), sel,
                          engine.EngineOptions(index="defer"))
         rep.replay_s = round(res.seconds, 3)

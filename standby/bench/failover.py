@@ -35,7 +35,6 @@ times slower to create), so at most one store's volumes exist beside the log and
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import secrets
 import shutil
@@ -49,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from standby._process import forking
 from standby import settings as settings_mod
 from standby.bench import synth
 from standby.bench.workdir import drop_volumes, folder_bytes, work_folder
@@ -256,7 +256,9 @@ def catchup_ceiling(log_dir: Path, *, messages: int = 4000, workers: int = 0,
     tmp = Path(tempfile.mkdtemp(prefix="standby-catchup-ceiling-"))
     try:
         shares = [(raws[i::n], str(tmp / f"{i}.sqlite"), batch) for i in range(n)]
-        with mp.get_context("fork").Pool(n) as pool:
+        with forking() as ctx:
+            pool = ctx.Pool(n)
+        with pool:
             got = pool.map(_parse_and_insert, shares)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

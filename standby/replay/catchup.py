@@ -28,7 +28,6 @@ is behind runs first.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import sqlite3
 import sys
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from standby._process import forking
 from standby import log as slog
 from standby.errors import StandbyError, StateConflict
 from standby.store.blobs import BlobStore
@@ -143,10 +143,11 @@ def run(site: Site, *, mailbox_ids: Iterable[int] | None = None, workers: int = 
     log.info("catchup_start", mailboxes=len(order), documents=sum(backlog.values()),
              workers=res.workers, priority=priority)
     if order:
-        ctx = mp.get_context("fork")
         args = (str(s.volumes.index.path), str(s.volumes.blob.path), s.store.compress_blobs,
                 s.store.compression_threshold, priority, os.getpid(), batch)
-        with ctx.Pool(res.workers, initializer=_init_worker, initargs=args) as pool:
+        with forking() as ctx:
+            pool = ctx.Pool(res.workers, initializer=_init_worker, initargs=args)
+        with pool:
             for done, mc in enumerate(pool.imap_unordered(_work, order), start=1):
                 if isinstance(mc, tuple):
                     res.errors.append(mc[1])

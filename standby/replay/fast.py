@@ -15,7 +15,6 @@ garbage pass over the mailboxes it touched, as in the naive engine.
 from __future__ import annotations
 
 import gc
-import multiprocessing as mp
 import operator
 import os
 import time
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+from standby._process import forking
 from standby import log as slog
 from standby.errors import ServiceError
 from standby.redolog.ops import (
@@ -66,16 +66,16 @@ def _getter(opcode: int) -> tuple[Callable[[Any], tuple[Any, ...]], int, int]:
 
 class _Pool:
     def __init__(self, cfg: WorkerConfig, n: int) -> None:
-        ctx = mp.get_context("fork")
         self.conns = []
         self.procs = []
-        for _ in range(n):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=serve, args=(cfg, child, os.getpid()), daemon=True)
-            p.start()
-            child.close()
-            self.conns.append(parent)
-            self.procs.append(p)
+        with forking() as ctx:
+            for _ in range(n):
+                parent, child = ctx.Pipe()
+                p = ctx.Process(target=serve, args=(cfg, child, os.getpid()), daemon=True)
+                p.start()
+                child.close()
+                self.conns.append(parent)
+                self.procs.append(p)
         self.busy = [False] * n
 
     def send(self, i: int, msg: tuple[Any, ...]) -> None:

@@ -144,6 +144,8 @@ class Encoder:
             out.append(self._after_zstd(self._z.compress(bytes(self._pending_plain))))
             self._pending_plain.clear()
         out.append(self._after_zstd(self._z.flush()))
+        # Its worker threads end with it now, not whenever a collector reaches it.
+        del self._z
         if self._aead is not None:
             out.append(self._seal(bytes(self._pending_z), last=True))
             self._pending_z.clear()
