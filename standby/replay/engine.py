@@ -100,7 +100,8 @@ def plan(logs: Logs, selection: Selection) -> Plan:
         h = lf.header
         p.files.append({"path": str(lf.path), "seq": lf.seq, "size": lf.path.stat().st_size,
                         "first_op": timefmt.iso_utc(h.first_op_tstamp) if h and
-                        h.first_op_tstamp else None, "open": bool(h and h.open)})
+                        h.first_op_tstamp else None, "open": bool(h and h.open),
+                        "blobs_only": lf.blobs_only})
     player = Player(selection)
     for rec, _path in player.play(list(logs.files)):
         if isinstance(rec.op, StoreIncomingBlob):

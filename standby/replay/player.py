@@ -15,17 +15,19 @@ orphan and ignored. `fromTime` tests the change record's time, `toTime` the comm
 StoreIncomingBlob whose recipient list holds it.
 
 Beyond Zimbra: every committed StoreIncomingBlob is handed to `on_incoming`, whatever the
-filters, so a LINK delivery inside the range can find its blob when the blob was stored just
-before `fromTime`; for the same reason the last file skipped for ending before `fromTime` is
-still read when a later file is (a rollover can fall inside a shared delivery), though none of
-its ops is selected.
+filters, so a LINK delivery inside the range can find its blob when the blob was stored before
+`fromTime`. For the same reason the files just before the range — skipped for ending before
+`fromTime`, or below `fromSeq` when a `fromTime` is given too (a replay onto a snapshot set) —
+are still read, "for blobs only", when a later file is: the last of them always, and every one
+whose last op is within `SHARED_DELIVERY_WINDOW_MS` of `fromTime` (rollovers can fall inside a
+shared delivery, several under load). None of their ops is selected.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from standby.errors import NotFound, UsageError
@@ -54,11 +56,17 @@ class Selection:
             raise UsageError("Error: fromSeq greater than toSeq")
 
 
+SHARED_DELIVERY_WINDOW_MS = 300_000
+"""How long before `fromTime` a replay still reads logs for the blobs of shared deliveries (a
+StoreIncomingBlob is logged once, before its recipients' LINK CreateMessages)."""
+
+
 @dataclass(frozen=True)
 class LogFile:
     path: Path
     seq: int
     header: FileHeader | None
+    blobs_only: bool = False  # read for shared-delivery blobs; none of its ops is selected
 
 
 def select_files(redolog_dir: Path | None, sel: Selection,
@@ -80,29 +88,47 @@ def select_files(redolog_dir: Path | None, sel: Selection,
             raise NotFound(f"redo log directory {redolog_dir} does not exist")
         lo = sel.from_seq if sel.from_seq is not None else -(2 ** 63)
         hi = sel.to_seq if sel.to_seq is not None else 2 ** 63
+        if sel.from_seq is not None and sel.from_time is not None:
+            chosen.extend(replace(lf, blobs_only=True)
+                          for lf in _dir_logs(redolog_dir, -(2 ** 63), lo - 1))
         chosen.extend(_dir_logs(redolog_dir, lo, hi))
-    out = []
-    before: tuple[LogFile, int] | None = None  # last file skipped for ending before fromTime
+    out: list[LogFile] = []
+    before: list[tuple[LogFile, int | None]] = []  # files before the range, and their notes
     for lf in chosen:
         h = lf.header
         if h is not None and sel.to_time is not None and h.first_op_tstamp > sel.to_time:
-            notes.append(f"{lf.path.name}: first op after toTime, skipped")
+            if not lf.blobs_only:
+                notes.append(f"{lf.path.name}: first op after toTime, skipped")
+            continue
+        if lf.blobs_only:
+            before.append((lf, None))
             continue
         if (h is not None and sel.from_time is not None and not h.open
                 and 0 < h.last_op_tstamp < sel.from_time):
-            before = (lf, len(notes))
+            before.append((lf, len(notes)))
             notes.append(f"{lf.path.name}: has no operation in the requested time range")
             continue
-        if before is not None:
-            # A shared delivery's StoreIncomingBlob may sit in the file before a rollover and
-            # its LINK CreateMessages after fromTime: read that one file too, for its blobs.
-            # Every op in it precedes fromTime, so the player selects none of them.
-            prev, note = before
-            notes[note] = f"{prev.path.name}: ops before fromTime, read for shared-delivery blobs"
-            out.append(prev)
-            before = None
+        if before:
+            out.extend(_for_blobs(before, sel.from_time, notes))
+            before = []
         out.append(lf)
     return out, notes
+
+
+def _for_blobs(before: list[tuple[LogFile, int | None]], from_time: int | None,
+               notes: list[str]) -> list[LogFile]:
+    """Of the files before a replay's range, those read for shared-delivery blobs: the last one,
+    and each one whose last op is within the window before `from_time`."""
+    since = (from_time or 0) - SHARED_DELIVERY_WINDOW_MS
+    out = []
+    for i, (lf, note) in enumerate(before):
+        h = lf.header
+        if i == len(before) - 1 or h is None or h.open or h.last_op_tstamp >= since:
+            out.append(replace(lf, blobs_only=True))
+            if note is not None:
+                notes[note] = (f"{lf.path.name}: ops before fromTime, read for "
+                               "shared-delivery blobs")
+    return out
 
 
 def _dir_logs(redolog_dir: Path, lo: int, hi: int) -> list[LogFile]:
@@ -182,8 +208,9 @@ class Player:
                 return False
         return True
 
-    def play_file(self, path: Path) -> Iterator[tuple[Record, Path]]:
-        """Yield (op record, file it was read from) for each selected committed op."""
+    def play_file(self, path: Path, *, blobs_only: bool = False) -> Iterator[tuple[Record, Path]]:
+        """Yield (op record, file it was read from) for each selected committed op; with
+        `blobs_only`, none (its StoreIncomingBlobs still go to `on_incoming`)."""
         st = self.stats
         st.files += 1
         pending, pfile = self.pending, self._pending_file
@@ -206,7 +233,7 @@ class Player:
                         committed += 1
                         if self.on_incoming and isinstance(start.op, StoreIncomingBlob):
                             self.on_incoming(start, src)
-                        if self._passes(start, rec):
+                        if not blobs_only and self._passes(start, rec):
                             selected += 1
                             yield start, src
                     elif code == abort_code:
@@ -231,5 +258,5 @@ class Player:
 
     def play(self, logs: list[LogFile]) -> Iterator[tuple[Record, Path]]:
         for lf in logs:
-            yield from self.play_file(lf.path)
+            yield from self.play_file(lf.path, blobs_only=lf.blobs_only)
         self.stats.uncommitted = len(self.pending)
