@@ -67,10 +67,16 @@ ZMPLAYREDO = BIN / "zmplayredo"
 STANDBY = BIN / "standby"
 
 
-def property_settings(max_examples: int) -> settings:
+SOAK = os.environ.get("STANDBY_SOAK") == "1"  # `make soak`: every property at full strength
+
+
+def property_settings(max_examples: int, *, ci: int | None = None) -> settings:
     """Few examples (each starts real servers), reproducible in CI, no shrinking (a shrink of a
-    multi-second example would take minutes; the falsifying example is printed anyway)."""
-    return settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
+    multi-second example would take minutes; the falsifying example is printed anyway).
+    `ci` examples instead of `max_examples` in the test suite's run, all of them under
+    `make soak` (STANDBY_SOAK=1)."""
+    n = max_examples if SOAK or ci is None else ci
+    return settings(max_examples=n, deadline=None, database=None, derandomize=True,
                     phases=(Phase.explicit, Phase.generate), print_blob=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -120,7 +120,7 @@ def _assert_same(got: Any, want: Any, what: str) -> None:
 def test_replay_from_empty_gives_primary_digest(make_store) -> None:
     seen: Counter[str] = Counter()
 
-    @property_settings(4)
+    @property_settings(4, ci=2)
     @example(w=MAIL_HEAVY)
     @given(w=workloads)
     def prop(w: dict[str, Any]) -> None:
@@ -224,7 +224,7 @@ def test_staggered_snapshots_plus_log_from_time_give_primary_digest(make_store) 
     idempotent per volume: a volume copied later must simply skip more."""
     seen: Counter[str] = Counter()
 
-    @property_settings(2)
+    @property_settings(2, ci=1)
     @example(w=MAIL_HEAVY, gaps=[0.5, 0.8, 0.6], fmt="yyyy/MM/dd HH:mm:ss:SSS", order=GUIDE_ORDER)
     @given(w=workloads, gaps=st.lists(st.floats(0.4, 1.0), min_size=3, max_size=3),
            fmt=st.sampled_from(ALL_FORMATS), order=st.permutations(GUIDE_ORDER))
@@ -293,7 +293,7 @@ def test_replay_twice_and_killed_replays_converge(make_store) -> None:
     killed_mid_way: list[int] = []  # processes killed, per interruption
     seen: dict[str, Counter[str]] = {"fast": Counter(), "naive": Counter()}
 
-    @property_settings(4)
+    @property_settings(4, ci=2)
     @example(w=MAIL_HEAVY, engine="fast", batch=60, kills=1, fractions=[0.5, 0.5], kill_db=False)
     @example(w=MAIL_HEAVY, engine="naive", batch=60, kills=1, fractions=[0.3, 0.5],
              kill_db=True)
@@ -430,7 +430,7 @@ def test_replay_whose_worker_dies_fails_clearly_and_can_be_rerun(make_store) -> 
 def test_selective_replays_give_exactly_the_selected_ops(make_store) -> None:
     seen: Counter[str] = Counter()
 
-    @property_settings(3)
+    @property_settings(3, ci=2)
     @example(w=MAIL_HEAVY, cut=0.6, fmt=MS_FORMATS[0], seq_cut=0.5, box_pick=1)
     @given(w=workloads, cut=st.floats(0.05, 0.95), fmt=st.sampled_from(MS_FORMATS),
            seq_cut=st.floats(0.0, 1.0), box_pick=st.integers(0, 100))

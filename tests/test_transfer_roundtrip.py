@@ -89,4 +89,7 @@ def test_pull_then_zmplayredo_set_latest_is_the_failover(make_store: Any, moto: 
     reference = make_store("reference", sections=sections, server_id=sid)
     standby_cli(reference.cfg, "replay", "--log-dir",
                 str(standby.settings.volumes.redolog.path), "--json").assert_ok()
-    assert digest(standby).total == digest(reference).total
+    got, want = digest(standby), digest(reference)
+    assert got.equal(want) == {"db": True, "blob": True, "index": True, "all": True}, (
+        [m.as_dict() for m in got.mailboxes if m not in want.mailboxes],
+        [m.as_dict() for m in want.mailboxes if m not in got.mailboxes])
