@@ -1,5 +1,6 @@
 """`standby schedule ...`: install, show, save and remove the cron lines (or systemd timers) that
-take sets hourly, redolog snapshots at :15/:30/:45 and prune nightly.
+take sets hourly, redolog snapshots at :15/:30/:45 and prune nightly, and the systemd service
+that keeps `standby stream` running (`install --stream`, owner `stream`).
 
 Thin commands over `standby.schedule`: each builds the target (the user's crontab, a crontab
 file, or a unit directory), plans the change, prints its preview on `--dry-run`, else executes
@@ -21,10 +22,11 @@ import typer
 from standby import schedule as sched
 from standby.cli import common
 from standby.errors import ConfigError, NotFound, UsageError
-from standby.schedule import CrontabFile, CrontabTarget, SystemdTarget, UnitDir
+from standby.schedule import STREAM_OWNER, CrontabFile, CrontabTarget, SystemdTarget, UnitDir
+from standby.transfer import factory
 
-app = typer.Typer(help="Cron lines or systemd timers for sets, redolog snapshots and pruning.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Cron lines or systemd timers for sets, redolog snapshots and pruning; "
+                  "the systemd service of standby stream.", no_args_is_help=True)
 
 DEFAULT_OWNER = "snapshot"
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
@@ -40,13 +42,17 @@ OwnerOpt = Annotated[str | None, typer.Option(
     "Give each config on one host its own.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print what would be written.")]
 EnableOpt = Annotated[bool, typer.Option(
-    "--enable", help="With --systemd: run systemctl to stop, reload and start the timers.")]
+    "--enable", help="With --systemd: run systemctl to stop, reload and start the timers "
+    "(or the stream's service).")]
 ThenOpt = Annotated[str | None, typer.Option(
     "--then", help="Command to run after each successful snapshot, such as "
     "'standby snapshot prune' or a script of yours; a leading 'standby' gets this executable "
     "and config.")]
 ProgramOpt = Annotated[Path | None, typer.Option(
     "--program", help="The standby executable cron should run (default: this one).")]
+StreamOpt = Annotated[bool, typer.Option(
+    "--stream", help=f"The always-running `standby stream` service (owner {STREAM_OWNER!r} "
+    "unless --owner), instead of the snapshots' schedule; needs --systemd.")]
 
 
 def _target(crontab_file: Path | None, systemd: bool, unit_dir: Path,
@@ -125,6 +131,7 @@ def install(
         "--from", help="Install the block saved in this file by `standby schedule save`.")]
     = None,
     then: ThenOpt = None,
+    stream: StreamOpt = False,
     owner: OwnerOpt = None,
     program: ProgramOpt = None,
     crontab_file: CrontabFileOpt = None,
@@ -136,7 +143,15 @@ def install(
     """Install (replace) the schedule of sets, redolog snapshots and pruning.
 
     --then runs after each successful snapshot. Only the standby block of the crontab changes.
+    --stream --systemd installs the service that keeps `standby stream` running instead.
     """
+    if stream:
+        if any((set_cron, redolog_cron, prune_cron, then, from_file)):
+            raise UsageError("--stream installs the stream's service; it takes no snapshot "
+                             "times, --then or --from",
+                             hint="install the snapshots' schedule with its own command")
+        _install_stream(ctx, owner, program, crontab_file, systemd, unit_dir, enable, dry_run)
+        return
     target = _target(crontab_file, systemd, unit_dir, enable)
     if from_file:
         if any((set_cron, redolog_cron, prune_cron, then, program)):
@@ -154,6 +169,26 @@ def install(
             program=_program(program), config=_config_path(ctx), owner=owner or DEFAULT_OWNER,
             then=_then(then), crons=crons)
     _run(target.plan_install(schedule), dry_run)
+
+
+def _install_stream(ctx: typer.Context, owner: str | None, program: Path | None,
+                    crontab_file: Path | None, systemd: bool, unit_dir: Path, enable: bool,
+                    dry_run: bool) -> None:
+    """`install --stream`: checked before any crontab or unit directory is read."""
+    if not systemd:
+        # Cron only starts jobs at set times; an @reboot line would neither restart the
+        # shipper when it dies nor stop it, so there is no cron form of it.
+        raise UsageError("standby stream runs all the time and must be restarted when it "
+                         "fails, which cron cannot do: it is installed as a systemd service",
+                         hint="add --systemd (and --unit-dir DIR, --enable)")
+    s = common.settings(ctx)
+    url = factory.target_url(s.stream.target, s)
+    if url.scheme not in factory.OBJECT_SCHEMES:
+        raise UsageError(f"standby stream ships to s3:// and file:// targets, not {url}",
+                         hint="set stream.target (or target.url) to one in the config file")
+    schedule = sched.stream_schedule(program=_program(program), config=_config_path(ctx),
+                                     owner=owner or STREAM_OWNER)
+    _run(_target(crontab_file, systemd, unit_dir, enable).plan_install(schedule), dry_run)
 
 
 @app.command()
@@ -181,6 +216,9 @@ def default(
 @app.command()
 def remove(
     owner: OwnerOpt = None,
+    stream: Annotated[bool, typer.Option(
+        "--stream", help=f"Remove the stream's service (owner {STREAM_OWNER!r} unless "
+        "--owner).")] = False,
     crontab_file: CrontabFileOpt = None,
     systemd: SystemdOpt = False,
     unit_dir: UnitDirOpt = DEFAULT_UNIT_DIR,
@@ -189,7 +227,7 @@ def remove(
 ) -> None:
     """Remove the standby block (or units) of OWNER; everything else stays."""
     target = _target(crontab_file, systemd, unit_dir, enable)
-    _run(target.plan_remove(owner or DEFAULT_OWNER), dry_run)
+    _run(target.plan_remove(owner or (STREAM_OWNER if stream else DEFAULT_OWNER)), dry_run)
 
 
 @app.command()
@@ -206,8 +244,13 @@ def save(
     Reinstall it later with `standby schedule install --from PATH`.
     """
     name = owner or DEFAULT_OWNER
-    text = sched.render_block(sched.installed_schedule(_target(crontab_file, systemd, unit_dir),
-                                                       name))
+    schedule = sched.installed_schedule(_target(crontab_file, systemd, unit_dir), name)
+    if any(not e.timed for e in schedule.entries):
+        raise UsageError(f"schedule {name!r} keeps a service running; a saved schedule holds "
+                         "cron lines only",
+                         hint="install it again with `standby schedule install --stream "
+                         "--systemd`")
+    text = sched.render_block(schedule)
     if path is None:
         common.emit(text)
         return

@@ -12,8 +12,8 @@ planned first; the plan's `preview()` is the dry run, `execute()` does it.
 - `crontab`: a schedule as a crontab block and back (pure);
 - `systemd`: a schedule as `.service`/`.timer` units and back, and the change to a directory;
 - `stores`: where they live (`crontab -l`/`crontab -`, a crontab file, a unit directory);
-- `defaults`: the named default sets, `Invocation` (absolute program and config), finding the
-  executable;
+- `defaults`: the named default sets, the `standby stream` service, `Invocation` (absolute
+  program and config), finding the executable;
 - `install`: `CrontabTarget`, `SystemdTarget`, their plans and outcomes.
 
 `zmschedulebackup` (the classic module) fits it like this, with zmbackup's absolute path::
@@ -33,7 +33,7 @@ planned first; the plan's `preview()` is the dry run, `execute()` does it.
     print("\\n".join(plan.execute().describe()))
     # -q: installed_schedule(target, "classic").entries; -s: render_block(that schedule)
 
-and `standby stream` as a long-running unit::
+and `standby stream` as a long-running unit (`stream_schedule` builds this one)::
 
     run = Invocation(program, config)
     s = Schedule("stream", (ScheduleEntry.long_running("stream", run.argv("stream")),))
@@ -52,11 +52,13 @@ from standby.schedule.crontab import (
 )
 from standby.schedule.defaults import (
     DEFAULT_SETS,
+    STREAM_OWNER,
     DefaultEntry,
     Invocation,
     default_schedule,
     locate_program,
     standby_schedule,
+    stream_schedule,
 )
 from standby.schedule.install import (
     CrontabPlan,
@@ -85,13 +87,13 @@ from standby.schedule.systemd import (
 )
 
 __all__ = [
-    "ALIASES", "DEFAULT_SETS", "FIELDS", "CrontabFile", "CrontabPlan", "CrontabStore",
-    "CrontabTarget", "DefaultEntry", "Invocation", "Outcome", "Plan", "Schedule",
+    "ALIASES", "DEFAULT_SETS", "FIELDS", "STREAM_OWNER", "CrontabFile", "CrontabPlan",
+    "CrontabStore", "CrontabTarget", "DefaultEntry", "Invocation", "Outcome", "Plan", "Schedule",
     "ScheduleEntry", "SystemdTarget", "Target", "UnitChange", "UnitDir", "UnitPlan", "UnitStore",
     "UserCrontab", "cron_escape", "cron_to_oncalendar", "cron_unescape", "crontab_install",
     "crontab_remove", "crontab_schedule", "crontab_schedules", "default_schedule",
     "installed_schedule", "locate_program", "next_run", "owned_units", "render_block",
     "render_units", "saved_schedule", "sh_join", "sh_split_and", "standby_schedule",
-    "systemd_quote", "unit_stems", "units_install", "units_remove", "units_schedules",
-    "validate_cron",
+    "stream_schedule", "systemd_quote", "unit_stems", "units_install", "units_remove",
+    "units_schedules", "validate_cron",
 ]

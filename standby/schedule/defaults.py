@@ -1,7 +1,7 @@
 """Named default schedules and the commands their entries run.
 
 Owns the default sets as data (standby's own; Zimbra's classic `zmschedulebackup` defaults),
-`Invocation` (the absolute executable and config that cron and systemd must name, since their
+the long-running `standby stream` schedule, `Invocation` (the absolute executable and config that cron and systemd must name, since their
 PATH and working directory are not the user's) and finding that executable.
 
 Invariant: every command a default entry runs starts with an absolute path, so the installed
@@ -119,3 +119,14 @@ def standby_schedule(
     run = Invocation(program, config)
     return default_schedule("standby", owner=owner, prefix=run.argv(), then=run.resolve(then),
                             crons=crons)
+
+
+STREAM_OWNER = "stream"
+
+
+def stream_schedule(*, program: str, config: str, owner: str = STREAM_OWNER) -> Schedule:
+    """`program --config config stream`, kept running (a systemd service restarted when it
+    fails), as its own owner so that it is installed, shown and removed apart from the
+    snapshots'. Its target is the config's (`stream.target`, else `target.url`)."""
+    run = Invocation(program, config)
+    return Schedule(owner, (ScheduleEntry.long_running("stream", run.argv("stream")),))
