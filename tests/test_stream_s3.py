@@ -104,7 +104,9 @@ def test_rpo_of_drills_killed_at_random_moments_streaming_to_s3(
             rep = drill.run(workdir=short, accounts=4, seed=100 + i, workers=2,
                             set_every_s=60.0, redolog_every_s=60.0, kill_window_s=(5.0, 12.0),
                             groups=4, target=f"s3://{BUCKET}/rpo{i}", target_settings=ts)
-            assert rep.ok and rep.equal, rep.as_dict()
+            assert rep.ok and rep.equal, {k: v for k, v in rep.as_dict().items() if k in (
+                "ok", "equal", "equal_mail", "digest_equal", "committed_ops_lost",
+                "divergent_mailboxes", "gap", "notes", "reached", "seed", "errors")}
             assert rep.committed_ops_lost == 0 and rep.divergent_mailboxes == 0
             reports.append(rep)
     finally:
