@@ -91,22 +91,23 @@ EXAMPLES: list[Example] = [
      "conv=-1, convFirstMsgId=-1, calItemPartStat=NE, noICal=false, flags=0, tags=[t], "
      "bodyType=2, linkSourcePath=/in/1"),
     # 1.0, before every branch of CreateMessage's serializeData: no received date (the op's
-    # time), no first-message id, merged ids or part-stat (their defaults), int size, tag ids
+    # time), no first-message id (the constructor's UNKNOWN_ID, 0), merged ids or part-stat
+    # (their defaults), int size, tag ids
     # as one string (kept as the tags, not printed: Zimbra prints mTags), no custom metadata
     ("CreateMessage=1.0", 27, (1, 0), utf("bob@x") + z(False) + utf("dig") + i32(len(MSG))
      + i32(259) + i32(2) + i32(-1) + i32(0) + i32(0) + z(False) + utf("3,4") + utf("/p")
      + i16(-1) + i8(1) + i32(len(MSG)) + MSG,
-     {"rcv_date": 1_700_000_000_000, "msg_size": len(MSG), "conv_first_msg_id": -1,
+     {"rcv_date": 1_700_000_000_000, "msg_size": len(MSG), "conv_first_msg_id": 0,
       "part_stat": "NE", "tags": ("3", "4"), "data": MSG},
      'id=259, rcpt=bob@x, rcvDate=1700000000000, shared=false, blobDigest="dig", size=18, '
-     "dataLen=18, folder=2, conv=-1, convFirstMsgId=-1, calItemPartStat=NE, noICal=false, "
+     "dataLen=18, folder=2, conv=-1, convFirstMsgId=0, calItemPartStat=NE, noICal=false, "
      "flags=0, tags=[], bodyType=1, path=/p"),
     # SaveDraft: the imap id, then CreateMessage's payload at the record's version
     ("SaveDraft=1.0", 28, (1, 0), i32(45) + utf(":API:") + z(False) + utf("d") + i32(0)
      + i32(260) + i32(-1) + i32(-1) + i32(0) + i32(0x40) + z(True) + utf(None) + utf(None)
      + i16(-1) + i8(1) + i32(0), {"imap_id": 45, "msg_id": 260, "msg_size": 0},
      'id=260, rcpt=:API:, rcvDate=1700000000000, shared=false, blobDigest="d", size=0, '
-     "dataLen=0, folder=-1, conv=-1, convFirstMsgId=-1, calItemPartStat=NE, noICal=true, "
+     "dataLen=0, folder=-1, conv=-1, convFirstMsgId=0, calItemPartStat=NE, noICal=true, "
      "flags=64, tags=[], bodyType=1, path=null,imap=45"),
     ("SaveDraft", 28, (1, 42), i32(44) + utf(":API:") + i64(5) + z(False) + utf("d") + i64(0)
      + i32(260) + i32(6) + i32(-1) + i32(-1) + i32(0) + i32(0) + utf("NE") + i32(0x40)
@@ -132,7 +133,7 @@ EXAMPLES: list[Example] = [
      {"description": None, "desc_enabled": True, "uuid": None, "rcv_date": 1_700_000_000_000,
       "msg_size": 2},
      'uuid=null, id=271, rcpt=:API:, rcvDate=1700000000000, shared=false, blobDigest="dg", '
-     "size=2, dataLen=2, folder=16, conv=-1, convFirstMsgId=-1, calItemPartStat=NE, "
+     "size=2, dataLen=2, folder=16, conv=-1, convFirstMsgId=0, calItemPartStat=NE, "
      "noICal=true, flags=0, tags=[], bodyType=1, path=null"),
     # long mailbox ids; int ids before 1.26
     ("StoreIncomingBlob", 26, (1, 42), i32(2) + i64(1) + i64(2) + utf("dig") + utf("/in/2")

@@ -453,7 +453,8 @@ class StoreIncomingBlob(Op):
 MESSAGE = (f("rcpt", UTF, ""), f("rcv_date", LONG, 0, since=(1, 4)), f("shared", BOOL, False),
            f("digest", UTF, ""), f("msg_size", LONG, 0, since=(1, 42), before=INT),
            f("msg_id", INT, 0), f("folder_id", INT, 0), f("conv_id", INT, -1),
-           f("conv_first_msg_id", INT, -1, since=(1, 5)),
+           # Before 1.5 Zimbra keeps its constructor's UNKNOWN_ID (0), not the -1 writers send.
+           f("conv_first_msg_id", INT, -1, since=(1, 5), absent=0),
            f("merged_conv_ids", INTS, (), since=(1, 32)), f("cal_item_id", INT, 0),
            f("part_stat", UTF, "NE", since=(1, 1)), f("flags", INT, 0),
            f("no_ical", BOOL, False), TAGS, f("path", UTF), VOLUME_ID, *custom(since=(1, 25)),
