@@ -109,6 +109,7 @@ def op_name(opcode: int) -> str:
 
 
 FORMATS["opname"] = op_name
+FORMATS["tagid"] = lambda name: str(quirks.legacy_tag_id(name))
 
 
 # --------------------------------------------------------------------------------------------
@@ -549,8 +550,11 @@ class AlterItemTag(Op):
               req("tag", UTF, gates=(((1, 33), UTF), ((0, 0), quirks.LegacyTagId()))),
               req("tagged", BOOL), CONSTRAINT, IDS)
     PARAMS = ("type", "tag", "tagged", "ids", "constraint")
-    TEXT = ("ids={ids}, type={type:type}, tag={tag}, tagged={tagged}",
-            If("constraint is not None", ", constraint={constraint}"))
+    # Before 1.33 Zimbra holds and prints the tag's id (mTagId); redo() resolves the name.
+    TEXT = ("ids={ids}, type={type:type}, tag=",
+            If("version is None or version >= (1, 33)", "{tag}"),
+            If("version is not None and version < (1, 33)", "{tag:tagid}"),
+            ", tagged={tagged}", If("constraint is not None", ", constraint={constraint}"))
 
 
 class ColorItem(Op):
@@ -742,8 +746,11 @@ class CreateContact(Op):
     LAYOUT = (f("contact_id", INT, 0), req("folder_id", INT), VOLUME_ID, TAGS,
               f("attrs", CONTACT_ATTRS, ()), f("data", CONTACT_BLOB, b"", since=(1, 14)))
     PARAMS = ("contact_id", "folder_id", "attrs", "tags", "data")
-    TEXT = staticmethod(lambda o, v: f'folder={o.folder_id}, tags="{javafmt.encode_tags(o.tags)}"'
-                        + optext.contact_attrs(o.attrs))
+    # Before 1.33 the record holds tag ids (mTagIds); Zimbra prints mTags, null then.
+    TEXT = staticmethod(lambda o, v: (
+        f'folder={o.folder_id}, tags="'
+        f'{javafmt.encode_tags(o.tags if v is None or v >= (1, 33) else None)}"'
+        + optext.contact_attrs(o.attrs)))
 
 
 class ModifyContact(Op):
