@@ -819,6 +819,13 @@ EXAMPLES += [
      "Completion=4 SkipDelete=FALSE TYPES[[message, contact]]"),
     ("ReindexMailbox@(1, 20)", 10, (1, 20), reindex_bytes((1, 20), [5]),
      {"skip_delete": True}, "Completion=4 SkipDelete=TRUE ITEMIDS[5]"),
+    # StoreIncomingBlob: int mailbox ids from 1.0 (none before), longs since 1.26
+    ("StoreIncomingBlob@(1, 0)", 26, (1, 0), i32(2) + i32(7) + i32(8) + utf("dig")
+     + utf("/in/5") + i16(-1) + i32(2) + i32(2) + b"hi", {"mailbox_ids": (7, 8)},
+     'blobDigest="dig", size=2, dataLen=2, path=/in/5, mbox=[7, 8]'),
+    ("StoreIncomingBlob@(0, 9)", 26, PRE_1_0, utf("dig") + utf("/in/6") + i16(-1) + i32(2)
+     + i32(2) + b"hi", {"mailbox_ids": None, "data": b"hi"},
+     'blobDigest="dig", size=2, dataLen=2, path=/in/6, mbox=[]'),
     # CreateNote: a long color since 1.27
     ("CreateNote@(1, 27)", 32, (1, 27), i32(9) + i32(1) + i16(-1) + utf("hi") + i64(2)
      + i32(1) + i32(2) + i32(3) + i32(4), {"color": 2}, "id=9, folder=1, content=hi, "

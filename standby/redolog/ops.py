@@ -441,9 +441,10 @@ class StoreIncomingBlob(Op):
     """A blob delivered to several mailboxes, logged once (header mailbox -1)."""
 
     OPCODE, NAME = 26, "StoreIncomingBlob"
+    # No mailbox list before 1.0 (Zimbra reads none: null, printed as []).
     LAYOUT = (f("mailbox_ids", ListOf(LONG), gates=(
                   ((1, 26), ListOf(LONG, min_item=8, empty_is_none=True, limit=1_000_000)),
-                  ((0, 0), ListOf(INT, min_item=4, empty_is_none=True, limit=1_000_000)))),
+                  ((1, 0), ListOf(INT, min_item=4, empty_is_none=True, limit=1_000_000)))),
               f("digest", UTF), f("path", UTF), VOLUME_ID, f("msg_size", INT, 0),
               f("data", BLOB, b""))
     TEXT = staticmethod(lambda o, v: (
