@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 from standby.redolog import ops
+from standby.redolog.codec import DecodeError
 from standby.redolog.record import decode_at
 from tests.op_bytes import (
     MESSAGE_VERSIONS, META, MSG, PRE_1_0, VCARD, comment_bytes, copy_bytes,
@@ -433,6 +434,24 @@ EXAMPLES: list[Example] = [
      "ModifyVolume{id=3, type=1, name=v3, path=/v, mboxGroupBits=8, mboxBits=12, "
      "fileGroupBits=8, fileBits=12, compressBlobs=false, compressionThrehold=0}"),
     ("DeleteVolume", 40, (1, 42), i16(3), {"volume_id": 3}, "id=3"),
+    # ---- What Java's collections do to repeated and odd entries
+    # a repeated contact field: the HashMap keeps its first place and its last value; a null
+    # value prints as null
+    ("CreateContact repeated field", 30, (1, 42), i32(261) + i32(7) + i16(-1) + utfs([])
+     + i16(3) + utf("email") + utf("a@x") + utf("note") + utf(None) + utf("email")
+     + utf("b@x") + i32(0), {"attrs": (("email", "a@x"), ("note", None), ("email", "b@x"))},
+     'folder=7, tags="", attrs={\n    note: null\n    email: b@x\n}'),
+    ("CopyItem repeated source", 22, (1, 42), i32(-1) + i32(-1) + i8(5) + i32(2) + i16(-1)
+     + i32(2) + i32(5) + i32(400) + utf("u4") + i32(5) + i32(401) + utf("u5") + z(False),
+     {}, "type=message, destFolder=2, [srcId, destId, destUuid]=[5,401,u5]"),
+    ("SetImapUid repeated message", 29, (1, 42), i32(2) + i32(34) + i32(9) + i32(34)
+     + i32(10), {}, "34=10"),
+    # Java's `for (count = readInt(); count > 0; ...)`: a negative count is no entries
+    ("Checkpoint negative count", 1, (1, 42), i32(-1), {"txns": ()}, None),
+    ("ReindexMailbox negative count", 10, (1, 42), i32(4) + z(True) + i32(-2) + z(False)
+     + z(False), {"types": ()}, "Completion=4 SkipDelete=FALSE TYPES[[]]"),
+    ("ReindexMailbox repeated id", 10, (1, 42), i32(4) + z(False) + z(True) + i32(3) + i32(5)
+     + i32(5) + i32(6) + z(False), {}, "Completion=4 SkipDelete=FALSE ITEMIDS[5,6]"),
 ]
 
 
@@ -594,9 +613,11 @@ EXAMPLES += [
 
 
 # Records only older writers produced (a legacy single id, ModifyContact's replace flag) or that
-# Zimbra's reader normalises (a repeated transaction): they come back in today's form.
+# Zimbra's reader normalises (a repeated transaction, a negative count): they come back in
+# today's form.
 NORMALISED = {"MoveItem<1.16", "CopyItem<1.30", "ModifyContact<1.14", "ColorItem@(1, 26)",
-              "Checkpoint repeated txn"}
+              "Checkpoint repeated txn", "Checkpoint negative count",
+              "ReindexMailbox negative count"}
 
 
 @pytest.mark.parametrize("ex", EXAMPLES, ids=lambda e: e[0])
@@ -612,6 +633,15 @@ def test_hand_built_record_decodes(ex: Example) -> None:
     assert rec.op.printable(rec.version) == text
     if name not in NORMALISED:
         assert rec.encode() == raw
+
+
+@pytest.mark.parametrize("opcode, payload", [
+    (77, i32(-1)),  # DeleteItemFromDumpster: new int[readInt()] throws on a negative size
+    (21, i32(-1) + i8(5) + z(False) + i32(-1)),  # DeleteItem: the same for its id list
+], ids=["DeleteItemFromDumpster", "DeleteItem"])
+def test_a_negative_array_size_is_refused_as_zimbra_does(opcode: int, payload: bytes) -> None:
+    with pytest.raises(DecodeError, match="implausible"):
+        decode_at(record(opcode, payload) + b"ZMREDO", 0)
 
 
 def test_example_ids_are_unique() -> None:
