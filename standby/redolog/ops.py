@@ -109,6 +109,7 @@ def op_name(opcode: int) -> str:
 
 
 FORMATS["opname"] = op_name
+FORMATS["tagid"] = lambda name: str(quirks.legacy_tag_id(name))
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,9 +441,10 @@ class StoreIncomingBlob(Op):
     """A blob delivered to several mailboxes, logged once (header mailbox -1)."""
 
     OPCODE, NAME = 26, "StoreIncomingBlob"
+    # No mailbox list before 1.0 (Zimbra reads none: null, printed as []).
     LAYOUT = (f("mailbox_ids", ListOf(LONG), gates=(
                   ((1, 26), ListOf(LONG, min_item=8, empty_is_none=True, limit=1_000_000)),
-                  ((0, 0), ListOf(INT, min_item=4, empty_is_none=True, limit=1_000_000)))),
+                  ((1, 0), ListOf(INT, min_item=4, empty_is_none=True, limit=1_000_000)))),
               f("digest", UTF), f("path", UTF), VOLUME_ID, f("msg_size", INT, 0),
               f("data", BLOB, b""))
     TEXT = staticmethod(lambda o, v: (
@@ -453,7 +455,8 @@ class StoreIncomingBlob(Op):
 MESSAGE = (f("rcpt", UTF, ""), f("rcv_date", LONG, 0, since=(1, 4)), f("shared", BOOL, False),
            f("digest", UTF, ""), f("msg_size", LONG, 0, since=(1, 42), before=INT),
            f("msg_id", INT, 0), f("folder_id", INT, 0), f("conv_id", INT, -1),
-           f("conv_first_msg_id", INT, -1, since=(1, 5)),
+           # Before 1.5 Zimbra keeps its constructor's UNKNOWN_ID (0), not the -1 writers send.
+           f("conv_first_msg_id", INT, -1, since=(1, 5), absent=0),
            f("merged_conv_ids", INTS, (), since=(1, 32)), f("cal_item_id", INT, 0),
            f("part_stat", UTF, "NE", since=(1, 1)), f("flags", INT, 0),
            f("no_ical", BOOL, False), TAGS, f("path", UTF), VOLUME_ID, *custom(since=(1, 25)),
@@ -548,8 +551,11 @@ class AlterItemTag(Op):
               req("tag", UTF, gates=(((1, 33), UTF), ((0, 0), quirks.LegacyTagId()))),
               req("tagged", BOOL), CONSTRAINT, IDS)
     PARAMS = ("type", "tag", "tagged", "ids", "constraint")
-    TEXT = ("ids={ids}, type={type:type}, tag={tag}, tagged={tagged}",
-            If("constraint is not None", ", constraint={constraint}"))
+    # Before 1.33 Zimbra holds and prints the tag's id (mTagId); redo() resolves the name.
+    TEXT = ("ids={ids}, type={type:type}, tag=",
+            If("version is None or version >= (1, 33)", "{tag}"),
+            If("version is not None and version < (1, 33)", "{tag:tagid}"),
+            ", tagged={tagged}", If("constraint is not None", ", constraint={constraint}"))
 
 
 class ColorItem(Op):
@@ -741,8 +747,11 @@ class CreateContact(Op):
     LAYOUT = (f("contact_id", INT, 0), req("folder_id", INT), VOLUME_ID, TAGS,
               f("attrs", CONTACT_ATTRS, ()), f("data", CONTACT_BLOB, b"", since=(1, 14)))
     PARAMS = ("contact_id", "folder_id", "attrs", "tags", "data")
-    TEXT = staticmethod(lambda o, v: f'folder={o.folder_id}, tags="{javafmt.encode_tags(o.tags)}"'
-                        + optext.contact_attrs(o.attrs))
+    # Before 1.33 the record holds tag ids (mTagIds); Zimbra prints mTags, null then.
+    TEXT = staticmethod(lambda o, v: (
+        f'folder={o.folder_id}, tags="'
+        f'{javafmt.encode_tags(o.tags if v is None or v >= (1, 33) else None)}"'
+        + optext.contact_attrs(o.attrs)))
 
 
 class ModifyContact(Op):

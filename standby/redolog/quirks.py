@@ -38,7 +38,7 @@ class LegacyTagId(Wire):
         g.line(f"{var} = {g.ref(_flag_name)}({var})")
 
     def encode(self, g: Any, expr: str) -> None:
-        INT.encode(g, f"{g.ref(_flag_id)}({expr})")
+        INT.encode(g, f"{g.ref(legacy_tag_id)}({expr})")
 
 
 def _flag_name(tag_id: int) -> str:
@@ -50,7 +50,8 @@ def _flag_name(tag_id: int) -> str:
     return str(tag_id)
 
 
-def _flag_id(name: str) -> int:
+def legacy_tag_id(name: str) -> int:
+    """The tag id a pre-1.33 record holds for a tag read as `name` (what Zimbra prints)."""
     mask = FLAG_BITS.get(name)
     return -(mask.bit_length()) if mask is not None else int(name)
 
