@@ -598,6 +598,11 @@ def test_pipe_stops_both_when_interrupted_or_too_slow(tmp_path: Path) -> None:
               "while sys.stdin.buffer.read(65536): pass")
 
     def stop(chunk: bytes) -> None:
+        # Interrupted once both are running (the sink may still be starting its interpreter
+        # when the first chunk arrives): then neither may outlive the pipe.
+        deadline = time.monotonic() + 20
+        while len(pids.read_text().split()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
