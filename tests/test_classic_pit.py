@@ -82,14 +82,17 @@ def test_point_in_time_restores_equal_a_cut_replay(make_store, tmp_path: Path) -
              if rec.tstamp >= meta.start_ms]
     assert len(times) > 20
 
-    ref = make_store("reference")
+    # The reference reads the primary's directory: PurgeOldMessages applies the accounts'
+    # lifetimes, which the redo log does not carry.
+    ref = make_store("reference",
+                     sections={"store": {"directory": str(h.settings.directory_path)}})
     ref_site = Site.open(ref.settings)
     ref_site.db.start()
     ref_site.ensure_schema()
     s = ref.settings
     cfg = WorkerConfig(str(s.mariadb_socket), s.store.mailbox_groups, str(s.volumes.blob.path),
                        str(s.volumes.index.path), s.store.compress_blobs,
-                       s.store.compression_threshold)
+                       s.store.compression_threshold, retention=ref_site.directory.retention())
     cuts = st.one_of(
         st.tuples(st.just("time"), st.sampled_from(times), st.sampled_from([-1, 0, 1])),
         st.tuples(st.just("seq"), st.sampled_from([q for q in seqs if q >= meta.redo_seq]),
