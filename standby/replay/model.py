@@ -731,7 +731,10 @@ def _copy_item(mm: MailboxModel, op: CopyItem, change: int, tstamp: int, *_: Any
             mm.content[copy_id] = key
         if src_id in mm.attach_pending:
             mm.attach_pending.add(copy_id)
-        mm.copy_source[copy_id] = (src_id, key, src[MOD_CONTENT])
+        chained = mm.copy_source.get(src_id) if key is None else None
+        # A copy of a copy made in this run holds the same bytes as the first source's file:
+        # the middle copy's own file may never be written (a copy deleted later in the chunk).
+        mm.copy_source[copy_id] = chained or (src_id, key, src[MOD_CONTENT])
         if mm.tagged.get(src_id):
             mm.tagged[copy_id] = set(mm.tagged[src_id])
     mm._bump(max(e[1] for e in op.entries))
