@@ -169,3 +169,22 @@ def test_complete_length_never_counts_a_partial_record(tmp_path: Path) -> None:
     for cut in range(512, len(data)):
         n = complete_length(data[:cut], 0)
         assert n <= cut and complete_length(data[n:full], n) == full - n
+
+
+@given(logs=st.dictionaries(st.integers(0, 30), st.tuples(st.booleans(), st.integers(1, 4)),
+                            max_size=8),
+       below=st.integers(0, 32))
+def test_expired_is_every_rolled_log_below_the_floor_segments_first(
+        logs: dict[int, tuple[bool, int]], below: int) -> None:
+    keys = []
+    for seq, (rolled, n) in logs.items():
+        keys += [stream_keys.segment_key(seq, i * 10, i * 10 + 10, "a" * 64) for i in range(n)]
+        if rolled:
+            keys.append(stream_keys.final_key(seq, n * 10, 1_700_000_000_000))
+    listing = stream_keys.parse(keys)
+    got = stream_keys.expired(listing, below)
+    want = {k for k in keys if (seq := int(k.split("/")[1])) < below and logs[seq][0]}
+    assert set(got) == want and len(got) == len(want)
+    for seq in {int(k.split("/")[1]) for k in got}:  # each log's marker after its segments
+        mine = [k for k in got if int(k.split("/")[1]) == seq]
+        assert "/final." in mine[-1] and all(".seg" in k for k in mine[:-1])

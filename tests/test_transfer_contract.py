@@ -19,7 +19,7 @@ import pytest
 from standby.catalog import local
 from standby.catalog.start import replay_start
 from standby.errors import ConfigError, IntegrityError, NotFound, StateConflict
-from standby.transfer import pull, ship, verify
+from standby.transfer import pull, ship, stream_keys, verify
 from standby.transfer import prune as target_prune
 from tests import test_transfer_support as support
 from tests.test_transfer_support import (
@@ -158,7 +158,22 @@ def test_prune_at_the_target_keeps_every_chain_whole(chain_rig: Setup) -> None:
     ship.ship(r.primary, r.target())
     res = target_prune.prune(r.primary, r.target(), dry_run=True)
     assert set(res.plan.keep) == {set3.id, r3.id} and not res.removed
+    # streamed redo: logs rolled over before the log below set3's replay start go
+    floor = set3.replay.seq - 1
+    streamed = {seq: [stream_keys.segment_key(seq, 0, 10, "b" * 64),
+                      stream_keys.final_key(seq, 10, 1_700_000_000_000)]
+                for seq in range(max(0, floor - 2), set3.replay.seq + 2)}
+    if r.objects:
+        for keys in streamed.values():
+            for k in keys:
+                r.target().catalog.store.put(k, b"x")
     res = target_prune.prune(r.primary, r.target())
+    if r.objects:
+        gone_stream = {k for seq, keys in streamed.items() if seq < floor for k in keys}
+        assert set(res.stream) == gone_stream and gone_stream <= set(res.removed)
+        left_stream = set(r.target().catalog.store.list(stream_keys.PREFIX))
+        assert left_stream == {k for seq, keys in streamed.items() if seq >= floor
+                               for k in keys}
     # set1 and set2 can no longer be pulled, but their snapshots set3's increments need stay
     # (r1 and r2 never reached a receiving target: superseded by the sets after them)
     gone = {set1.id, set2.id} | ({r1.id, r2.id} if r.objects else set())
@@ -189,6 +204,17 @@ def test_prune_at_the_target_keeps_every_chain_whole(chain_rig: Setup) -> None:
         assert left.chain("blob", set4.id) == [set4.id]
         assert ("blob", set1.id) not in left.records
     assert rep_ok(r)
+
+
+def test_the_stream_floor_is_below_the_oldest_kept_sets_replay_start(chain_rig: Setup) -> None:
+    r = chain_rig()
+    set1, r1, set2, _r2, set3, _r3 = _three_sets(r)
+    at = {set1.id: 7, set2.id: 9, set3.id: 12, r1.id: 2}  # a redolog snapshot does not count
+    ms = [dataclasses.replace(m, replay=dataclasses.replace(m.replay, seq=at[m.id]))
+          for m in (set1, r1, set2, set3)]
+    assert target_prune.stream_floor(ms, set()) == 6
+    assert target_prune.stream_floor(ms, {set1.id}) == 8
+    assert target_prune.stream_floor(ms, {set1.id, set2.id, set3.id}) is None
 
 
 def _zfs_receiving(r: Rig) -> bool:

@@ -208,6 +208,9 @@ def prune_command(
             common.emit(f"{verb} {vol} of {mid}")
         for key in res.unreferenced:
             common.emit(f"{verb} unreferenced {key}")
+        if res.stream:
+            common.emit(f"{verb} {len(res.stream)} streamed redo object(s) of logs no kept set "
+                        "replays")
         if res.note:
             common.emit(f"note: {res.note}")
         for e in res.errors:

@@ -9,8 +9,11 @@ Executing, under the target's run lock (no ship at the same time): first the man
 sets and redolog snapshots no longer kept (from then on none can be pulled), then each record
 that nothing kept depends on, leaves first and the oldest first — its record, then its data,
 so that an interruption leaves only unreferenced objects, never a record without its data —
-then objects no record lists (an interrupted ship's leftovers). With `target.object_lock` (the
-bucket keeps objects for a retention period) nothing is deleted and the plan says so.
+then objects no record lists (an interrupted ship's leftovers), then the streamed redo of logs
+no kept set replays: those rolled over before the oldest kept set's replay sequence, less one
+(a replay onto a set also reads the log before it for shared-delivery blobs). With
+`target.object_lock` (the bucket keeps objects for a retention period) nothing is deleted and
+the plan says so.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from typing import Any
 
 from standby import log as slog
 from standby.catalog import local
+from standby.catalog.manifest import Manifest
 from standby.catalog.target import taken_ms_of
 from standby.errors import NotFound, StandbyError
 from standby.settings import Settings
 from standby.snapshot.prune import ChainPlan, items_for, plan_chains, policy_for
 from standby.timefmt import now_ms as clock_now_ms
+from standby.transfer import stream_keys
 from standby.transfer._base import Target
 from standby.transfer.ship import TargetState
 
@@ -35,13 +40,15 @@ class TargetPruneResult:
     dry_run: bool
     plan: ChainPlan
     unreferenced: list[str]
+    stream: list[str] = field(default_factory=list)  # streamed redo no kept set needs
     removed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"target": self.target, "dry_run": self.dry_run, **self.plan.as_dict(),
-                "unreferenced": self.unreferenced, "removed": self.removed,
+                "unreferenced": self.unreferenced, "stream": self.stream,
+                "removed": self.removed,
                 "errors": self.errors, "note": self.note}
 
 
@@ -68,7 +75,10 @@ def prune(s: Settings, target: Target, *, dry_run: bool = False,
                 listed.update(o.key for o in cat.record(vol, mid).objects)
         unreferenced = sorted(k for k in listing.objects if k not in listed and not any(
             k.startswith(f"data/{v}/{m}/") for v, m in p.remove_records))
-        res = TargetPruneResult(str(target.url), dry_run, p, unreferenced)
+        floor = stream_floor(manifests, set(p.remove_manifests))
+        stream = [] if floor is None else stream_keys.expired(
+            stream_keys.parse(target.catalog.store.list(stream_keys.PREFIX)), floor)
+        res = TargetPruneResult(str(target.url), dry_run, p, unreferenced, stream)
         if s.target.object_lock:
             res.note = "target.object_lock is on: the bucket keeps its objects, nothing deleted"
             return res
@@ -93,13 +103,21 @@ def prune(s: Settings, target: Target, *, dry_run: bool = False,
                 res.errors.append(f"{vol} of {mid}: {e}")
                 log.error("prune_failed", set_id=mid, volume=vol, error=str(e))
                 break  # its parent must not go while it is still there
-        for key in unreferenced:
+        for key in unreferenced + stream:
             try:
                 target.catalog.store.delete(key)
                 res.removed.append(key)
             except StandbyError as e:
                 res.errors.append(f"{key}: {e}")
         return res
+
+
+def stream_floor(manifests: list[Manifest], removed: set[str]) -> int | None:
+    """The lowest log sequence a pull may still read streamed redo of: the oldest kept set's
+    replay sequence, less one (its replay reads that log for shared-delivery blobs); None
+    when no set is kept."""
+    seqs = [m.replay.seq for m in manifests if m.kind == "set" and m.id not in removed]
+    return min(seqs) - 1 if seqs else None
 
 
 def _age(mid: str) -> int:

@@ -12,7 +12,7 @@ may be compacted into one segment [0, length) and the small ones deleted; a read
 
 `parse` reads a listing (pure; round trip with `segment_key` / `final_key` under Hypothesis);
 `chain` picks, from offset `start`, the contiguous run of segments a reader uses, stopping at
-the first gap.
+the first gap; `expired` lists what retention removes below a log sequence.
 """
 
 from __future__ import annotations
@@ -117,3 +117,15 @@ def end_of(segments: Iterable[Segment], start: int = 0) -> int:
     """Where the contiguous run from `start` ends (`start` when there is none)."""
     c = chain(segments, start)
     return c[-1].end if c else start
+
+
+def expired(listing: StreamListing, below: int) -> list[str]:
+    """The keys of the logs under sequence `below` that were rolled over (a final marker): no
+    pull reads them. Each log's segments come before its marker, so a removal cut short leaves
+    the marker and a reader still knows the log ended. Open logs (no marker) always stay."""
+    out: list[str] = []
+    for seq in sorted(listing.finals):
+        if seq < below:
+            out += [sg.key for sg in listing.segments.get(seq, [])]
+            out.append(listing.finals[seq].key)
+    return out
