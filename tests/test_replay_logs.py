@@ -283,6 +283,18 @@ def test_a_copy_of_a_copy_deleted_in_the_same_replay_keeps_its_blob(make_store) 
                            zimbra_time(cut, "yyyy/MM/dd HH:mm:ss.SSS"), *args).assert_ok().summary
             assert s["errors"] == 0 and "missing-source" not in s["blob"], (engine, s["blob"])
             assert digest(t).total == want.total, engine
+        # A's file gone from the volumes before the second pass: the copies have nothing to
+        # copy, and the fast replay says so and fails (it does not leave C without a word).
+        t = lab.store("standby-no-source")
+        zmplayredo(t.cfg, "--log-dir", logdir, "--toTime",
+                   zimbra_time(cut - 1, "yyyy/MM/dd HH:mm:ss.SSS")).assert_ok()
+        for f in (t.settings.volumes.blob.path).rglob(f"{a.msg_id}-*.msg"):
+            f.unlink()
+        r = zmplayredo(t.cfg, "--json", "--log-dir", logdir, "--fromTime",
+                       zimbra_time(cut, "yyyy/MM/dd HH:mm:ss.SSS"))
+        assert r.rc != 0, r.out
+        assert f"no blob of item {a.msg_id} with its content is left to copy" in r.err + \
+            r.out
 
 
 def test_time_bounds_test_change_time_and_commit_time_inclusively(make_store) -> None:

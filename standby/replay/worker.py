@@ -293,6 +293,7 @@ class Worker:
         self.io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="replay-blobs")
         self.dbio = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-db")
         self.inflight: list[Future[tuple[Counter[str], float, float]]] = []
+        self.blob_errors: list[str] = []  # appended by blob jobs, collected with them
         self.writing: dict[int, Future[tuple[Counter[str], float, float]]] = {}  # last chunk's
 
     # -- helpers ----------------------------------------------------------------------------
@@ -389,8 +390,7 @@ class Worker:
         stats.seconds["chunk"] += tm() - t0
         return stats
 
-    @staticmethod
-    def _collect(jobs: list[Future[tuple[Counter[str], float, float]]],
+    def _collect(self, jobs: list[Future[tuple[Counter[str], float, float]]],
                  stats: ChunkStats) -> None:
         """Wait for blob jobs (writes and garbage) and add what they did to `stats`."""
         for job in jobs:
@@ -400,6 +400,8 @@ class Worker:
             stats.seconds[phase] += secs
             stats.cpu[phase] += csecs
         jobs.clear()
+        stats.errors.extend(self.blob_errors)
+        self.blob_errors.clear()
 
     @staticmethod
     def _timed(fn: Any, *args: Any) -> tuple[Any, float, float]:
@@ -516,8 +518,12 @@ class Worker:
             self.blobstore.ensure_dir(path.rpartition("/")[0])
             if isinstance(src, CopyFrom):
                 found = fx.copy_source(self.blobstore, m, src.item_id, digest, src.mod_content)
+                copied = src.item_id
                 src = self.blobstore.read(found) if found is not None else \
                     self.blobs.read(*src.logged) if src.logged is not None else None
+                if src is None:  # a message without its blob: as loud as a missing delivery
+                    self.blob_errors.append(f"mailbox {m} copy {item_id}: no blob of item "
+                                            f"{copied} with its content is left to copy")
             if src is None:
                 counts["missing-source"] += 1
                 continue
