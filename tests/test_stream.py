@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from standby.settings import Settings
 from standby.redolog.position import complete_length, reach
-from standby.transfer import stream_keys, stream_pull, stream_state
+from standby.transfer import stream_keys, stream_pull, stream_state, verify
 from standby.transfer.stream_keys import Segment
 from tests.stream_util import Primary
 
@@ -92,6 +92,8 @@ def test_rollover_final_marker_compaction_and_pull(tmp_path: Path,
                                                          mine.last_commit_ms)
     assert (sb_vol / "redo.log").read_bytes() == p.redo.read_bytes()
     assert len(list((sb_vol / "archive").iterdir())) == 1
+    rep = verify.verify(sm.t)
+    assert rep.ok and rep.stream_logs == 2 and rep.stream_segments >= 2, rep.as_dict()
 
 
 def test_a_restart_continues_where_the_target_is(tmp_path: Path, site: tuple[Path, str]
@@ -142,6 +144,17 @@ def test_a_torn_segment_at_the_target_stops_the_pull_before_it(
     assert out.offset == ends[1]  # the last complete record before the torn segment
     assert any(f"segment {segs[-1].key}" in n and "stopped before it" in n for n in out.notes)
     assert reach(sb_vol).offset == ends[1]
+    # `standby verify` names it; --quick (no reading) cannot see it
+    rep = verify.verify(sm.t)
+    assert [pr for pr in rep.problems if segs[-1].key in pr and "do not hash" in pr], \
+        rep.problems
+    assert verify.verify(sm.t, deep=False).ok
+    # a segment gone from the middle: a gap, reading or not
+    (site[0] / "srv-1" / segs[1].key).unlink()
+    for deep in (True, False):
+        rep = verify.verify(sm.t, deep=deep)
+        assert any(f"a gap at offset {segs[1].start}" in pr for pr in rep.problems), \
+            rep.problems
 
 
 @given(cuts=st.lists(st.integers(1, 40), min_size=1, max_size=8))

@@ -167,6 +167,9 @@ def verify_command(
         common.emit(f"{rep.target}: {rep.sets} set(s), {rep.redolog_snapshots} redolog "
                     f"snapshot(s), {rep.records} volume snapshot(s), {rep.objects} object(s), "
                     f"{rep.stored_bytes} bytes stored, checked in {rep.seconds} s")
+        if rep.stream_logs:
+            common.emit(f"streamed redo: {rep.stream_logs} log(s), {rep.stream_segments} "
+                        "segment(s)")
         for n in rep.notes:
             common.emit(f"note: {n}")
         for prob in rep.problems:
