@@ -11,6 +11,7 @@ encryption leaves nothing readable at the target and a wrong key is named at pul
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +20,8 @@ import pytest
 from standby.catalog import local
 from standby.catalog.start import replay_start
 from standby.errors import ConfigError, IntegrityError, NotFound, StateConflict
-from standby.transfer import pull, ship, stream_keys, verify
+from standby.transfer import codec, pull, ship, stream_keys, verify
+from standby.transfer.objects import ObjectTarget
 from standby.transfer import prune as target_prune
 from tests import test_transfer_support as support
 from tests.test_transfer_support import (
@@ -160,13 +162,16 @@ def test_prune_at_the_target_keeps_every_chain_whole(chain_rig: Setup) -> None:
     assert set(res.plan.keep) == {set3.id, r3.id} and not res.removed
     # streamed redo: logs rolled over before the log below set3's replay start go
     floor = set3.replay.seq - 1
-    streamed = {seq: [stream_keys.segment_key(seq, 0, 10, "b" * 64),
+    plain = b"0123456789"
+    streamed = {seq: [stream_keys.segment_key(seq, 0, 10, hashlib.sha256(plain).hexdigest()),
                       stream_keys.final_key(seq, 10, 1_700_000_000_000)]
                 for seq in range(max(0, floor - 2), set3.replay.seq + 2)}
     if r.objects:
-        for keys in streamed.values():
-            for k in keys:
-                r.target().catalog.store.put(k, b"x")
+        t = r.target()
+        assert isinstance(t, ObjectTarget)
+        for seg, fin in streamed.values():
+            t.store.put(seg, codec.encode(plain, key=t.enc_key)[0])
+            t.store.put(fin, b"")
     res = target_prune.prune(r.primary, r.target())
     if r.objects:
         gone_stream = {k for seq, keys in streamed.items() if seq < floor for k in keys}
