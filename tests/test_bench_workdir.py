@@ -59,6 +59,31 @@ def test_sigterm_removes_the_folder(tmp_path: Path) -> None:
     assert not base.exists()
 
 
+def test_a_forked_worker_stopped_by_its_pool_ends_quietly(tmp_path: Path) -> None:
+    """A pool's worker forked inside the work folder's block inherits the handler; its pool
+    ending it with SIGTERM must not raise the benchmark's Interrupted in it (a traceback saying
+    the folder was removed, while the benchmark runs on)."""
+    code = textwrap.dedent(f"""
+        import os, signal, time
+        from pathlib import Path
+        from standby._process import forking
+        from standby.bench.workdir import work_folder
+        with work_folder({PREFIX!r}, workdir=Path({str(tmp_path)!r}), need_bytes=0) as b:
+            with forking() as ctx:
+                p = ctx.Process(target=time.sleep, args=(60,))
+                p.start()
+            time.sleep(0.5)
+            os.kill(p.pid, signal.SIGTERM)
+            p.join(30)
+            print(p.exitcode, b.exists(), flush=True)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == [str(-signal.SIGTERM), "True"], res.stdout
+    assert "Interrupted" not in res.stderr, res.stderr
+
+
 def test_sweep_removes_folders_of_dead_runs_only(tmp_path: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

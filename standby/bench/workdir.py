@@ -126,7 +126,13 @@ def _signals_interrupt() -> Iterator[None]:
         yield
         return
 
+    owner = os.getpid()
+
     def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if os.getpid() != owner:  # a forked worker inherited this; its pool is stopping it
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         raise Interrupted(f"benchmark stopped by signal {signal.Signals(signum).name}; its "
                           "work folder was removed")
 
