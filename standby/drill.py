@@ -373,8 +373,10 @@ def run(*, workdir: Path | None = None, accounts: int = 20, seed: int | None = N
                 shipped_set = shipped_redo = m
                 rep.sets += 1
                 say(f"set {m.id}: skew {m.skew_ms} ms, shipped")
-                next_set = now + set_every_s
-                next_redo = now + redolog_every_s
+                # From when the set was shipped: on slow storage a set can take longer than
+                # the set interval, and a redolog snapshot still comes between two sets.
+                next_redo = time.monotonic() + redolog_every_s
+                next_set = max(now + set_every_s, next_redo + 0.001)
             elif now >= next_redo and shipped_set is not None:
                 m = sets.take("redolog", p).manifest
                 shipping.ship(m)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from standby.bench.synth import write_log
@@ -407,7 +407,9 @@ def _damage(logdir: Path, kind: str, file_pick: float, rec_pick: float) -> str:
     else:
         lp = files[min(len(files) - 1, int(file_pick * len(files)))]
     recs = read_all(lp.path)[1]
-    assert recs, lp
+    # The store may have rolled over just before it stopped: its redo.log then holds no record
+    # to tear (an example the log fixture's timing decides; not the case under test).
+    assume(recs)
     rec = recs[min(len(recs) - 1, int(rec_pick * len(recs)))]
     with open(lp.path, "r+b") as f:
         if kind == "marker":
@@ -436,7 +438,7 @@ def test_damaged_real_log_replays_what_zimbra_would(make_store, real_log: Path, 
         what = _damage(logdir, kind, file_pick, rec_pick)
         reading = committed_txns(log_files(logdir))
         assert reading.problems >= 1, what
-        _, want = expected_store(lab, "expected", reading.txns)
+        _, want = expected_store(lab, "expected", reading.txns, lost_blobs=True)
         rcs = {}
         for engine, args in ENGINES.items():
             t = lab.store(f"standby-{engine}")
