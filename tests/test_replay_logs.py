@@ -54,6 +54,7 @@ from tests.conftest import StoreHandle
 from tests.replay_util import (
     Lab,
     LogBuilder,
+    Run,
     applied_ops,
     committed_txns,
     digest,
@@ -174,6 +175,26 @@ def test_crafted_log_uncommitted_aborted_relogged_corrupt_torn(make_store) -> No
         assert "torn-tail" in out and "bad-record" in out
 
 
+def _two_passes(lab: Lab, name: str, logdir: Path, cut: int, *args: str,
+                second: tuple[str, ...] = ()) -> tuple[Any, Run]:
+    """A standby store replayed up to just before `cut` (its snapshot), then from `cut` on with
+    `second`'s extra selection (the failover): the store and the second pass's run."""
+    t = lab.store(name)
+    zmplayredo(t.cfg, "--log-dir", logdir, "--toTime",
+               zimbra_time(cut - 1, "yyyy/MM/dd HH:mm:ss.SSS"), *args).assert_ok()
+    return t, zmplayredo(t.cfg, "--json", "--log-dir", logdir, *second, "--fromTime",
+                         zimbra_time(cut, "yyyy/MM/dd HH:mm:ss.SSS"), *args)
+
+
+def _shared_delivery(b: LogBuilder, name: str) -> tuple[str, str, int]:
+    """A StoreIncomingBlob for mailboxes 1-3: its digest, incoming path and size."""
+    raw = b.factory.message(sender="a@example.com", recipients=["b@example.com"],
+                            date_ms=b.now)
+    dig, path = blobmod.digest(raw), f"/nonexistent/incoming/{name}.msg"
+    b.op(MAILBOX_ALL, StoreIncomingBlob((1, 2, 3), dig, path, len(raw), raw))
+    return dig, path, len(raw)
+
+
 def test_from_time_inside_a_shared_delivery_split_by_a_rollover(make_store) -> None:
     """A rollover between a shared delivery's StoreIncomingBlob and its LINK CreateMessages,
     and a snapshot (fromTime) between the two: the blob's file ends before fromTime, yet the
@@ -184,15 +205,12 @@ def test_from_time_inside_a_shared_delivery_split_by_a_rollover(make_store) -> N
         for m in (1, 2, 3):
             b.create_mailbox(m)
             b.op(m, b.message(m))
-        raw = b.factory.message(sender="a@example.com", recipients=["b@example.com"],
-                                date_ms=b.now)
-        dig, path = blobmod.digest(raw), "/nonexistent/incoming/split.msg"
-        b.op(MAILBOX_ALL, StoreIncomingBlob((1, 2, 3), dig, path, len(raw), raw))
+        dig, path, size = _shared_delivery(b, "split")
         b.rollover()  # archive seq 0 ends with the blob; its last op is before the cut
         b.tick(1500)
         cut = b.now + 1  # a snapshot here: everything before is on the standby's volumes
         for m in (1, 2, 3):
-            b.op(m, CreateMessage(f"user{m}@example.com", b.now, True, dig, len(raw),
+            b.op(m, CreateMessage(f"user{m}@example.com", b.now, True, dig, size,
                                   b.new_id(m), 2, flags=FLAG_UNREAD, path=path,
                                   body_type=BODY_LINK))
         b.op(1, b.message(1))
@@ -202,11 +220,7 @@ def test_from_time_inside_a_shared_delivery_split_by_a_rollover(make_store) -> N
         zmplayredo(full.cfg, "--naive", "--log-dir", logdir).assert_ok()
         want = digest(full)
         for engine, args in ENGINES.items():
-            t = lab.store(f"standby-{engine}")
-            zmplayredo(t.cfg, "--log-dir", logdir, "--toTime",
-                       zimbra_time(cut - 1, "yyyy/MM/dd HH:mm:ss.SSS"), *args).assert_ok()
-            r = zmplayredo(t.cfg, "--json", "--log-dir", logdir, "--fromTime",
-                           zimbra_time(cut, "yyyy/MM/dd HH:mm:ss.SSS"), *args)
+            t, r = _two_passes(lab, f"standby-{engine}", logdir, cut, *args)
             s = r.assert_ok().summary
             assert s["errors"] == 0 and "missing-source" not in s["blob"], s
             assert s["ops_applied"] == 4
@@ -225,17 +239,14 @@ def test_a_set_replay_reads_the_files_before_its_sequence_for_shared_blobs(make_
         for m in (1, 2, 3):
             b.create_mailbox(m)
             b.op(m, b.message(m))
-        raw = b.factory.message(sender="a@example.com", recipients=["b@example.com"],
-                                date_ms=b.now)
-        dig, path = blobmod.digest(raw), "/nonexistent/incoming/before-seq.msg"
-        b.op(MAILBOX_ALL, StoreIncomingBlob((1, 2, 3), dig, path, len(raw), raw))
+        dig, path, size = _shared_delivery(b, "before-seq")
         b.rollover()
         b.op(2, b.message(2))
         b.rollover()
         b.tick(1500)
         cut = b.now + 1
         for m in (1, 2, 3):
-            b.op(m, CreateMessage(f"user{m}@example.com", b.now, True, dig, len(raw),
+            b.op(m, CreateMessage(f"user{m}@example.com", b.now, True, dig, size,
                                   b.new_id(m), 2, flags=FLAG_UNREAD, path=path,
                                   body_type=BODY_LINK))
         b.close()
@@ -244,11 +255,8 @@ def test_a_set_replay_reads_the_files_before_its_sequence_for_shared_blobs(make_
         zmplayredo(full.cfg, "--naive", "--log-dir", logdir).assert_ok()
         want = digest(full)
         for engine, args in ENGINES.items():
-            t = lab.store(f"standby-{engine}")
-            zmplayredo(t.cfg, "--log-dir", logdir, "--toTime",
-                       zimbra_time(cut - 1, "yyyy/MM/dd HH:mm:ss.SSS"), *args).assert_ok()
-            r = zmplayredo(t.cfg, "--json", "--log-dir", logdir, "--fromSeq", "2", "--fromTime",
-                           zimbra_time(cut, "yyyy/MM/dd HH:mm:ss.SSS"), *args)
+            t, r = _two_passes(lab, f"standby-{engine}", logdir, cut, *args,
+                               second=("--fromSeq", "2"))
             s = r.assert_ok().summary
             assert s["errors"] == 0 and "missing-source" not in s["blob"], s
             assert s["ops_applied"] == 3, s
@@ -276,11 +284,8 @@ def test_a_copy_of_a_copy_deleted_in_the_same_replay_keeps_its_blob(make_store) 
         zmplayredo(full.cfg, "--naive", "--log-dir", logdir).assert_ok()
         want = digest(full)
         for engine, args in ENGINES.items():
-            t = lab.store(f"standby-{engine}")
-            zmplayredo(t.cfg, "--log-dir", logdir, "--toTime",
-                       zimbra_time(cut - 1, "yyyy/MM/dd HH:mm:ss.SSS"), *args).assert_ok()
-            s = zmplayredo(t.cfg, "--json", "--log-dir", logdir, "--fromTime",
-                           zimbra_time(cut, "yyyy/MM/dd HH:mm:ss.SSS"), *args).assert_ok().summary
+            t, r = _two_passes(lab, f"standby-{engine}", logdir, cut, *args)
+            s = r.assert_ok().summary
             assert s["errors"] == 0 and "missing-source" not in s["blob"], (engine, s["blob"])
             assert digest(t).total == want.total, engine
         # A's file gone from the volumes before the second pass: the copies have nothing to
