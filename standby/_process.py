@@ -22,6 +22,7 @@ tests check argv without running anything.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import gc
 import multiprocessing as mp
@@ -248,6 +249,18 @@ def kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when `parent` dies (Linux), so a killed replay,
+    catch-up, backup or restore leaves no worker writing behind it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
 
 
 @contextmanager

@@ -38,6 +38,18 @@ class StandbyError(Exception):
             return f"{self.message} ({self.hint})"
         return self.message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuilt whole in another process (a classic worker's error reaches its parent):
+        # its subclass, message, hint and any exit code set on it.
+        return (_rebuilt, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuilt(cls: type[StandbyError], message: str, state: dict[str, object]) -> StandbyError:
+    e = cls.__new__(cls)
+    Exception.__init__(e, message)
+    e.__dict__.update(state)
+    return e
+
 
 class UsageError(StandbyError):
     """An argument value is malformed or arguments contradict each other."""

@@ -156,3 +156,35 @@ def test_restore_options(make_store, tmp_path: Path) -> None:
 def _all_logs(env: Env) -> tuple[dict[int, Path], list[int]]:
     found = redo.gather([env.target.redologs_dir], env.redolog_dir)
     return found, sorted(found)
+
+
+def test_a_mailboxs_config_sections_are_backed_up_and_restored(make_store,
+                                                                tmp_path: Path) -> None:
+    """zimbra.mailbox_metadata (SetConfig's sections) is part of an account's backup: a
+    restore of the full backup alone brings back the sections as they were, drops one made
+    since, and leaves the other mailbox's alone."""
+    h = make_store("primary")
+    h.start()
+    env = make_env(h, tmp_path / "backup")
+    _load(h, 60, 7, accounts=2)
+    x, y = sorted(env.site.directory.accounts(), key=lambda a: a.email)
+    with h.client() as c:
+        c.call("set_config", mailbox_id=x.mailbox_id, section="imap", config={"k": "v1"})
+        c.call("set_config", mailbox_id=y.mailbox_id, section="imap", config={"k": "y1"})
+    backup.run(env, backup.Request("full"))
+    at_full = digests(h)
+    with h.client() as c:
+        c.call("set_config", mailbox_id=x.mailbox_id, section="imap", config={"k": "v2"})
+        c.call("set_config", mailbox_id=x.mailbox_id, section="mobile", config={"a": "b"})
+    changed = digests(h)
+    assert changed[1][x.id] != at_full[1][x.id]
+    restore.run(env, restore.Request(accounts=(x.email,), full_only=True), online=True)
+    after = digests(h)
+    assert after[1][x.id] == at_full[1][x.id]
+    assert after[1][y.id] == changed[1][y.id]
+    conn = env.site.connect()
+    cur = conn.cursor()
+    cur.execute("SELECT section FROM zimbra.mailbox_metadata WHERE mailbox_id = %s",
+                (x.mailbox_id,))
+    assert [r[0] for r in cur.fetchall()] == ["imap"]
+    conn.close()

@@ -14,7 +14,8 @@ import shutil
 import sqlite3
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,34 +31,56 @@ from standby.store import schema
 from standby.store.directory import Account
 
 SYS_TABLES = ("volume", "current_volumes", "config", "deleted_account")
+MAILBOX_TABLES = ("mailbox_metadata",)  # the global tables' rows of one mailbox, beside its own
 INDEX_MEMBER = "index.sqlite"
 IMAGE_MAX = 128 * 1024 * 1024  # an index larger than this is backed up through a file
 COPY_CHUNK = 1 << 20
 
 
-def each(env: Env, accounts: Sequence[Account],
-         work: Callable[[Db, Account], tuple[SessionAccount, AccountMeta | None]],
-         done: Callable[[int, SessionAccount, AccountMeta | None], None], *,
-         stop: Callable[[], bool]) -> bool:
-    """Back up `accounts` with up to `env.workers` at a time (a connection each: most of an
-    account's time is spent waiting on MariaDB and the disks), calling `done` in this thread
-    as each ends; no new account starts once `stop()`; returns False if it stopped early. An
-    exception in one account (a full disk) ends the run with it."""
-    stopped = False
+@dataclass(frozen=True)
+class Backed:
+    """What backing up one account gives its session: the account's entry, its meta.xml
+    (None when it failed) and what it stored of its blobs."""
 
-    def todo() -> Iterator[tuple[int, Account]]:
-        nonlocal stopped
-        for i, a in enumerate(accounts):
-            if stop():
-                stopped = True
-                return
-            yield i, a
+    entry: SessionAccount
+    meta: AccountMeta | None
+    blobs: blobpack.BlobStats
 
-    pool.each(todo(), lambda db, ia: work(db, ia[1]),
-              lambda ia, r: done(ia[0], *r),
-              workers=min(env.workers, len(accounts)), open_context=lambda: Db(env),
-              close_context=Db.close, name="backup")
-    return not stopped
+
+Work = Callable[["Db", Account, Session], Backed]
+Run = Callable[..., bool]
+
+
+@contextmanager
+def workers(env: Env, count: int, work: Work) -> Iterator[Run]:
+    """A runner that backs up accounts with up to `env.workers` at a time (worker processes,
+    forked here: start the session's other threads inside the block), each with a connection
+    of its own. `run(accounts, done, stop=, current=)` calls `work(db, account, current())`
+    for each, `done(i, backed)` here as each ends; no new account starts once `stop()`; it
+    returns False if it stopped early. An exception in one account (a full disk) ends the
+    run with it."""
+    def one(db: Db, job: tuple[int, Account, Session]) -> Backed:
+        return work(db, job[1], job[2])
+
+    with pool.started(one, workers=min(env.workers, count), open_context=lambda: Db(env),
+                      close_context=Db.close) as each:
+
+        def run(accounts: Sequence[Account], done: Callable[[int, Backed], None], *,
+                stop: Callable[[], bool], current: Callable[[], Session]) -> bool:
+            stopped = False
+
+            def todo() -> Iterator[tuple[int, Account, Session]]:
+                nonlocal stopped
+                for i, a in enumerate(accounts):
+                    if stop():
+                        stopped = True
+                        return
+                    yield i, a, current()
+
+            each(todo(), lambda job, backed: done(job[0], backed))
+            return not stopped
+
+        yield run
 
 
 class Db:
@@ -125,8 +148,7 @@ def latest_full_dir(target: Target) -> Path | None:
 
 def backup_account(env: Env, db: Db, root: Path, blobs: blobpack.SessionBlobs, a: Account,
                     rec: Session, prev_session: Path | None, *,
-                    on_wait: Callable[[], None] | None = None
-                    ) -> tuple[SessionAccount, AccountMeta | None]:
+                    on_wait: Callable[[], None] | None = None) -> Backed:
     """One account, its mailbox in maintenance while its data is read."""
     assert a.mailbox_id is not None
     m = a.mailbox_id
@@ -142,9 +164,10 @@ def backup_account(env: Env, db: Db, root: Path, blobs: blobpack.SessionBlobs, a
             change, digests = dump_rows(env, db, adir / "db", m)
             refs: list[blobpack.BlobRef] = []
             k = 1
+            stored = blobpack.BlobStats()
             if not rec.skip_blobs:
                 files = blob_files(env, m, digests)
-                refs, k = blobs.store_account(str(rel), files, prev_session)
+                refs, k, stored = blobs.store_account(str(rel), files, prev_session)
                 blobpack.write_manifest(adir / "blobs", refs)
             index = "none"
             if not rec.skip_search_index:
@@ -158,18 +181,19 @@ def backup_account(env: Env, db: Db, root: Path, blobs: blobpack.SessionBlobs, a
         xmlfiles.write_xml(adir / "ldap.xml", xmlfiles.account_ldap_to_xml(asdict(a)),
                            durable=False)
         log.info("backup_account_done", blobs=len(refs), change=change)
-        return SessionAccount(a.id, a.email, "COMPLETED", m), meta
+        return Backed(SessionAccount(a.id, a.email, "COMPLETED", m), meta, stored)
     except OSError as e:
         if is_disk_full(e):
             raise
-        return _account_error(log, a, f"{e.strerror or e}: {e.filename or ''}".strip(": ")), None
+        return _account_error(log, a, f"{e.strerror or e}: {e.filename or ''}".strip(": "))
     except (StandbyError, pymysql.err.Error, sqlite3.Error, zipfile.BadZipFile) as e:
-        return _account_error(log, a, str(e)), None
+        return _account_error(log, a, str(e))
 
 
-def _account_error(log: Any, a: Account, msg: str) -> SessionAccount:
+def _account_error(log: Any, a: Account, msg: str) -> Backed:
     log.warning("backup_account_failed", error=msg)
-    return SessionAccount(a.id, a.email, "ERROR", a.mailbox_id, msg)
+    return Backed(SessionAccount(a.id, a.email, "ERROR", a.mailbox_id, msg), None,
+                  blobpack.BlobStats())
 
 
 def dump_rows(env: Env, db: Db, out: Path,
@@ -178,6 +202,7 @@ def dump_rows(env: Env, db: Db, out: Path,
     view, and one round trip per account); its change number and its blobs' digests."""
     g = schema.group_db(m, env.site.groups)
     parts = [dbdump.Part(schema.ZIMBRA_DB, "mailbox", "id = %s", (m,))] + [
+        dbdump.Part(schema.ZIMBRA_DB, t, "mailbox_id = %s", (m,)) for t in MAILBOX_TABLES] + [
         dbdump.Part(g, t, "mailbox_id = %s", (m,)) for t in schema.GROUP_TABLE_COLUMNS]
     try:
         dumps = dbdump.dump_many(db.conn.cursor(), out, parts, tables=db.tables)

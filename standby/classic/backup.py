@@ -273,26 +273,29 @@ def _full_body(env: Env, req: Request, accounts: list[Account], sd: SessionDir,
         def progress(r: Session) -> None:
             sd.write_progress(r)
 
-        def on_done(i: int, entry: SessionAccount, meta: AccountMeta | None) -> None:
+        def on_done(i: int, backed: parts.Backed) -> None:
             nonlocal rec
-            slots[i] = entry
-            done.append(entry)
-            if meta is not None:
-                metas.append(meta)
+            slots[i] = backed.entry
+            done.append(backed.entry)
+            if backed.meta is not None:
+                metas.append(backed.meta)
+            blobs.add(backed.blobs)
             rec = box[0] = replace(rec, accounts=tuple(slots))
             sd.write_progress(rec, now=time.monotonic())
 
-        def one(db: parts.Db, a: Account) -> tuple[SessionAccount, AccountMeta | None]:
+        def one(db: parts.Db, a: Account, now: Session) -> parts.Backed:
             prev = fulls.get(a.id)
             prev_dir = env.target.session_dir(prev) if prev else None
-            return parts.backup_account(env, db, sd.root, blobs, a, rec, prev_dir,
-                                   on_wait=partial(progress, rec))
+            return parts.backup_account(env, db, sd.root, blobs, a, now, prev_dir,
+                                        on_wait=partial(progress, now))
 
-        # The shared blobs are written beside the accounts (they only need to know which
-        # digests the session stores itself, decided above).
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shared") as bg:
+        # The accounts' workers are forked first (a fork copies no other thread); the shared
+        # blobs are written beside them (the accounts only need to know which digests the
+        # session stores itself, decided above).
+        with parts.workers(env, len(accounts), one) as run, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="shared") as bg:
             written = bg.submit(shared) if shared is not None else None
-            finished = parts.each(env, accounts, one, on_done, stop=sd.abort_requested)
+            finished = run(accounts, on_done, stop=sd.abort_requested, current=lambda: rec)
             if written is not None:
                 written.result()
         if not finished:

@@ -29,7 +29,7 @@ import shutil
 import threading
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pyarrow as pa
@@ -94,6 +94,10 @@ class BlobStats:
     linked_bytes: int = 0
     referenced: int = 0  # stored already in this session
 
+    def add(self, other: BlobStats) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
     def as_dict(self) -> dict[str, int]:
         return {"blobsWritten": self.written, "blobBytesWritten": self.written_bytes,
                 "blobsLinked": self.linked, "blobBytesLinked": self.linked_bytes,
@@ -123,9 +127,11 @@ def _zip_members(path: Path) -> tuple[set[str], int] | None:
 
 @dataclass
 class SessionBlobs:
-    """The blob containers of one session being written under `root`. Safe to use from the
-    session's worker threads: which container holds a digest is decided under a lock, before
-    the container is written, so a digest two accounts hold is stored by one of them."""
+    """The blob containers of one session being written under `root`. Safe to use from
+    threads: which container holds a digest is decided under a lock, before the container is
+    written, so a digest two accounts hold is stored by one of them. A forked worker has a
+    copy: the shared blobs are placed before the fork, and what an account stores is counted
+    in the `BlobStats` its call returns, which the session adds to `stats`."""
 
     root: Path
     mode: str
@@ -136,25 +142,26 @@ class SessionBlobs:
     def __post_init__(self) -> None:
         check_mode(self.mode)
 
-    def _count(self, written: bool, members: Sequence[BlobFile]) -> None:
-        with self._lock:
-            n, size = len(members), sum(m.size for m in members)
-            if written:
-                self.stats.written += n
-                self.stats.written_bytes += size
-            else:
-                self.stats.linked += n
-                self.stats.linked_bytes += size
+    @staticmethod
+    def _count(into: BlobStats, written: bool, members: Sequence[BlobFile]) -> None:
+        n, size = len(members), sum(m.size for m in members)
+        if written:
+            into.written += n
+            into.written_bytes += size
+        else:
+            into.linked += n
+            into.linked_bytes += size
 
     # -- containers ------------------------------------------------------------------------
-    def _pack(self, container: str, members: Sequence[BlobFile], prev: Path | None) -> None:
+    def _pack(self, container: str, members: Sequence[BlobFile], prev: Path | None,
+              into: BlobStats) -> None:
         dest = self.root / container
         dest.parent.mkdir(parents=True, exist_ok=True)
         if prev is not None:
             have = _zip_members(prev)
             if have is not None and have[0] == {m.digest for m in members} \
                     and have[1] == _COMPRESSION[self.mode] and _link(prev, dest):
-                return self._count(False, members)
+                return self._count(into, False, members)
         tmp = dest.with_name(f".{dest.name}.tmp")
         with zipfile.ZipFile(tmp, "w", compression=_COMPRESSION[self.mode],
                              allowZip64=True) as z:
@@ -165,15 +172,16 @@ class SessionBlobs:
                 info.compress_type = _COMPRESSION[self.mode]
                 z.writestr(info, data)
         os.replace(tmp, dest)  # made durable with the whole session (syncfs)
-        self._count(True, members)
+        self._count(into, True, members)
 
-    def _plain(self, container: str, m: BlobFile, prev: Path | None) -> None:
+    def _plain(self, container: str, m: BlobFile, prev: Path | None,
+               into: BlobStats) -> None:
         dest = self.root / container
         dest.parent.mkdir(parents=True, exist_ok=True)
         if prev is not None and prev.is_file() and _link(prev, dest):
-            return self._count(False, [m])
+            return self._count(into, False, [m])
         shutil.copyfile(m.source, dest)
-        self._count(True, [m])
+        self._count(into, True, [m])
 
     def _place(self, folder: str, members: Sequence[BlobFile],
                k: int) -> dict[str, list[BlobFile]]:
@@ -187,14 +195,21 @@ class SessionBlobs:
             self.where[m.digest] = c
         return out
 
-    def _write(self, placed: dict[str, list[BlobFile]], previous: Path | None) -> None:
+    def _write(self, placed: dict[str, list[BlobFile]], previous: Path | None) -> BlobStats:
         """Write each container, linking what equals the same place in `previous`."""
+        counted = BlobStats()
         for c, ms in sorted(placed.items()):
             prev = previous / c if previous is not None else None
             if self.mode == "noZip":
-                self._plain(c, ms[0], prev)
+                self._plain(c, ms[0], prev, counted)
             else:
-                self._pack(c, ms, prev)
+                self._pack(c, ms, prev, counted)
+        return counted
+
+    def add(self, counted: BlobStats) -> None:
+        """Count what a call stored into the session's `stats`."""
+        with self._lock:
+            self.stats.add(counted)
 
     # -- the session's shared blobs and each account's ---------------------------------------
     def store_shared(self, candidates: Iterable[tuple[str, Sequence[Path]]],
@@ -216,28 +231,31 @@ class SessionBlobs:
             placed = self._place("blobs", members, bucket_count(sum(m.size for m in members)))
 
         def write() -> int:
-            self._write(placed, previous)
+            self.add(self._write(placed, previous))
             return len(members)
 
         return write
 
     def store_account(self, account_rel: str, files: Sequence[BlobFile],
-                      previous: Path | None = None) -> tuple[list[BlobRef], int]:
+                      previous: Path | None = None) -> tuple[list[BlobRef], int, BlobStats]:
         """Store one account's blob files (`previous`: the session folder of its last full
-        backup); returns its manifest rows and bucket count."""
+        backup); returns its manifest rows, bucket count and what it stored (not yet in
+        `stats`: the caller adds it)."""
         fresh: dict[str, BlobFile] = {}
+        referenced = 0
         with self._lock:
             for f in files:
                 if f.digest in self.where:
-                    self.stats.referenced += 1
+                    referenced += 1
                 else:
                     fresh.setdefault(f.digest, f)
             members = sorted(fresh.values(), key=lambda m: m.digest)
             k = bucket_count(sum(m.size for m in members))
             placed = self._place(f"{account_rel}/blobs", members, k)
             refs = [BlobRef(f.path, f.digest, self.where[f.digest], f.size) for f in files]
-        self._write(placed, previous)
-        return refs, k
+        counted = self._write(placed, previous)
+        counted.referenced = referenced
+        return refs, k, counted
 
 
 def write_manifest(folder: Path, refs: Sequence[BlobRef]) -> None:

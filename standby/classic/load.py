@@ -24,7 +24,7 @@ from typing import Any
 import pymysql
 
 from standby.classic import blobpack, dbdump, localconfig
-from standby.classic.accounts import IMAGE_MAX, INDEX_MEMBER
+from standby.classic.accounts import IMAGE_MAX, INDEX_MEMBER, MAILBOX_TABLES
 from standby.classic.env import Env
 from standby.classic.target import SessionInfo, account_relpath
 from standby.classic.xmlfiles import AccountMeta
@@ -71,11 +71,16 @@ def load(env: Env, conn: Any, containers: blobpack.Containers, step: Step, m: in
         cur = conn.cursor()
         for t in ("tagged_item", "tag", "tombstone", "revision", "mail_item"):
             cur.execute(f"DELETE FROM {g_dst}.{t} WHERE mailbox_id = %s", (m,))
+        for t in MAILBOX_TABLES:
+            cur.execute(f"DELETE FROM zimbra.{t} WHERE mailbox_id = %s", (m,))
         cur.execute("DELETE FROM zimbra.mailbox WHERE id = %s", (m,))
         cur.execute("DELETE FROM zimbra.deleted_account WHERE mailbox_id = %s", (m,))
         dbdump.load(cur, db_dir, schema.ZIMBRA_DB, "mailbox", override={
             "id": m, "group_id": schema.group_of(m, site.groups), "account_id": account_id})
         rows = {(d.database, d.table): d.rows for d in dbdump.read_schema(db_dir)}
+        for t in MAILBOX_TABLES:  # absent from a backup taken before they were saved
+            if rows.get((schema.ZIMBRA_DB, t)):
+                dbdump.load(cur, db_dir, schema.ZIMBRA_DB, t, override={"mailbox_id": m})
         for t in schema.GROUP_TABLE_COLUMNS:
             if rows.get((g_src, t), 1):  # an empty table's dump is not read
                 dbdump.load(cur, db_dir, g_src, t, into=f"{g_dst}.{t}",

@@ -347,8 +347,7 @@ def run(env: Env, req: Request, *, online: bool) -> Outcome:
                 undeleted.add(job.step.meta.mailbox_id)
 
         pool.each(todo(), work, done, workers=min(env.workers, len(p.steps)),
-                  open_context=lambda: _Worker(site), close_context=_Worker.close,
-                  name="restore")
+                  open_context=lambda: _Worker(site), close_context=_Worker.close)
         loaded.sort(key=lambda x: x[0])
         steps = [(step, m, acct) for _i, step, m, acct in loaded]
         if loaded and not req.full_only:

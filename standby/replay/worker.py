@@ -37,6 +37,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
+from standby._process import die_with_parent
 from standby.redolog.ops import (
     TYPE_MESSAGE,
     CopyItem,
@@ -770,21 +771,6 @@ def _discard(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
-
-
-def die_with_parent(parent: int) -> None:
-    """Ask the kernel to SIGKILL this process when `parent` dies (Linux), so a killed replay
-    or catch-up leaves no worker writing behind it."""
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # it died before the request took effect
-        os._exit(1)
 
 
 def serve(cfg: WorkerConfig, conn: Connection, parent: int = 0) -> None:
