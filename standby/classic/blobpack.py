@@ -33,8 +33,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from standby.classic import dbdump
 from standby.errors import FormatError, UsageError
 
 ZIP_MODES = ("zipStore", "zip", "noZip")
@@ -264,16 +264,13 @@ def write_manifest(folder: Path, refs: Sequence[BlobRef]) -> None:
                                 "digest": [r.digest for r in refs],
                                 "container": [r.container for r in refs],
                                 "size": [r.size for r in refs]}, schema=_MANIFEST_SCHEMA)
-    tmp = folder / f".{MANIFEST}.tmp"
-    with open(tmp, "wb") as f:  # closed even when the disk fills half-way
-        pq.write_table(tbl, f)
-    os.replace(tmp, folder / MANIFEST)
+    dbdump.write_parquet(folder / MANIFEST, tbl)
 
 
 def read_manifest(folder: Path) -> list[BlobRef]:
     p = folder / MANIFEST
     try:
-        tbl = pq.ParquetFile(p).read()  # lighter than read_table for many small files
+        tbl = dbdump.read_parquet(p)
     except FileNotFoundError:
         return []
     except pa.ArrowInvalid as e:
