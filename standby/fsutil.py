@@ -9,8 +9,10 @@ catalog state, crontabs, units, configurations) goes through it.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -82,3 +84,15 @@ def flock_held(path: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """`dst` as the same file as `src` (a hard link), or a copy of it where a link cannot be
+    made (another file system, a file system without links); its folder made first."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+        shutil.copy2(src, dst)

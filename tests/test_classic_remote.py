@@ -4,9 +4,12 @@ work from the bucket alone; a damaged object is refused; `-del` removes the buck
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 import subprocess
 import sys
+import tarfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from standby.classic import backup, remote, restore
 from standby.classic import env as env_mod
 from standby.classic.env import Env
 from standby.errors import IntegrityError
+from standby.transfer import codec
 from standby.store.loadgen import run as loadgen
 from standby.store.site import Site
 from tests.classic_util import Outbox, digests, load_running
@@ -125,3 +129,76 @@ def test_a_zfs_url_is_not_a_backup_target(make_store: Any, tmp_path: Path) -> No
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "zfs and btrfs targets receive snapshots" in r.stderr
     assert not (h.settings.state_dir / "backup-cache").exists()
+
+
+def test_a_second_full_sends_no_unchanged_container_again(
+        make_store: Any, moto: MotoServer, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two full backups of unchanged data into a bucket: the second session's stream carries
+    none of its blob containers (each is a link to the first's, named in its sums); with the
+    first session deleted (-del) and the local copy lost, the second still restores — the
+    first's data stays in the bucket while linked, and leaves with the last session linking
+    to it."""
+    aws_env(monkeypatch)
+    bucket = f"sb-{uuid.uuid4().hex[:12]}"
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    h = make_store("primary", sections={
+        "target": {"endpoint_url": moto.url, "region": "us-east-1",
+                   "encryption_key": ENC_KEY, "part_size_mb": 5}})
+    h.start()
+    url = f"s3://{bucket}/backups"
+    env = _env(h, url, s3)
+    assert env.remote is not None
+    r = loadgen(h.settings.store_socket, accounts=ACCOUNTS, ops=150, seed=31, workers=2)
+    assert r.errors == 0, r.error_samples
+    (first,) = backup.run(env, backup.Request("full")).sessions
+    (second,) = backup.run(env, backup.Request("full")).sessions
+    assert second.stats["blobBytesWritten"] == 0 and second.stats["blobBytesLinked"] > 0
+
+    def members(label: str) -> tuple[dict[str, Any], list[str]]:
+        objects = _keys(s3, bucket)
+        key = env.remote.key if env.remote is not None else None
+
+        def plain(name: str) -> bytes:
+            k = next(k for k in objects if k.endswith(f"/sessions/{label}/{name}.sbx"))
+            return codec.decode(objects[k], key=key, encrypted=True, what=k)
+
+        with tarfile.open(fileobj=io.BytesIO(plain(remote.DATA))) as tar:
+            names = tar.getnames()
+        return json.loads(plain(remote.SUMS)), names
+
+    containers = sorted(str(p.relative_to(env.target.session_dir(second.label)))
+                        for p in env.target.session_dir(second.label).rglob("*.zip")
+                        if "blobs" in p.parts)
+    assert containers
+    sums1, sent1 = members(first.label)
+    sums2, sent2 = members(second.label)
+    assert remote.LINKS not in sums1 and set(containers) <= set(sent1)
+    assert not set(containers) & set(sent2)  # no container sent again
+    assert sorted(sums2[remote.LINKS]) == containers
+    assert all(origin[0] == first.label for origin in sums2[remote.LINKS].values())
+
+    # -del the first session: its record leaves the bucket, its data stays (linked to).
+    d = subprocess.run([str(BIN / "zmbackup"), "-del", first.label, "-t", url,
+                        "-c", str(h.cfg)], capture_output=True, text=True, timeout=300)
+    assert d.returncode == 0, d.stderr
+    left = _keys(s3, bucket)
+    assert not any(f"/sessions/{first.label}/session.xml" in k for k in left)
+    assert any(f"/sessions/{first.label}/data.tar" in k for k in left)
+
+    # The local copy lost, one account wrecked and restored from the second session alone.
+    total, before = digests(h)
+    shutil.rmtree(env.target.root)
+    victim = sorted(a.email for a in env.site.directory.accounts())[0]
+    _wreck(env, victim)
+    env2 = _env(h, url, s3)
+    out = restore.run(env2, restore.Request(accounts=(victim,), full_only=True), online=True)
+    assert out.restored == [victim] and not out.failed
+    assert digests(h) == (total, before)
+
+    # The last session deleted: nothing links to the first's data any more, and all leave.
+    d = subprocess.run([str(BIN / "zmbackup"), "-del", second.label, "-t", url,
+                        "-c", str(h.cfg)], capture_output=True, text=True, timeout=300)
+    assert d.returncode == 0, d.stderr
+    assert not any("/sessions/" in k for k in _keys(s3, bucket))

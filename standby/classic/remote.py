@@ -32,6 +32,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from standby import fsutil
 from standby import log as slog
@@ -45,6 +46,7 @@ from standby.transfer.objects import ObjectWriter
 ROOT = "classic"
 STUB = ".remote"  # in a session folder holding only its session.xml
 INDEX, DATA, SUMS = "index.json", "data.tar", "sums.json"
+LINKS = "links"  # in sums.json: path -> [label, path] of a file sent with an earlier session
 _EXTS = (".zst", ".sbx")
 
 
@@ -154,28 +156,63 @@ class Remote:
             if self.is_stub(label):
                 self._fetch(label)
 
-    def _fetch(self, label: str) -> None:
-        t = self.local
+    def _sums(self, label: str) -> dict[str, Any]:
         try:
-            sums = json.loads(self._get(self._key("sessions", label, SUMS)))
-            index = tarstream.Index.from_json(
-                b"".join(self._plain(self._key("sessions", label, INDEX), *sums[INDEX])),
-                where=f"{self.url} session {label} {INDEX}")
+            sums: dict[str, Any] = json.loads(self._get(self._key("sessions", label, SUMS)))
         except NotFound:
             raise NotFound(f"the data of session {label} is missing at {self.url}",
                            hint="restore from another session") from None
-        except (ValueError, KeyError, TypeError) as e:
+        except ValueError as e:
             raise FormatError(f"{self.url}: the sums of session {label} are unreadable: {e}") \
                 from e
+        return sums
+
+    def _extract(self, label: str, dest: Path) -> tarstream.Index:
+        """The session's data from the store into the new folder `dest`, checked against its
+        index: its own stream, and the files it links to in earlier sessions' streams."""
+        sums = self._sums(label)
+        try:
+            index = tarstream.Index.from_json(
+                b"".join(self._plain(self._key("sessions", label, INDEX), *sums[INDEX])),
+                where=f"{self.url} session {label} {INDEX}")
+            data, links = sums[DATA], sums.get(LINKS, {})
+        except (KeyError, TypeError) as e:
+            raise FormatError(f"{self.url}: the sums of session {label} are unreadable: {e}") \
+                from e
+        tarstream.apply(dest, self._plain(self._key("sessions", label, DATA), *data), index,
+                        incremental=False)
+        self._borrow(dest, links)
+        problems = tarstream.check_applied(dest, index)
+        if problems:
+            raise IntegrityError(f"session {label} from {self.url} does not match its "
+                                 f"index: {'; '.join(problems[:5])}")
+        return index
+
+    def _borrow(self, dest: Path, links: dict[str, list[str]]) -> None:
+        """Each linked file into `dest`, from the local copy of the session that holds it when
+        that copy is whole, else from that session's data in the store."""
+        by_label: dict[str, list[tuple[str, str]]] = {}
+        for path, (label, there) in links.items():
+            by_label.setdefault(label, []).append((path, there))
+        for label, files in sorted(by_label.items()):
+            src = self.local.session_dir(label)
+            scratch = self.local.tmp_dir / f".borrow-{dest.name}-{label}"
+            shutil.rmtree(scratch, ignore_errors=True)
+            try:
+                if not src.is_dir() or self.is_stub(label):
+                    self._extract(label, scratch)
+                    src = scratch
+                for path, there in files:
+                    fsutil.link_or_copy(src / there, dest / path)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _fetch(self, label: str) -> None:
+        t = self.local
         tmp = t.tmp_dir / f".fetch-{label}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            tarstream.apply(tmp, self._plain(self._key("sessions", label, DATA), *sums[DATA]),
-                            index, incremental=False)
-            problems = tarstream.check_applied(tmp, index)
-            if problems:
-                raise IntegrityError(f"session {label} from {self.url} does not match its "
-                                     f"index: {'; '.join(problems[:5])}")
+            index = self._extract(label, tmp)
             d = t.session_dir(label)
             old = t.tmp_dir / f".stale-{label}"
             os.rename(d, old)
@@ -196,7 +233,7 @@ class Remote:
         for i in t.sessions():
             label = str(i.label)
             if i.finished and label not in sent and not self.is_stub(label):
-                self._send_session(label, i.path)
+                self._send_session(label, i.path, sent)
                 sent.add(label)
         for folder, local in (("redologs", t.redologs_dir), ("mysql", t.mysql_dir)):
             there = self._names(listing, folder)
@@ -218,14 +255,49 @@ class Remote:
                 out.add(label)
         return out
 
-    def _send_session(self, label: str, d: Path) -> None:
+    def _send_session(self, label: str, d: Path, sent: set[str]) -> None:
+        """The session's index, its data and its sums, then its record. A file that is a link
+        to one of an earlier session the store holds (an unchanged blob container of the last
+        full backup) is not sent again: the sums name where it is."""
         index = tarstream.scan(d)
-        sums = {INDEX: self._send(self._key("sessions", label, INDEX), [index.to_json()]),
-                DATA: self._send(self._key("sessions", label, DATA),
-                                 tarstream.tar_chunks(d, index.entries))}
+        links = self._links_into(d, sent - {label})
+        sums: dict[str, Any] = {
+            INDEX: self._send(self._key("sessions", label, INDEX), [index.to_json()]),
+            DATA: self._send(self._key("sessions", label, DATA), tarstream.tar_chunks(
+                d, [e for e in index.entries if e.path not in links]))}
+        if links:
+            sums[LINKS] = links
         self._put(self._key("sessions", label, SUMS), json.dumps(sums).encode())
         self._put(self._key("sessions", label, SESSION_XML), (d / SESSION_XML).read_bytes())
-        self.log.info("backup_session_sent", label=label, files=len(index.entries))
+        self.log.info("backup_session_sent", label=label, files=len(index.entries),
+                      linked=len(links))
+
+    def _links_into(self, d: Path, sent: set[str]) -> dict[str, list[str]]:
+        """path -> [label, path] for each file of the folder `d` that is the same file (a hard
+        link) as one of a whole local session the store holds, named where its bytes were
+        sent (a linked file's own origin)."""
+        shared = {}
+        for p in _files(d):
+            st = os.stat(d / p)
+            if st.st_nlink > 1:
+                shared[(st.st_dev, st.st_ino)] = p
+        if not shared:
+            return {}
+        out: dict[str, list[str]] = {}
+        for i in self.local.sessions():
+            label = str(i.label)
+            if label not in sent or self.is_stub(label) or i.path == d:
+                continue
+            origins: dict[str, list[str]] | None = None
+            for p in _files(i.path):
+                st = os.stat(i.path / p)
+                mine = shared.get((st.st_dev, st.st_ino))
+                if mine is None or mine in out:
+                    continue
+                if origins is None:
+                    origins = self._sums(label).get(LINKS, {})
+                out[mine] = list(origins.get(p, [label, p]))
+        return out
 
     def trim(self, sent: set[str]) -> None:
         """Cut the sessions older than the newest full one back to stubs, those the store
@@ -252,10 +324,26 @@ class Remote:
         head = f"{ROOT}/sessions/"
         gone = [k for k in listing if k.startswith(head)
                 and k[len(head):].partition("/")[0] not in here]
+        # The data of a session gone that a session kept links to stays (without its record,
+        # the session is no longer listed), until no session links to it.
+        linked = {origin[0] for label in self._sessions(listing) & here
+                  for origin in self._sums(label).get(LINKS, {}).values()}
         # A session's record first: the store never lists a session whose data is gone.
         for k in sorted(gone, key=lambda k: SESSION_XML not in k.rsplit("/", 1)[-1]):
-            self.store.delete(k)
+            record = k.rsplit("/", 1)[-1].startswith(SESSION_XML)
+            if record or k[len(head):].partition("/")[0] not in linked:
+                self.store.delete(k)
         logs = redo.in_dir(t.redologs_dir)
         for name, k in self._names(listing, "redologs").items():
             if name not in logs:
                 self.store.delete(k)
+
+
+def _files(root: Path) -> Iterator[str]:
+    """The regular files under `root`, as "/"-separated relative paths."""
+    for dirpath, _dirs, names in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for n in names:
+            p = os.path.join(dirpath, n)
+            if os.path.isfile(p) and not os.path.islink(p):
+                yield n if rel == "." else f"{rel.replace(os.sep, '/')}/{n}"
