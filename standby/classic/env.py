@@ -46,7 +46,7 @@ class Env:
     # Ask the running store to roll its redo log over (None when no store runs).
     rollover: Callable[[], object] | None = None
     mailer: Mailer | None = None
-    workers: int = 2  # accounts a full session backs up at a time (each waits on MariaDB and disks)
+    workers: int = 2  # accounts backed up or restored at a time, each in a worker process
     # The object store behind `target` when -t is an s3:// URL (`target` is then its local copy).
     remote: Remote | None = None
     log: Any = field(default_factory=lambda: slog.get("standby.classic"))

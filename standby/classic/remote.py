@@ -9,7 +9,8 @@ store's prefix for this server:
     classic/accounts.xml<ext>
     classic/sessions/<label>/index.json<ext>     the session folder's file index (tarstream)
     classic/sessions/<label>/data.tar<ext>       the session folder as one tar stream
-    classic/sessions/<label>/sums.json<ext>      stored size and sha256 of the two above
+    classic/sessions/<label>/sums.json<ext>      stored size and sha256 of the two above, and
+                                                 the files sent with an earlier session
     classic/sessions/<label>/session.xml<ext>    its record, written last
     classic/redologs/<name><ext>  classic/mysql/<name><ext>
 
@@ -22,7 +23,10 @@ whole, so the store never lists a session whose data is missing; accounts.xml on
 sessions it names. A fetched session is extracted into `sessions_tmp/` and checked against its
 sums before it replaces its stub, so a half-fetched session is never taken for a whole one.
 Once sent, sessions older than the newest full one are cut back to stubs locally (the newest
-full stays whole: the next full links its unchanged containers).
+full stays whole: the next full links its unchanged containers). A file of a session that is a
+link to a file of an earlier session the store holds is not sent again: the session's sums
+name that file (at its origin: the session whose stream carries its bytes), a fetch takes it
+from there, and a session's data stays in the store while a session kept links to it.
 """
 
 from __future__ import annotations
