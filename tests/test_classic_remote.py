@@ -37,6 +37,25 @@ def _env(h: Any, url: str, s3: Any) -> Env:
     return env_mod.build(Site.open(h.settings), target=url, mailer=Outbox(), s3=lambda: s3)
 
 
+def _bucket_and_store(make_store: Any, moto: MotoServer, monkeypatch: pytest.MonkeyPatch,
+                      redolog: dict[str, Any]) -> tuple[Any, Any, str, str, Env]:
+    """A new bucket, a running store whose [target] is that bucket (encrypted), and an Env
+    backing up into it: (store, client, bucket, URL, env)."""
+    aws_env(monkeypatch)
+    bucket = f"sb-{uuid.uuid4().hex[:12]}"
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    h = make_store("primary", sections={
+        "redolog": redolog,
+        "target": {"endpoint_url": moto.url, "region": "us-east-1",
+                   "encryption_key": ENC_KEY, "part_size_mb": 5}})
+    h.start()
+    url = f"s3://{bucket}/backups"
+    env = _env(h, url, s3)
+    assert env.remote is not None
+    return h, s3, bucket, url, env
+
+
 def _keys(s3: Any, bucket: str) -> dict[str, bytes]:
     out = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -47,18 +66,8 @@ def _keys(s3: Any, bucket: str) -> dict[str, bytes]:
 
 def test_backups_in_a_bucket(make_store: Any, moto: MotoServer, tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch) -> None:
-    aws_env(monkeypatch)
-    bucket = f"sb-{uuid.uuid4().hex[:12]}"
-    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
-    s3.create_bucket(Bucket=bucket)
-    h = make_store("primary", sections={
-        "redolog": {"rollover_size_kb": 128},
-        "target": {"endpoint_url": moto.url, "region": "us-east-1",
-                   "encryption_key": ENC_KEY, "part_size_mb": 5}})
-    h.start()
-    url = f"s3://{bucket}/backups"
-    env = _env(h, url, s3)
-    assert env.remote is not None
+    h, s3, bucket, url, env = _bucket_and_store(make_store, moto, monkeypatch,
+                                                {"rollover_size_kb": 128})
     first = loadgen(h.settings.store_socket, accounts=ACCOUNTS, ops=200, seed=21, workers=2)
     assert first.errors == 0, first.error_samples
     with load_running(h, accounts=ACCOUNTS, seed=22):
@@ -139,17 +148,7 @@ def test_a_second_full_sends_no_unchanged_container_again(
     first session deleted (-del) and the local copy lost, the second still restores — the
     first's data stays in the bucket while linked, and leaves with the last session linking
     to it."""
-    aws_env(monkeypatch)
-    bucket = f"sb-{uuid.uuid4().hex[:12]}"
-    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
-    s3.create_bucket(Bucket=bucket)
-    h = make_store("primary", sections={
-        "target": {"endpoint_url": moto.url, "region": "us-east-1",
-                   "encryption_key": ENC_KEY, "part_size_mb": 5}})
-    h.start()
-    url = f"s3://{bucket}/backups"
-    env = _env(h, url, s3)
-    assert env.remote is not None
+    h, s3, bucket, url, env = _bucket_and_store(make_store, moto, monkeypatch, {})
     r = loadgen(h.settings.store_socket, accounts=ACCOUNTS, ops=150, seed=31, workers=2)
     assert r.errors == 0, r.error_samples
     (first,) = backup.run(env, backup.Request("full")).sessions
