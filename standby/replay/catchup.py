@@ -18,7 +18,7 @@ Invariants:
 - the volume's marker (`CATCHUP_MARKER`) is removed only by a run over every mailbox that left
   nothing pending. The catch-up refuses to run while a replay is running or was interrupted.
 
-`run` spreads mailboxes over one worker process per core (largest backlog first); with
+`run` spreads mailboxes over one worker process per core (largest index first); with
 `priority="idle"` (the store service's background catch-up) the workers run at the lowest CPU
 priority (nice 19 and `SCHED_IDLE`), so the store's own requests always come first.
 The single-mailbox step, `store.index.catch_up_mailbox`, is also what a search on a mailbox that
@@ -33,11 +33,13 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing import util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from standby._process import forking
+from standby._process import die_with_parent, forking
 from standby import log as slog
 from standby.errors import StandbyError, StateConflict
 from standby.store.blobs import BlobStore
@@ -92,31 +94,40 @@ _W: dict[str, Any] = {}
 
 def _init_worker(index_root: str, blob_root: str, compress: bool, threshold: int,
                  priority: Priority, parent: int, batch: int) -> None:
-    from standby.replay.worker import die_with_parent
-
     die_with_parent(parent)
     if priority == "idle":
         lower_priority()
-    _W["index"] = IndexStore(Path(index_root), cache_size=8)
+    # Indexes stay open until this worker closes them in its own thread: closing a WAL database
+    # checkpoints it (a copy and an fsync), which then overlaps the next mailbox's parsing. The
+    # closes still queued when the pool is closed are finished before the worker exits.
+    _W["index"] = IndexStore(Path(index_root), cache_size=1 << 30)
+    _W["closer"] = closer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="closer")
+    util.Finalize(None, closer.shutdown, exitpriority=10)
     _W["blobs"] = BlobStore(Path(blob_root), compress=compress, threshold=threshold)
     _W["batch"] = batch
 
 
-def _work(m: int) -> MailboxCatchup | tuple[int, str]:
-    """One mailbox caught up, or (mailbox, error) if its index cannot be read or written. A
-    running store holding the index's write lock a moment too long is waited for, twice."""
+def _work(m: int) -> tuple[MailboxCatchup, int] | tuple[int, str]:
+    """One mailbox caught up, with the documents it still lacks (those whose blob is missing),
+    or (mailbox, error) if its index cannot be read or written. A running store holding the
+    index's write lock a moment too long is waited for, twice."""
     index: IndexStore = _W["index"]
     for attempt in range(3):
         try:
             with index.use(m, create=False) as idx:
                 if idx is None:
-                    return MailboxCatchup(m)
-                return catch_up_mailbox(idx, _W["blobs"], m, batch=_W["batch"])
+                    return MailboxCatchup(m), 0
+                mc = catch_up_mailbox(idx, _W["blobs"], m, batch=_W["batch"])
+                left = idx.pending_count()
+            _W["closer"].submit(index.close_one, m)
+            return mc, left
         except sqlite3.OperationalError as e:
+            index.close_one(m)
             if "locked" not in str(e) and "busy" not in str(e) or attempt == 2:
                 return m, f"mailbox {m}: its index: {e}"
             time.sleep(1.0)
         except sqlite3.DatabaseError as e:  # corrupt, not a database, ...
+            index.close_one(m)
             return m, f"mailbox {m}: its index: {e}"
     return m, f"mailbox {m}: its index stayed locked"
 
@@ -135,35 +146,43 @@ def run(site: Site, *, mailbox_ids: Iterable[int] | None = None, workers: int = 
     s = site.settings
     t0 = time.perf_counter()
     everything = mailbox_ids is None
-    backlog = site.index.pending_counts(None if everything else mailbox_ids)
+    ids = site.index.mailbox_ids() if everything else sorted(set(mailbox_ids or ()))
     site.index.close()
     res = CatchupResult(priority=priority)
-    order = sorted(backlog, key=lambda m: (-backlog[m], m))  # largest first: even finish
+    # Largest index first, so the workers finish together; each worker counts what it finds
+    # (opening every index here first would be a serial pass over the volume).
+    order = sorted(ids, key=lambda m: (-site.index.size(m), m))
     res.workers = max(1, min(workers or os.cpu_count() or 1, len(order) or 1))
-    log.info("catchup_start", mailboxes=len(order), documents=sum(backlog.values()),
-             workers=res.workers, priority=priority)
+    log.info("catchup_start", mailboxes=len(order), workers=res.workers, priority=priority)
     if order:
         args = (str(s.volumes.index.path), str(s.volumes.blob.path), s.store.compress_blobs,
                 s.store.compression_threshold, priority, os.getpid(), batch)
         with forking() as ctx:
             pool = ctx.Pool(res.workers, initializer=_init_worker, initargs=args)
-        with pool:
-            for done, mc in enumerate(pool.imap_unordered(_work, order), start=1):
-                if isinstance(mc, tuple):
-                    res.errors.append(mc[1])
+        try:
+            for done, got in enumerate(pool.imap_unordered(_work, order), start=1):
+                if isinstance(got[0], int):
+                    res.errors.append(str(got[1]))
                     continue
-                res.mailboxes += 1
+                mc, left = got
+                assert isinstance(mc, MailboxCatchup) and isinstance(left, int)
+                if mc.documents or mc.missing or left:
+                    res.mailboxes += 1
                 res.documents += mc.documents
                 res.cpu_seconds += mc.cpu_seconds
                 res.missing += [f"mailbox {mc.mailbox_id} item {i}: blob missing"
                                 for i in mc.missing]
+                if left:
+                    res.behind[mc.mailbox_id] = left
                 if progress:
                     progress(done, len(order))
-    res.behind = site.index.pending_counts(None if everything else order)
-    if everything and not res.behind:
+            pool.close()  # the workers finish their closes and exit
+            pool.join()
+        finally:
+            pool.terminate()
+    if everything and not res.behind and not res.errors:
         site.index.clear_behind()
         res.marker_cleared = True
-    site.index.close()
     res.seconds = time.perf_counter() - t0
     log.info("catchup_done", documents=res.documents, seconds=round(res.seconds, 3),
              behind=len(res.behind), missing=len(res.missing))
@@ -184,8 +203,6 @@ def main(argv: list[str] | None = None) -> int:
     log = slog.get("standby.replay.catchup")
     try:
         if args.parent:
-            from standby.replay.worker import die_with_parent
-
             die_with_parent(args.parent)
         s = settings_mod.load(args.config)
         slog.configure("json", s.log.level)

@@ -195,7 +195,7 @@ class _Deferred(IndexOverlay):
         self.pending: dict[int, tuple[Doc | None, Callable[[], MessageFields] | None]] = {}
 
     def _item(self, item_id: int, type: int, folder_id: int, mod_content: int) -> None:
-        if not self.fresh:
+        if not self.fresh and self.idx.listed(item_id):
             self.db.execute("DELETE FROM docs WHERE rowid = ?", (item_id,))
             self.db.execute("DELETE FROM pending WHERE id = ?", (item_id,))
         self.db.execute("INSERT OR REPLACE INTO items (id, type, folder_id, mod_content)"
@@ -621,15 +621,18 @@ class Worker:
                       ) -> tuple[dict[int, bool], list[Future[None]]]:
         """Which of the chunk's mailboxes had an index before it, and jobs opening (creating,
         for a mailbox created in the chunk) their indexes in the blob threads while the chunk
-        is folded: a new SQLite database in WAL mode costs an fsync, an open a few reads."""
+        is folded: a new SQLite database in WAL mode costs an fsync, an open a few reads, and
+        the first commit to a WAL two more (`MailboxIndex.start_wal`)."""
         existed = {m: self.index.exists(m) for m in boxes}
         jobs = [self.io.submit(self._open_index, m) for m in sorted(boxes)
                 if existed[m] or any(t[0] == CreateMailbox.OPCODE for t in boxes[m])]
         return existed, jobs
 
     def _open_index(self, m: int) -> None:
-        with self.index.use(m, create=True):
-            pass  # it stays open in the cache (never evicted) for the index phase
+        with self.index.use(m, create=True) as idx:
+            # It stays open in the cache (never evicted) for the index phase, its WAL started.
+            assert idx is not None
+            idx.start_wal()
 
     def _index(self, m: int, ops: list[tuple[Op, int, int, Any]], stats: ChunkStats,
                exists: bool, said: _DbSaid) -> None:

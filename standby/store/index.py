@@ -110,6 +110,14 @@ class MailboxIndex:
     def close(self) -> None:
         self.db.close()
 
+    def start_wal(self) -> None:
+        """Pay the WAL's first sync now: SQLite syncs the WAL and its folder at the first
+        commit after the WAL starts afresh (as it does after every close), so a writer that
+        opens indexes ahead of using them does it there, with a write that changes nothing,
+        rather than at a commit on its critical path."""
+        v = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        self.db.execute(f"PRAGMA user_version = {v}")
+
     # -- transactions -----------------------------------------------------------------------
     def begin(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")
@@ -164,9 +172,23 @@ class MailboxIndex:
 
     def remove(self, ids: Iterable[int]) -> None:
         rows = [(i,) for i in ids]
-        self.db.executemany("DELETE FROM docs WHERE rowid = ?", rows)
+        # FTS5 deletes only for the items that have a document: listed, and not pending (the
+        # invariants), 500 ids a query.
+        indexed: list[tuple[int]] = []
+        for part in (rows[i:i + 500] for i in range(0, len(rows), 500)):
+            q = ",".join("?" * len(part))
+            indexed += self.db.execute(
+                f"SELECT id FROM items WHERE id IN ({q}) AND id NOT IN (SELECT id FROM pending"
+                f" WHERE id IN ({q}))", [r[0] for r in part] * 2).fetchall()
+        self.db.executemany("DELETE FROM docs WHERE rowid = ?", indexed)
         self.db.executemany("DELETE FROM pending WHERE id = ?", rows)
         self.db.executemany("DELETE FROM items WHERE id = ?", rows)
+
+    def listed(self, item_id: int) -> bool:
+        """Whether the index has an items row for this id (without one it has no document and
+        no pending entry: the invariants)."""
+        return self.db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() \
+            is not None
 
     def wipe(self) -> None:
         """Every document, item and folder gone, and the index marked as a deleted mailbox's."""
@@ -338,6 +360,16 @@ class IndexStore:
 
     def exists(self, mailbox_id: int) -> bool:
         return self.path(mailbox_id).exists()
+
+    def size(self, mailbox_id: int) -> int:
+        """Bytes of a mailbox's index and its WAL (0 if it has none)."""
+        n = 0
+        for p in (self.path(mailbox_id), self.path(mailbox_id).with_name("index.sqlite-wal")):
+            try:
+                n += p.stat().st_size
+            except FileNotFoundError:
+                pass
+        return n
 
     @contextmanager
     def use(self, mailbox_id: int, *, create: bool = True) -> Iterator[MailboxIndex | None]:
