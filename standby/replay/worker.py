@@ -6,9 +6,9 @@ For each mailbox of a chunk, in the order the ops committed:
    first for all the chunk's mailboxes at once (`bulk.PrefetchedRows`); the changes of all its mailboxes are written in one transaction per chunk
    (`bulk.BulkWriter`);
 2. blobs: every message or contact blob the run leaves in the database is written if missing or
-   wrong; blobs of items created and deleted within the chunk are never written. The writes
-   run on while the next chunk is folded; the next chunk's blob garbage, and the end, wait for
-   them;
+   wrong; blobs of items created and deleted within the chunk are never written. A mailbox's
+   writes start once it is folded, while the rest of the chunk folds, and run on while the
+   next chunk is folded; the next chunk's blob garbage, and the end, wait for them;
 3. index: the ops run against the mailbox's SQLite index in one transaction, gated by its own
    change number; documents are inserted only for items still present at the end of the chunk,
    so a message created and deleted within it is never tokenized.
@@ -76,6 +76,9 @@ _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPN
                              errno.EBADF})
 
 P = TypeVar("P")
+
+# Threads per worker creating blob files: their time is mostly spent waiting in the kernel.
+BLOB_THREADS = 2
 
 # An op as the main process sends it: (opcode, change, tstamp, slot values, blob ref or None);
 # a ref is (file index, offset, length) of the message bytes inside a log file.
@@ -289,10 +292,13 @@ class Worker:
         # source's file is gone or was never written (a version replaced within the chunk)
         self.bodies: dict[tuple[int, str], tuple[tuple[int, int, int], int]] = {}
         self._kernel_copy = hasattr(os, "copy_file_range")
-        # Blob files in two threads (creation mostly waits in the kernel), the database load in
-        # its own (it mostly waits on MariaDB), so neither queues behind the other.
-        self.io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="replay-blobs")
+        # Blob files in BLOB_THREADS threads (a file's creation mostly waits in the kernel,
+        # for the journal or a folder's blocks), the database load in its own (it mostly waits
+        # on MariaDB), the chunk's indexes opened in another (a few reads and the WAL's first
+        # syncs), so none queues behind another.
+        self.io = ThreadPoolExecutor(max_workers=BLOB_THREADS, thread_name_prefix="replay-blobs")
         self.dbio = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-db")
+        self.opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-open")
         self.inflight: list[Future[tuple[Counter[str], float, float]]] = []
         self.blob_errors: list[str] = []  # appended by blob jobs, collected with them
         self.writing: dict[int, Future[tuple[Counter[str], float, float]]] = {}  # last chunk's
@@ -345,36 +351,40 @@ class Worker:
                      if m in states})
         all_changes = []
         work = []
+        # A mailbox's blobs are written as soon as its fold is done, in a small pool (file
+        # creation mostly waits in the kernel), while the next mailboxes fold: they depend on
+        # nothing later in the chunk. A copy may read its source's blob file: one the previous
+        # chunk's jobs may still be writing (its job for the mailbox goes first), or one this
+        # chunk's garbage removes (the garbage job waits for this chunk's writes).
+        writing: dict[int, Future[tuple[Counter[str], float, float]]] = {}
         for m, ops in built.items():
             stats.ops += len(ops)
             self.touched.add(m)
             ch, blobs_wanted, said = self._fold(m, ops, states.get(m), m in deleted, source,
                                                 stats)
             all_changes.append(ch)
-            work.append((m, ops, blobs_wanted, said))
+            work.append((m, ops, said))
+            if blobs_wanted:
+                writing[m] = self.io.submit(self._timed, self._blobs, m, blobs_wanted,
+                                            self.writing.get(m) if _copies(blobs_wanted)
+                                            else None)
         del built, source
         t1, c1 = tm(), cpu()
         stats.seconds["fold"] += t1 - t0
         stats.cpu["fold"] += c1 - c0
         # The three volumes are independent now: the database load runs in a thread (it mostly
-        # waits on MariaDB), blobs in a small pool (file creation mostly waits in the kernel),
-        # the index here. Threads release the GIL while they wait, so the waits overlap.
-        # Blob writes may run on into the next chunk's fold (which reads only the database):
-        # this chunk returns once its rows and index are committed. Its blob garbage waits for
-        # the previous chunk's blob writes, the only ones it could remove (garbage is always a
-        # blob of a row from before the chunk, never one the chunk writes).
+        # waits on MariaDB), blobs in their pool, the index here. Threads release the GIL while
+        # they wait, so the waits overlap. Blob writes may run on into the next chunk's fold
+        # (which reads only the database): this chunk returns once its rows and index are
+        # committed. Its blob garbage waits for the previous chunk's blob writes, the only ones
+        # it could remove (garbage is always a blob of a row from before the chunk, never one
+        # the chunk writes).
         before = self.writer.rows_loaded
         db_job = self.dbio.submit(self._timed, self.writer.write, all_changes)
-        # A copy may read its source's blob file: one the previous chunk's jobs may still be
-        # writing (its job for the mailbox goes first), or one this chunk's garbage removes
-        # (the garbage job waits for this chunk's writes).
-        writing = {m: self.io.submit(self._timed, self._blobs, m, wanted,
-                                     self.writing.get(m) if _copies(wanted) else None)
-                   for m, _ops, wanted, _s in work if wanted}
         blob_jobs = list(writing.values())
         for job in opening:
             job.result()
-        for m, ops, _, said in work:
+        for m, ops, said in work:
             self._index(m, ops, stats, existed[m], said)
         stats.seconds["index"] += tm() - t1
         stats.cpu["index"] += cpu() - c1
@@ -620,11 +630,11 @@ class Worker:
     def _open_indexes(self, boxes: dict[int, list[OpTuple]]
                       ) -> tuple[dict[int, bool], list[Future[None]]]:
         """Which of the chunk's mailboxes had an index before it, and jobs opening (creating,
-        for a mailbox created in the chunk) their indexes in the blob threads while the chunk
+        for a mailbox created in the chunk) their indexes in the opener thread while the chunk
         is folded: a new SQLite database in WAL mode costs an fsync, an open a few reads, and
         the first commit to a WAL two more (`MailboxIndex.start_wal`)."""
         existed = {m: self.index.exists(m) for m in boxes}
-        jobs = [self.io.submit(self._open_index, m) for m in sorted(boxes)
+        jobs = [self.opener.submit(self._open_index, m) for m in sorted(boxes)
                 if existed[m] or any(t[0] == CreateMailbox.OPCODE for t in boxes[m])]
         return existed, jobs
 
@@ -726,6 +736,7 @@ class Worker:
         self._collect(self.inflight, tail)
         self.io.shutdown()
         self.dbio.shutdown()
+        self.opener.shutdown()
         removed = self.effects.collect_garbage(self.conn, self.touched)
         behind = self.index.pending_counts(self.touched)
         t1 = tm()
