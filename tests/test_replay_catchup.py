@@ -390,6 +390,29 @@ def test_missing_blob_is_reported_and_the_mailbox_stays_behind(make_store,
         assert (Path(t.settings.volumes.index.path) / CATCHUP_MARKER).exists()
 
 
+def test_an_index_that_cannot_be_read_is_named_and_the_volume_stays_behind(
+        make_store, deferred: Deferred) -> None:
+    """The workers count what each mailbox still lacks; one whose index they cannot open is
+    named, counted as behind, and keeps the volume's marker (exit 1, not "complete")."""
+    with Lab(make_store) as lab:
+        t = _clone(lab, deferred, "unreadable")
+        behind = _pending(t)
+        m = max(behind)
+        index = IndexStore(Path(t.settings.volumes.index.path))
+        path = index.path(m)
+        for extra in ("-wal", "-shm"):
+            path.with_name(path.name + extra).unlink(missing_ok=True)
+        path.write_bytes(b"not a database " * 400)
+        r = standby_cli(t.cfg, "index", "catch-up", "--json")
+        assert r.rc == 1, r.describe()
+        r.assert_no_traceback()
+        d = r.summary
+        assert d["errors"] == 1 and f"mailbox {m}: its index" in d["error_samples"][0], d
+        assert d["complete"] is False and d["mailboxes_behind"] == 1 and not d["marker_cleared"]
+        assert d["documents"] == sum(n for k, n in behind.items() if k != m), d
+        assert (Path(t.settings.volumes.index.path) / CATCHUP_MARKER).exists()
+
+
 def test_catch_up_refuses_while_a_replay_is_unfinished(make_store, deferred: Deferred) -> None:
     with Lab(make_store) as lab:
         t = _clone(lab, deferred, "unfinished")

@@ -57,7 +57,7 @@ def catch_up(
     d = res.as_dict()
     if json_out:
         common.emit_json(d)
-    elif not res.mailboxes:
+    elif not res.mailboxes and not res.behind:
         common.emit("nothing to catch up: no documents are pending" +
                     (f" in mailbox {mailbox_id}" if mailbox_id is not None else ""))
     else:

@@ -59,7 +59,8 @@ class CatchupResult:
     workers: int = 0
     priority: str = "normal"
     cpu_seconds: float = 0.0
-    behind: dict[int, int] = field(default_factory=dict)  # mailbox -> still pending after
+    # mailbox -> documents still pending after (0 for an index that could not be read)
+    behind: dict[int, int] = field(default_factory=dict)
     marker_cleared: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -154,6 +155,7 @@ def run(site: Site, *, mailbox_ids: Iterable[int] | None = None, workers: int = 
     order = sorted(ids, key=lambda m: (-site.index.size(m), m))
     res.workers = max(1, min(workers or os.cpu_count() or 1, len(order) or 1))
     log.info("catchup_start", mailboxes=len(order), workers=res.workers, priority=priority)
+    failed: list[int] = []
     if order:
         args = (str(s.volumes.index.path), str(s.volumes.blob.path), s.store.compress_blobs,
                 s.store.compression_threshold, priority, os.getpid(), batch)
@@ -162,6 +164,7 @@ def run(site: Site, *, mailbox_ids: Iterable[int] | None = None, workers: int = 
         try:
             for done, got in enumerate(pool.imap_unordered(_work, order), start=1):
                 if isinstance(got[0], int):
+                    failed.append(got[0])
                     res.errors.append(str(got[1]))
                     continue
                 mc, left = got
@@ -180,7 +183,14 @@ def run(site: Site, *, mailbox_ids: Iterable[int] | None = None, workers: int = 
             pool.join()
         finally:
             pool.terminate()
-    if everything and not res.behind and not res.errors:
+    for m in failed:  # still behind, by what can be counted of an index the workers could not use
+        try:
+            res.behind[m] = site.index.pending_counts([m]).get(m, 0)
+        except sqlite3.DatabaseError:
+            res.behind[m] = 0
+        finally:
+            site.index.close()
+    if everything and not res.behind:
         site.index.clear_behind()
         res.marker_cleared = True
     res.seconds = time.perf_counter() - t0
