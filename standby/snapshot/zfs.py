@@ -135,8 +135,9 @@ class ZfsBackend:
     name = "zfs"
     copies = False
 
-    #: how long `abort_receive` waits for zfs-fuse to discard an interrupted receive
-    discard_wait_s = 30.0
+    #: how long `abort_receive` waits for zfs-fuse to discard an interrupted receive (30 s
+    #: was once too short on this project's busy 2-core machine)
+    discard_wait_s = 90.0
 
     def __init__(self, *, program: str = "zfs", run: Runner = _process.run,
                  lzc: Any | None = None, use_lzc: bool = True,
