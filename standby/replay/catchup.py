@@ -188,8 +188,7 @@ def run(site: Site, *, mailbox_ids: Iterable[int] | None = None, workers: int = 
             res.behind[m] = site.index.pending_counts([m]).get(m, 0)
         except sqlite3.DatabaseError:
             res.behind[m] = 0
-        finally:
-            site.index.close()
+    site.index.close()
     if everything and not res.behind:
         site.index.clear_behind()
         res.marker_cleared = True

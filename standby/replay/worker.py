@@ -198,9 +198,8 @@ class _Deferred(IndexOverlay):
         self.pending: dict[int, tuple[Doc | None, Callable[[], MessageFields] | None]] = {}
 
     def _item(self, item_id: int, type: int, folder_id: int, mod_content: int) -> None:
-        if not self.fresh and self.idx.listed(item_id):
-            self.db.execute("DELETE FROM docs WHERE rowid = ?", (item_id,))
-            self.db.execute("DELETE FROM pending WHERE id = ?", (item_id,))
+        if not self.fresh:
+            self.idx.drop_text(item_id)
         self.db.execute("INSERT OR REPLACE INTO items (id, type, folder_id, mod_content)"
                         " VALUES (?, ?, ?, ?)", (item_id, type, folder_id, mod_content))
 

@@ -140,8 +140,7 @@ class MailboxIndex:
 
     # -- documents --------------------------------------------------------------------------
     def put(self, doc: Doc) -> None:
-        self.db.execute("DELETE FROM docs WHERE rowid = ?", (doc.item_id,))
-        self.db.execute("DELETE FROM pending WHERE id = ?", (doc.item_id,))
+        self.drop_text(doc.item_id)
         self.db.execute("INSERT INTO docs (rowid, subject, sender, recipients, body)"
                         " VALUES (?, ?, ?, ?, ?)",
                         (doc.item_id, doc.subject, doc.sender, doc.recipients, doc.body))
@@ -165,7 +164,7 @@ class MailboxIndex:
         body when known, else it comes from the blob); any document it had is removed (`fresh`:
         the caller knows there is none)."""
         if not fresh:
-            self.db.execute("DELETE FROM docs WHERE rowid = ?", (item_id,))
+            self.drop_text(item_id)
         self._put_item(item_id, type, folder_id, mod_content)
         self.db.execute("INSERT OR REPLACE INTO pending (id, subject, sender, recipients, body)"
                         " VALUES (?, ?, ?, ?, ?)", (item_id, *(text or (None,) * 4)))
@@ -184,11 +183,12 @@ class MailboxIndex:
         self.db.executemany("DELETE FROM pending WHERE id = ?", rows)
         self.db.executemany("DELETE FROM items WHERE id = ?", rows)
 
-    def listed(self, item_id: int) -> bool:
-        """Whether the index has an items row for this id (without one it has no document and
-        no pending entry: the invariants)."""
-        return self.db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() \
-            is not None
+    def drop_text(self, item_id: int) -> None:
+        """Remove an item's document and pending entry, if the index lists the item (one it
+        does not list has neither: the invariants; an FTS5 delete costs more than the look)."""
+        if self.db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone():
+            self.db.execute("DELETE FROM docs WHERE rowid = ?", (item_id,))
+            self.db.execute("DELETE FROM pending WHERE id = ?", (item_id,))
 
     def wipe(self) -> None:
         """Every document, item and folder gone, and the index marked as a deleted mailbox's."""
@@ -363,8 +363,8 @@ class IndexStore:
 
     def size(self, mailbox_id: int) -> int:
         """Bytes of a mailbox's index and its WAL (0 if it has none)."""
-        n = 0
-        for p in (self.path(mailbox_id), self.path(mailbox_id).with_name("index.sqlite-wal")):
+        n, db = 0, self.path(mailbox_id)
+        for p in (db, db.with_name(db.name + "-wal")):
             try:
                 n += p.stat().st_size
             except FileNotFoundError:
