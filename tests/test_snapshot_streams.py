@@ -292,9 +292,10 @@ def test_zfs_fuse_abort_waits_until_the_interrupted_receive_is_discarded(full: b
     stuck = zfs.ZfsBackend(run=Leftover(polls=10**6, full=full), use_lzc=False, sleep=sleep,
                            clock=lambda: now[0])
     left = "q/sb/db exists without any snapshot" if full else "q/sb/db/%s2 exists"
-    with pytest.raises(StateConflict, match=f"{left} after 30 s") as ei:
+    wait = f"{zfs.ZfsBackend.discard_wait_s:g} s"
+    with pytest.raises(StateConflict, match=f"{left} after {wait}") as ei:
         stuck.abort_receive(StreamTarget("q/sb/db"), snap("p/db@s2"))
-    assert f"zfs destroy {left.split()[0]}" in (ei.value.hint or "")
+    assert f"`zfs destroy {left.split()[0]}` there" in (ei.value.hint or "")
 
 
 def test_zfs_remote_target_runs_over_ssh_and_detects_there() -> None:

@@ -407,15 +407,17 @@ class ZfsBackend:
         deadline = self._clock() + self.discard_wait_s
         while (left := self._receive_leftover(ds, name, target.remote)) is not None:
             if self._clock() >= deadline:
+                dataset, what = left
                 raise StateConflict(
-                    f"{target}: {left} after {self.discard_wait_s:g} s; an interrupted receive "
+                    f"{target}: {what} after {self.discard_wait_s:g} s; an interrupted receive "
                     "is still being discarded, or it was made by hand",
-                    hint=f"retry later; if it holds nothing you need, `zfs destroy {left}` "
+                    hint=f"retry later; if it holds nothing you need, `zfs destroy {dataset}` "
                          "there")
             self._sleep(0.1)
 
     def _receive_leftover(self, ds: str, name: str, remote: _process.Remote | None
-                          ) -> str | None:
+                          ) -> tuple[str, str] | None:
+        """The dataset an interrupted receive left, and what is wrong with it; None if none."""
         res = self._run_at(remote, received_cmd(self.program, ds), check=False)
         if res.returncode != 0:
             if "does not exist" in res.stderr.decode("utf-8", "replace"):
@@ -423,10 +425,10 @@ class ZfsBackend:
             raise ServiceError(f"cannot look at ZFS {ds} at {host_name(remote)}: "
                                f"{res.stderr.decode('utf-8', 'replace').strip()}")
         if not parse_received(res.text, ds):
-            return f"{ds} exists without any snapshot"
+            return ds, f"{ds} exists without any snapshot"
         for clone in (f"{ds}/%{name}", f"{ds}/%recv"):  # pool version 23; OpenZFS
             if self._prop(clone, "type", remote) is not None:
-                return f"{clone} exists"
+                return clone, f"{clone} exists"
         return None
 
     def _run_at(self, remote: _process.Remote | None, cmd: _process.Command, *,
