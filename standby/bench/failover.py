@@ -27,9 +27,9 @@ run; `rto_search_s` adds the catch-up command's.
 The disk is shared: the folder (`bench.workdir`) is checked for room first and removed however
 the run ends; the set's copy of the log is dropped (the standbys link the primary's), the
 primary's volumes go once its digest is taken, and each standby once measured, followed by a
-pause (`workdir.SETTLE_S`: on ext4, files created within half a minute of a mass removal are several
-times slower to create), so at most one store's volumes exist beside the log and the set
-(`work_folder_peak_gb`).
+pause (`workdir.SETTLE_S`: on ext4 without a journal, files created within a minute of a mass
+removal are many times slower to create), so at most one store's volumes exist beside the log
+and the set (`work_folder_peak_gb`).
 """
 
 from __future__ import annotations

@@ -126,8 +126,6 @@ class Changes:
     delete_tags: list[int] = field(default_factory=list)
     tags: list[list[Any]] = field(default_factory=list)
     tombstones: list[tuple[Any, ...]] = field(default_factory=list)
-    # (id, mod_content) of blob files of pre-existing rows this run deleted or replaced
-    blob_garbage: list[tuple[int, int]] = field(default_factory=list)
     config: list[ConfigOp] = field(default_factory=list)  # run in order after the rows
 
 
@@ -371,9 +369,6 @@ class MailboxModel:
             if i in self.pre:
                 ch.delete_items.append(i)
                 ch.delete_tagged_for.append(i)
-                mc = self.pre_blob.get(i)
-                if mc is not None and (r is None or r[DIGEST] is None or r[MOD_CONTENT] != mc):
-                    ch.blob_garbage.append((i, mc))
             if r is not None:
                 if r[TYPE] == TYPE_MESSAGE and r[C["sender"]] is _PENDING:
                     self._fill_message(r)

@@ -8,7 +8,11 @@ For each mailbox of a chunk, in the order the ops committed:
 2. blobs: every message or contact blob the run leaves in the database is written if missing or
    wrong; blobs of items created and deleted within the chunk are never written. A mailbox's
    writes start once it is folded, while the rest of the chunk folds, and run on while the
-   next chunk is folded; the next chunk's blob garbage, and the end, wait for them;
+   next chunk is folded; the end waits for them. Blob files no row refers to any more are
+   removed only then, by the garbage pass (`finish`): on ext4 without a journal every inode
+   freed in the last minute is walked past by each new file's allocation in its group, so
+   removals made between a replay's creates cost each later create in that group (perf: a
+   fifth of a failover replay's CPU);
 3. index: the ops run against the mailbox's SQLite index in one transaction, gated by its own
    change number; documents are inserted only for items still present at the end of the chunk,
    so a message created and deleted within it is never tokenized.
@@ -353,8 +357,7 @@ class Worker:
         # A mailbox's blobs are written as soon as its fold is done, in a small pool (file
         # creation mostly waits in the kernel), while the next mailboxes fold: they depend on
         # nothing later in the chunk. A copy may read its source's blob file: one the previous
-        # chunk's jobs may still be writing (its job for the mailbox goes first), or one this
-        # chunk's garbage removes (the garbage job waits for this chunk's writes).
+        # chunk's jobs may still be writing (its job for the mailbox goes first).
         writing: dict[int, Future[tuple[Counter[str], float, float]]] = {}
         for m, ops in built.items():
             stats.ops += len(ops)
@@ -375,9 +378,7 @@ class Worker:
         # waits on MariaDB), blobs in their pool, the index here. Threads release the GIL while
         # they wait, so the waits overlap. Blob writes may run on into the next chunk's fold
         # (which reads only the database): this chunk returns once its rows and index are
-        # committed. Its blob garbage waits for the previous chunk's blob writes, the only ones
-        # it could remove (garbage is always a blob of a row from before the chunk, never one
-        # the chunk writes).
+        # committed, after the previous chunk's blob writes.
         before = self.writer.rows_loaded
         db_job = self.dbio.submit(self._timed, self.writer.write, all_changes)
         blob_jobs = list(writing.values())
@@ -393,8 +394,7 @@ class Worker:
         t2 = tm()
         self._collect(self.inflight, stats)
         stats.seconds["blob_wait"] += tm() - t2
-        self.inflight = blob_jobs + [self.io.submit(self._timed, self._drop_garbage,
-                                                    all_changes, blob_jobs)]
+        self.inflight = blob_jobs
         self.writing = writing
         stats.rows_loaded = self.writer.rows_loaded - before
         stats.seconds["chunk"] += tm() - t0
@@ -402,13 +402,12 @@ class Worker:
 
     def _collect(self, jobs: list[Future[tuple[Counter[str], float, float]]],
                  stats: ChunkStats) -> None:
-        """Wait for blob jobs (writes and garbage) and add what they did to `stats`."""
+        """Wait for blob writes and add what they did to `stats`."""
         for job in jobs:
             counts, secs, csecs = job.result()
             stats.blob.update(counts)
-            phase = "blob_garbage" if "deleted" in counts else "blobs"
-            stats.seconds[phase] += secs
-            stats.cpu[phase] += csecs
+            stats.seconds["blobs"] += secs
+            stats.cpu["blobs"] += csecs
         jobs.clear()
         stats.errors.extend(self.blob_errors)
         self.blob_errors.clear()
@@ -554,25 +553,6 @@ class Worker:
                 self.blobstore.write(Path(path), data)
             counts["written"] += 1
         return counts
-
-    def _drop_garbage(self, changes: list[Any], writes: list[Future[Any]]) -> Counter[str]:
-        """Remove the blob files of rows the chunk deleted or replaced, now that the database
-        no longer refers to them (so no committed row ever points at a missing blob), once the
-        chunk's `writes` are done (a copy may read a source the chunk then deleted). Done
-        here rather than at the end, so it overlaps other work; what is left over (blobs of
-        rows the database had removed before the run) is found by the garbage pass at the
-        end."""
-        for job in writes:  # submitted before this job to the same FIFO pool
-            job.result()
-        root, n = self.cfg.blob_root, 0
-        for ch in changes:
-            for item_id, mc in ch.blob_garbage:
-                try:
-                    os.unlink(f"{root}/{blob_relpath(ch.mailbox_id, item_id, mc)}")
-                    n += 1
-                except FileNotFoundError:
-                    pass
-        return Counter({"deleted": n})
 
     @staticmethod
     def _create(path: str, fill: Any) -> bool:
