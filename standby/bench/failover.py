@@ -25,11 +25,12 @@ sampled from /proc for each run. `rto_mail_s` is the restore plus the replay com
 run; `rto_search_s` adds the catch-up command's.
 
 The disk is shared: the folder (`bench.workdir`) is checked for room first and removed however
-the run ends; the set's copy of the log is dropped (the standbys link the primary's), the
-primary's volumes go once its digest is taken, and each standby once measured, followed by a
-pause (`workdir.SETTLE_S`: on ext4 without a journal, files created within a minute of a mass
-removal are many times slower to create), so at most one store's volumes exist beside the log
-and the set (`work_folder_peak_gb`).
+the run ends; the set's copy of the log is dropped (the standbys link the primary's). Where the
+disk has room for the rest of the run beside them, the primary's volumes and each measured
+standby's are kept until the end: on ext4 without a journal, files created within minutes of a
+mass removal are many times slower to create. Otherwise each goes once measured, followed by a
+pause (`workdir.SETTLE_S`), so at most one store's volumes exist beside the log and the set;
+`stores_removed_between_runs` says which happened, `work_folder_peak_gb` what it cost.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from typing import Any
 from standby._process import forking
 from standby import settings as settings_mod
 from standby.bench import synth
-from standby.bench.workdir import drop_volumes, folder_bytes, work_folder
+from standby.bench.workdir import MARGIN_BYTES, drop_volumes, folder_bytes, work_folder
 from standby.bench.replay import (
     NAIVE_MIN_OPS,
     ceiling,
@@ -288,12 +289,21 @@ def disk_estimate(total_ops: int) -> int:
 
 
 class _Folder:
-    """The work folder: stores made in it, its peak size, removal of a store once measured."""
+    """The work folder: stores made in it, its peak size, removal of a store once measured.
+
+    A measured store is removed at once only when the disk lacks room for the rest of the run
+    (`need` more bytes plus the margin) with it kept: otherwise it stays until the folder goes.
+    A removal costs the next store's file creates for minutes on ext4 without a journal (each
+    inode freed in the last minute is walked past by every allocation in its group, for six
+    minutes while its inode table block is unwritten, and each create there dirties that block
+    again), which would charge the replays for the benchmark's own clean-up."""
 
     def __init__(self, base: Path, key: str, server_id: str, out: dict[str, Any],
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None], need: int = 0) -> None:
         self.base, self.key, self.server_id, self.out, self.say = base, key, server_id, out, say
         self.peak = 0
+        self.need = need
+        out["stores_removed_between_runs"] = 0
 
     def store(self, name: str) -> Settings:
         return _store(self.base, name, self.server_id, self.key)
@@ -304,8 +314,15 @@ class _Folder:
 
     def drop(self, s: Settings, *, volumes: tuple[str, ...] = ("db", "blob", "index", "redolog")
              ) -> None:
-        """Remove a measured store's volumes (after noting the folder's size)."""
+        """Remove a measured store's volumes (after noting the folder's size), or, with room
+        to spare, only stop it."""
         self.measure()
+        if shutil.disk_usage(self.base).free >= self.need + MARGIN_BYTES:
+            control.stop(s, timeout=60)
+            self.say(f"kept the volumes of {s.state_dir.parent.name} (room to spare): they go "
+                     "with the folder")
+            return
+        self.out["stores_removed_between_runs"] += 1
         drop_volumes(s, volumes, self.say)
 
 
@@ -318,7 +335,7 @@ def run(*, history_ops: int = 500_000, ops: int = 300_000, accounts: int = 500, 
     out["disk_estimate_gb"] = round(need / 2**30, 1)
     with work_folder("standby-bench-failover-", workdir=workdir, need_bytes=need, keep=keep,
                      say=say) as base:
-        f = _Folder(base, secrets.token_hex(32), "bench-failover", out, say)
+        f = _Folder(base, secrets.token_hex(32), "bench-failover", out, say, need)
         p, m, want = _primary(f, history_ops=history_ops, ops=ops, accounts=accounts,
                               seed=seed)
         log_dir = p.volumes.redolog.path

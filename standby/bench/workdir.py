@@ -35,11 +35,13 @@ from standby.store import control
 
 # Seconds to wait after removing a store (a few hundred thousand files) and writing the removal
 # back (syncfs), before the next measurement. ext4 without a journal (this machine's root file
-# system) will not reuse an inode freed less than 60 s ago (6 min while its inode table block is
-# unwritten): each new file's allocation walks past every such inode, reading its table block
+# system) will not reuse an inode freed less than 60 s ago, or 6 min while its inode table block
+# is unwritten: each new file's allocation walks past every such inode, reading its table block
 # from the buffer cache, and a file create costs 10-20 times its settled cost (perf: most of the
 # time in `recently_deleted`). Measured here: 100k files removed, synced, then creates cost
-# 227 and 175 us/file 0 and 20 s after, 9.5 us/file from 41 s on (the removal took 15 s).
+# 227 and 175 us/file 0 and 20 s after, 9.5 us/file from 41 s on (the removal took 15 s). A
+# store created there at once dirties those blocks again, so this pause only shortens the
+# slowdown; a benchmark with room keeps its stores instead (`bench.failover`).
 SETTLE_S = 65.0
 OWNER = "owner.pid"
 KEPT = "kept"  # a folder kept on request (--keep): never swept
