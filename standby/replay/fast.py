@@ -8,8 +8,9 @@ forward for a chunk (`worker.Worker`) while the main process decodes the next on
 order is kept because a mailbox always goes to the same worker and chunks are processed in order.
 Memory is bounded by the chunk size, not by the length of the log.
 
-Blob deletions of items the database had already removed are made at the end by each worker's
-garbage pass over the mailboxes it touched, as in the naive engine.
+Blob files no row refers to any more (of items the replay deleted or replaced, or the database
+had already removed) are removed at the end by each worker's garbage pass over the mailboxes it
+touched, as in the naive engine.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ For each mailbox of a chunk, in the order the ops committed:
    next chunk is folded; the end waits for them. Blob files no row refers to any more are
    removed only then, by the garbage pass (`finish`): on ext4 without a journal every inode
    freed in the last minute is walked past by each new file's allocation in its group, so
-   removals made between a replay's creates cost each later create in that group (perf: a
-   fifth of a failover replay's CPU);
+   removals made between a replay's creates cost each later create in that group (perf put a
+   fifth of a failover benchmark's replay CPU in that walk, this and the benchmark's own
+   removal of the previous store together);
 3. index: the ops run against the mailbox's SQLite index in one transaction, gated by its own
    change number; documents are inserted only for items still present at the end of the chunk,
    so a message created and deleted within it is never tokenized.
