@@ -118,3 +118,16 @@ def test_no_start_without_room(tmp_path: Path) -> None:
     assert "GB free" in str(e.value) and e.value.exit_code == 4
     assert not list(tmp_path.glob(f"{PREFIX}*"))
     assert workdir.folder_bytes(tmp_path) == 0
+
+
+def test_a_measured_store_is_kept_while_the_disk_has_room_and_removed_otherwise(
+        tmp_path: Path) -> None:
+    from standby.bench.replay import make_store
+
+    said: list[str] = []
+    s = make_store(tmp_path / "a")
+    (s.volumes.blob.path / "x.msg").write_bytes(b"x")
+    assert not workdir.drop_volumes(s, ("blob",), said.append, settle_s=0, keep_if_room=0)
+    assert (s.volumes.blob.path / "x.msg").exists() and "kept the volumes of a" in said[-1]
+    assert workdir.drop_volumes(s, ("blob",), said.append, settle_s=0, keep_if_room=1 << 60)
+    assert not s.volumes.blob.path.exists() and "removed the blob volumes of a" in said[-1]

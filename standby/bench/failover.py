@@ -52,7 +52,7 @@ from typing import Any
 from standby._process import forking
 from standby import settings as settings_mod
 from standby.bench import synth
-from standby.bench.workdir import MARGIN_BYTES, drop_volumes, folder_bytes, work_folder
+from standby.bench.workdir import drop_volumes, folder_bytes, work_folder
 from standby.bench.replay import (
     NAIVE_MIN_OPS,
     ceiling,
@@ -292,11 +292,9 @@ class _Folder:
     """The work folder: stores made in it, its peak size, removal of a store once measured.
 
     A measured store is removed at once only when the disk lacks room for the rest of the run
-    (`need` more bytes plus the margin) with it kept: otherwise it stays until the folder goes.
-    A removal costs the next store's file creates for minutes on ext4 without a journal (each
-    inode freed in the last minute is walked past by every allocation in its group, for six
-    minutes while its inode table block is unwritten, and each create there dirties that block
-    again), which would charge the replays for the benchmark's own clean-up."""
+    (`need` more bytes plus the margin) with it kept: otherwise it stays until the folder goes,
+    as a removal would slow the next store's file creates for minutes (`workdir.SETTLE_S`) and
+    charge the replays for the benchmark's own clean-up."""
 
     def __init__(self, base: Path, key: str, server_id: str, out: dict[str, Any],
                  say: Callable[[str], None], need: int = 0) -> None:
@@ -317,13 +315,8 @@ class _Folder:
         """Remove a measured store's volumes (after noting the folder's size), or, with room
         to spare, only stop it."""
         self.measure()
-        if shutil.disk_usage(self.base).free >= self.need + MARGIN_BYTES:
-            control.stop(s, timeout=60)
-            self.say(f"kept the volumes of {s.state_dir.parent.name} (room to spare): they go "
-                     "with the folder")
-            return
-        self.out["stores_removed_between_runs"] += 1
-        drop_volumes(s, volumes, self.say)
+        if drop_volumes(s, volumes, self.say, keep_if_room=self.need):
+            self.out["stores_removed_between_runs"] += 1
 
 
 def run(*, history_ops: int = 500_000, ops: int = 300_000, accounts: int = 500, seed: int = 1,

@@ -349,8 +349,8 @@ def run(*, ops: int, workdir: Path | None = None, seed: int = 1, accounts: int =
         rows_per_op = res.rows_loaded / max(res.ops_applied, 1)
         files_per_op = res.blob.get("written", 0) / max(res.ops_applied, 1)
         # The whole log's store is done with: its volumes go (the disk is shared), and the
-        # next runs wait for the file system to settle (ext4 skips inodes freed in the last
-        # half minute, which would slow the naive run's blob creates).
+        # next runs wait for the file system to settle (`workdir.SETTLE_S`: on ext4 without a
+        # journal the removal still slows the naive run's blob creates for minutes after).
         out["work_folder_peak_gb"] = round(folder_bytes(base) / 2**30, 2)
         drop_volumes(fs, ("db", "blob", "index"), say)
 

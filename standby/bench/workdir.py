@@ -94,17 +94,26 @@ def sweep_abandoned(parent: Path, prefix: str, say: Callable[[str], None]) -> li
 
 
 def drop_volumes(s: settings_mod.Settings, volumes: tuple[str, ...],
-                 say: Callable[[str], None], *, settle_s: float = SETTLE_S) -> None:
+                 say: Callable[[str], None], *, settle_s: float = SETTLE_S,
+                 keep_if_room: int | None = None) -> bool:
     """Stop a store measured already and remove these volumes of it, then let the file system
     settle (the removal written back, then `settle_s`) so the next measurement does not pay for
-    the removal."""
+    the removal; True if removed. With `keep_if_room`, a store is only stopped while the disk
+    has that many bytes free beside it plus the margin: it goes with the work folder, and the
+    next measurement pays nothing (the pause only shortens the slowdown, see `SETTLE_S`)."""
     control.stop(s, timeout=60)
+    if keep_if_room is not None and \
+            shutil.disk_usage(s.state_dir.parent).free >= keep_if_room + MARGIN_BYTES:
+        say(f"kept the volumes of {s.state_dir.parent.name} (room to spare): they go with the "
+            "folder")
+        return False
     for v in volumes:
         shutil.rmtree(getattr(s.volumes, v).path, ignore_errors=True)
     say(f"removed the {', '.join(volumes)} volumes of {s.state_dir.parent.name}; waiting "
         f"{settle_s:.0f} s for the file system")
     syncfs(s.state_dir.parent)
     time.sleep(settle_s)
+    return True
 
 
 def folder_bytes(d: Path) -> int:
